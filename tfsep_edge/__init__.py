@@ -1,0 +1,24 @@
+"""tfsep-edge: TF-SepNet from a PyTorch checkpoint to a verified INT8 model on an edge CPU.
+
+The light runtime (audio, frontend, runtime, bench) needs only numpy, onnxruntime, soundfile
+and soxr; `TFSepNet` and `load_model` import torch on first use.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["TFSepNet", "load_model", "__version__"]
+
+
+def __getattr__(name: str):
+    # Lazy: `import tfsep_edge` must work where torch is not installed.
+    if name == "TFSepNet":
+        from .model import TFSepNet
+
+        return TFSepNet
+    if name == "load_model":
+        from .checkpoint import load_model
+
+        return load_model
+    raise AttributeError(name)

@@ -1,0 +1,73 @@
+"""Read any WAV, downmix, resample to the front end's rate, cut/pad into 1-s windows. No torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .config import DEFAULT_FRONTEND, FrontendConfig
+from .errors import TfsepError
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+
+
+def resample(wave: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
+    """Band-limited resampling with soxr (high quality), float32 out."""
+    if orig_rate == target_rate:
+        return wave.astype(np.float32, copy=False)
+    import soxr
+
+    return soxr.resample(wave.astype(np.float32, copy=False), orig_rate, target_rate, quality="HQ").astype(
+        np.float32, copy=False
+    )
+
+
+def load_audio(path: str | Path, cfg: FrontendConfig = DEFAULT_FRONTEND) -> np.ndarray:
+    """Mono float32 waveform at cfg.sample_rate; TfsepError (naming the file) on bad audio."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise TfsepError(f"{path}: no such audio file")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises several types for broken files
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TfsepError(f"{path}: cannot read as audio ({reason}); re-export it as a WAV file") from None
+    if data.shape[0] == 0:
+        raise TfsepError(f"{path}: has 0 samples; nothing to classify")
+    if not np.isfinite(data).all():
+        raise TfsepError(f"{path}: contains NaN or infinite samples; re-export the audio")
+    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if not np.any(mono):
+        raise TfsepError(f"{path}: is digital silence (all samples zero); nothing to classify")
+    return resample(mono, rate, cfg.sample_rate)
+
+
+def split_windows(wave: np.ndarray, cfg: FrontendConfig = DEFAULT_FRONTEND) -> np.ndarray:
+    """(n_windows, clip_samples): a short clip is zero-padded, a long one cut into 1-s windows.
+
+    A trailing remainder shorter than half a window is dropped (unless it is all there is),
+    so a clip of 1.01 s is not judged on a window that is 99% padding.
+    """
+    n = cfg.clip_samples
+    full, rest = divmod(len(wave), n)
+    count = full + (1 if rest >= n // 2 or full == 0 else 0)
+    out = np.zeros((count, n), dtype=np.float32)
+    usable = min(len(wave), count * n)
+    out.reshape(-1)[:usable] = wave[:usable]
+    return out
+
+
+def find_audio(paths: list[str | Path]) -> list[Path]:
+    """Expand files and folders (recursively) into a sorted list of audio files."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found.extend(sorted(q for q in p.rglob("*") if q.suffix.lower() in AUDIO_SUFFIXES and q.is_file()))
+        elif p.exists():
+            found.append(p)
+        else:
+            raise TfsepError(f"{p}: no such file or folder")
+    return found

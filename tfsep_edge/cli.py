@@ -1,0 +1,85 @@
+"""The `tfsep-edge` command line. Parses options, calls one function, prints.
+
+Nothing heavy is imported at module level: torch-only commands import torch inside, and say
+how to install it when it is missing. Errors a user can cause (TfsepError) become one line
+on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import TfsepError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="TF-SepNet from a PyTorch checkpoint to a verified INT8 model on an edge CPU.",
+)
+
+TORCH_HINT = "this command needs PyTorch; install the heavy tooling with: pip install 'tfsep-edge[torch]'"
+
+
+def require_torch() -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise TfsepError(TORCH_HINT) from None
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def user_errors(fn):
+    """Turn TfsepError into one line on stderr and exit code 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except TfsepError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@app.command()
+@user_errors
+def budget(
+    model: Optional[Path] = typer.Argument(None, help="checkpoint, quantized model or ONNX file"),
+    width: Optional[int] = typer.Option(None, "--width", help="count an untrained model of this width"),
+    shuffle_groups: Optional[int] = typer.Option(None, "--shuffle-groups", help="default width // 4"),
+    n_mels: int = typer.Option(128, "--n-mels"),
+    frames: int = typer.Option(44, "--frames"),
+    dtype: str = typer.Option("int8", "--dtype", help="int8 | float16 | float32: storage type of the parameters"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    sweep: bool = typer.Option(False, "--sweep", help="list every valid width 8..64 and the largest that fits"),
+) -> None:
+    """Parameters, bytes and MACs by the official DCASE (NeSsi) rule; PASS/FAIL against the limits."""
+    from .budget import budget_command
+
+    code = budget_command(
+        model=model, width=width, shuffle_groups=shuffle_groups, n_mels=n_mels, frames=frames,
+        dtype=dtype, as_json=as_json, sweep=sweep,
+    )
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Atomic writes: every file tfsep-edge produces goes through here."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from .errors import TfsepError
+
+
+def check_writable_dir(target: Path) -> None:
+    """Fail early, with a clear message, if `target`'s folder is missing or read-only."""
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise TfsepError(f"{target}: folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise TfsepError(f"{target}: folder {folder} is not writable; choose another output path")
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to `target`; rename it onto `target` only if the block succeeds.
+
+    Whatever goes wrong inside the block (an exception, a failed validation), nothing is left at
+    `target` and the temporary file is removed. The file is fsynced before the rename.
+    """
+    target = Path(target)
+    check_writable_dir(target)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent if str(target.parent) else "."
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_bytes_atomic(target: str | Path, data: bytes) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(target: str | Path, text: str) -> None:
+    write_bytes_atomic(target, text.encode("utf-8"))
+
+
+def write_atomic(target: str | Path, writer: Callable[[Path], None]) -> None:
+    """Call `writer(tmp_path)` and move the result onto `target` atomically."""
+    with atomic_path(target) as tmp:
+        writer(tmp)
