@@ -64,7 +64,9 @@ def read_checkpoint(path: str | Path) -> dict:
                 f"{path}: holds pickled Python objects that tfsep-edge will not unpickle; "
                 "save a plain state_dict (torch.save(model.state_dict(), path))"
             ) from None
-        raise TfsepError(f"{path}: not a readable PyTorch checkpoint (truncated or another format: {first[:120]})") from None
+        raise TfsepError(
+            f"{path}: not a readable PyTorch checkpoint (truncated or another format: {first[:120]})"
+        ) from None
     except Exception as exc:  # anything else torch.load raises on garbage
         raise TfsepError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__})") from None
     if not isinstance(obj, dict):
@@ -75,7 +77,7 @@ def read_checkpoint(path: str | Path) -> dict:
 def _strip_prefix(state: dict) -> dict:
     for prefix in ("module.", "model.", "net.", "student.", "_orig_mod."):
         if state and all(isinstance(k, str) and k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
+            state = {k[len(prefix) :]: v for k, v in state.items()}
     return state
 
 
@@ -103,9 +105,7 @@ def infer_width(state: dict, path: Path) -> int:
     return stem.shape[0] // 2
 
 
-def model_from_state(
-    state: dict, path: Path, width: int, shuffle_groups: int | None, dropout: float = 0.2
-) -> TFSepNet:
+def model_from_state(state: dict, path: Path, width: int, shuffle_groups: int | None, dropout: float = 0.2) -> TFSepNet:
     try:
         model = TFSepNet(width=width, shuffle_groups=shuffle_groups, dropout=dropout)
     except TfsepError as exc:
@@ -118,13 +118,16 @@ def model_from_state(
         parts = []
         if wrong:
             k = wrong[0]
-            parts.append(f"{len(wrong)} shape mismatches (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
+            parts.append(
+                f"{len(wrong)} shape mismatches (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})"
+            )
         if missing:
             parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
         raise TfsepError(
-            f"{path}: not a TF-SepNet of width {width}: " + "; ".join(parts)
+            f"{path}: not a TF-SepNet of width {width}: "
+            + "; ".join(parts)
             + " (another architecture, width or a truncated checkpoint)"
         )
     model.load_state_dict(state)
@@ -156,9 +159,13 @@ def load_checkpoint(
         kind = "tfsep-edge"
     else:
         state = _find_state_dict(obj, path)
-        width, groups, dropout, frontend, labels, kind = infer_width(state, path), shuffle_groups, 0.2, DEFAULT_FRONTEND, list(LABELS), "reference"
+        width, groups, dropout = infer_width(state, path), shuffle_groups, 0.2
+        frontend, labels, kind = DEFAULT_FRONTEND, list(LABELS), "reference"
     if expected_width is not None and width != expected_width:
-        raise TfsepError(f"{path}: holds a width-{width} TF-SepNet, not width {expected_width}; drop --width or pick the matching checkpoint")
+        raise TfsepError(
+            f"{path}: holds a width-{width} TF-SepNet, not width {expected_width}; "
+            "drop --width or pick the matching checkpoint"
+        )
     model = model_from_state(state, path, width, groups, dropout)
     info = {"format": kind, "frontend": frontend, "labels": labels, "meta": obj.get("meta", {}), "payload": obj}
     return model, info

@@ -71,8 +71,14 @@ def budget(
     from .budget import budget_command
 
     code = budget_command(
-        model=model, width=width, shuffle_groups=shuffle_groups, n_mels=n_mels, frames=frames,
-        dtype=dtype, as_json=as_json, sweep=sweep,
+        model=model,
+        width=width,
+        shuffle_groups=shuffle_groups,
+        n_mels=n_mels,
+        frames=frames,
+        dtype=dtype,
+        as_json=as_json,
+        sweep=sweep,
     )
     raise typer.Exit(code)
 

@@ -176,9 +176,7 @@ class TFSepNet(nn.Module):
             elif v == "M":
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
             else:
-                layers.append(
-                    TimeFreqSepConvs(channels(width, current), channels(width, v), dropout, groups)
-                )
+                layers.append(TimeFreqSepConvs(channels(width, current), channels(width, v), dropout, groups))
                 current = v
         self.feature = nn.Sequential(*layers)
         self.classifier = nn.Conv2d(channels(width, current), num_classes, 1, bias=True)
