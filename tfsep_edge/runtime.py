@@ -1,0 +1,249 @@
+"""The light edge runtime: an onnxruntime session plus the numpy front end. No torch.
+
+`OnnxClassifier` reads what the model takes from its metadata (config.ONNX_META_*), checks the
+input shape, and classifies log-mels, waveforms or files. `predict_stream` classifies many files
+in fixed-size batches and yields one result per file, so memory does not grow with the count.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import config
+from .audio import load_audio, split_windows
+from .config import DEFAULT_FRONTEND, LABELS, NUM_CLASSES, FrontendConfig
+from .errors import TfsepError
+from .frontend import log_mel
+
+INPUT_KINDS = ("logmel", "waveform")
+EXPORT_HINT = "export it with `tfsep-edge export`"
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def session_options(threads: int = 1):
+    """Sequential execution with `threads` intra-op threads and one inter-op thread."""
+    import onnxruntime as ort
+
+    if threads < 1:
+        raise TfsepError(f"--threads {threads}: must be at least 1")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3  # warnings about unused initializers etc. are noise for users
+    return opts
+
+
+def open_session(path: Path, threads: int = 1):
+    """onnxruntime.InferenceSession on the CPU; TfsepError naming the file if it is not ONNX."""
+    import onnxruntime as ort
+
+    if not path.is_file():
+        raise TfsepError(f"{path}: no such model file")
+    try:
+        return ort.InferenceSession(
+            str(path), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+        )
+    except TfsepError:
+        raise
+    except Exception as exc:  # ORT raises several types (InvalidProtobuf, Fail, InvalidGraph)
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise TfsepError(f"{path}: not a loadable ONNX model ({reason}); {EXPORT_HINT}") from None
+
+
+def _static(dim) -> int | None:
+    return dim if isinstance(dim, int) and dim > 0 else None
+
+
+@dataclass
+class ModelInfo:
+    """What the metadata (or, failing that, the graph) says about a model."""
+
+    input_kind: str
+    labels: tuple[str, ...]
+    frontend: FrontendConfig
+    precision: str
+    width: int | None
+    budget: dict
+    fixed_batch: int | None  # a static batch size baked into the graph (None: dynamic)
+
+
+def read_model_info(session, path: Path) -> ModelInfo:
+    meta = dict(session.get_modelmeta().custom_metadata_map or {})
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(outputs) < 1:
+        raise TfsepError(f"{path}: has {len(inputs)} inputs; a TF-SepNet classifier has one; {EXPORT_HINT}")
+    inp = inputs[0]
+    shape = list(inp.shape)
+    kind = meta.get(config.ONNX_META_INPUT) or {4: "logmel", 2: "waveform"}.get(len(shape), "")
+    if kind not in INPUT_KINDS:
+        raise TfsepError(
+            f"{path}: input '{inp.name}' has shape {shape}; expected (batch, 1, n_mels, frames) log-mel "
+            f"or (batch, samples) waveform; {EXPORT_HINT}"
+        )
+    try:
+        frontend = FrontendConfig.from_dict(json.loads(meta[config.ONNX_META_FRONTEND]))
+    except (KeyError, ValueError, TypeError):
+        frontend = DEFAULT_FRONTEND
+    expected = [None, 1, frontend.n_mels, frontend.n_frames] if kind == "logmel" else [None, frontend.clip_samples]
+    dims_ok = len(shape) == len(expected) and all(
+        e is None or _static(d) is None or d == e for d, e in zip(shape, expected, strict=False)
+    )
+    if not dims_ok or inp.type != "tensor(float)":
+        want = "(batch, " + ", ".join(str(e) for e in expected[1:]) + ")"
+        raise TfsepError(
+            f"{path}: input '{inp.name}' is {inp.type} {shape}, but a {kind} model must take float {want}; "
+            f"{EXPORT_HINT} with the default front end"
+        )
+    out_shape = list(outputs[0].shape)
+    if len(out_shape) != 2 or _static(out_shape[1]) not in (None, NUM_CLASSES):
+        raise TfsepError(f"{path}: output is {out_shape}, expected (batch, {NUM_CLASSES}) logits; {EXPORT_HINT}")
+    try:
+        labels = tuple(json.loads(meta[config.ONNX_META_LABELS]))
+    except (KeyError, ValueError, TypeError):
+        labels = LABELS
+    if labels != LABELS:
+        raise TfsepError(f"{path}: labels {list(labels)[:3]}... are not the ten TAU22 scenes in DCASE order")
+    try:
+        budget = json.loads(meta.get(config.ONNX_META_BUDGET, "{}"))
+    except ValueError:
+        budget = {}
+    width = meta.get(config.ONNX_META_WIDTH)
+    return ModelInfo(
+        input_kind=kind,
+        labels=labels,
+        frontend=frontend,
+        precision=meta.get(config.ONNX_META_PRECISION, "unknown"),
+        width=int(width) if width and str(width).isdigit() else None,
+        budget=budget if isinstance(budget, dict) else {},
+        fixed_batch=_static(shape[0]),
+    )
+
+
+class OnnxClassifier:
+    """A TF-SepNet ONNX model on onnxruntime's CPU provider (1 thread by default: the edge case)."""
+
+    def __init__(self, path: str | Path, threads: int = 1):
+        self.path = Path(path)
+        self.threads = threads
+        self.session = open_session(self.path, threads)
+        self.info = read_model_info(self.session, self.path)
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+
+    # Short names other modules code against.
+    @property
+    def input_kind(self) -> str:
+        return self.info.input_kind
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.info.labels
+
+    @property
+    def frontend(self) -> FrontendConfig:
+        return self.info.frontend
+
+    @property
+    def precision(self) -> str:
+        return self.info.precision
+
+    @property
+    def width(self) -> int | None:
+        return self.info.width
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Feed the model's own input as is -> (B, 10) logits. A graph with a baked-in batch size
+        (some exporters do that) is fed that many rows at a time."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        step = self.info.fixed_batch
+        if step is None or len(x) == step:
+            return self.session.run([self.output_name], {self.input_name: x})[0]
+        if len(x) % step:
+            raise TfsepError(f"{self.path}: takes batches of exactly {step}; got {len(x)} (use --batch {step})")
+        parts = [
+            self.session.run([self.output_name], {self.input_name: x[i : i + step]})[0] for i in range(0, len(x), step)
+        ]
+        return np.concatenate(parts)
+
+    def logits_from_logmel(self, x: np.ndarray) -> np.ndarray:
+        """(B, 1, n_mels, frames) log-mel -> (B, 10) logits."""
+        if self.input_kind != "logmel":
+            raise TfsepError(f"{self.path}: takes waveforms (front end inside the model), not log-mels")
+        return self.run(x)
+
+    def model_input(self, windows: np.ndarray) -> np.ndarray:
+        """What `run` takes for (B, clip_samples) windows: the waveform itself or its numpy log-mel."""
+        windows = np.asarray(windows, dtype=np.float32)
+        if self.input_kind == "waveform":
+            return windows
+        return log_mel(windows, self.frontend)[:, None]
+
+    def logits_from_waveforms(self, windows: np.ndarray) -> np.ndarray:
+        """(B, clip_samples) waveforms at the front end's rate -> (B, 10) logits."""
+        return self.run(self.model_input(windows))
+
+    def predict_file(self, path: str | Path) -> np.ndarray:
+        """(10,) logits of one audio file: the mean of its 1-s window logits."""
+        windows = split_windows(load_audio(path, self.frontend), self.frontend)
+        return self.logits_from_waveforms(windows).mean(axis=0)
+
+
+@dataclass
+class FileResult:
+    path: Path
+    logits: np.ndarray | None  # (10,) mean window logits; None when the file failed
+    error: str | None = None
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        return softmax(self.logits)
+
+
+def predict_stream(clf: OnnxClassifier, files: Iterable[Path], batch: int = 16) -> Iterator[FileResult]:
+    """Classify files in batches of up to `batch` windows, yielding results in input order.
+
+    Only the files of the current batch (and one long file's windows) are held in memory.
+    A file that cannot be read is yielded with its error and skipped.
+    """
+    if batch < 1:
+        raise TfsepError(f"--batch {batch}: must be at least 1")
+    pending: list[tuple[Path, np.ndarray]] = []
+    pending_windows = 0
+
+    def flush() -> Iterator[FileResult]:
+        windows = np.concatenate([w for _, w in pending])
+        logits = np.concatenate(
+            [clf.logits_from_waveforms(windows[i : i + batch]) for i in range(0, len(windows), batch)]
+        )
+        start = 0
+        for path, w in pending:
+            yield FileResult(path, logits[start : start + len(w)].mean(axis=0))
+            start += len(w)
+
+    for path in files:
+        try:
+            windows = split_windows(load_audio(path, clf.frontend), clf.frontend)
+        except TfsepError as exc:
+            yield from flush() if pending else ()
+            pending, pending_windows = [], 0
+            yield FileResult(path, None, str(exc))
+            continue
+        pending.append((path, windows))
+        pending_windows += len(windows)
+        if pending_windows >= batch:
+            yield from flush()
+            pending, pending_windows = [], 0
+    if pending:
+        yield from flush()
