@@ -99,6 +99,22 @@ def synth(
     typer.echo(f"wrote SYNTHETIC TAU22-layout set {path}: {counts['train']} train, {counts['evaluate']} evaluate clips")
 
 
+@app.command()
+@user_errors
+def predict(
+    model: Path = typer.Argument(..., help="ONNX model (from `tfsep-edge export`)"),
+    audio: list[Path] = typer.Argument(..., help="audio files or folders (searched recursively)"),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="write the DCASE Task 1 output (tab-separated)"),
+    top: int = typer.Option(1, "--top", help="print the K most likely scenes per file"),
+    threads: int = typer.Option(1, "--threads", help="onnxruntime intra-op threads"),
+    batch: int = typer.Option(16, "--batch", help="1-s windows per inference call"),
+) -> None:
+    """Classify audio files with an ONNX model, torch-free (the edge runtime)."""
+    from .runtime import predict_command
+
+    raise typer.Exit(predict_command(model, audio, csv, top, threads, batch))
+
+
 def main() -> None:
     app()
 

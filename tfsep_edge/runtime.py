@@ -247,3 +247,87 @@ def predict_stream(clf: OnnxClassifier, files: Iterable[Path], batch: int = 16) 
             pending, pending_windows = [], 0
     if pending:
         yield from flush()
+
+
+def audio_entries(paths: list[Path]) -> list[tuple[Path, str]]:
+    """(file, name for output) for every file or folder argument; a folder's files are named
+    relative to the folder's parent (`audio/x.wav`, as in the DCASE output format)."""
+    from .audio import AUDIO_SUFFIXES, find_audio
+
+    entries: list[tuple[Path, str]] = []
+    for arg in paths:
+        found = find_audio([arg])
+        if arg.is_dir():
+            if not found:
+                kinds = ", ".join(AUDIO_SUFFIXES)
+                raise TfsepError(f"{arg}: folder has no audio files ({kinds}); point at the folder that holds them")
+            entries.extend((f, f.relative_to(arg.parent).as_posix()) for f in found)
+        else:
+            entries.extend((f, str(f)) for f in found)
+    return entries
+
+
+def csv_header() -> str:
+    return "\t".join(["filename", "scene_label", *LABELS]) + "\n"
+
+
+def csv_row(name: str, probs: np.ndarray) -> str:
+    return "\t".join([name, LABELS[int(np.argmax(probs))], *(f"{p:.6f}" for p in probs)]) + "\n"
+
+
+def top_line(name: str, probs: np.ndarray, top: int) -> str:
+    order = np.argsort(-probs, kind="stable")[:top]
+    return "\t".join([name, *(f"{LABELS[i]} {probs[i]:.3f}" for i in order)])
+
+
+def predict_command(
+    model: Path, audio: list[Path], csv: Path | None, top: int, threads: int, batch: int, progress: bool = True
+) -> int:
+    """`tfsep-edge predict`: prints the top scenes per file, optionally writes the DCASE CSV.
+    Returns 0, or 1 if any file could not be classified (those are reported and skipped)."""
+    import sys
+
+    from tqdm import tqdm
+
+    from .fileio import atomic_path
+
+    if threads < 1:
+        raise TfsepError(f"--threads {threads}: must be at least 1")
+    if not 1 <= top <= NUM_CLASSES:
+        raise TfsepError(f"--top {top}: must be between 1 and {NUM_CLASSES}")
+    if batch < 1:
+        raise TfsepError(f"--batch {batch}: must be at least 1")
+    entries = audio_entries(audio)
+    if not entries:
+        raise TfsepError("no audio files given; pass WAV files or folders")
+    clf = OnnxClassifier(model, threads=threads)
+    failed = 0
+
+    def classify(out) -> None:
+        nonlocal failed
+        names = (name for _, name in entries)
+        bar = tqdm(total=len(entries), unit="file", file=sys.stderr, disable=not progress, leave=False)
+        with bar:
+            for result, name in zip(predict_stream(clf, (f for f, _ in entries), batch), names, strict=True):
+                bar.update(1)
+                if result.error is not None:
+                    failed += 1
+                    bar.write(f"error: {result.error}; skipped", file=sys.stderr)
+                    continue
+                probs = result.probabilities
+                bar.write(top_line(name, probs, top), file=sys.stdout)
+                if out is not None:
+                    out.write(csv_row(name, probs))
+
+    if csv is None:
+        classify(None)
+    else:
+        with atomic_path(csv) as tmp:
+            with open(tmp, "w", encoding="utf-8", newline="") as out:
+                out.write(csv_header())
+                classify(out)
+    ok = len(entries) - failed
+    print(f"classified {ok} of {len(entries)} files" + (f", {failed} failed" if failed else ""), file=sys.stderr)
+    if csv is not None:
+        print(f"wrote {csv}", file=sys.stderr)
+    return 1 if failed else 0
