@@ -1,0 +1,618 @@
+"""Static post-training INT8 quantization of TF-SepNet (fuse, calibrate, convert, report).
+
+Interface (used by export.py and budget.py; keep stable):
+    quantize_model(model, calib_batches, options) -> QuantizedArtifact
+    save_artifact(artifact, out_dir) / load_quantized(out_dir) -> QuantizedArtifact
+    QuantizedArtifact.int8_model        PyTorch INT8 nn.Module, (B,1,128,44) log-mel -> (B,10) logits
+    QuantizedArtifact.float_model       the source TFSepNet (float, unfused, eval)
+    QuantizedArtifact.fake_quant_model(act_dtype="int8") float ops + fake-quantize at exactly the
+                                        points, scales and zero points the INT8 model uses
+    QuantizedArtifact.info              dict: engine, observer, versions, float layers, configs,
+                                        labels, storage bytes by type, ...
+
+Flow: eager-mode `torch.ao.quantization` (deprecated in torch 2.13 but complete), behind
+`_prepare` / `_convert` in this module. Tested with torch 2.13.0+cpu and torchao 0.18.0.
+
+Quantization points (one `QuantStub`/quantized module per point):
+    input QuantStub -> stem conv -> [AdaResNorm float island: DeQuant -> norm -> QuantStub]
+    -> MaxPool (on int8) -> TF-SepConv blocks -> classifier conv -> DeQuant -> float mean.
+  Inside a block: fused Conv-BN-ReLU (trans_conv, depthwise, pointwise), shuffle/split/max-pool
+  on quantized tensors (exact: they only move or compare integers), the means over one axis
+  on quantized tensors (PyTorch requantizes them to the input's scale/zero point),
+  residual adds and the concat with FloatFunctional (each its own output scale/zero point).
+  The add is written add(full, broadcast) so the output has the full operand's shape.
+
+Activation/weight types: activations quint8 per tensor; weights qint8 per output channel,
+symmetric (zero point 0). For the x86 engine the activation range is reduced to 7 bits
+(reduce_range=True, PyTorch's own default for fbgemm): the u8*s8 pair sums of AVX2 kernels
+without VNNI saturate int16 otherwise. For the export: a quint8 tensor with (scale s, zero
+point z) holds exactly the same values as a qint8 one with (s, z - 128) over -128..127, so
+`fake_quant_model(act_dtype="int8")` (the default) expresses the activations as int8 and the
+exported QDQ graph runs S8S8 kernels in onnxruntime, which do not saturate on x86 without
+VNNI and match ARM (see ../shared/notes/aarch64-emulation.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import platform
+import re
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import DEFAULT_FRONTEND, LABELS, FrontendConfig
+from .errors import TfsepError
+from .model import AdaResNorm, ChannelShuffle, ConvBlock, ModelConfig, TFSepNet, TimeFreqSepConvs
+
+ENGINES = ("x86", "qnnpack")
+OBSERVERS = ("histogram", "minmax")
+FORMAT = "tfsep-edge/int8"
+FORMAT_VERSION = 1
+MODEL_FILE = "model_int8.pt"
+REPORT_FILE = "quant_report.json"
+CALIB_LIST_FILE = "calibration_list.txt"
+
+
+def default_engine() -> str:
+    """qnnpack on ARM (Raspberry Pi), x86 (fbgemm) elsewhere."""
+    machine = platform.machine().lower()
+    return "qnnpack" if machine.startswith(("arm", "aarch64")) else "x86"
+
+
+# --- warnings -------------------------------------------------------------------------------
+# torch 2.13 marks the whole torch.ao.quantization eager API and quantized tensor creation as
+# deprecated ("will be removed"); both still work and are what this module is built on. Only
+# these known messages are silenced, inside this module's calls; anything else still shows.
+_KNOWN_WARNINGS = (
+    (DeprecationWarning, r".*torch\.ao\.quantization.*"),
+    (DeprecationWarning, r".*deprecated.*"),
+    (UserWarning, r".*quantized tensor creation functions.*deprecated.*"),
+    (UserWarning, r".*torch\.quantize_per_tensor.*deprecated.*"),
+    (UserWarning, r"Please use quant_min and quant_max to specify the range for observers.*"),
+    (UserWarning, r".*must run observer before calling calculate_qparams.*"),
+)
+
+
+@contextlib.contextmanager
+def known_warnings_silenced() -> Iterator[None]:
+    with warnings.catch_warnings():
+        for category, pattern in _KNOWN_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern, category=category)
+        yield
+
+
+@contextlib.contextmanager
+def engine_scope(engine: str) -> Iterator[None]:
+    """Run with torch.backends.quantized.engine set to `engine` (restored afterwards)."""
+    if engine not in torch.backends.quantized.supported_engines:
+        raise TfsepError(
+            f"--engine {engine}: not available in this PyTorch build "
+            f"(available: {', '.join(e for e in torch.backends.quantized.supported_engines if e != 'none')})"
+        )
+    previous = torch.backends.quantized.engine
+    torch.backends.quantized.engine = engine
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = previous
+
+
+# --- the quantization-ready model -----------------------------------------------------------
+# Same weights as TFSepNet; the containers below only add quant stubs, FloatFunctionals and
+# named mean ops so that every quantization point is a module the eager flow (and the
+# fake-quant twin) can see. TFSepNet's own float behaviour is untouched.
+
+
+class QLayer(nn.Module):
+    """One conv unit (stem, fused Conv-BN-ReLU, classifier); int8, or a float island."""
+
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        self.body = body
+        self.float_island = False
+        self.dequant = torch.ao.quantization.DeQuantStub()
+        self.quant = torch.ao.quantization.QuantStub()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.float_island:
+            return self.quant(self.body(self.dequant(x)))
+        return self.body(x)
+
+
+class FloatIsland(nn.Module):
+    """DeQuant -> float module -> Quant: for ops without a good int8 kernel (AdaResNorm)."""
+
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        self.dequant = torch.ao.quantization.DeQuantStub()
+        self.body = body
+        self.quant = torch.ao.quantization.QuantStub()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.quant(self.body(self.dequant(x)))
+
+
+class AxisMean(nn.Module):
+    """x.mean(dim, keepdim=True); a module so the fake-quant twin can requantize it."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(self.dim, keepdim=True)
+
+
+class QBlock(nn.Module):
+    """TimeFreqSepConvs with the adds/concat as FloatFunctionals and each conv a QLayer."""
+
+    def __init__(self, block: TimeFreqSepConvs):
+        super().__init__()
+        self.transition = block.transition
+        self.half = block.half
+        if self.transition:
+            self.trans_conv = QLayer(block.trans_conv)
+        self.freq_dw_conv = QLayer(block.freq_dw_conv)
+        self.temp_dw_conv = QLayer(block.temp_dw_conv)
+        self.freq_pw_conv = QLayer(block.freq_pw_conv)
+        self.temp_pw_conv = QLayer(block.temp_pw_conv)
+        self.shuffle_layer = ChannelShuffle(block.shuffle_layer.groups)
+        self.freq_mean = AxisMean(2)
+        self.temp_mean = AxisMean(3)
+        self.freq_add = torch.ao.nn.quantized.FloatFunctional()
+        self.temp_add = torch.ao.nn.quantized.FloatFunctional()
+        self.concat = torch.ao.nn.quantized.FloatFunctional()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.transition:
+            x = self.trans_conv(x)
+        x = self.shuffle_layer(x)
+        x1, x2 = torch.split(x, self.half, dim=1)
+        y1 = self.freq_pw_conv(self.freq_mean(self.freq_dw_conv(x1)))
+        y1 = self.freq_add.add(x1, y1)  # full-size operand first: output keeps x1's shape
+        y2 = self.temp_pw_conv(self.temp_mean(self.temp_dw_conv(x2)))
+        y2 = self.temp_add.add(x2, y2)
+        return self.concat.cat([y1, y2], dim=1)
+
+
+class QTFSepNet(nn.Module):
+    """TFSepNet rebuilt for eager-mode quantization (sharing nothing: weights are copied)."""
+
+    def __init__(self, model: TFSepNet):
+        super().__init__()
+        model = copy.deepcopy(model).eval()
+        self.config = model.config
+        self.quant = torch.ao.quantization.QuantStub()
+        layers: list[nn.Module] = []
+        for m in model.feature:
+            if isinstance(m, TimeFreqSepConvs):
+                layers.append(QBlock(m))
+            elif isinstance(m, AdaResNorm):
+                layers.append(FloatIsland(m))
+            elif isinstance(m, nn.Conv2d):
+                layers.append(QLayer(m))
+            else:  # MaxPool2d runs on quantized tensors
+                layers.append(m)
+        self.feature = nn.Sequential(*layers)
+        self.classifier = QLayer(model.classifier)
+        self.dequant = torch.ao.quantization.DeQuantStub()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.dequant(self.classifier(self.feature(self.quant(x))))
+        return y.mean((-1, -2))
+
+
+def fuse(qmodel: QTFSepNet) -> QTFSepNet:
+    """Fuse every ConvBlock's Conv-BN-ReLU in place (eval-mode fusion folds BN into the conv)."""
+    for m in qmodel.modules():
+        if isinstance(m, ConvBlock):
+            torch.ao.quantization.fuse_modules(m, [["conv", "bn", "activation"]], inplace=True)
+    return qmodel
+
+
+def conv_layers(qmodel: nn.Module) -> list[str]:
+    """Names of every QLayer (the units sensitivity and fallback work on), in forward order."""
+    return [name for name, m in qmodel.named_modules() if isinstance(m, QLayer)]
+
+
+def fused_float(model: TFSepNet, float_layers: Iterable[str] = ()) -> QTFSepNet:
+    """The fused float quantization-ready model (no observers), islands set for float_layers."""
+    qm = fuse(QTFSepNet(model)).eval()
+    names = set(conv_layers(qm))
+    for name in float_layers:
+        if name not in names:
+            raise TfsepError(f"float layer '{name}': no such conv layer (known: {', '.join(sorted(names))[:200]}...)")
+        qm.get_submodule(name).float_island = True
+    return qm
+
+
+# --- qconfig, prepare, convert ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuantOptions:
+    engine: str = "x86"
+    observer: str = "histogram"
+    float_layers: tuple[str, ...] = ()
+
+    @property
+    def reduce_range(self) -> bool:
+        return self.engine == "x86"
+
+
+def make_qconfig(options: QuantOptions) -> torch.ao.quantization.QConfig:
+    obs = torch.ao.quantization.observer
+    act_cls = obs.HistogramObserver if options.observer == "histogram" else obs.MinMaxObserver
+    activation = act_cls.with_args(
+        dtype=torch.quint8, qscheme=torch.per_tensor_affine, reduce_range=options.reduce_range
+    )
+    weight = obs.PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric)
+    return torch.ao.quantization.QConfig(activation=activation, weight=weight)
+
+
+def _assign_qconfig(qm: QTFSepNet, qconfig) -> None:
+    """qconfig everywhere except the float parts: AdaResNorm bodies and float-island conv bodies."""
+    qm.qconfig = qconfig
+    for m in qm.modules():
+        if isinstance(m, FloatIsland):
+            m.body.qconfig = None
+        elif isinstance(m, QLayer):
+            if m.float_island:
+                m.body.qconfig = None
+            else:  # stubs unused: keep them plain (no observer, no int8 module)
+                m.quant.qconfig = None
+                m.dequant.qconfig = None
+
+
+def _prepare(qm: QTFSepNet, options: QuantOptions) -> nn.Module:
+    _assign_qconfig(qm, make_qconfig(options))
+    with known_warnings_silenced():
+        return torch.ao.quantization.prepare(qm, inplace=False)
+
+
+def _observer_sources(prepared: nn.Module) -> dict[str, str]:
+    """For every observer, the observer of the all-int8 calibration model that saw the same tensor.
+
+    A float-island QLayer's output QuantStub sees what the conv's output observer saw (eager
+    calibration runs float ops throughout), so one calibration serves every float-layer set.
+    """
+    out = {}
+    for name, m in prepared.named_modules():
+        if not name.endswith("activation_post_process"):
+            continue
+        owner = name[: -len(".activation_post_process")]
+        src = name
+        if owner.endswith(".quant"):
+            layer = owner[: -len(".quant")]
+            parent = prepared.get_submodule(layer)
+            if isinstance(parent, QLayer):
+                body = parent.body
+                inner = "body.conv" if isinstance(body, ConvBlock) else "body"
+                src = f"{layer}.{inner}.activation_post_process"
+        out[name] = src
+    return out
+
+
+def _convert(calibrated: nn.Module, model: TFSepNet, options: QuantOptions) -> nn.Module:
+    """INT8 model for options.float_layers, from the observers of the calibrated all-int8 model."""
+    prepared = _prepare(fused_float(model, options.float_layers), options)
+    for name, src in _observer_sources(prepared).items():
+        parent_name, _, attr = name.rpartition(".")
+        setattr(prepared.get_submodule(parent_name), attr, copy.deepcopy(calibrated.get_submodule(src)))
+    with known_warnings_silenced(), engine_scope(options.engine):
+        return torch.ao.quantization.convert(prepared, inplace=False).eval()
+
+
+def calibrate(model: TFSepNet, batches: Iterable[torch.Tensor], options: QuantOptions) -> nn.Module:
+    """Prepare the all-int8 model and run the calibration batches through its observers."""
+    prepared = _prepare(fused_float(model), QuantOptions(options.engine, options.observer, ()))
+    count = 0
+    with torch.no_grad(), known_warnings_silenced():
+        for batch in batches:
+            prepared(batch)
+            count += batch.shape[0]
+    if count == 0:
+        raise TfsepError("calibration: no calibration windows; give at least 2 audio files")
+    return prepared
+
+
+# --- fake-quant twin ----------------------------------------------------------------------------
+
+
+def _act_range(dtype: str) -> tuple[int, int, int]:
+    """(quant_min, quant_max, zero-point shift) to express a quint8 activation in `dtype`."""
+    if dtype == "int8":
+        return -128, 127, -128
+    if dtype == "uint8":
+        return 0, 255, 0
+    raise ValueError(f"act_dtype {dtype!r}: use 'int8' or 'uint8'")
+
+
+class FakeQuant(nn.Module):
+    """Per-tensor fake quantization with fixed qparams (exports to QuantizeLinear/DequantizeLinear)."""
+
+    def __init__(self, scale: float, zero_point: int, act_dtype: str):
+        super().__init__()
+        qmin, qmax, shift = _act_range(act_dtype)
+        self.scale, self.zero_point = float(scale), int(zero_point) + shift
+        self.quant_min, self.quant_max = qmin, qmax
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.fake_quantize_per_tensor_affine(x, self.scale, self.zero_point, self.quant_min, self.quant_max)
+
+
+class FakeQuantConv(nn.Module):
+    """Conv2d (+ReLU) with per-channel fake-quantized weights and a fake-quantized output."""
+
+    def __init__(self, qconv: nn.Module, relu: bool, act_dtype: str):
+        super().__init__()
+        w = qconv.weight()
+        self.weight = nn.Parameter(w.dequantize(), requires_grad=False)
+        self.register_buffer("w_scale", w.q_per_channel_scales().to(torch.float32))
+        self.register_buffer("w_zero_point", w.q_per_channel_zero_points().to(torch.int32))
+        bias = qconv.bias()
+        self.bias = nn.Parameter(bias.detach().clone(), requires_grad=False) if bias is not None else None
+        self.stride, self.padding = qconv.stride, qconv.padding
+        self.dilation, self.groups = qconv.dilation, qconv.groups
+        self.relu = relu
+        self.out = FakeQuant(qconv.scale, qconv.zero_point, act_dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = torch.fake_quantize_per_channel_affine(self.weight, self.w_scale, self.w_zero_point, 0, -128, 127)
+        y = nn.functional.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        if self.relu:
+            y = torch.relu(y)
+        return self.out(y)
+
+
+class FakeQuantFunctional(nn.Module):
+    """FloatFunctional's add/cat followed by fake quantization with the int8 op's qparams."""
+
+    def __init__(self, scale: float, zero_point: int, act_dtype: str):
+        super().__init__()
+        self.out = FakeQuant(scale, zero_point, act_dtype)
+
+    def add(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.out(a + b)
+
+    def cat(self, xs: list[torch.Tensor], dim: int = 0) -> torch.Tensor:
+        return self.out(torch.cat(xs, dim=dim))
+
+
+class FakeQuantMean(nn.Module):
+    """Mean over one axis, requantized to its input's qparams (what quantized mean does)."""
+
+    def __init__(self, dim: int, scale: float, zero_point: int, act_dtype: str):
+        super().__init__()
+        self.dim = dim
+        self.out = FakeQuant(scale, zero_point, act_dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(x.mean(self.dim, keepdim=True))
+
+
+def _qconv_of(layer: nn.Module) -> tuple[nn.Module, bool]:
+    """The quantized conv inside an int8 QLayer, and whether it has a fused ReLU."""
+    body = layer.body
+    conv = body.conv if isinstance(body, ConvBlock) or hasattr(body, "conv") else body
+    return conv, "ReLU" in type(conv).__name__
+
+
+def build_fake_quant(int8_model: nn.Module, float_qready: QTFSepNet, act_dtype: str = "int8") -> QTFSepNet:
+    """Float twin of `int8_model`: same structure as `float_qready`, every int8 op replaced by its
+    float op + fake quantization with the int8 model's scales/zero points."""
+    fq = copy.deepcopy(float_qready).eval()
+    fq.quant = FakeQuant(int8_model.quant.scale.item(), int8_model.quant.zero_point.item(), act_dtype)
+    fq.dequant = nn.Identity()
+    for name, m in list(fq.named_modules()):
+        if not isinstance(m, (FloatIsland, QLayer, QBlock)):
+            continue
+        q = int8_model.get_submodule(name)
+        if isinstance(m, FloatIsland):
+            m.dequant = nn.Identity()
+            m.quant = FakeQuant(q.quant.scale.item(), q.quant.zero_point.item(), act_dtype)
+        elif isinstance(m, QLayer):
+            if m.float_island:
+                m.dequant = nn.Identity()
+                m.quant = FakeQuant(q.quant.scale.item(), q.quant.zero_point.item(), act_dtype)
+            else:
+                qconv, relu = _qconv_of(q)
+                m.body = FakeQuantConv(qconv, relu, act_dtype)
+        elif isinstance(m, QBlock):
+            for branch, dim in (("freq", 2), ("temp", 3)):
+                prev = q.get_submodule(f"{branch}_dw_conv")
+                if prev.float_island:
+                    s, z = prev.quant.scale.item(), prev.quant.zero_point.item()
+                else:
+                    qconv, _ = _qconv_of(prev)
+                    s, z = qconv.scale, qconv.zero_point
+                setattr(m, f"{branch}_mean", FakeQuantMean(dim, s, z, act_dtype))
+                add = q.get_submodule(f"{branch}_add")
+                setattr(m, f"{branch}_add", FakeQuantFunctional(add.scale, add.zero_point, act_dtype))
+            m.concat = FakeQuantFunctional(q.concat.scale, q.concat.zero_point, act_dtype)
+    return fq
+
+
+# --- the artifact --------------------------------------------------------------------------------
+
+
+@dataclass
+class QuantizedArtifact:
+    int8_model: nn.Module
+    float_model: TFSepNet
+    options: QuantOptions
+    info: dict = field(default_factory=dict)
+
+    def fused_float_model(self) -> QTFSepNet:
+        """The fused float quantization-ready model (islands as in the int8 model)."""
+        return fused_float(self.float_model, self.options.float_layers)
+
+    def fake_quant_model(self, act_dtype: str = "int8") -> QTFSepNet:
+        """Float ops + fake quantization at exactly the int8 model's points and qparams.
+
+        act_dtype "int8" (default) expresses each quint8 activation (s, z) as qint8 (s, z - 128):
+        the same values and clamping, exported as S8S8 QDQ. "uint8" keeps (s, z) over 0..255.
+        """
+        with known_warnings_silenced():
+            return build_fake_quant(self.int8_model, self.fused_float_model(), act_dtype)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), engine_scope(self.options.engine), known_warnings_silenced():
+            return self.int8_model(x)
+
+
+def storage_bytes(int8_model: nn.Module) -> dict:
+    """Bytes of the stored quantized model by type, counted from its tensors.
+
+    int8 weights (1 byte each), int32 biases (4 bytes each: what an int8 kernel/ONNX stores),
+    float32 scales and zero points (per-channel weight qparams + one pair per activation
+    point), float32 parameters left in float (AdaResNorm's rho/gamma/beta, float-island convs).
+    """
+    out = {"int8_weights": 0, "int32_biases": 0, "float_qparams": 0, "float_norm_params": 0, "float_params": 0}
+    with known_warnings_silenced():
+        for name, m in int8_model.named_modules():
+            if hasattr(m, "weight") and callable(m.weight) and hasattr(m, "scale"):  # quantized conv
+                w = m.weight()
+                out["int8_weights"] += w.numel()
+                out["float_qparams"] += 4 * 2 * w.q_per_channel_scales().numel() + 4 * 2  # w s/zp + out s/zp
+                b = m.bias()
+                if b is not None:
+                    out["int32_biases"] += 4 * b.numel()
+            elif isinstance(m, AdaResNorm):
+                out["float_norm_params"] += 4 * sum(p.numel() for p in m.parameters())
+            elif isinstance(m, nn.Conv2d):  # a conv kept in float
+                out["float_params"] += 4 * sum(p.numel() for p in m.parameters())
+            elif type(m).__name__ in ("Quantize", "QFunctional"):
+                out["float_qparams"] += 4 * 2
+    out["total"] = sum(out.values())
+    return out
+
+
+def versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:  # not imported: importing torchao loads CUDA extensions and prints noise
+        ao = version("torchao")
+    except PackageNotFoundError:  # torchao is optional for the eager flow
+        ao = None
+    return {"torch": torch.__version__, "torchao": ao, "numpy": np.__version__}
+
+
+def quantize_model(
+    model: TFSepNet,
+    calib_batches: Iterable[torch.Tensor],
+    options: QuantOptions,
+    calibrated: nn.Module | None = None,
+) -> tuple[QuantizedArtifact, nn.Module]:
+    """Fuse, calibrate (unless `calibrated` is given), convert -> (artifact, calibrated observers)."""
+    if options.engine not in ENGINES:
+        raise TfsepError(f"--engine {options.engine}: choose one of {', '.join(ENGINES)}")
+    if options.observer not in OBSERVERS:
+        raise TfsepError(f"--observer {options.observer}: choose one of {', '.join(OBSERVERS)}")
+    model = copy.deepcopy(model).eval()
+    if calibrated is None:
+        calibrated = calibrate(model, calib_batches, options)
+    int8 = _convert(calibrated, model, options)
+    info = {
+        "format": FORMAT,
+        "engine": options.engine,
+        "observer": options.observer,
+        "activation_dtype": "quint8",
+        "activation_reduce_range": options.reduce_range,
+        "weight_dtype": "qint8 per-channel symmetric",
+        "float_layers": list(options.float_layers),
+        "versions": versions(),
+        "model": model.config.to_dict(),
+        "labels": list(LABELS),
+        "storage_bytes": storage_bytes(int8),
+    }
+    return QuantizedArtifact(int8, model, options, info), calibrated
+
+
+# --- save / load (no pickled code: tensors and JSON only) --------------------------------------
+
+
+def _check_weights_only_types(state: dict) -> dict:
+    """Quantized convs store weight (qint8 tensor), bias (float or None), scale, zero_point."""
+    bad = [k for k, v in state.items() if v is not None and not isinstance(v, torch.Tensor)]
+    if bad:
+        raise RuntimeError(f"int8 state_dict holds non-tensor entries {bad[:3]}: would need pickled code")
+    return dict(state)
+
+
+def artifact_payload(artifact: QuantizedArtifact) -> dict:
+    """What model_int8.pt holds: plain dicts of tensors + a JSON string (weights_only-loadable)."""
+    int8_state = _check_weights_only_types(artifact.int8_model.state_dict())
+    float_state = {k: v.detach().clone() for k, v in artifact.float_model.state_dict().items()}
+    return {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "info_json": json.dumps(artifact.info, sort_keys=True),
+        "int8_state_dict": int8_state,
+        "float_state_dict": float_state,
+    }
+
+
+def _empty_int8(model: TFSepNet, options: QuantOptions) -> nn.Module:
+    """An int8 model of the right structure (qparams to be overwritten by load_state_dict)."""
+    mm = QuantOptions(options.engine, "minmax", options.float_layers)
+    prepared = _prepare(fused_float(model, options.float_layers), mm)
+    with torch.no_grad(), known_warnings_silenced():
+        prepared(torch.zeros(1, 1, 8, 8))
+        with engine_scope(options.engine):
+            return torch.ao.quantization.convert(prepared, inplace=False).eval()
+
+
+def artifact_from_payload(payload: dict, where: str = "quantized model") -> QuantizedArtifact:
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise TfsepError(f"{where}: not a tfsep-edge quantized model (run `tfsep-edge quantize CKPT` to make one)")
+    info = json.loads(payload["info_json"])
+    cfg = ModelConfig(**{k: info["model"][k] for k in ("width", "shuffle_groups", "dropout", "num_classes")})
+    model = TFSepNet(cfg.width, cfg.shuffle_groups, cfg.dropout, cfg.num_classes)
+    model.load_state_dict(payload["float_state_dict"])
+    model.eval()
+    options = QuantOptions(info["engine"], info["observer"], tuple(info["float_layers"]))
+    int8 = _empty_int8(model, options)
+    with known_warnings_silenced(), engine_scope(options.engine):
+        int8.load_state_dict(payload["int8_state_dict"])
+    return QuantizedArtifact(int8.eval(), model, options, info)
+
+
+def load_quantized(path: str | Path) -> QuantizedArtifact:
+    """Load the OUT folder written by `tfsep-edge quantize` (or its model_int8.pt directly)."""
+    path = Path(path)
+    file = path / MODEL_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise TfsepError(f"{path}: no {MODEL_FILE} here; run `tfsep-edge quantize CKPT --calib CALIB` first")
+    try:
+        payload = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise TfsepError(f"{file}: not a readable tfsep-edge quantized model ({first[:120]})") from None
+    return artifact_from_payload(payload, str(file))
+
+
+def is_quantized_dir(path: str | Path) -> bool:
+    path = Path(path)
+    return (path / MODEL_FILE).is_file() if path.is_dir() else path.name == MODEL_FILE
+
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+__all__ = [
+    "QuantizedArtifact",
+    "QuantOptions",
+    "load_quantized",
+    "quantize_model",
+    "default_engine",
+    "storage_bytes",
+    "DEFAULT_FRONTEND",
+    "FrontendConfig",
+]
