@@ -58,16 +58,28 @@ def user_errors(fn):
 @app.command()
 @user_errors
 def budget(
-    model: Optional[Path] = typer.Argument(None, help="checkpoint, quantized model or ONNX file"),
-    width: Optional[int] = typer.Option(None, "--width", help="count an untrained model of this width"),
-    shuffle_groups: Optional[int] = typer.Option(None, "--shuffle-groups", help="default width // 4"),
-    n_mels: int = typer.Option(128, "--n-mels"),
-    frames: int = typer.Option(44, "--frames"),
+    model: Optional[Path] = typer.Argument(
+        None, help="checkpoint (tfsep-edge or reference state_dict); none: an untrained model of --width"
+    ),
+    width: Optional[int] = typer.Option(
+        None, "--width", help="count an untrained model of this width (default 12); with MODEL: must match it"
+    ),
+    shuffle_groups: Optional[int] = typer.Option(
+        None, "--shuffle-groups", help="default width // 4; needed for reference state_dicts trained otherwise"
+    ),
+    n_mels: int = typer.Option(128, "--n-mels", help="input mel bands (7..1024)"),
+    frames: int = typer.Option(44, "--frames", help="input frames (7..1024); 44 = 1 s"),
     dtype: str = typer.Option("int8", "--dtype", help="int8 | float16 | float32: storage type of the parameters"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     sweep: bool = typer.Option(False, "--sweep", help="list every valid width 8..64 and the largest that fits"),
 ) -> None:
-    """Parameters, bytes and MACs by the official DCASE (NeSsi) rule; PASS/FAIL against the limits."""
+    """Parameters, bytes and MACs by the official DCASE (NeSsi) rule; PASS/FAIL against the limits.
+
+    Counts torchinfo's total_params and total_mult_adds on the float model at 1x1xN_MELSxFRAMES,
+    prints a per-layer table, the limits (param bytes <= 128,000, MACs <= 30,000,000) with headroom,
+    and, as a separate figure, the elementwise work the official rule leaves out. With neither MODEL
+    nor --width it counts an untrained width-12 model. Exit 0 fits, 1 does not fit, 2 bad input.
+    """
     from .budget import budget_command
 
     code = budget_command(
