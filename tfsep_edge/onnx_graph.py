@@ -1,0 +1,343 @@
+"""Hand-built ONNX graphs of TF-SepNet (and the log-mel front end) from a model's weights.
+
+Why by hand: a traced export keeps the channel shuffle (Reshape/Transpose/Reshape), the Split
+and the Concat of every block, unfolded BatchNorms and AdaResNorm's seven elementwise ops.
+Here every node is chosen:
+- BatchNorm folded into the conv before it (weights scaled, bias added).
+- The channel shuffle, split and concat disappear. A tensor's channels are kept in a "storage
+  order" (storage position -> the model's logical channel); a shuffle only changes that
+  order, and every weight that touches the tensor is indexed through it. A block then runs on
+  the whole tensor: one depthwise 3x3 conv whose kernels are the (3,1) frequency kernel for the
+  channels of the first half and the (1,3) time kernel for the second half; the means over
+  frequency and over time; two 1x1 convs whose weights are zero outside their half (tiny: they
+  run on (1,T) and (F,1) tensors); and the residual as two broadcast adds. Exactly the same
+  function, no data movement.
+- AdaResNorm becomes x * s + t with per-(example, channel, frequency) s, t computed from the
+  two statistics and the precomputed rho*gamma, (1-rho)*gamma, beta.
+- The classifier's 1x1 conv and the final mean commute: mean first, then a (C x 10) Gemm.
+The front end: pre-emphasis, reflect pad, framing by Gather, the DFT as two small real matmuls
+(a 2048 = 32 x 64 Cooley-Tukey split with twiddles), power, the project's mel filterbank as a
+constant (rows permuted to the split's bin order), log and normalisation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from .config import DEFAULT_FRONTEND, FrontendConfig
+from .frontend import hann_window, mel_filterbank
+
+BATCH = "batch"
+LOGMEL_INPUT = "logmel"
+WAVEFORM_INPUT = "waveform"
+OUTPUT = "logits"
+
+
+class GraphBuilder:
+    """Collects nodes and initializers with unique, readable names."""
+
+    def __init__(self, opset: int):
+        self.opset = opset
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self._count: dict[str, int] = {}
+
+    def name(self, base: str) -> str:
+        n = self._count.get(base, 0)
+        self._count[base] = n + 1
+        return base if n == 0 else f"{base}_{n}"
+
+    def const(self, base: str, array: np.ndarray) -> str:
+        name = self.name(base)
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], base: str, **attrs) -> str:
+        out = self.name(base)
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))
+        return out
+
+    def op_multi(self, op_type: str, inputs: list[str], bases: list[str], **attrs) -> list[str]:
+        outs = [self.name(b) for b in bases]
+        self.nodes.append(helper.make_node(op_type, inputs, outs, name=outs[0], **attrs))
+        return outs
+
+    def reduce(self, op_type: str, x: str, axes: list[int], base: str) -> str:
+        # `axes` became an input: ReduceSum at opset 13, ReduceMean/ReduceSumSquare at 18.
+        if self.opset >= (13 if op_type == "ReduceSum" else 18):
+            return self.op(op_type, [x, self.const(f"{base}.axes", np.array(axes, np.int64))], base, keepdims=1)
+        return self.op(op_type, [x], base, axes=axes, keepdims=1)
+
+
+def _f32(t) -> np.ndarray:
+    return t.detach().cpu().double().numpy()
+
+
+def fold_bn(conv, bn) -> tuple[np.ndarray, np.ndarray]:
+    """Conv (no bias) followed by eval-mode BatchNorm -> (weight, bias) in float64."""
+    scale = _f32(bn.weight) / np.sqrt(_f32(bn.running_var) + bn.eps)
+    w = _f32(conv.weight) * scale[:, None, None, None]
+    b = _f32(bn.bias) - _f32(bn.running_mean) * scale
+    return w, b
+
+
+def shuffle_order(order: list[int], channels: int, groups: int) -> list[int]:
+    """Storage order after ChannelShuffle: old logical i*g+k becomes new logical k*(c/g)+i."""
+    per = channels // groups
+    return [(ch % groups) * per + ch // groups for ch in order]
+
+
+def add_adaresnorm(g: GraphBuilder, x: str, norm, order: list[int], frames: int, base: str) -> str:
+    """gamma*(rho*x + (1-rho)*(x-mean)/sqrt(var+eps)) + beta as x*s + t (var unbiased over C, T).
+
+    s = rho*gamma + (1-rho)*gamma/std and t = beta - (1-rho)*gamma*mean/std are per (example,
+    channel, frequency): two full-size ops instead of seven.
+    """
+    rho, gamma, beta = (_f32(p).reshape(-1)[order] for p in (norm.rho, norm.gamma, norm.beta))
+    c = len(order)
+    a = (rho * gamma).reshape(1, c, 1, 1)
+    b = ((1.0 - rho) * gamma).reshape(1, c, 1, 1)
+    mean = g.reduce("ReduceMean", x, [1, 3], f"{base}.mean")
+    centred = g.op("Sub", [x, mean], f"{base}.centred")
+    sumsq = g.reduce("ReduceSumSquare", centred, [1, 3], f"{base}.sumsq")
+    n = c * frames  # elements per (example, frequency) statistic
+    # 1/sqrt(sumsq/(n-1) + eps) = sqrt(n-1) * (sumsq + eps*(n-1))^-0.5: sqrt(n-1) goes into b.
+    shifted = g.op("Add", [sumsq, g.const(f"{base}.eps", np.array(norm.eps * (n - 1), np.float32))], f"{base}.ss_eps")
+    inv_std = g.op("Pow", [shifted, g.const(f"{base}.minus_half", np.array(-0.5, np.float32))], f"{base}.inv_std")
+    b = b * np.sqrt(n - 1)
+    b_inv = g.op("Mul", [inv_std, g.const(f"{base}.b", b.astype(np.float32))], f"{base}.b_inv")
+    s = g.op("Add", [b_inv, g.const(f"{base}.a", a.astype(np.float32))], f"{base}.scale")
+    shift = g.op("Mul", [b_inv, mean], f"{base}.b_inv_mean")
+    t = g.op("Sub", [g.const(f"{base}.beta", beta.reshape(1, c, 1, 1).astype(np.float32)), shift], f"{base}.shift")
+    return g.op("Add", [g.op("Mul", [x, s], f"{base}.xs"), t], f"{base}.out")
+
+
+def add_conv(g: GraphBuilder, x: str, w: np.ndarray, b: np.ndarray | None, base: str, relu: bool, **attrs) -> str:
+    inputs = [x, g.const(f"{base}.weight", w.astype(np.float32))]
+    if b is not None:
+        inputs.append(g.const(f"{base}.bias", b.astype(np.float32)))
+    y = g.op("Conv", inputs, base, **attrs)
+    return g.op("Relu", [y], f"{base}.relu") if relu else y
+
+
+def add_block(g: GraphBuilder, x: str, block, order: list[int], groups: int, base: str) -> str:
+    """One TF-SepConv block on a tensor whose storage position p holds logical channel order[p].
+
+    Returns the block output in natural channel order. A transition conv's output rows are
+    permuted so the shuffle is free and a Split yields both halves; otherwise the shuffle and
+    split are two constant-index Gathers (plain block copies).
+    """
+    c, half = block.half * 2, block.half
+    per = c // groups
+
+    def pre_shuffle(j: int) -> int:  # shuffled channel j comes from channel (j % per) * g + j // per
+        return (j % per) * groups + j // per
+
+    if block.transition:
+        w, b = fold_bn(block.trans_conv.conv, block.trans_conv.bn)
+        rows = [pre_shuffle(j) for j in range(c)]
+        x = add_conv(g, x, w[rows][:, order], b[rows], f"{base}.trans", relu=True)
+        x1, x2 = g.op_multi(
+            "Split",
+            [x, g.const(f"{base}.split", np.array([half, half], np.int64))],
+            [f"{base}.x1", f"{base}.x2"],
+            axis=1,
+        )
+    else:
+        where = {ch: p for p, ch in enumerate(order)}
+        idx = np.array([where[pre_shuffle(j)] for j in range(c)], np.int64)
+        x1 = g.op("Gather", [x, g.const(f"{base}.idx1", idx[:half])], f"{base}.x1", axis=1)
+        x2 = g.op("Gather", [x, g.const(f"{base}.idx2", idx[half:])], f"{base}.x2", axis=1)
+    halves = []
+    for name, xi, dw, pw, axis, kernel, pads in (
+        ("freq", x1, block.freq_dw_conv, block.freq_pw_conv, 2, [3, 1], [1, 0, 1, 0]),
+        ("time", x2, block.temp_dw_conv, block.temp_pw_conv, 3, [1, 3], [0, 1, 0, 1]),
+    ):
+        wd, bd = fold_bn(dw.conv, dw.bn)
+        d = add_conv(g, xi, wd, bd, f"{base}.{name}.dw", relu=True, group=half, pads=pads, kernel_shape=kernel)
+        m = g.reduce("ReduceMean", d, [axis], f"{base}.{name}.mean")
+        wp, bp = fold_bn(pw.conv, pw.bn)
+        p = add_conv(g, m, wp, bp, f"{base}.{name}.pw", relu=True)
+        halves.append(g.op("Add", [xi, p], f"{base}.{name}.residual"))
+    return g.op("Concat", halves, f"{base}.out", axis=1)
+
+
+def add_model(g: GraphBuilder, x: str, model, n_mels: int, frames: int) -> str:
+    """TFSepNet body on log-mel `x` (B,1,n_mels,frames) -> logits (B, classes)."""
+    from torch import nn
+
+    from .model import AdaResNorm, TimeFreqSepConvs
+
+    groups = model.config.groups
+    order: list[int] = [0]
+    f, t = n_mels, frames
+    for i, layer in enumerate(model.feature):
+        base = f"feature.{i}"
+        if isinstance(layer, nn.Conv2d):
+            w = _f32(layer.weight)
+            x = add_conv(g, x, w, None, base, relu=False, kernel_shape=[5, 5], strides=[2, 2], pads=[2, 2, 2, 2])
+            order = list(range(w.shape[0]))
+            f, t = (f + 4 - 5) // 2 + 1, (t + 4 - 5) // 2 + 1
+        elif isinstance(layer, AdaResNorm):
+            x = add_adaresnorm(g, x, layer, order, t, base)
+        elif isinstance(layer, nn.MaxPool2d):
+            x = g.op("MaxPool", [x], f"{base}.pool", kernel_shape=[2, 2], strides=[2, 2])
+            f, t = f // 2, t // 2
+        elif isinstance(layer, TimeFreqSepConvs):
+            x = add_block(g, x, layer, order, groups, base)
+            order = list(range(len(order) if not layer.transition else layer.half * 2))
+        else:
+            raise TypeError(f"unexpected layer {type(layer).__name__}")
+    pooled = g.op("GlobalAveragePool", [x], "pool")
+    flat = g.op("Flatten", [pooled], "flatten", axis=1)
+    w = _f32(model.classifier.weight)[:, :, 0, 0][:, order]
+    b = _f32(model.classifier.bias)
+    return g.op(
+        "Gemm",
+        [flat, g.const("classifier.weight", w.astype(np.float32)), g.const("classifier.bias", b.astype(np.float32))],
+        OUTPUT,
+        transB=1,
+    )
+
+
+def dft_split(n_fft: int) -> tuple[int, int]:
+    """n_fft = n1 * n2 with n1 <= n2 as close as possible (fewest multiply-adds)."""
+    n1 = int(np.sqrt(n_fft))
+    while n_fft % n1:
+        n1 -= 1
+    return n1, n_fft // n1
+
+
+def add_frontend(g: GraphBuilder, wave: str, cfg: FrontendConfig = DEFAULT_FRONTEND) -> str:
+    """Waveform (B, clip_samples) -> log-mel (B, 1, n_mels, n_frames), as frontend.log_mel_torch.
+
+    DFT of each frame x[n], n = n2_size*n1 + n2: A[k1, n2] = sum_n1 x W_{N1}^{n1 k1}, twiddle by
+    W_N^{n2 k1}, then X[k1 + N1 k2] = sum_n2 A' W_{N2}^{n2 k2}. Only the bins with a nonzero mel
+    weight are computed (the Nyquist bin has none).
+    """
+    n, hop, samples = cfg.n_fft, cfg.hop_length, cfg.clip_samples
+    fb = np.asarray(mel_filterbank(cfg), dtype=np.float64)  # (n_mels, n // 2 + 1)
+    used = np.nonzero(fb.any(axis=0))[0]
+    n_bins = int(used[-1]) + 1
+    n1, n2 = dft_split(n)
+    k2_count = -(-n_bins // n1)  # bins k = k1 + n1 * k2 < n1 * k2_count
+    # Pre-emphasis (drops one sample), centred reflect padding.
+    head = g.op(
+        "Slice",
+        [
+            wave,
+            g.const("fe.s1", np.array([1], np.int64)),
+            g.const("fe.end", np.array([samples], np.int64)),
+            g.const("fe.axis", np.array([1], np.int64)),
+        ],
+        "fe.head",
+    )
+    tail = g.op(
+        "Slice",
+        [
+            wave,
+            g.const("fe.s0", np.array([0], np.int64)),
+            g.const("fe.e1", np.array([samples - 1], np.int64)),
+            "fe.axis",
+        ],
+        "fe.tail",
+    )
+    emph = g.op(
+        "Sub",
+        [head, g.op("Mul", [tail, g.const("fe.preemphasis", np.array(cfg.preemphasis, np.float32))], "fe.scaled")],
+        "fe.emphasized",
+    )
+    pad = n // 2
+    padded = g.op("Pad", [emph, g.const("fe.pads", np.array([0, pad, 0, pad], np.int64))], "fe.padded", mode="reflect")
+    frames = cfg.n_frames
+    # Gather frames already laid out as (frame, n1, n2); window multiplied in the same layout.
+    idx = np.arange(frames)[:, None, None] * hop + n2 * np.arange(n1)[None, :, None] + np.arange(n2)[None, None, :]
+    framed = g.op("Gather", [padded, g.const("fe.frame_index", idx.astype(np.int64))], "fe.frames", axis=1)
+    window = np.asarray(hann_window(cfg.win_length), np.float64)
+    if cfg.win_length != n:
+        off = (n - cfg.win_length) // 2
+        window = np.pad(window, (off, n - cfg.win_length - off))
+    windowed = g.op("Mul", [framed, g.const("fe.window", window.reshape(n1, n2).astype(np.float32))], "fe.windowed")
+    # Stage 1: real DFT over n1 as a left matmul: (2*n1, n1) @ (n1, n2) -> [Re; Im] of A[k1, n2].
+    k1 = np.arange(n1)
+    ang1 = -2 * np.pi * np.outer(k1, np.arange(n1)) / n1
+    left = np.concatenate([np.cos(ang1), np.sin(ang1)], axis=0)
+    a = g.op("MatMul", [g.const("fe.dft1", left.astype(np.float32)), windowed], "fe.stage1")  # (B,F,2n1,n2)
+    # Twiddle W_N^{n2 k1} and stage 2 folded into one right matmul per real/imag part:
+    # X[k1, k2] = sum_n2 (Ar + i Ai)[k1, n2] * exp(-2 pi i n2 (k1 + n1 k2) / n) depends on k1,
+    # so apply the twiddle elementwise first (on the (2n1, n2) stack), then a shared n2-DFT.
+    ang_t = -2 * np.pi * np.outer(k1, np.arange(n2)) / n  # (n1, n2)
+    tw_c, tw_s = np.cos(ang_t), np.sin(ang_t)
+    # [Ar'; Ai'] = [[c, -s], [s, c]] (elementwise) applied to [Ar; Ai]: as two Muls and an Add on
+    # the stacked tensor with the halves swapped by a constant-index Gather on axis -2.
+    swap = np.concatenate([np.arange(n1, 2 * n1), np.arange(n1)])
+    swapped = g.op("Gather", [a, g.const("fe.swap", swap.astype(np.int64))], "fe.swapped", axis=2)
+    mul_a = np.concatenate([tw_c, tw_c], axis=0)
+    mul_b = np.concatenate([-tw_s, tw_s], axis=0)
+    twiddled = g.op(
+        "Add",
+        [
+            g.op("Mul", [a, g.const("fe.tw_a", mul_a.astype(np.float32))], "fe.tw1"),
+            g.op("Mul", [swapped, g.const("fe.tw_b", mul_b.astype(np.float32))], "fe.tw2"),
+        ],
+        "fe.twiddled",
+    )  # (B, F, 2n1, n2): rows [Ar'; Ai']
+    # Stage 2 over n2 (right matmul): Xr = Ar' C + Ai' S, Xi = Ai' C - Ar' S with C, S of
+    # exp(-i ...) = cos - i sin; kept as (B, F, 2, n1, n2) @ (n2, 2*k2_count) per part.
+    ang2 = 2 * np.pi * np.outer(np.arange(n2), np.arange(k2_count)) / n2
+    cos2, sin2 = np.cos(ang2), np.sin(ang2)
+    parts = g.op(
+        "Reshape", [twiddled, g.const("fe.parts_shape", np.array([0, frames, 2, n1, n2], np.int64))], "fe.parts"
+    )
+    # right basis per part: for Ar' rows -> [C | -S], for Ai' rows -> [S | C]; result summed over parts.
+    right = np.stack([np.concatenate([cos2, -sin2], 1), np.concatenate([sin2, cos2], 1)])  # (2, n2, 2k)
+    spec = g.op("MatMul", [parts, g.const("fe.dft2", right.astype(np.float32))], "fe.stage2")  # (B,F,2,n1,2k)
+    summed = g.reduce("ReduceSum", spec, [2], "fe.spectrum")  # (B,F,1,n1,2k)
+    sq = g.op("Mul", [summed, summed], "fe.squares")
+    re_im = g.op("Reshape", [sq, g.const("fe.reim_shape", np.array([0, frames, n1, 2, k2_count], np.int64))], "fe.reim")
+    power = g.reduce("ReduceSum", re_im, [3], "fe.power")  # (B,F,n1,1,k2)
+    flat = g.op(
+        "Reshape", [power, g.const("fe.flat_shape", np.array([0, frames, n1 * k2_count], np.int64))], "fe.power_flat"
+    )
+    # Flat index k1 * k2_count + k2 holds bin k1 + n1 * k2: permute the filterbank rows to match.
+    bins = (np.arange(n1)[:, None] + n1 * np.arange(k2_count)[None, :]).reshape(-1)
+    fbt = np.zeros((n1 * k2_count, fb.shape[0]))
+    ok = bins < fb.shape[1]
+    fbt[ok] = fb[:, bins[ok]].T
+    mel = g.op("MatMul", [flat, g.const("fe.mel_filterbank", fbt.astype(np.float32))], "fe.mel")  # (B,F,n_mels)
+    logged = g.op(
+        "Log",
+        [g.op("Add", [mel, g.const("fe.log_offset", np.array(cfg.log_offset, np.float32))], "fe.mel_offset")],
+        "fe.log",
+    )
+    normed = g.op(
+        "Mul",
+        [
+            g.op("Add", [logged, g.const("fe.shift", np.array(cfg.norm_shift, np.float32))], "fe.shifted"),
+            g.const("fe.inv_scale", np.array(1.0 / cfg.norm_scale, np.float32)),
+        ],
+        "fe.normalized",
+    )
+    spec_t = g.op("Transpose", [normed], "fe.transposed", perm=[0, 2, 1])
+    return g.op("Unsqueeze", [spec_t, g.const("fe.unsqueeze_axes", np.array([1], np.int64))], LOGMEL_INPUT + "_fe")
+
+
+def build_fp32(model, frontend: bool, opset: int, cfg: FrontendConfig = DEFAULT_FRONTEND) -> onnx.ModelProto:
+    """The clean FP32 graph of `model` (eval mode), taking log-mel or waveform input."""
+    g = GraphBuilder(opset)
+    if frontend:
+        graph_input = helper.make_tensor_value_info(WAVEFORM_INPUT, TensorProto.FLOAT, [BATCH, cfg.clip_samples])
+        x = add_frontend(g, WAVEFORM_INPUT, cfg)
+    else:
+        graph_input = helper.make_tensor_value_info(
+            LOGMEL_INPUT, TensorProto.FLOAT, [BATCH, 1, cfg.n_mels, cfg.n_frames]
+        )
+        x = LOGMEL_INPUT
+    add_model(g, x, model, cfg.n_mels, cfg.n_frames)
+    out = helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, [BATCH, model.config.num_classes])
+    graph = helper.make_graph(g.nodes, "tfsep_net", [graph_input], [out], initializer=g.inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="tfsep-edge")
+    m.ir_version = min(m.ir_version, 8 if opset <= 17 else 9)
+    return m
