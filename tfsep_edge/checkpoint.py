@@ -53,17 +53,24 @@ def save_checkpoint(
 def read_checkpoint(path: str | Path) -> dict:
     """torch.load with weights_only=True, turning every failure into one clear TfsepError."""
     path = Path(path)
+    if path.is_dir():
+        raise TfsepError(f"{path}: is a folder, not a checkpoint file")
     if not path.is_file():
         raise TfsepError(f"{path}: no such checkpoint file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        # Only "Unsupported global" means real pickled objects; torch prefixes every weights-only
+        # unpickling failure (random bytes too) with "Weights only load failed".
+        if "Unsupported global" in str(exc):
             raise TfsepError(
                 f"{path}: holds pickled Python objects that tfsep-edge will not unpickle; "
                 "save a plain state_dict (torch.save(model.state_dict(), path))"
             ) from None
+        if "Weights only load failed" in first or isinstance(exc, pickle.UnpicklingError):
+            first = "no pickled tensor data"
+        first = first.split(". ")[0]  # torch appends advice meant for its own developers
         raise TfsepError(
             f"{path}: not a readable PyTorch checkpoint (truncated or another format: {first[:120]})"
         ) from None
@@ -105,6 +112,11 @@ def infer_width(state: dict, path: Path) -> int:
     return stem.shape[0] // 2
 
 
+def _shape(value) -> tuple | str:
+    # A non-tensor where a weight belongs (an int, a nested dict) is a mismatch, not a crash.
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+
+
 def model_from_state(state: dict, path: Path, width: int, shuffle_groups: int | None, dropout: float = 0.2) -> TFSepNet:
     try:
         model = TFSepNet(width=width, shuffle_groups=shuffle_groups, dropout=dropout)
@@ -113,14 +125,12 @@ def model_from_state(state: dict, path: Path, width: int, shuffle_groups: int | 
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    wrong = [k for k in expected if k in state and _shape(state[k]) != tuple(expected[k].shape)]
     if missing or unexpected or wrong:
         parts = []
         if wrong:
             k = wrong[0]
-            parts.append(
-                f"{len(wrong)} shape mismatches (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})"
-            )
+            parts.append(f"{len(wrong)} shape mismatches (e.g. {k}: {_shape(state[k])} vs {tuple(expected[k].shape)})")
         if missing:
             parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
         if unexpected:
@@ -153,7 +163,13 @@ def load_checkpoint(
         labels = list(obj.get("labels") or LABELS)
         if labels != list(LABELS):
             raise TfsepError(f"{path}: trained for labels {labels[:3]}..., not the ten TAU22 scenes in DCASE order")
-        width, groups = int(cfg["width"]), int(shuffle_groups or cfg.get("shuffle_groups") or 0) or None
+        stored = int(cfg.get("shuffle_groups") or 0) or None
+        if shuffle_groups and stored and int(shuffle_groups) != stored:
+            # The own format records the groups it was trained with; another value is another network.
+            raise TfsepError(
+                f"{path}: was trained with {stored} shuffle groups, not {shuffle_groups}; drop --shuffle-groups"
+            )
+        width, groups = int(cfg["width"]), int(shuffle_groups or 0) or stored
         dropout = float(cfg.get("dropout", 0.2))
         frontend = FrontendConfig.from_dict(obj.get("frontend") or {})
         kind = "tfsep-edge"
