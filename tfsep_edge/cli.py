@@ -127,6 +127,112 @@ def predict(
     raise typer.Exit(predict_command(model, audio, csv, top, threads, batch))
 
 
+@app.command()
+@user_errors
+def bench(
+    models: list[Path] = typer.Argument(
+        ..., help="ONNX files, checkpoints (.pt), quantized model folders; with --compare: JSON results"
+    ),
+    threads: int = typer.Option(1, "--threads", help="intra-op threads (onnxruntime and torch)"),
+    warmup: int = typer.Option(50, "--warmup", help="unrecorded rounds before measuring"),
+    runs: Optional[int] = typer.Option(None, "--runs", help="measured rounds (default 1000 or 10 s, whichever first)"),
+    seconds: Optional[float] = typer.Option(None, "--seconds", help="measure for this long instead of a run count"),
+    batch: int = typer.Option(1, "--batch", help="clips per inference call"),
+    include_frontend: bool = typer.Option(
+        False, "--include-frontend/--model-only", help="time wav samples -> label (front end shown) or the model alone"
+    ),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the full result as JSON"),
+    markdown: bool = typer.Option(False, "--markdown", help="print a markdown table"),
+    compare: bool = typer.Option(False, "--compare", help="merge result files from bench --json into one table"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="with --compare: draw a latency chart (PNG)"),
+) -> None:
+    """Latency of ONNX (onnxruntime) and PyTorch FP32/INT8 models side by side, round-robin, one machine."""
+    from .bench import bench_command
+
+    options = (threads, warmup, runs, seconds, batch, include_frontend)
+    code = bench_command(models, *options, json_out, markdown, compare, plot)
+    raise typer.Exit(code)
+
+
+@app.command()
+@user_errors
+def train(
+    data: Path = typer.Argument(..., help="data folder in the TAU22 layout (meta.csv, evaluation_setup/, audio/)"),
+    out: Path = typer.Option(Path("runs/train"), "-o", "--out", help="run folder: best.pt, last.pt, metrics.csv"),
+    width: Optional[int] = typer.Option(None, "--width", help="TF-SepNet width C [12]"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="[200]"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="global batch [32]"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="peak learning rate [0.01]"),
+    warmup_epochs: Optional[float] = typer.Option(None, "--warmup-epochs", help="linear warm-up [10]"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda [cpu]"),
+    teacher: Optional[str] = typer.Option(None, "--teacher", help="teacher checkpoint, or .npy/.pt logits"),
+    kd_lambda: Optional[float] = typer.Option(None, "--kd-lambda", help="[20]"),
+    kd_temperature: Optional[float] = typer.Option(None, "--kd-temperature", help="[5]"),
+    mixup_alpha: Optional[float] = typer.Option(None, "--mixup-alpha", help="0 = off [0.3]"),
+    mixstyle_p: Optional[float] = typer.Option(None, "--mixstyle-p", help="0 = off [0.5]"),
+    mixstyle_alpha: Optional[float] = typer.Option(None, "--mixstyle-alpha", help="[0.3]"),
+    dropout: Optional[float] = typer.Option(None, "--dropout", help="[0.2]"),
+    devsim: Optional[str] = typer.Option(None, "--devsim", help="device simulation: offline | online | none [offline]"),
+    devsim_p: Optional[float] = typer.Option(None, "--devsim-p", help="online: probability per device-A clip [0.5]"),
+    devsim_irs: Optional[int] = typer.Option(None, "--devsim-irs", help="offline: impulse responses [32]"),
+    devsim_clips: Optional[int] = typer.Option(None, "--devsim-clips", help="offline: device-A clips per IR [7500]"),
+    ir_dir: Optional[str] = typer.Option(None, "--dir-path", help="MicIRP folder [../shared/data/micirp]"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="[0]"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="data loader / caching processes [0]"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per process"),
+    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="waveform cache [DATA/.tfsep-cache]"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in -o from its last.pt"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
+) -> None:
+    """Train TF-SepNet with the report's recipe (runs under torchrun for DDP)."""
+    given = {k: v for k, v in locals().items() if k not in ("data", "out", "resume", "as_json")}
+    require_torch()
+    import json
+    import os
+
+    from .train import train as train_run
+
+    summary = train_run(data, out, given, resume=resume)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    tag = " (SYNTHETIC data)" if summary["synthetic_data"] else ""
+    typer.echo(
+        f"trained C={summary['width']} for {summary['trained_epochs']} epochs in {summary['seconds']:.1f} s on "
+        f"{summary['train_clips']} clips{tag}: validation accuracy {summary['last_val_acc']:.4f} last, "
+        f"{summary['best_val_acc']:.4f} best -> {summary['run_dir']}/best.pt, last.pt, metrics.csv"
+    )
+
+
+@app.command()
+@user_errors
+def evaluate(
+    model: Path = typer.Argument(..., help="checkpoint, `tfsep-edge quantize` output or .onnx file"),
+    data: Path = typer.Argument(..., help="data folder in the TAU22 layout"),
+    split: str = typer.Option("evaluate", "--split", help="evaluate | train"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write every number to this JSON file"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="write a PNG: confusion matrix and per-device bars"),
+    batch: int = typer.Option(64, "--batch"),
+    threads: int = typer.Option(1, "--threads", help="inference threads"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="waveform cache [DATA/.tfsep-cache]"),
+) -> None:
+    """Accuracy, log loss, per device (Table 3 layout), per class and the confusion matrix."""
+    from . import evaluate as ev
+
+    if batch < 1 or threads < 1:
+        raise TfsepError(f"--batch {batch} / --threads {threads}: both must be at least 1")
+    result = ev.evaluate(model, data, split, batch=batch, threads=threads, cache_dir=cache_dir)
+    typer.echo(ev.format_report(result))
+    if json_out:
+        ev.write_json(result, json_out)
+        typer.echo(f"wrote {json_out}")
+    if plot:
+        ev.plot(result, plot)
+        typer.echo(f"wrote {plot}")
+
+
 def main() -> None:
     app()
 
