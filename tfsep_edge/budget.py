@@ -281,7 +281,7 @@ def format_report(report: dict) -> str:
         "-" * len(head),
         f"{'total (official)':<{wn + wt + ws + 4}}  {report['params']:>9,}  {report['macs']:>12,}",
         "",
-        f"{'limit':<12} {'used':>12} {'allowed':>12} {'headroom':>12} {'':>8}  result",
+        f"{'limit':<12} {'used':>12} {'allowed':>12} {'headroom':>12} {'left':>8}  result",
     ]
     labels = {"param_bytes": f"param bytes ({report['param_bytes_basis']})", "macs": "MACs"}
     for c in report["checks"]:
