@@ -1,0 +1,69 @@
+"""The synthetic set: TAU22 layout read by tau.read_split, deterministic, labelled synthetic."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import soundfile as sf
+
+from tests.conftest import run_cli
+from tfsep_edge.config import LABELS, SEEN_DEVICES, UNSEEN_DEVICES
+from tfsep_edge.synth import synthesize
+from tfsep_edge.tau import is_tau_layout, read_split
+
+
+def _digest(folder) -> str:
+    h = hashlib.sha1()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(folder).as_posix().encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+def test_synth_layout_is_read_by_tau(tmp_path):
+    root = synthesize(tmp_path / "s", clips_per_class=10, seed=3)
+    assert is_tau_layout(root)
+    train, ev, test = (read_split(root, s) for s in ("train", "evaluate", "test"))
+    assert len(train) + len(ev) == 10 * len(LABELS)
+    assert {c.label for c in train} == set(LABELS) == {c.label for c in ev}
+    assert {c.device for c in train} <= set(SEEN_DEVICES) and "a" in {c.device for c in train}
+    assert set(UNSEEN_DEVICES) <= {c.device for c in ev}  # unseen devices only in evaluate
+    assert [c.filename for c in test] == [c.filename for c in ev]
+    data, rate = sf.read(train[0].path, dtype="int16")
+    assert rate == 44_100 and data.shape == (44_100,) and sf.info(train[0].path).subtype == "PCM_16"
+    assert "SYNTHETIC" in (root / "README.txt").read_text()
+    assert all(line.endswith("SYNTHETIC") for line in (root / "meta.csv").read_text().splitlines()[1:])
+
+
+def test_synth_is_deterministic_for_a_seed(tmp_path):
+    a = synthesize(tmp_path / "a", clips_per_class=3, seed=5)
+    b = synthesize(tmp_path / "b", clips_per_class=3, seed=5)
+    c = synthesize(tmp_path / "c", clips_per_class=3, seed=6)
+    assert _digest(a) == _digest(b) != _digest(c)
+
+
+def test_synth_classes_differ_but_overlap(tmp_path):
+    """Different classes have different spectra (the task is learnable)."""
+    from tfsep_edge.audio import load_audio
+    from tfsep_edge.frontend import log_mel
+
+    root = synthesize(tmp_path / "s", clips_per_class=6, seed=0)
+    clips = [c for c in read_split(root, "train") if c.device == "a"] + read_split(root, "evaluate")
+    means = {}
+    for c in clips:
+        means.setdefault(c.label, []).append(log_mel(load_audio(c.path)).mean(axis=1))
+    centroids = np.stack([np.mean(means[k], axis=0) for k in LABELS])
+    spread = np.linalg.norm(centroids[:, None] - centroids[None], axis=-1)
+    assert spread[~np.eye(len(LABELS), dtype=bool)].min() > 0.05
+
+
+def test_synth_cli_and_refuses_a_foreign_folder(tmp_path):
+    res = run_cli("synth", tmp_path / "s", "--clips-per-class", "2", "--seed", "1")
+    assert res.returncode == 0, res.stderr
+    assert "SYNTHETIC" in res.stdout
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.txt").write_text("precious")
+    res = run_cli("synth", tmp_path / "mine")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "not a synthetic set" in res.stderr
+    assert (tmp_path / "mine" / "keep.txt").read_text() == "precious"
