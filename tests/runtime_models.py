@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -59,16 +60,18 @@ def export_logmel(path: Path, width: int = 12, meta: dict[str, str] | None = Non
     cfg = config.DEFAULT_FRONTEND
     model = untrained_model(width, seed)
     x = torch.zeros(1, 1, cfg.n_mels, cfg.n_frames)
-    torch.onnx.export(
-        model,
-        (x,),
-        str(path),
-        dynamo=False,
-        opset_version=17,
-        input_names=["logmel"],
-        output_names=["logits"],
-        dynamic_axes={"logmel": {0: "batch"}, "logits": {0: "batch"}},
-    )
+    with warnings.catch_warnings():  # the legacy exporter's deprecation notices
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (x,),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["logmel"],
+            output_names=["logits"],
+            dynamic_axes={"logmel": {0: "batch"}, "logits": {0: "batch"}},
+        )
     proto = onnx.load(str(path))
     set_metadata(proto, standard_meta("logmel", width) if meta is None else meta)
     onnx.save(proto, str(path))

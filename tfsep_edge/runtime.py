@@ -289,7 +289,7 @@ def predict_command(
 
     from tqdm import tqdm
 
-    from .fileio import atomic_path
+    from .fileio import atomic_path, check_writable_dir
 
     if threads < 1:
         raise TfsepError(f"--threads {threads}: must be at least 1")
@@ -297,27 +297,32 @@ def predict_command(
         raise TfsepError(f"--top {top}: must be between 1 and {NUM_CLASSES}")
     if batch < 1:
         raise TfsepError(f"--batch {batch}: must be at least 1")
+    if csv is not None:
+        check_writable_dir(csv)
     entries = audio_entries(audio)
     if not entries:
         raise TfsepError("no audio files given; pass WAV files or folders")
     clf = OnnxClassifier(model, threads=threads)
-    failed = 0
+    single = len(entries) == 1
+    errors: list[str] = []
 
     def classify(out) -> None:
-        nonlocal failed
         names = (name for _, name in entries)
-        bar = tqdm(total=len(entries), unit="file", file=sys.stderr, disable=not progress, leave=False)
+        bar = tqdm(total=len(entries), unit="file", file=sys.stderr, disable=single or not progress, leave=False)
         with bar:
             for result, name in zip(predict_stream(clf, (f for f, _ in entries), batch), names, strict=True):
                 bar.update(1)
                 if result.error is not None:
-                    failed += 1
-                    bar.write(f"error: {result.error}; skipped", file=sys.stderr)
+                    errors.append(result.error)
+                    if not single:  # a lone file's error becomes the one-line exit-2 error below
+                        bar.write(f"error: {result.error}; skipped", file=sys.stderr)
                     continue
                 probs = result.probabilities
                 bar.write(top_line(name, probs, top), file=sys.stdout)
                 if out is not None:
                     out.write(csv_row(name, probs))
+        if len(errors) == len(entries):  # nothing classified: a user error, and no CSV is left behind
+            raise TfsepError(errors[0] if single else f"none of the {len(entries)} audio files could be read")
 
     if csv is None:
         classify(None)
@@ -326,8 +331,7 @@ def predict_command(
             with open(tmp, "w", encoding="utf-8", newline="") as out:
                 out.write(csv_header())
                 classify(out)
-    ok = len(entries) - failed
-    print(f"classified {ok} of {len(entries)} files" + (f", {failed} failed" if failed else ""), file=sys.stderr)
-    if csv is not None:
-        print(f"wrote {csv}", file=sys.stderr)
+    failed = len(errors)
+    summary = f"classified {len(entries) - failed} of {len(entries)} files" + (f", {failed} failed" if failed else "")
+    print(summary + (f"; wrote {csv}" if csv is not None else ""), file=sys.stderr)
     return 1 if failed else 0

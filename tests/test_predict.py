@@ -1,0 +1,185 @@
+"""`tfsep-edge predict` as a user runs it: torch-free, files and folders, the DCASE CSV, bad input."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+
+import numpy as np
+import pytest
+import runtime_models as rm
+from conftest import run_cli
+
+from tfsep_edge import config
+from tfsep_edge.runtime import OnnxClassifier
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return rm.logmel_model(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def audio_dir(tmp_path_factory, data_dir):
+    """A folder tree: mono 32 kHz, stereo 48 kHz, a 4.5-s clip, a short clip, and the MicIRP WAVs."""
+    root = tmp_path_factory.mktemp("audio") / "audio"
+    rm.write_wav(root / "mono32k.wav", 1.0, seed=1)
+    rm.write_wav(root / "sub" / "stereo48k.wav", 1.0, rate=48_000, channels=2, seed=2)
+    rm.write_wav(root / "sub" / "deeper" / "long.wav", 4.5, rate=44_100, seed=3)
+    rm.write_wav(root / "short.wav", 0.3, rate=16_000, seed=4)
+    for wav in sorted((data_dir / "micirp").glob("*.wav"))[:2]:
+        shutil.copy(wav, root / wav.name)
+    (root / "notes.txt").write_text("not audio, ignored by the folder search")
+    return root
+
+
+@pytest.fixture()
+def no_torch(tmp_path):
+    """PYTHONPATH with a `torch` package whose import fails, as on a Raspberry Pi without torch."""
+    fake = tmp_path / "blocker" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
+    return {"PYTHONPATH": str(fake.parent)}
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f, delimiter="\t"))
+
+
+def test_predict_runs_without_torch(model, audio_dir, tmp_path, no_torch):
+    blocked = run_cli("budget", "--width", "12", env=no_torch)  # sanity: torch really is unavailable there
+    assert blocked.returncode != 0
+    out = tmp_path / "out.csv"
+    done = run_cli("predict", model, audio_dir, "--csv", out, "--top", "3", env=no_torch)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 6
+    # Each line: the name, then 3 scenes with probabilities in descending order.
+    for line in lines:
+        name, *tops = line.split("\t")
+        assert name.startswith("audio/") and len(tops) == 3
+        probs = [float(t.split()[1]) for t in tops]
+        assert probs == sorted(probs, reverse=True)
+        assert all(t.split()[0] in config.LABELS for t in tops)
+
+
+def test_csv_is_the_dcase_format(model, audio_dir, tmp_path):
+    out = tmp_path / "out.csv"
+    done = run_cli("predict", model, audio_dir, "--csv", out, "--batch", "3")
+    assert done.returncode == 0, done.stderr
+    raw = out.read_text(encoding="utf-8")
+    rows = read_csv(out)
+    assert rows[0] == ["filename", "scene_label", *config.LABELS]
+    assert raw.splitlines()[0] == "filename\tscene_label\t" + "\t".join(config.LABELS)
+    names = [r[0] for r in rows[1:]]
+    assert sorted(names) == sorted(
+        [
+            "audio/mono32k.wav",
+            "audio/short.wav",
+            "audio/sub/stereo48k.wav",
+            "audio/sub/deeper/long.wav",
+            "audio/BBCmarconi_B.wav",
+            "audio/IR_AKGD12.wav",
+        ]
+    )
+    clf = OnnxClassifier(model)
+    for row in rows[1:]:
+        assert len(row) == 2 + config.NUM_CLASSES
+        probs = np.array([float(v) for v in row[2:]])
+        assert abs(probs.sum() - 1.0) < 1e-4
+        assert row[1] == config.LABELS[int(np.argmax(probs))]
+        # The same numbers as the Python API on the same file (resampled, downmixed, windowed).
+        logits = clf.predict_file(audio_dir.parent / row[0])
+        expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+        np.testing.assert_allclose(probs, expected, atol=2e-6)
+    assert not list(tmp_path.glob(".out.csv.*")), "temporary file left behind"
+
+
+def test_single_files_keep_their_given_names(model, audio_dir):
+    wav = audio_dir / "mono32k.wav"
+    done = run_cli("predict", model, wav, audio_dir / "short.wav")
+    assert done.returncode == 0, done.stderr
+    assert [ln.split("\t")[0] for ln in done.stdout.splitlines()] == [str(wav), str(audio_dir / "short.wav")]
+
+
+def test_waveform_input_model(tmp_path_factory, audio_dir, tmp_path):
+    path = rm.waveform_model(tmp_path_factory)
+    out = tmp_path / "w.csv"
+    done = run_cli("predict", path, audio_dir / "mono32k.wav", "--csv", out)
+    assert done.returncode == 0, done.stderr
+    import soundfile as sf
+
+    wave, _ = sf.read(str(audio_dir / "mono32k.wav"), dtype="float32")
+    logits = rm.segment_means(wave[None, :32_000])[0]
+    probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    row = read_csv(out)[1]
+    np.testing.assert_allclose([float(v) for v in row[2:]], probs, atol=2e-6)
+
+
+def test_bad_file_is_skipped_with_exit_1(model, audio_dir, tmp_path):
+    mixed = tmp_path / "mixed"
+    shutil.copytree(audio_dir, mixed)
+    (mixed / "broken.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage")
+    out = tmp_path / "m.csv"
+    done = run_cli("predict", model, mixed, "--csv", out)
+    assert done.returncode == 1
+    assert "broken.wav" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stdout.strip().splitlines()) == 6
+    assert len(read_csv(out)) == 1 + 6  # the good files are still written
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["{audio}", "--threads", "0"], "--threads 0"),
+        (["{audio}", "--top", "0"], "--top 0"),
+        (["{audio}", "--top", "11"], "--top 11"),
+        (["{audio}", "--batch", "0"], "--batch 0"),
+        (["{missing}"], "no such file or folder"),
+        (["{empty}"], "folder has no audio files"),
+        (["{broken_header}"], "cannot read as audio"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(model, audio_dir, tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("no audio here")
+    (tmp_path / "bh.wav").write_bytes(b"RIFF\xff\xff\xff\xffWAVEfmt \x10\x00")
+    paths = {
+        "audio": audio_dir,
+        "missing": tmp_path / "nope",
+        "empty": tmp_path / "empty",
+        "broken_header": tmp_path / "bh.wav",
+    }
+    done = run_cli("predict", model, *[a.format(**paths) for a in args])
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().count("\n") == 0 and message in done.stderr
+    assert done.stdout == ""
+
+
+def test_bad_models_are_one_line_exit_2(audio_dir, tmp_path):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x00\x01not onnx" * 50)
+    for model in (junk, tmp_path / "absent.onnx", audio_dir / "mono32k.wav"):
+        done = run_cli("predict", model, audio_dir)
+        assert done.returncode == 2
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and str(model.name) in lines[0], done.stderr
+
+
+def test_csv_into_missing_folder_fails_before_work(model, audio_dir, tmp_path):
+    done = run_cli("predict", model, audio_dir, "--csv", tmp_path / "no" / "out.csv")
+    assert done.returncode == 2 and "does not exist" in done.stderr
+
+
+def test_folder_where_nothing_reads_is_exit_2_without_csv(model, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("x.wav", "y.wav"):
+        (bad / name).write_bytes(b"not a wav")
+    out = tmp_path / "o.csv"
+    done = run_cli("predict", model, bad, "--csv", out)
+    assert done.returncode == 2
+    assert "none of the 2 audio files" in done.stderr.strip().splitlines()[-1]
+    assert not out.exists()

@@ -1,0 +1,115 @@
+"""The light runtime's classifier: same logits as torch, metadata, batching, bad models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import runtime_models as rm
+
+from tfsep_edge import config
+from tfsep_edge.audio import load_audio, split_windows
+from tfsep_edge.errors import TfsepError
+from tfsep_edge.frontend import log_mel
+from tfsep_edge.runtime import OnnxClassifier, predict_stream
+
+
+@pytest.fixture(scope="module")
+def logmel_path(tmp_path_factory):
+    return rm.logmel_model(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def clf(logmel_path):
+    return OnnxClassifier(logmel_path)
+
+
+def test_metadata_is_read(clf):
+    assert clf.input_kind == "logmel"
+    assert clf.labels == config.LABELS
+    assert clf.frontend == config.DEFAULT_FRONTEND
+    assert (clf.precision, clf.width) == ("fp32", 12)
+    assert clf.info.fixed_batch is None  # dynamic batch survives the export
+
+
+def test_logits_match_torch(clf):
+    import torch
+
+    x = np.random.default_rng(0).standard_normal((3, 1, 128, 44)).astype(np.float32)
+    with torch.no_grad():
+        expected = rm.untrained_model(12)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(clf.logits_from_logmel(x), expected, atol=1e-4)
+
+
+def test_waveforms_go_through_the_numpy_front_end(clf):
+    windows = (0.1 * np.random.default_rng(1).standard_normal((2, 32_000))).astype(np.float32)
+    expected = clf.logits_from_logmel(log_mel(windows)[:, None])
+    np.testing.assert_allclose(clf.logits_from_waveforms(windows), expected, rtol=0, atol=1e-6)
+
+
+def test_predict_file_is_mean_of_window_logits(clf, tmp_path):
+    path = rm.write_wav(tmp_path / "long.wav", 3.7, rate=48_000, channels=2)
+    windows = split_windows(load_audio(path))
+    assert len(windows) == 4  # 3 full windows + 0.7 s remainder kept
+    per_window = clf.logits_from_waveforms(windows)
+    np.testing.assert_allclose(clf.predict_file(path), per_window.mean(axis=0), atol=1e-6)
+    assert np.ptp(per_window, axis=0).max() > 1e-4  # windows differ, so the mean is not trivially one of them
+
+
+def test_batching_does_not_change_results(clf, tmp_path):
+    files = [rm.write_wav(tmp_path / f"{i}.wav", s, seed=i) for i, s in enumerate((1.0, 2.5, 0.4, 5.0))]
+    one = [r.logits for r in predict_stream(clf, files, batch=1)]
+    many = [r.logits for r in predict_stream(clf, files, batch=3)]
+    for a, b, f in zip(one, many, files, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+        np.testing.assert_allclose(a, clf.predict_file(f), atol=1e-5)
+
+
+def test_bad_file_is_reported_in_order(clf, tmp_path):
+    good1 = rm.write_wav(tmp_path / "a.wav", 1.0)
+    bad = tmp_path / "b.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    good2 = rm.write_wav(tmp_path / "c.wav", 1.0, seed=2)
+    results = list(predict_stream(clf, [good1, bad, good2], batch=8))
+    assert [r.path for r in results] == [good1, bad, good2]
+    assert results[1].logits is None and "b.wav" in results[1].error
+    assert results[0].error is None and results[2].error is None
+    np.testing.assert_allclose(results[2].probabilities.sum(), 1.0, atol=1e-6)
+
+
+def test_waveform_model_gets_the_waveform(tmp_path_factory):
+    clf = OnnxClassifier(rm.waveform_model(tmp_path_factory))
+    assert clf.input_kind == "waveform"
+    windows = np.random.default_rng(3).standard_normal((2, 32_000)).astype(np.float32)
+    np.testing.assert_allclose(clf.logits_from_waveforms(windows), rm.segment_means(windows), atol=1e-6)
+    with pytest.raises(TfsepError, match="takes waveforms"):
+        clf.logits_from_logmel(np.zeros((1, 1, 128, 44), np.float32))
+
+
+def test_input_kind_inferred_without_metadata(tmp_path):
+    path = rm.export_logmel(tmp_path / "bare.onnx", meta={})
+    clf = OnnxClassifier(path)
+    assert (clf.input_kind, clf.precision, clf.width) == ("logmel", "unknown", None)
+
+
+def test_not_onnx_is_one_clear_error(tmp_path):
+    junk = tmp_path / "model.onnx"
+    junk.write_bytes(b"this is not a protobuf at all" * 10)
+    with pytest.raises(TfsepError, match="model.onnx: not a loadable ONNX model"):
+        OnnxClassifier(junk)
+    with pytest.raises(TfsepError, match="no such model file"):
+        OnnxClassifier(tmp_path / "missing.onnx")
+
+
+def test_other_input_shape_is_rejected(tmp_path):
+    import torch
+
+    path = tmp_path / "wide.onnx"
+    model = rm.untrained_model(12)
+    torch.onnx.export(model, (torch.zeros(1, 1, 64, 44),), str(path), dynamo=False, opset_version=17)
+    with pytest.raises(TfsepError, match=r"wide.onnx: input .* must take float \(batch, 1, 128, 44\)"):
+        OnnxClassifier(path)
+
+
+def test_threads_must_be_positive(logmel_path):
+    with pytest.raises(TfsepError, match="--threads 0"):
+        OnnxClassifier(logmel_path, threads=0)
