@@ -441,7 +441,8 @@ def run_bench(
     results = measure(runners, windows, include_frontend, warmup, runs, seconds, progress)
     fe_runs = min(runs or DEFAULT_RUNS, 200)
     frontend = frontend_comparison(windows, cfg, fe_runs, seconds=min(seconds or 2.0, 2.0))
-    peak = measure_peak_macs(threads) if peak_probe else {"macs_per_s": None, "note": "not measured"}
+    probe_seconds = 1.0 if (runs or DEFAULT_RUNS) >= 100 else 0.1  # a smoke run (tiny --runs) gets a quick probe
+    peak = measure_peak_macs(threads, seconds=probe_seconds) if peak_probe else {"macs_per_s": None}
     add_efficiency(results, peak, batch)
     add_ratios(results)
     return {
