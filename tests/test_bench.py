@@ -151,3 +151,22 @@ def test_machine_record_reads_isa_flags():
     if platform.machine() == "x86_64":
         flags = {"flags": "fpu sse4_2 avx2 avx512f avx512_vnni"}
         assert isa_features(flags) == ["sse4_2", "avx2", "avx512f", "avx512_vnni"]
+
+
+def test_pytorch_int8_folder_benches_beside_onnx(onnx_model, tmp_path):
+    import torch
+
+    from tfsep_edge.quantize import MODEL_FILE, QuantOptions, artifact_payload, quantize_model
+
+    calib = [torch.randn(4, 1, 128, 44) for _ in range(2)]
+    artifact, _ = quantize_model(rm.untrained_model(12), calib, QuantOptions(observer="minmax"))
+    folder = tmp_path / "q12"
+    folder.mkdir()
+    torch.save(artifact_payload(artifact), folder / MODEL_FILE)
+    out = tmp_path / "q.json"
+    done = run_cli("bench", onnx_model, folder, *TINY, "--include-frontend", "--json", out)
+    assert done.returncode == 0, done.stderr
+    int8 = load_result(out)["models"][1]
+    assert (int8["runtime"], int8["precision"], int8["width"]) == ("torch-int8", "int8", 12)
+    assert int8["quantized_engine"] == "x86" and int8["macs_per_clip"] > 0 and int8["efficiency"] > 0
+    assert "Warning" not in done.stderr

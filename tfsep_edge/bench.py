@@ -10,11 +10,13 @@ the harness's own overhead (reported, not subtracted). torch is imported only fo
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import resource
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,7 @@ DEFAULT_RUNS = 1000
 DEFAULT_SECONDS = 10.0
 MAX_RUNS = 1_000_000  # a cap on stored samples when only --seconds limits the loop
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+QUANTIZED_FILE = "model_int8.pt"  # what `tfsep-edge quantize` writes into its folder
 
 
 def rss_mb() -> float | None:
@@ -99,18 +102,23 @@ def _torch_call(model) -> Callable:
 
 
 def count_macs_torch(model, cfg: FrontendConfig) -> tuple[int | None, str | None]:
-    """MACs of one clip, counted by the budget module's official rule (None if it is not there)."""
+    """MACs of one clip by the budget module's official (NeSsi/torchinfo) count; None if unavailable."""
     try:
-        from . import budget
-    except ImportError:
+        from .budget import official_count
+
+        return int(official_count(model, cfg.n_mels, cfg.n_frames)[1]), "counted (budget.official_count)"
+    except Exception:  # a missing budget module or torchinfo must not stop a latency run
         return None, None
-    counter = getattr(budget, "count_macs", None)
-    if counter is None:
+
+
+def count_macs_width(width: int | None, cfg: FrontendConfig) -> tuple[int | None, str | None]:
+    """For an ONNX file without a budget in its metadata: count the float model of its width, but
+    only when torch is already loaded (a light-runtime run must not import it for this)."""
+    if width is None or "torch" not in sys.modules:
         return None, None
-    try:
-        return int(counter(model, n_mels=cfg.n_mels, frames=cfg.n_frames)), "counted (tfsep_edge.budget)"
-    except Exception:  # an API mismatch must not stop a latency run; MACs are then reported unknown
-        return None, None
+    from .model import TFSepNet
+
+    return count_macs_torch(TFSepNet(width).eval(), cfg)
 
 
 def load_onnx(path: Path, threads: int) -> Runner:
@@ -121,6 +129,10 @@ def load_onnx(path: Path, threads: int) -> Runner:
     clf = OnnxClassifier(path, threads=threads)
     load_ms = (time.perf_counter_ns() - t0) / 1e6
     macs = clf.info.budget.get("macs")
+    known = isinstance(macs, (int, float)) and macs > 0
+    macs, source = (
+        (int(macs), "ONNX metadata (tfsep_edge.budget)") if known else count_macs_width(clf.width, clf.frontend)
+    )
     return Runner(
         name=path.name,
         path=str(path),
@@ -131,8 +143,8 @@ def load_onnx(path: Path, threads: int) -> Runner:
         load_ms=load_ms,
         frontend=clf.model_input,
         model=clf.run,
-        macs=int(macs) if isinstance(macs, (int, float)) else None,
-        macs_source="ONNX metadata (tfsep_edge.budget)" if isinstance(macs, (int, float)) else None,
+        macs=macs,
+        macs_source=source,
         extra={"onnxruntime_threads": threads, "frontend_in_model": clf.input_kind == "waveform"},
         rss_load_mb=_delta(before),
     )
@@ -173,23 +185,23 @@ def load_torch_int8(path: Path, threads: int) -> Runner:
 
     require_torch()
     _torch_threads(threads)
-    try:
-        from .quantize import load_quantized
-    except ImportError:
-        raise TfsepError(
-            f"{path}: is a folder; quantized models need tfsep_edge.quantize, not installed here"
-        ) from None
     import torch
+
+    from .quantize import load_quantized
 
     before = rss_mb()
     t0 = time.perf_counter_ns()
-    loaded = load_quantized(path)
+    with warnings.catch_warnings():  # torch.load of quantized tensors warns about TypedStorage
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        loaded = load_quantized(path)
     load_ms = (time.perf_counter_ns() - t0) / 1e6
+    # The engine the model was converted for, set once (not per call as the artifact's __call__ does).
+    torch.backends.quantized.engine = loaded.options.engine
     model = loaded.int8_model
-    cfg = getattr(loaded, "frontend", None) or DEFAULT_FRONTEND
-    float_model = getattr(loaded, "float_model", None)
-    macs, source = count_macs_torch(float_model, cfg) if float_model is not None else (None, None)
-    width = getattr(loaded, "width", None) or getattr(float_model, "width", None)
+    cfg = DEFAULT_FRONTEND
+    macs, source = count_macs_torch(loaded.float_model, cfg)
+    width = loaded.float_model.width
     return Runner(
         name=path.name,
         path=str(path),
@@ -216,7 +228,7 @@ def load_runner(path: Path, threads: int) -> Runner:
     """Pick the runtime from what the path is: a folder (quantized model), a checkpoint, or ONNX."""
     if not path.exists():
         raise TfsepError(f"{path}: no such model file or folder")
-    if path.is_dir():
+    if path.is_dir() or path.name == QUANTIZED_FILE:
         return load_torch_int8(path, threads)
     if path.suffix.lower() in CHECKPOINT_SUFFIXES:
         return load_torch_checkpoint(path, threads)
@@ -438,7 +450,12 @@ def run_bench(
     cfg = DEFAULT_FRONTEND
     windows = test_windows(batch, cfg)
     overhead = harness_overhead()
-    results = measure(runners, windows, include_frontend, warmup, runs, seconds, progress)
+    with contextlib.ExitStack() as stack:
+        if any(r.runtime == "torch-int8" for r in runners):  # torch's known eager-INT8 deprecation notices
+            from .quantize import known_warnings_silenced
+
+            stack.enter_context(known_warnings_silenced())
+        results = measure(runners, windows, include_frontend, warmup, runs, seconds, progress)
     fe_runs = min(runs or DEFAULT_RUNS, 200)
     frontend = frontend_comparison(windows, cfg, fe_runs, seconds=min(seconds or 2.0, 2.0))
     probe_seconds = 1.0 if (runs or DEFAULT_RUNS) >= 100 else 0.1  # a smoke run (tiny --runs) gets a quick probe
