@@ -336,8 +336,13 @@ def build_fp32(model, frontend: bool, opset: int, cfg: FrontendConfig = DEFAULT_
         )
         x = LOGMEL_INPUT
     add_model(g, x, model, cfg.n_mels, cfg.n_frames)
-    out = helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, [BATCH, model.config.num_classes])
+    return finish_model(g, graph_input, model.config.num_classes)
+
+
+def finish_model(g: GraphBuilder, graph_input, num_classes: int) -> onnx.ModelProto:
+    """Wrap the builder's nodes into a model with a dynamic batch and an IR version ORT reads."""
+    out = helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, [BATCH, num_classes])
     graph = helper.make_graph(g.nodes, "tfsep_net", [graph_input], [out], initializer=g.inits)
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="tfsep-edge")
-    m.ir_version = min(m.ir_version, 8 if opset <= 17 else 9)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", g.opset)], producer_name="tfsep-edge")
+    m.ir_version = 8 if g.opset <= 17 else 9
     return m

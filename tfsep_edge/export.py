@@ -1,0 +1,349 @@
+"""`tfsep-edge export`: a checkpoint or a quantized model -> one verified ONNX file.
+
+FP32 (from a checkpoint) and INT8 QDQ (from a `tfsep-edge quantize` output) graphs are built by
+hand from the weights (onnx_graph.py, onnx_qdq.py): no trace, no Shape/Gather chains, static
+shapes except the batch, no stack-trace metadata, one file. The INT8 graph carries the scales
+and zero points PyTorch's calibration chose (built from QuantizedArtifact.fake_quant_model()).
+
+Every export validates itself before OUT exists: it is written to a temporary file next to
+OUT, checked with onnx.checker (full check), run in onnxruntime on real inputs (bundled audio
+and synthetic clips through the one front end) against the source PyTorch model, and only then
+renamed. A failed validation exits 1 and leaves nothing at OUT.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, config
+from .config import DEFAULT_FRONTEND, LABELS, FrontendConfig
+from .errors import TfsepError
+from .fileio import atomic_path, check_writable_dir
+
+OPSETS = (17, 18, 19, 20)  # 17: first with LayerNorm/STFT-era ops ORT runs everywhere; 20: newest we test
+DEFAULT_OPSET = 17
+TOL_LOGMEL = 1e-4  # FP32 max |d logit| against PyTorch, spectrogram input
+TOL_WAVEFORM = 1e-3  # FP32, front end inside the graph
+MIN_INT8_AGREEMENT = 0.99  # top-1 agreement of ONNX INT8 with PyTorch INT8
+N_SYNTHETIC = 12  # synthetic validation clips (on top of the bundled audio)
+REPO = Path(__file__).resolve().parents[1]
+BUNDLED_AUDIO = (REPO / "calibration", REPO / "tests" / "data" / "micirp")
+MAX_BUNDLED = 12
+
+
+class ExportValidationError(Exception):
+    """The exported graph did not match its source: the CLI exits 1 and nothing is at OUT."""
+
+
+@dataclass
+class Source:
+    """What is being exported: the float model, and the INT8 artifact when --int8."""
+
+    path: Path
+    float_model: object
+    frontend: FrontendConfig
+    artifact: object | None = None
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def load_source(path: Path, int8: bool) -> Source:
+    """A checkpoint or a quantized folder; --int8 needs the latter."""
+    from .quantize import is_quantized_dir, load_quantized
+
+    if not path.exists():
+        raise TfsepError(f"{path}: no such checkpoint or quantized model")
+    if is_quantized_dir(path):
+        art = load_quantized(path)
+        frontend = FrontendConfig.from_dict(art.info.get("frontend") or {}) if art.info.get("frontend") else None
+        return Source(path, art.float_model, frontend or DEFAULT_FRONTEND, art if int8 else None)
+    if int8:
+        if path.is_dir():
+            raise TfsepError(
+                f"{path}: not a quantized model folder; run `tfsep-edge quantize CKPT --calib CALIB` first"
+            )
+        from .checkpoint import read_checkpoint
+
+        obj = read_checkpoint(path)  # a clear error if it is not a checkpoint at all
+        del obj
+        raise TfsepError(
+            f"{path}: a float checkpoint, never quantized; run `tfsep-edge quantize {path} --calib CALIB` "
+            "and export its output folder with --int8"
+        )
+    if path.is_dir():
+        raise TfsepError(f"{path}: a folder, not a checkpoint or quantized model (no model_int8.pt inside)")
+    from .checkpoint import load_checkpoint
+
+    model, info = load_checkpoint(path)
+    return Source(path, model, info["frontend"])
+
+
+def check_opset(opset: int) -> int:
+    if opset not in OPSETS:
+        raise TfsepError(f"--opset {opset}: must be one of {', '.join(map(str, OPSETS))} (default {DEFAULT_OPSET})")
+    return opset
+
+
+# --- validation inputs -------------------------------------------------------------------------
+
+
+def validation_waves(cfg: FrontendConfig, bundled: int = MAX_BUNDLED, synthetic: int = N_SYNTHETIC) -> np.ndarray:
+    """(N, clip_samples) float32: 1-s windows of the bundled audio plus seeded synthetic clips.
+
+    The synthetic clips (noise with a few tones, chirps and clicks at different levels) make the
+    set independent of what is bundled; the bundled ones are real recordings.
+    """
+    from .audio import find_audio, load_audio, split_windows
+
+    waves = []
+    for folder in BUNDLED_AUDIO:
+        if folder.is_dir():
+            for f in find_audio([folder])[:bundled]:
+                try:
+                    waves.append(split_windows(load_audio(f, cfg), cfg)[0])
+                except TfsepError:
+                    continue
+    rng = np.random.default_rng(0)
+    t = np.arange(cfg.clip_samples) / cfg.sample_rate
+    for i in range(synthetic):
+        level = 10 ** rng.uniform(-3, -0.5)
+        x = rng.standard_normal(cfg.clip_samples) * level * rng.uniform(0.05, 1)
+        for _ in range(rng.integers(1, 4)):
+            f0 = rng.uniform(50, 12000)
+            x += level * np.sin(2 * np.pi * (f0 + rng.uniform(-1, 1) * 2000 * t) * t + rng.uniform(0, 6.3))
+        if i % 3 == 0:
+            x[rng.integers(0, len(x), 20)] += level * 5
+        waves.append(x.astype(np.float32))
+    return np.stack(waves[: bundled + synthetic]).astype(np.float32)
+
+
+# --- building --------------------------------------------------------------------------------
+
+
+def budget_figures(float_model, stored: dict, cfg: FrontendConfig) -> dict:
+    """params/MACs by the official NeSsi count (float model) and the stored bytes of this file."""
+    from .budget import official_count
+
+    params, macs, _ = official_count(float_model, cfg.n_mels, cfg.n_frames)
+    return {
+        "width": float_model.config.width,
+        "shuffle_groups": float_model.config.groups,
+        "params": params,
+        "macs": macs,
+        "counted_by": "torchinfo (NeSsi) on the float model",
+        "stored_param_bytes": stored["total"],
+        "stored_bytes_by_type": stored,
+    }
+
+
+def set_metadata(model, kind: str, precision: str, width: int, cfg: FrontendConfig, budget: dict) -> None:
+    meta = {
+        config.ONNX_META_INPUT: kind,
+        config.ONNX_META_LABELS: json.dumps(list(LABELS)),
+        config.ONNX_META_FRONTEND: json.dumps(cfg.to_dict(), sort_keys=True),
+        config.ONNX_META_WIDTH: str(width),
+        config.ONNX_META_PRECISION: precision,
+        config.ONNX_META_VERSION: __version__,
+        config.ONNX_META_BUDGET: json.dumps(budget, sort_keys=True),
+    }
+    del model.metadata_props[:]
+    for k, v in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+    model.doc_string = f"TF-SepNet width {width}, {precision}, input {kind}; made by tfsep-edge {__version__}"
+
+
+def build_graph(source: Source, int8: bool, frontend: bool, opset: int):
+    from .onnx_graph import build_fp32
+    from .onnx_qdq import build_int8
+    from .stored_bytes import onnx_stored_bytes
+
+    if int8:
+        model = build_int8(source.artifact.fake_quant_model(), frontend, opset, source.frontend)
+    else:
+        model = build_fp32(source.float_model, frontend, opset, source.frontend)
+    budget = budget_figures(source.float_model, onnx_stored_bytes(model), source.frontend)
+    kind = "waveform" if frontend else "logmel"
+    set_metadata(model, kind, "int8" if int8 else "fp32", source.float_model.config.width, source.frontend, budget)
+    return model
+
+
+# --- validation --------------------------------------------------------------------------------
+
+
+def ort_session(path: Path, threads: int = 1):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def reference_logits(source: Source, waves: np.ndarray, int8: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(log-mel inputs, PyTorch logits): the float model, or the PyTorch INT8 model for --int8."""
+    import torch
+
+    from .frontend import log_mel_torch
+
+    with torch.no_grad():
+        mels = log_mel_torch(torch.from_numpy(waves), source.frontend)
+        logits = source.artifact(mels) if int8 else source.float_model(mels)
+    return mels.numpy(), logits.numpy()
+
+
+def validate(path: Path, source: Source, int8: bool, frontend: bool, waves: np.ndarray) -> dict:
+    """onnx.checker (full) + onnxruntime vs PyTorch on `waves`; raises ExportValidationError."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as exc:  # checker raises ValidationError / InferenceError
+        raise ExportValidationError(f"onnx.checker rejected the graph: {str(exc).splitlines()[0][:200]}") from None
+    mels, ref = reference_logits(source, waves, int8)
+    session = ort_session(path)
+    feed = waves if frontend else mels
+    name = session.get_inputs()[0].name
+    out = session.run(None, {name: feed})[0]
+    # The batch is dynamic: one example at a time must give the same logits as the batch.
+    single = session.run(None, {name: feed[:1]})[0]
+    max_diff = float(np.abs(out - ref).max())
+    agreement = float((out.argmax(1) == ref.argmax(1)).mean())
+    result = {
+        "inputs": int(len(waves)),
+        "max_abs_logit_diff": max_diff,
+        "top1_agreement": agreement,
+        "reference": "PyTorch INT8 model" if int8 else "PyTorch float model",
+        "batch1_matches": bool(np.allclose(single, out[:1], atol=1e-5, rtol=0)),
+    }
+    if not result["batch1_matches"]:
+        raise ExportValidationError("batch of 1 and a full batch give different logits (batch dimension broken)")
+    if int8:
+        result["threshold"] = f"top-1 agreement >= {MIN_INT8_AGREEMENT:.0%}"
+        if agreement < MIN_INT8_AGREEMENT:
+            raise ExportValidationError(
+                f"INT8 ONNX agrees with PyTorch INT8 on {agreement:.1%} of {len(waves)} inputs "
+                f"(< {MIN_INT8_AGREEMENT:.0%}); max |d logit| {max_diff:.3g}"
+            )
+    else:
+        tol = TOL_WAVEFORM if frontend else TOL_LOGMEL
+        result["threshold"] = f"max |d logit| <= {tol:g}"
+        if not max_diff <= tol:
+            raise ExportValidationError(
+                f"ONNX logits differ from PyTorch by {max_diff:.3g} (> {tol:g}) on {len(waves)} inputs"
+            )
+    return result
+
+
+def median_latency_ms(path_or_model, feed: np.ndarray, runs: int = 60) -> float:
+    """A short timing (batch 1, one thread): enough to say which precision is faster here."""
+    session = ort_session(path_or_model) if isinstance(path_or_model, Path) else path_or_model
+    name = session.get_inputs()[0].name
+    x = feed[:1]
+    for _ in range(10):
+        session.run(None, {name: x})
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        session.run(None, {name: x})
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1e3)
+
+
+def compare_precisions(path: Path, source: Source, frontend: bool, opset: int, feed: np.ndarray) -> dict:
+    """Time this INT8 file against the FP32 graph of the same float weights, interleaved."""
+    import tempfile
+
+    import onnx
+
+    from .onnx_graph import build_fp32
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32_path = Path(tmp) / "fp32.onnx"
+        onnx.save(build_fp32(source.float_model, frontend, opset, source.frontend), str(fp32_path))
+        s8, s32 = ort_session(path), ort_session(fp32_path)
+        int8_ms = min(median_latency_ms(s8, feed, 40) for _ in range(3))
+        fp32_ms = min(median_latency_ms(s32, feed, 40) for _ in range(3))
+    return {"int8_ms": int8_ms, "fp32_ms": fp32_ms, "faster": "int8" if int8_ms < fp32_ms else "fp32"}
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+
+def export(
+    model_path: str | Path,
+    out: str | Path,
+    int8: bool = False,
+    frontend: bool = False,
+    opset: int = DEFAULT_OPSET,
+    timing: bool = True,
+    echo=print,
+) -> dict:
+    """Build, validate and atomically write the ONNX file; returns a summary dict.
+
+    Raises TfsepError (user error: exit 2) or ExportValidationError (exit 1, nothing at OUT).
+    """
+    import onnx
+
+    model_path, out = Path(model_path), Path(out)
+    check_opset(opset)
+    if out.suffix.lower() != ".onnx":
+        raise TfsepError(f"{out}: the output must end in .onnx")
+    check_writable_dir(out)
+    source = load_source(model_path, int8)
+    started = time.perf_counter()
+    model = build_graph(source, int8, frontend, opset)
+    waves = validation_waves(source.frontend)
+    with atomic_path(out, suffix=".onnx") as tmp:
+        onnx.save_model(model, str(tmp))  # one file: every initializer inline (well under 2 GB)
+        check = validate(tmp, source, int8, frontend, waves)
+        summary = {
+            "out": str(out),
+            "source": str(model_path),
+            "precision": "int8" if int8 else "fp32",
+            "input": "waveform" if frontend else "logmel",
+            "opset": opset,
+            "bytes": tmp.stat().st_size,
+            "validation": check,
+            "budget": json.loads(next(p.value for p in model.metadata_props if p.key == config.ONNX_META_BUDGET)),
+        }
+        if timing:
+            feed = waves if frontend else reference_logits(source, waves[:1], False)[0]
+            if int8:
+                summary["latency"] = compare_precisions(tmp, source, frontend, opset, feed)
+            else:
+                summary["latency"] = {"fp32_ms": min(median_latency_ms(tmp, feed, 40) for _ in range(2))}
+    summary["seconds"] = round(time.perf_counter() - started, 2)
+    echo(format_summary(summary))
+    return summary
+
+
+def format_summary(s: dict) -> str:
+    v, b = s["validation"], s["budget"]
+    lines = [
+        f"wrote {s['out']}: {s['precision'].upper()} ONNX (opset {s['opset']}), input {s['input']}, "
+        f"{s['bytes']:,} bytes, one file",
+        f"validated on {v['inputs']} real inputs against the {v['reference']}: max |d logit| "
+        f"{v['max_abs_logit_diff']:.3g}, top-1 agreement {v['top1_agreement']:.1%} ({v['threshold']}); "
+        "onnx.checker full check passed; batch 1 = batch N",
+        f"budget: {b['params']:,} params, {b['macs']:,} MACs (NeSsi, float model); stored weights "
+        f"{b['stored_param_bytes']:,} bytes",
+    ]
+    lat = s.get("latency")
+    if lat and "int8_ms" in lat:
+        lines.append(
+            f"onnxruntime here (batch 1, 1 thread, short timing): INT8 {lat['int8_ms']:.3f} ms, FP32 "
+            f"{lat['fp32_ms']:.3f} ms -> {lat['faster'].upper()} is faster on this machine"
+        )
+    elif lat:
+        lines.append(f"onnxruntime here (batch 1, 1 thread, short timing): {lat['fp32_ms']:.3f} ms")
+    return "\n".join(lines)

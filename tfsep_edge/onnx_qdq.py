@@ -1,0 +1,204 @@
+"""Hand-built INT8 QDQ ONNX graph from the quantize step's fake-quant twin.
+
+Every quantization point of the PyTorch INT8 model becomes a QuantizeLinear with that point's
+scale and zero point (as int8: quantize.py expresses each quint8 (s, z) as qint8 (s, z - 128),
+the same values, so onnxruntime runs S8S8 kernels, which neither saturate on AVX2 x86 without
+VNNI nor differ from ARM). Weights are stored as int8 initializers with their per-channel
+scales (zero point 0, symmetric), biases stay float32 as PyTorch's kernels use them.
+Quantized tensors are passed as int8 and dequantized right before each consumer, so
+onnxruntime fuses DQ -> Conv -> Q into QLinearConv and moves/compares int8 for Split, Gather
+and MaxPool, exactly as PyTorch runs shuffle/split/max-pool on quantized tensors.
+The channel shuffle is folded as in onnx_graph (transition conv rows permuted, else Gathers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from .config import DEFAULT_FRONTEND, FrontendConfig
+from .onnx_graph import (
+    BATCH,
+    LOGMEL_INPUT,
+    OUTPUT,
+    WAVEFORM_INPUT,
+    GraphBuilder,
+    _f32,
+    add_adaresnorm,
+    add_frontend,
+    finish_model,
+)
+
+
+@dataclass(frozen=True)
+class QTensor:
+    """An int8 tensor in the graph and the (scale, zero point) that give its real values."""
+
+    name: str
+    scale: float
+    zero_point: int
+
+
+def _fq_params(fq) -> tuple[float, int]:
+    return float(fq.scale), int(fq.zero_point)
+
+
+def quantize(g: GraphBuilder, x: str, scale: float, zero_point: int, base: str) -> QTensor:
+    s = g.const(f"{base}.scale", np.array(scale, np.float32))
+    z = g.const(f"{base}.zero_point", np.array(zero_point, np.int8))
+    return QTensor(g.op("QuantizeLinear", [x, s, z], f"{base}.q"), scale, zero_point)
+
+
+def dequantize(g: GraphBuilder, t: QTensor, base: str) -> str:
+    s = g.const(f"{base}.dq_scale", np.array(t.scale, np.float32))
+    z = g.const(f"{base}.dq_zero_point", np.array(t.zero_point, np.int8))
+    return g.op("DequantizeLinear", [t.name, s, z], f"{base}.dq")
+
+
+def _conv_parts(layer) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, bool, dict, tuple | None]:
+    """(float weight, bias, per-channel weight scales or None, relu, conv attrs, out qparams) of a QLayer."""
+    from torch import nn
+
+    body = layer.body
+    if hasattr(body, "w_scale"):  # FakeQuantConv: an int8 conv
+        w, scales = _f32(body.weight), _f32(body.w_scale)
+        bias = None if body.bias is None else _f32(body.bias)
+        conv, relu, out = body, body.relu, _fq_params(body.out)
+    else:  # float island: the fused float conv, quantized after
+        conv = next(m for m in body.modules() if isinstance(m, nn.Conv2d))
+        w, scales = _f32(conv.weight), None
+        bias = None if conv.bias is None else _f32(conv.bias)
+        relu = any(isinstance(m, nn.ReLU) for m in body.modules())
+        out = _fq_params(layer.quant)
+    kh, kw = w.shape[2:]
+    attrs = {
+        "kernel_shape": [kh, kw],
+        "strides": list(conv.stride),
+        "pads": [conv.padding[0], conv.padding[1], conv.padding[0], conv.padding[1]],
+        "group": conv.groups,
+    }
+    return w, bias, scales, relu, attrs, out
+
+
+def add_qconv(g: GraphBuilder, x: QTensor, layer, base: str, rows: list[int] | None = None) -> QTensor:
+    """A QLayer: DQ(x) -> Conv(DQ(int8 weight)) [-> Relu] -> Q(out). `rows` permutes output channels."""
+    w, bias, scales, relu, attrs, (out_s, out_z) = _conv_parts(layer)
+    if rows is not None:
+        w = w[rows]
+        bias = None if bias is None else bias[rows]
+        scales = None if scales is None else scales[rows]
+    if scales is not None:
+        q = np.clip(np.round(w / scales[:, None, None, None]), -128, 127).astype(np.int8)
+        wq = g.const(f"{base}.weight_int8", q)
+        ws = g.const(f"{base}.weight_scale", scales.astype(np.float32))
+        wz = g.const(f"{base}.weight_zero_point", np.zeros(len(scales), np.int8))
+        weight = g.op("DequantizeLinear", [wq, ws, wz], f"{base}.weight", axis=0)
+    else:
+        weight = g.const(f"{base}.weight", w.astype(np.float32))
+    inputs = [dequantize(g, x, f"{base}.in"), weight]
+    if bias is not None and scales is not None:
+        # int32 bias at scale s_in * s_w (what int8 kernels add to the accumulator; rounding it
+        # moves a logit by at most half a step of that scale): lets onnxruntime fuse QLinearConv.
+        bscale = (x.scale * scales).astype(np.float32)
+        bq = np.clip(np.round(bias / bscale.astype(np.float64)), -(2**31), 2**31 - 1).astype(np.int32)
+        bs = g.const(f"{base}.bias_scale", bscale)
+        bz = g.const(f"{base}.bias_zero_point", np.zeros(len(bq), np.int32))
+        inputs.append(g.op("DequantizeLinear", [g.const(f"{base}.bias_int32", bq), bs, bz], f"{base}.bias", axis=0))
+    elif bias is not None:
+        inputs.append(g.const(f"{base}.bias", bias.astype(np.float32)))
+    y = g.op("Conv", inputs, base, **attrs)
+    if relu:
+        y = g.op("Relu", [y], f"{base}.relu")
+    return quantize(g, y, out_s, out_z, f"{base}.out")
+
+
+def add_qblock(g: GraphBuilder, x: QTensor, block, groups: int, base: str) -> QTensor:
+    """A quantized TF-SepConv block (fake-quant twin `block`); output in natural channel order."""
+    half = block.half
+    c = 2 * half
+    per = c // groups
+
+    def pre_shuffle(j: int) -> int:
+        return (j % per) * groups + j // per
+
+    if block.transition:
+        t = add_qconv(g, x, block.trans_conv, f"{base}.trans", rows=[pre_shuffle(j) for j in range(c)])
+        n1, n2 = g.op_multi(
+            "Split",
+            [t.name, g.const(f"{base}.split", np.array([half, half], np.int64))],
+            [f"{base}.x1", f"{base}.x2"],
+            axis=1,
+        )
+    else:
+        t = x
+        idx = np.array([pre_shuffle(j) for j in range(c)], np.int64)
+        n1 = g.op("Gather", [t.name, g.const(f"{base}.idx1", idx[:half])], f"{base}.x1", axis=1)
+        n2 = g.op("Gather", [t.name, g.const(f"{base}.idx2", idx[half:])], f"{base}.x2", axis=1)
+    halves = []
+    for name, xn, dw, mean, pw, add in (
+        ("freq", n1, block.freq_dw_conv, block.freq_mean, block.freq_pw_conv, block.freq_add),
+        ("time", n2, block.temp_dw_conv, block.temp_mean, block.temp_pw_conv, block.temp_add),
+    ):
+        xi = QTensor(xn, t.scale, t.zero_point)
+        d = add_qconv(g, xi, dw, f"{base}.{name}.dw")
+        m = g.reduce("ReduceMean", dequantize(g, d, f"{base}.{name}.mean_in"), [mean.dim], f"{base}.{name}.mean")
+        mq = quantize(g, m, *_fq_params(mean.out), f"{base}.{name}.mean_out")
+        p = add_qconv(g, mq, pw, f"{base}.{name}.pw")
+        s = g.op(
+            "Add",
+            [dequantize(g, xi, f"{base}.{name}.res_x"), dequantize(g, p, f"{base}.{name}.res_p")],
+            f"{base}.{name}.residual",
+        )
+        halves.append(quantize(g, s, *_fq_params(add.out), f"{base}.{name}.residual_out"))
+    cat = g.op("Concat", [dequantize(g, h, f"{base}.cat_in{i}") for i, h in enumerate(halves)], f"{base}.cat", axis=1)
+    return quantize(g, cat, *_fq_params(block.concat.out), f"{base}.out")
+
+
+def add_qmodel(g: GraphBuilder, x: str, fq, n_mels: int, frames: int) -> str:
+    """The fake-quant twin's graph on log-mel `x` -> logits."""
+    from torch import nn
+
+    groups = fq.config.groups
+    q = quantize(g, x, *_fq_params(fq.quant), "input")
+    channels, t_len = 1, frames
+    for i, layer in enumerate(fq.feature):
+        base = f"feature.{i}"
+        kind = type(layer).__name__
+        if kind == "QLayer":  # the stem
+            q = add_qconv(g, q, layer, base)
+            channels = _conv_parts(layer)[0].shape[0]
+            t_len = (t_len + 4 - 5) // 2 + 1
+        elif kind == "FloatIsland":  # AdaResNorm in float between DQ and Q
+            y = add_adaresnorm(g, dequantize(g, q, f"{base}.in"), layer.body, list(range(channels)), t_len, base)
+            q = quantize(g, y, *_fq_params(layer.quant), f"{base}.out")
+        elif isinstance(layer, nn.MaxPool2d):  # on int8, as PyTorch: same qparams
+            q = QTensor(
+                g.op("MaxPool", [q.name], f"{base}.pool", kernel_shape=[2, 2], strides=[2, 2]), q.scale, q.zero_point
+            )
+            t_len //= 2
+        elif kind == "QBlock":
+            q = add_qblock(g, q, layer, groups, base)
+            channels = 2 * layer.half
+        else:
+            raise TypeError(f"unexpected layer {kind}")
+    c = add_qconv(g, q, fq.classifier, "classifier")
+    pooled = g.op("GlobalAveragePool", [dequantize(g, c, "classifier.out")], "pool")
+    return g.op("Flatten", [pooled], OUTPUT, axis=1)
+
+
+def build_int8(fq, frontend: bool, opset: int, cfg: FrontendConfig = DEFAULT_FRONTEND) -> onnx.ModelProto:
+    """QDQ graph of the fake-quant twin `fq` (quantize.QuantizedArtifact.fake_quant_model())."""
+    g = GraphBuilder(opset)
+    if frontend:
+        graph_input = helper.make_tensor_value_info(WAVEFORM_INPUT, TensorProto.FLOAT, [BATCH, cfg.clip_samples])
+        x = add_frontend(g, WAVEFORM_INPUT, cfg)
+    else:
+        graph_input = helper.make_tensor_value_info(
+            LOGMEL_INPUT, TensorProto.FLOAT, [BATCH, 1, cfg.n_mels, cfg.n_frames]
+        )
+        x = LOGMEL_INPUT
+    add_qmodel(g, x, fq, cfg.n_mels, cfg.n_frames)
+    return finish_model(g, graph_input, fq.config.num_classes)
