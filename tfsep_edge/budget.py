@@ -214,11 +214,17 @@ def count_model(path: Path, width: int | None, shuffle_groups: int | None, n_mel
     `model.parameters()` of a converted model, which hides the packed int8 weights.
     """
     path = Path(path)
-    if path.suffix.lower() == ".onnx":
-        raise TfsepError(f"{path}: counting ONNX files is not supported yet; give the float checkpoint instead")
     from .cli import require_torch
 
     require_torch()
+    if path.suffix.lower() == ".onnx":  # stored bytes: stored_bytes.py (export issue)
+        from .stored_bytes import count_onnx
+
+        return count_onnx(path, n_mels, frames)
+    if (path / "model_int8.pt").is_file() or path.name == "model_int8.pt":  # a `quantize` output
+        from .stored_bytes import count_quantized
+
+        return count_quantized(path, n_mels, frames)
     from .checkpoint import load_checkpoint
 
     model, info = load_checkpoint(path, shuffle_groups=shuffle_groups, expected_width=width)

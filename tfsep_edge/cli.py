@@ -233,6 +233,35 @@ def evaluate(
         typer.echo(f"wrote {plot}")
 
 
+@app.command()
+@user_errors
+def export(
+    model: Path = typer.Argument(..., help="checkpoint (FP32) or `tfsep-edge quantize` output folder (--int8)"),
+    onnx_out: Path = typer.Option(..., "--onnx", help="the ONNX file to write (OUT.onnx)"),
+    int8: bool = typer.Option(False, "--int8", help="INT8 QDQ graph with PyTorch's calibrated scales"),
+    frontend: bool = typer.Option(
+        False, "--frontend/--no-frontend", help="take raw 32 kHz waveform (batch, 32000) with the log-mel inside"
+    ),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset: 17..20"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
+) -> None:
+    """Export a clean, validated ONNX model (exit 1 and no file if validation fails)."""
+    require_torch()
+    import json
+
+    from .export import ExportValidationError
+    from .export import export as run_export
+
+    echo = (lambda _text: None) if as_json else typer.echo
+    try:
+        summary = run_export(model, onnx_out, int8=int8, frontend=frontend, opset=opset, echo=echo)
+    except ExportValidationError as exc:
+        typer.echo(f"error: validation failed, nothing written to {onnx_out}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(summary, sort_keys=True))
+
+
 def main() -> None:
     app()
 
