@@ -17,6 +17,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
+
 # ISA features that matter for these kernels (names as /proc/cpuinfo spells them).
 X86_FEATURES = (
     "sse4_2",
@@ -73,7 +75,14 @@ def _cpuinfo_fields() -> dict[str, str]:
     return fields
 
 
+def emulated(fields: dict[str, str]) -> bool:
+    """An aarch64 process reading an x86 /proc/cpuinfo: qemu-user emulation (times mean nothing)."""
+    return platform.machine().lower() in ("aarch64", "arm64") and "vendor_id" in fields
+
+
 def cpu_model(fields: dict[str, str]) -> str | None:
+    if emulated(fields):
+        return f"emulated aarch64 on {fields.get('model name', 'unknown host')}"
     if fields.get("model name"):
         return fields["model name"]
     part = fields.get("CPU part", "").lower()
@@ -82,8 +91,29 @@ def cpu_model(fields: dict[str, str]) -> str | None:
     return platform.processor() or None
 
 
+# aarch64 HWCAP bits (linux/arch/arm64/include/uapi/asm/hwcap.h): what the kernel (or qemu-user) offers.
+AT_HWCAP, AT_HWCAP2 = 16, 26
+HWCAP_BITS = {"fp": 0, "asimd": 1, "fphp": 9, "asimdhp": 10, "asimddp": 20, "sve": 22}
+HWCAP2_BITS = {"sve2": 1, "i8mm": 13, "bf16": 14}
+
+
+def hwcap_features() -> set[str]:
+    """aarch64 features from the auxiliary vector (/proc/self/auxv); empty elsewhere.
+    Under qemu-user /proc/cpuinfo is the host's, but auxv is the emulated CPU's."""
+    try:
+        raw = Path("/proc/self/auxv").read_bytes()
+    except OSError:
+        return set()
+    words = np.frombuffer(raw[: len(raw) // 16 * 16], dtype="<u8").reshape(-1, 2)
+    aux = {int(k): int(v) for k, v in words}
+    found = {name for name, bit in HWCAP_BITS.items() if aux.get(AT_HWCAP, 0) >> bit & 1}
+    return found | {name for name, bit in HWCAP2_BITS.items() if aux.get(AT_HWCAP2, 0) >> bit & 1}
+
+
 def isa_features(fields: dict[str, str]) -> list[str]:
     flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    if platform.machine().lower() in ("aarch64", "arm64") and not fields.get("Features"):
+        flags = hwcap_features()
     wanted = ARM_FEATURES if platform.machine().lower() in ("aarch64", "arm64", "armv7l") else X86_FEATURES
     found = [f for f in wanted if f in flags]
     if "asimd" in found:
@@ -148,6 +178,7 @@ def machine_info(threads: int) -> dict:
         "hostname": platform.node(),
         "cpu_model": cpu_model(fields),
         "arch": platform.machine(),
+        "emulated": emulated(fields),
         "cores": os.cpu_count(),
         "cores_usable": usable,
         "frequency_mhz": cpu_frequency_mhz(fields),
