@@ -1,0 +1,116 @@
+"""Make the models a latency benchmark (or the aarch64 check) needs, with the project's own tools.
+
+Untrained TF-SepNets with randomised BatchNorm statistics: latency does not depend on the
+weights, and random weights give every op real (non-degenerate) work. INT8 models come from
+`tfsep_edge.quantize` (PyTorch eager INT8, calibrated on noise log-mels) and ONNX files from
+`tfsep_edge.export` (FP32 and INT8 QDQ, validated against PyTorch as every export is). A
+producer that is missing or fails is reported as a note and its variant is skipped.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class ModelSet:
+    width: int
+    checkpoint: Path | None = None
+    quantized: Path | None = None  # folder with model_int8.pt
+    onnx_fp32: Path | None = None
+    onnx_int8: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def untrained_model(width: int, seed: int = 0):
+    import torch
+
+    from tfsep_edge.model import TFSepNet
+
+    torch.manual_seed(seed)
+    model = TFSepNet(width)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def noise_logmels(n: int, seed: int = 0):
+    """Calibration input: log-mels of coloured noise through the one front end (log_mel_torch)."""
+    import numpy as np
+    import torch
+
+    from tfsep_edge.frontend import log_mel_torch
+
+    rng = np.random.default_rng(seed)
+    white = rng.standard_normal((n, 32_000)).astype(np.float32)
+    gains = rng.uniform(0.01, 0.3, size=(n, 1)).astype(np.float32)
+    coloured = np.cumsum(white, axis=1) * 0.02 + white  # some low-frequency energy, like scenes
+    waves = torch.from_numpy((gains * coloured / np.abs(coloured).max(axis=1, keepdims=True)).astype(np.float32))
+    with torch.no_grad():
+        return log_mel_torch(waves)
+
+
+def make_checkpoint(width: int, out: Path, seed: int = 0) -> Path:
+    from tfsep_edge.checkpoint import save_checkpoint
+
+    save_checkpoint(untrained_model(width, seed), out, meta={"note": "untrained, randomised BN (latency only)"})
+    return out
+
+
+def make_quantized(checkpoint: Path, folder: Path, calib_clips: int = 64) -> Path:
+    import torch
+
+    from tfsep_edge import quantize
+    from tfsep_edge.checkpoint import load_model
+
+    model = load_model(checkpoint)
+    batches = list(noise_logmels(calib_clips).split(16))
+    options = quantize.QuantOptions(engine=quantize.default_engine())
+    artifact, _ = quantize.quantize_model(model, batches, options)
+    folder.mkdir(parents=True, exist_ok=True)
+    saver = getattr(quantize, "save_quantized", None)
+    if saver is not None:
+        saver(artifact, folder)
+    else:  # the format load_quantized reads: model_int8.pt holding artifact_payload
+        torch.save(quantize.artifact_payload(artifact), folder / quantize.MODEL_FILE)
+    return folder
+
+
+def make_onnx(source: Path, out: Path, int8: bool = False, frontend: bool = False) -> Path:
+    from tfsep_edge.export import export
+
+    export(source, out, int8=int8, frontend=frontend, timing=False, echo=lambda _text: None)
+    return out
+
+
+def _try(models: ModelSet, what: str, fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except ImportError as exc:
+        models.notes.append(f"C={models.width} {what}: skipped, producer not available ({exc})")
+    except Exception as exc:  # a producer's failure skips its variant; the rest still runs
+        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        models.notes.append(f"C={models.width} {what}: skipped, {last[:300]}")
+    return None
+
+
+def make_models(width: int, folder: Path, int8: bool = True, seed: int = 0) -> ModelSet:
+    """Checkpoint, PyTorch INT8 folder, ONNX FP32 and ONNX INT8 of one width, into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    models = ModelSet(width)
+    models.checkpoint = _try(models, "checkpoint", make_checkpoint, width, folder / f"tfsep{width}.pt", seed)
+    if models.checkpoint is None:
+        return models
+    models.onnx_fp32 = _try(models, "ONNX FP32", make_onnx, models.checkpoint, folder / f"tfsep{width}_fp32.onnx")
+    if int8:
+        qdir = folder / f"tfsep{width}_int8"
+        models.quantized = _try(models, "PyTorch INT8", make_quantized, models.checkpoint, qdir)
+        if models.quantized is not None:
+            out = folder / f"tfsep{width}_int8.onnx"
+            models.onnx_int8 = _try(models, "ONNX INT8", make_onnx, models.quantized, out, int8=True)
+    return models
