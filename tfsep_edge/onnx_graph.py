@@ -43,6 +43,7 @@ class GraphBuilder:
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self._count: dict[str, int] = {}
+        self._scalars: dict[tuple, str] = {}
 
     def name(self, base: str) -> str:
         n = self._count.get(base, 0)
@@ -50,8 +51,15 @@ class GraphBuilder:
         return base if n == 0 else f"{base}_{n}"
 
     def const(self, base: str, array: np.ndarray) -> str:
+        array = np.ascontiguousarray(array)
+        # front-end constants stay apart (stored_bytes tells them from model parameters by name)
+        key = (base.startswith("fe."), array.dtype.str, array.shape, array.tobytes()) if array.size <= 4 else None
+        if key in self._scalars:  # one initializer per distinct small constant (scales, zero points)
+            return self._scalars[key]
         name = self.name(base)
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        self.inits.append(numpy_helper.from_array(array, name))
+        if key is not None:
+            self._scalars[key] = name
         return name
 
     def op(self, op_type: str, inputs: list[str], base: str, **attrs) -> str:
@@ -230,7 +238,7 @@ def add_frontend(g: GraphBuilder, wave: str, cfg: FrontendConfig = DEFAULT_FRONT
             wave,
             g.const("fe.s1", np.array([1], np.int64)),
             g.const("fe.end", np.array([samples], np.int64)),
-            g.const("fe.axis", np.array([1], np.int64)),
+            axis := g.const("fe.axis", np.array([1], np.int64)),
         ],
         "fe.head",
     )
@@ -240,7 +248,7 @@ def add_frontend(g: GraphBuilder, wave: str, cfg: FrontendConfig = DEFAULT_FRONT
             wave,
             g.const("fe.s0", np.array([0], np.int64)),
             g.const("fe.e1", np.array([samples - 1], np.int64)),
-            "fe.axis",
+            axis,
         ],
         "fe.tail",
     )

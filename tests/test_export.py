@@ -1,0 +1,254 @@
+"""tfsep-edge export: parity (FP32/INT8, log-mel/waveform input), clean graph, metadata,
+dynamic batch, atomic write, determinism, bad inputs. Untrained C=12 models with randomised
+BatchNorm/AdaResNorm statistics; the INT8 model is a tiny quantization (16 calibration clips)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+
+from conftest import run_cli  # noqa: E402
+
+from tfsep_edge import config, export  # noqa: E402
+from tfsep_edge.config import DEFAULT_FRONTEND  # noqa: E402
+
+
+def _random_model(width: int = 12, seed: int = 0):
+    from tfsep_edge.model import AdaResNorm, TFSepNet
+
+    torch.manual_seed(seed)
+    model = TFSepNet(width).eval()
+    with torch.no_grad():  # non-trivial statistics so BN folding and the norm algebra are exercised
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+            elif isinstance(m, AdaResNorm):
+                m.rho.uniform_(0, 1)
+                m.gamma.uniform_(0.5, 1.5)
+                m.beta.uniform_(-0.3, 0.3)
+    return model
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("export")
+
+
+@pytest.fixture(scope="module")
+def ckpt(work) -> Path:
+    from tfsep_edge.checkpoint import save_checkpoint
+
+    path = work / "c12.pt"
+    save_checkpoint(_random_model(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def qdir(work, ckpt) -> Path:
+    from tfsep_edge.checkpoint import load_model
+    from tfsep_edge.frontend import log_mel_torch
+    from tfsep_edge.quantize import MODEL_FILE, QuantOptions, artifact_payload, quantize_model
+
+    waves = torch.from_numpy(export.validation_waves(DEFAULT_FRONTEND, bundled=4, synthetic=12))
+    batches = [log_mel_torch(waves[:8]), log_mel_torch(waves[8:])]
+    art = quantize_model(load_model(ckpt), batches, QuantOptions(engine="x86", observer="minmax"))[0]
+    out = work / "q12"
+    out.mkdir()
+    torch.save(artifact_payload(art), out / MODEL_FILE)
+    return out
+
+
+def _export(src, out, **kw):
+    kw.setdefault("timing", False)
+    return export.export(src, out, echo=lambda _s: None, **kw)
+
+
+def _session(path: Path):
+    return export.ort_session(path)
+
+
+@pytest.fixture(scope="module")
+def fp32_logmel(work, ckpt) -> Path:
+    out = work / "fp32.onnx"
+    _export(ckpt, out)
+    return out
+
+
+def test_fp32_logmel_parity_and_dynamic_batch(fp32_logmel, ckpt):
+    from tfsep_edge.checkpoint import load_model
+
+    model = load_model(ckpt)
+    x = torch.randn(5, 1, 128, 44)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    s = _session(fp32_logmel)
+    assert s.get_inputs()[0].shape[0] == "batch"
+    for n in (1, 5):
+        out = s.run(None, {"logmel": x[:n].numpy()})[0]
+        assert out.shape == (n, 10)
+        assert np.abs(out - ref[:n]).max() <= 1e-4
+
+
+def test_graph_is_clean(fp32_logmel):
+    m = onnx.load(str(fp32_logmel))
+    ops = [n.op_type for n in m.graph.node]
+    inits = {i.name for i in m.graph.initializer}
+    assert "Shape" not in ops and "Transpose" not in ops  # no shape chains, the shuffle is folded
+    for n in m.graph.node:  # every shape / index / axes input is a constant
+        if n.op_type in ("Reshape", "Gather", "Split"):
+            assert all(name in inits for name in n.input[1:]), n.name
+        assert not n.doc_string
+    assert all(i.data_location == onnx.TensorProto.DEFAULT and not i.external_data for i in m.graph.initializer)
+    assert not list(fp32_logmel.parent.glob("*.data"))
+    assert {p.key for p in m.metadata_props} == {
+        config.ONNX_META_INPUT,
+        config.ONNX_META_LABELS,
+        config.ONNX_META_FRONTEND,
+        config.ONNX_META_WIDTH,
+        config.ONNX_META_PRECISION,
+        config.ONNX_META_VERSION,
+        config.ONNX_META_BUDGET,
+    }  # and nothing else (no stack traces)
+    onnx.checker.check_model(str(fp32_logmel), full_check=True)
+
+
+def test_metadata(fp32_logmel):
+    meta = {p.key: p.value for p in onnx.load(str(fp32_logmel)).metadata_props}
+    assert meta[config.ONNX_META_INPUT] == "logmel"
+    assert json.loads(meta[config.ONNX_META_LABELS]) == list(config.LABELS)
+    assert json.loads(meta[config.ONNX_META_FRONTEND]) == DEFAULT_FRONTEND.to_dict()
+    assert meta[config.ONNX_META_WIDTH] == "12" and meta[config.ONNX_META_PRECISION] == "fp32"
+    budget = json.loads(meta[config.ONNX_META_BUDGET])
+    assert budget["params"] == 6838 and budget["macs"] > 1_000_000  # the report's C=12 count
+    assert budget["stored_param_bytes"] == budget["stored_bytes_by_type"]["total"] > 0
+
+
+def test_fp32_waveform_parity(work, ckpt):
+    from tfsep_edge.checkpoint import load_model
+    from tfsep_edge.frontend import log_mel_torch
+
+    out = work / "fp32_wave.onnx"
+    summary = _export(ckpt, out, frontend=True)
+    assert summary["validation"]["max_abs_logit_diff"] <= 1e-3
+    waves = torch.from_numpy(export.validation_waves(DEFAULT_FRONTEND, bundled=2, synthetic=3))
+    with torch.no_grad():
+        ref = load_model(ckpt)(log_mel_torch(waves)).numpy()
+    s = _session(out)
+    assert s.get_inputs()[0].shape == ["batch", 32000]
+    got = s.run(None, {"waveform": waves.numpy()})[0]
+    assert np.abs(got - ref).max() <= 1e-3
+    assert np.allclose(s.run(None, {"waveform": waves[:1].numpy()})[0], got[:1], atol=1e-5)
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert meta[config.ONNX_META_INPUT] == "waveform"
+
+
+@pytest.mark.parametrize("frontend", [False, True])
+def test_int8_parity(work, qdir, frontend):
+    from tfsep_edge.frontend import log_mel_torch
+    from tfsep_edge.quantize import load_quantized
+
+    out = work / f"int8_{frontend}.onnx"
+    summary = _export(qdir, out, int8=True, frontend=frontend)
+    assert summary["validation"]["top1_agreement"] >= 0.99
+    art = load_quantized(qdir)
+    waves = torch.from_numpy(export.validation_waves(DEFAULT_FRONTEND, bundled=4, synthetic=20))
+    mels = log_mel_torch(waves)
+    ref = art(mels).numpy()
+    s = _session(out)
+    got = s.run(None, {s.get_inputs()[0].name: (waves if frontend else mels).numpy()})[0]
+    assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.99
+    m = onnx.load(str(out))
+    meta = {p.key: p.value for p in m.metadata_props}
+    assert meta[config.ONNX_META_PRECISION] == "int8"
+    types = {i.data_type for i in m.graph.initializer}
+    assert onnx.TensorProto.INT8 in types and onnx.TensorProto.UINT8 not in types  # S8S8: x86 = ARM
+    budget = json.loads(meta[config.ONNX_META_BUDGET])["stored_bytes_by_type"]
+    assert budget["int8_weights"] > 0 and budget["int32_biases"] > 0 and budget["float_weights"] == 0
+
+
+def test_failed_validation_leaves_nothing(work, ckpt, monkeypatch):
+    from typer.testing import CliRunner
+
+    from tfsep_edge.cli import app
+
+    folder = work / "atomic"
+    folder.mkdir()
+    out = folder / "bad.onnx"
+    monkeypatch.setattr(export, "TOL_LOGMEL", -1.0)  # no graph can pass: validation must fail
+    with pytest.raises(export.ExportValidationError):
+        _export(ckpt, out)
+    result = CliRunner().invoke(app, ["export", str(ckpt), "--onnx", str(out)])
+    assert result.exit_code == 1
+    assert list(folder.iterdir()) == []  # no OUT, no temporary file
+
+
+def test_deterministic(work, ckpt):
+    a, b = work / "det_a.onnx", work / "det_b.onnx"
+    _export(ckpt, a)
+    _export(ckpt, b)
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_budget_on_onnx_and_quantized(work, qdir):
+    out = work / "budget_int8.onnx"
+    _export(qdir, out, int8=True)
+    r = run_cli("budget", out, "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["params"] == 6838 and rep["param_bytes_basis"] == "stored quantized weights"
+    assert 0 < rep["param_bytes"] < 6838 * 4
+    r = run_cli("budget", qdir, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["params"] == 6838
+
+
+def test_bad_inputs(work, ckpt):
+    cases = [
+        (["export", ckpt, "--onnx", work / "x.onnx", "--int8"], "quantize"),
+        (["export", ckpt, "--onnx", work / "missing" / "x.onnx"], "does not exist"),
+        (["export", ckpt, "--onnx", work / "x.onnx", "--opset", "9"], "--opset 9"),
+    ]
+    text = work / "notes.txt"
+    text.write_text("not a checkpoint")
+    cases.append((["export", text, "--onnx", work / "x.onnx"], str(text)))
+    for args, needle in cases:
+        r = run_cli(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert not (work / "x.onnx").exists()
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_folder(work, ckpt):
+    folder = work / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        r = run_cli("export", ckpt, "--onnx", folder / "x.onnx")
+        assert r.returncode == 2 and "not writable" in r.stderr
+    finally:
+        folder.chmod(0o755)
+
+
+def test_read_only_folder_reported(work, ckpt, monkeypatch):
+    """The read-only branch even when running as root (os.access says no)."""
+    from typer.testing import CliRunner
+
+    from tfsep_edge import fileio
+    from tfsep_edge.cli import app
+
+    monkeypatch.setattr(fileio.os, "access", lambda *_a, **_k: False)
+    result = CliRunner().invoke(app, ["export", str(ckpt), "--onnx", str(work / "ro2.onnx")])
+    assert result.exit_code == 2 and "not writable" in result.output
+    assert not (work / "ro2.onnx").exists()
