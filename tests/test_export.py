@@ -248,7 +248,8 @@ def test_read_only_folder_reported(work, ckpt, monkeypatch):
     from tfsep_edge import fileio
     from tfsep_edge.cli import app
 
-    monkeypatch.setattr(fileio.os, "access", lambda *_a, **_k: False)
+    real_access = os.access
+    monkeypatch.setattr(fileio.os, "access", lambda p, mode: Path(p) != work and real_access(p, mode))
     result = CliRunner().invoke(app, ["export", str(ckpt), "--onnx", str(work / "ro2.onnx")])
     assert result.exit_code == 2 and "not writable" in result.output
     assert not (work / "ro2.onnx").exists()
