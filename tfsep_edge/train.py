@@ -450,7 +450,7 @@ def train(
                 "data": str(data.resolve()),
                 "synthetic_data": is_synthetic(data),
                 "options": asdict(opts),
-                "torch": torch.__version__,
+                "torch": str(torch.__version__),
             }
             if val_acc > best_acc:
                 best_acc = val_acc
