@@ -24,5 +24,14 @@ test: setup
 lint: setup
 	$(PY) -m ruff check tfsep_edge tests benchmarks
 
+# The light runtime on aarch64 under qemu (Pi 4/Pi 5 CPU models): same labels and logits as x86.
+# Needs root and apt the first time (qemu-user-static, debootstrap); cached under .cache/arm64.
+test-arm: setup
+	bash deploy/arm-emulation/run.sh
+
+# The standard latency comparison on this machine -> benchmarks/results/ (run it on a quiet CPU).
+bench: setup
+	$(PY) benchmarks/run_standard.py
+
 clean:
 	rm -rf build *.egg-info demo-run

@@ -1,0 +1,127 @@
+"""The light runtime on aarch64 (under qemu-user) against x86: same labels, logits within tolerance.
+
+Runs in two places with the same code:
+  python check.py run --out R.json --models A.onnx B.onnx --wavs X.wav ...   (x86 host, and aarch64 guest)
+  python check.py compare HOST.json GUEST.json [GUEST2.json ...]             (host)
+`run` classifies every WAV with every model through the user's path (`tfsep-edge predict`,
+called in-process: the guest cannot spawn processes without binfmt), keeps the per-file logits
+(OnnxClassifier.predict_file, the function `predict` uses), and checks `tfsep-edge bench` runs.
+Bench times under emulation mean nothing and are never kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+# Max |logit difference| accepted between the architectures. FP32: the same graph in float32 with
+# different SIMD kernels (NEON vs AVX) and FFT paths: sums in another order. INT8: requantization
+# may round differently by one step on some values; compared arm INT8 vs x86 INT8 (never FP32,
+# whose gap is quantization error, not an architecture difference).
+TOL = {"fp32": 1e-5, "int8": 1e-4}
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    """Run `tfsep-edge ARGS` in this process; (exit code, stdout, stderr)."""
+    from tfsep_edge.cli import app
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            app(list(args), prog_name="tfsep-edge")
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    return code, out.getvalue(), err.getvalue()
+
+
+def run(models: list[Path], wavs: list[Path], out: Path) -> int:
+    from tfsep_edge.machine import machine_info
+    from tfsep_edge.runtime import OnnxClassifier
+
+    result = {"arch": platform.machine(), "machine": machine_info(1), "models": {}}
+    for model in models:
+        clf = OnnxClassifier(model)
+        with tempfile.TemporaryDirectory() as tmp:
+            table = Path(tmp) / "p.csv"
+            code, _, err = cli("predict", str(model), *map(str, wavs), "--csv", str(table))
+            if code != 0:
+                print(f"predict {model.name} failed ({code}): {err.strip()[-500:]}", file=sys.stderr)
+                return 1
+            rows = list(csv.reader(table.open(newline=""), delimiter="\t"))[1:]
+        labels = {row[0]: row[1] for row in rows}
+        result["models"][model.name] = {
+            "precision": clf.precision,
+            "files": {
+                str(w): {"label": labels[str(w)], "logits": clf.predict_file(w).astype(float).tolist()} for w in wavs
+            },
+        }
+        code, _, err = cli("bench", str(model), "--runs", "3", "--warmup", "1")
+        if code != 0:
+            print(f"bench {model.name} failed ({code}): {err.strip()[-500:]}", file=sys.stderr)
+            return 1
+        result["models"][model.name]["bench_ran"] = True
+    result["isa"] = result["machine"]["isa"]
+    out.write_text(json.dumps(result, indent=1))
+    print(f"{platform.machine()}: {len(models)} models x {len(wavs)} files classified; bench ran")
+    return 0
+
+
+def compare(host_file: Path, guest_files: list[Path]) -> int:
+    import numpy as np
+
+    host = json.loads(host_file.read_text())
+    failures = 0
+    for guest_file in guest_files:
+        guest = json.loads(guest_file.read_text())
+        cpu = guest["machine"].get("cpu_model")
+        print(f"{guest_file.name}: {guest['arch']} ({cpu}), ISA {','.join(guest['isa'])}")
+        fp32 = next((name for name, m in host["models"].items() if m["precision"] == "fp32"), None)
+        for name, hm in host["models"].items():
+            gm = guest["models"][name]
+            tol = TOL.get(hm["precision"], TOL["int8"])
+            diffs, same = [], 0
+            for wav, hf in hm["files"].items():
+                gf = gm["files"][wav]
+                diffs.append(float(np.abs(np.subtract(hf["logits"], gf["logits"])).max()))
+                same += hf["label"] == gf["label"]
+            worst = max(diffs)
+            ok = worst <= tol and same == len(hm["files"]) and gm.get("bench_ran")
+            failures += not ok
+            vs_fp32 = ""
+            if fp32 and name != fp32:
+                ref = host["models"][fp32]["files"]
+                gap = max(float(np.abs(np.subtract(gm["files"][w]["logits"], ref[w]["logits"])).max()) for w in ref)
+                vs_fp32 = f"; vs x86 FP32 max |d| {gap:.2e} (quantization error, not checked)"
+            print(
+                f"  {'ok  ' if ok else 'FAIL'} {name} ({hm['precision']}): labels {same}/{len(hm['files'])} equal, "
+                f"max |d logit| vs x86 {worst:.2e} (tolerance {tol:.0e}){vs_fp32}; bench ran"
+            )
+    return 1 if failures else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--models", type=Path, nargs="+", required=True)
+    r.add_argument("--wavs", type=Path, nargs="+", required=True)
+    c = sub.add_parser("compare")
+    c.add_argument("host", type=Path)
+    c.add_argument("guests", type=Path, nargs="+")
+    args = parser.parse_args()
+    if args.cmd == "run":
+        return run(args.models, args.wavs, args.out)
+    return compare(args.host, args.guests)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
