@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import platform
 import re
@@ -48,7 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import DEFAULT_FRONTEND, LABELS, FrontendConfig
+from .config import DEFAULT_FRONTEND, LABELS, NUM_CLASSES, FrontendConfig
 from .errors import TfsepError
 from .model import AdaResNorm, ChannelShuffle, ConvBlock, ModelConfig, TFSepNet, TimeFreqSepConvs
 
@@ -141,13 +142,19 @@ class FloatIsland(nn.Module):
 
 
 class AxisMean(nn.Module):
-    """x.mean(dim, keepdim=True); a module so the fake-quant twin can requantize it."""
+    """x.mean(dim, keepdim=True) on int8 (requantized to the input's grid), or as a float island
+    with its own output qparams. A module so the fake-quant twin can mirror it."""
 
     def __init__(self, dim: int):
         super().__init__()
         self.dim = dim
+        self.float_island = False
+        self.dequant = torch.ao.quantization.DeQuantStub()
+        self.quant = torch.ao.quantization.QuantStub()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.float_island:
+            return self.quant(self.dequant(x).mean(self.dim, keepdim=True))
         return x.mean(self.dim, keepdim=True)
 
 
@@ -206,7 +213,9 @@ class QTFSepNet(nn.Module):
         self.dequant = torch.ao.quantization.DeQuantStub()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.dequant(self.classifier(self.feature(self.quant(x))))
+        if not self.feature[0].float_island:  # a float stem takes the float input as it is
+            x = self.quant(x)
+        y = self.dequant(self.classifier(self.feature(x)))
         return y.mean((-1, -2))
 
 
@@ -223,9 +232,31 @@ def conv_layers(qmodel: nn.Module) -> list[str]:
     return [name for name, m in qmodel.named_modules() if isinstance(m, QLayer)]
 
 
-def fused_float(model: TFSepNet, float_layers: Iterable[str] = ()) -> QTFSepNet:
-    """The fused float quantization-ready model (no observers), islands set for float_layers."""
+def layer_conv(layer: QLayer) -> nn.Conv2d:
+    """The float Conv2d of a (fused) QLayer: ConvReLU2d's first child, or the conv itself."""
+    body = layer.body.conv if isinstance(layer.body, ConvBlock) else layer.body
+    return body[0] if isinstance(body, nn.Sequential) else body
+
+
+def fused_float(
+    model: TFSepNet,
+    float_layers: Iterable[str] = (),
+    float_means: bool = False,
+    bias_delta: dict[str, torch.Tensor] | None = None,
+) -> QTFSepNet:
+    """The fused float quantization-ready model (no observers), islands set for float_layers,
+    `bias_delta` subtracted from the biases of the int8 convs (bias correction)."""
     qm = fuse(QTFSepNet(model)).eval()
+    float_layers = tuple(float_layers)
+    for name, delta in (bias_delta or {}).items():
+        if name in float_layers:
+            continue
+        conv = layer_conv(qm.get_submodule(name))
+        bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels)
+        conv.bias = nn.Parameter(bias - delta, requires_grad=False)
+    for m in qm.modules():
+        if isinstance(m, AxisMean):
+            m.float_island = float_means
     names = set(conv_layers(qm))
     for name in float_layers:
         if name not in names:
@@ -242,17 +273,24 @@ class QuantOptions:
     engine: str = "x86"
     observer: str = "histogram"
     float_layers: tuple[str, ...] = ()
+    float_means: bool = True
+    reduce_range: bool | None = None  # None: see act_reduce_range
+    bias_correction: bool = True
+    shared_add_qparams: bool = True
 
     @property
-    def reduce_range(self) -> bool:
-        return self.engine == "x86"
+    def act_reduce_range(self) -> bool:
+        return self.engine == "x86" if self.reduce_range is None else self.reduce_range
+
+    def with_float_layers(self, layers: Iterable[str]) -> QuantOptions:
+        return dataclasses.replace(self, float_layers=tuple(layers))
 
 
 def make_qconfig(options: QuantOptions) -> torch.ao.quantization.QConfig:
     obs = torch.ao.quantization.observer
     act_cls = obs.HistogramObserver if options.observer == "histogram" else obs.MinMaxObserver
     activation = act_cls.with_args(
-        dtype=torch.quint8, qscheme=torch.per_tensor_affine, reduce_range=options.reduce_range
+        dtype=torch.quint8, qscheme=torch.per_tensor_affine, reduce_range=options.act_reduce_range
     )
     weight = obs.PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric)
     return torch.ao.quantization.QConfig(activation=activation, weight=weight)
@@ -261,9 +299,15 @@ def make_qconfig(options: QuantOptions) -> torch.ao.quantization.QConfig:
 def _assign_qconfig(qm: QTFSepNet, qconfig) -> None:
     """qconfig everywhere except the float parts: AdaResNorm bodies and float-island conv bodies."""
     qm.qconfig = qconfig
+    if qm.feature[0].float_island:  # a float stem: the input is never quantized, and the stem's
+        qm.quant.qconfig = None  # output goes straight on into the float AdaResNorm island
+        qm.feature[0].quant.qconfig = None
     for m in qm.modules():
         if isinstance(m, FloatIsland):
             m.body.qconfig = None
+        elif isinstance(m, AxisMean) and not m.float_island:
+            m.quant.qconfig = None
+            m.dequant.qconfig = None
         elif isinstance(m, QLayer):
             if m.float_island:
                 m.body.qconfig = None
@@ -278,14 +322,17 @@ def _prepare(qm: QTFSepNet, options: QuantOptions) -> nn.Module:
         return torch.ao.quantization.prepare(qm, inplace=False)
 
 
-def _observer_sources(prepared: nn.Module) -> dict[str, str]:
+def _observer_sources(prepared: nn.Module, shared_add_qparams: bool = True) -> dict[str, str]:
     """For every observer, the observer of the all-int8 calibration model that saw the same tensor.
 
     A float-island QLayer's output QuantStub sees what the conv's output observer saw (eager
     calibration runs float ops throughout), so one calibration serves every float-layer set.
+    With shared_add_qparams the residual adds take the concat's observer: the concat then
+    only copies integers (its inputs already have its scale and zero point), one rounding
+    per branch instead of two.
     """
     out = {}
-    for name, m in prepared.named_modules():
+    for name in dict(prepared.named_modules()):
         if not name.endswith("activation_post_process"):
             continue
         owner = name[: -len(".activation_post_process")]
@@ -297,31 +344,94 @@ def _observer_sources(prepared: nn.Module) -> dict[str, str]:
                 body = parent.body
                 inner = "body.conv" if isinstance(body, ConvBlock) else "body"
                 src = f"{layer}.{inner}.activation_post_process"
+        elif shared_add_qparams and owner.endswith(("freq_add", "temp_add")):
+            src = owner.rsplit(".", 1)[0] + ".concat.activation_post_process"
         out[name] = src
     return out
 
 
-def _convert(calibrated: nn.Module, model: TFSepNet, options: QuantOptions) -> nn.Module:
+@dataclass
+class Calibration:
+    """Observers of the all-int8 model after the calibration data, and the bias corrections.
+
+    One calibration serves every float-layer set and both mean modes (see _observer_sources).
+    """
+
+    prepared: nn.Module
+    bias_delta: dict[str, torch.Tensor]
+    observer: str
+    reduce_range: bool
+    windows: int
+
+
+def _convert(calibration: Calibration, model: TFSepNet, options: QuantOptions) -> nn.Module:
     """INT8 model for options.float_layers, from the observers of the calibrated all-int8 model."""
-    prepared = _prepare(fused_float(model, options.float_layers), options)
-    for name, src in _observer_sources(prepared).items():
+    if (calibration.observer, calibration.reduce_range) != (options.observer, options.act_reduce_range):
+        raise ValueError("calibration was made with another observer / activation range")
+    delta = calibration.bias_delta if options.bias_correction else None
+    prepared = _prepare(fused_float(model, options.float_layers, options.float_means, delta), options)
+    for name, src in _observer_sources(prepared, options.shared_add_qparams).items():
         parent_name, _, attr = name.rpartition(".")
-        setattr(prepared.get_submodule(parent_name), attr, copy.deepcopy(calibrated.get_submodule(src)))
+        setattr(prepared.get_submodule(parent_name), attr, copy.deepcopy(calibration.prepared.get_submodule(src)))
     with known_warnings_silenced(), engine_scope(options.engine):
         return torch.ao.quantization.convert(prepared, inplace=False).eval()
 
 
-def calibrate(model: TFSepNet, batches: Iterable[torch.Tensor], options: QuantOptions) -> nn.Module:
-    """Prepare the all-int8 model and run the calibration batches through its observers."""
-    prepared = _prepare(fused_float(model), QuantOptions(options.engine, options.observer, ()))
-    count = 0
+def weight_qparams(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-output-channel symmetric int8 scales/zero points, by the observer convert uses."""
+    obs = torch.ao.quantization.observer.PerChannelMinMaxObserver(
+        dtype=torch.qint8, qscheme=torch.per_channel_symmetric
+    )
+    obs(weight.detach())
+    return obs.calculate_qparams()
+
+
+def bias_corrections(qm: QTFSepNet, batches: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per conv layer, the mean output shift its int8 weight rounding causes: E[conv(x, Wq - W)]
+    over the calibration inputs of the float model, per output channel (empirical bias
+    correction; subtracting it removes the systematic part of the weight error)."""
+    layers = {n: layer_conv(qm.get_submodule(n)) for n in conv_layers(qm)}
+    sums = {n: torch.zeros(c.out_channels, dtype=torch.float64) for n, c in layers.items()}
+    counts = dict.fromkeys(layers, 0)
+    errors = {}
+    for n, c in layers.items():
+        scale, zp = weight_qparams(c.weight)
+        wq = torch.fake_quantize_per_channel_affine(c.weight.detach(), scale, zp.to(torch.int32), 0, -128, 127)
+        errors[n] = wq - c.weight.detach()
+
+    hooks = []
+    for n, c in layers.items():
+
+        def hook(mod, inputs, _out, n=n):
+            d = nn.functional.conv2d(inputs[0], errors[n], None, mod.stride, mod.padding, mod.dilation, mod.groups)
+            sums[n] += d.double().sum((0, 2, 3))
+            counts[n] += d.shape[0] * d.shape[2] * d.shape[3]
+
+        hooks.append(c.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            for b in batches:
+                qm(b)
+    finally:
+        for h in hooks:
+            h.remove()
+    return {n: (sums[n] / max(counts[n], 1)).float() for n in layers}
+
+
+def calibrate(model: TFSepNet, batches: Iterable[torch.Tensor], options: QuantOptions) -> Calibration:
+    """Bias corrections, then the all-int8 model's observers over the calibration batches."""
+    batches = list(batches)
+    count = sum(int(b.shape[0]) for b in batches)
+    if count == 0:
+        raise TfsepError("calibration: no calibration windows; give at least 2 audio files")
+    delta = bias_corrections(fused_float(model), batches)
+    # Every mean as an island here so its output observer exists for variants that need it.
+    base = dataclasses.replace(options, float_layers=(), float_means=True)
+    prepared = _prepare(fused_float(model, (), True, delta if options.bias_correction else None), base)
     with torch.no_grad(), known_warnings_silenced():
         for batch in batches:
             prepared(batch)
-            count += batch.shape[0]
-    if count == 0:
-        raise TfsepError("calibration: no calibration windows; give at least 2 audio files")
-    return prepared
+    return Calibration(prepared, delta, options.observer, options.act_reduce_range, count)
 
 
 # --- fake-quant twin ----------------------------------------------------------------------------
@@ -410,7 +520,11 @@ def build_fake_quant(int8_model: nn.Module, float_qready: QTFSepNet, act_dtype: 
     """Float twin of `int8_model`: same structure as `float_qready`, every int8 op replaced by its
     float op + fake quantization with the int8 model's scales/zero points."""
     fq = copy.deepcopy(float_qready).eval()
-    fq.quant = FakeQuant(int8_model.quant.scale.item(), int8_model.quant.zero_point.item(), act_dtype)
+    stem_float = fq.feature[0].float_island
+    if stem_float:
+        fq.quant = nn.Identity()
+    else:
+        fq.quant = FakeQuant(int8_model.quant.scale.item(), int8_model.quant.zero_point.item(), act_dtype)
     fq.dequant = nn.Identity()
     for name, m in list(fq.named_modules()):
         if not isinstance(m, (FloatIsland, QLayer, QBlock)):
@@ -422,14 +536,20 @@ def build_fake_quant(int8_model: nn.Module, float_qready: QTFSepNet, act_dtype: 
         elif isinstance(m, QLayer):
             if m.float_island:
                 m.dequant = nn.Identity()
-                m.quant = FakeQuant(q.quant.scale.item(), q.quant.zero_point.item(), act_dtype)
+                if stem_float and m is fq.feature[0]:
+                    m.quant = nn.Identity()
+                else:
+                    m.quant = FakeQuant(q.quant.scale.item(), q.quant.zero_point.item(), act_dtype)
             else:
                 qconv, relu = _qconv_of(q)
                 m.body = FakeQuantConv(qconv, relu, act_dtype)
         elif isinstance(m, QBlock):
             for branch, dim in (("freq", 2), ("temp", 3)):
                 prev = q.get_submodule(f"{branch}_dw_conv")
-                if prev.float_island:
+                mean = q.get_submodule(f"{branch}_mean")
+                if mean.float_island:  # own output qparams
+                    s, z = mean.quant.scale.item(), mean.quant.zero_point.item()
+                elif prev.float_island:
                     s, z = prev.quant.scale.item(), prev.quant.zero_point.item()
                 else:
                     qconv, _ = _qconv_of(prev)
@@ -453,7 +573,7 @@ class QuantizedArtifact:
 
     def fused_float_model(self) -> QTFSepNet:
         """The fused float quantization-ready model (islands as in the int8 model)."""
-        return fused_float(self.float_model, self.options.float_layers)
+        return fused_float(self.float_model, self.options.float_layers, self.options.float_means)
 
     def fake_quant_model(self, act_dtype: str = "int8") -> QTFSepNet:
         """Float ops + fake quantization at exactly the int8 model's points and qparams.
@@ -478,7 +598,7 @@ def storage_bytes(int8_model: nn.Module) -> dict:
     """
     out = {"int8_weights": 0, "int32_biases": 0, "float_qparams": 0, "float_norm_params": 0, "float_params": 0}
     with known_warnings_silenced():
-        for name, m in int8_model.named_modules():
+        for m in int8_model.modules():
             if hasattr(m, "weight") and callable(m.weight) and hasattr(m, "scale"):  # quantized conv
                 w = m.weight()
                 out["int8_weights"] += w.numel()
@@ -510,8 +630,8 @@ def quantize_model(
     model: TFSepNet,
     calib_batches: Iterable[torch.Tensor],
     options: QuantOptions,
-    calibrated: nn.Module | None = None,
-) -> tuple[QuantizedArtifact, nn.Module]:
+    calibrated: Calibration | None = None,
+) -> tuple[QuantizedArtifact, Calibration]:
     """Fuse, calibrate (unless `calibrated` is given), convert -> (artifact, calibrated observers)."""
     if options.engine not in ENGINES:
         raise TfsepError(f"--engine {options.engine}: choose one of {', '.join(ENGINES)}")
@@ -526,7 +646,10 @@ def quantize_model(
         "engine": options.engine,
         "observer": options.observer,
         "activation_dtype": "quint8",
-        "activation_reduce_range": options.reduce_range,
+        "activation_reduce_range": options.act_reduce_range,
+        "float_means": options.float_means,
+        "bias_correction": options.bias_correction,
+        "calibration_windows": calibrated.windows,
         "weight_dtype": "qint8 per-channel symmetric",
         "float_layers": list(options.float_layers),
         "versions": versions(),
@@ -563,8 +686,8 @@ def artifact_payload(artifact: QuantizedArtifact) -> dict:
 
 def _empty_int8(model: TFSepNet, options: QuantOptions) -> nn.Module:
     """An int8 model of the right structure (qparams to be overwritten by load_state_dict)."""
-    mm = QuantOptions(options.engine, "minmax", options.float_layers)
-    prepared = _prepare(fused_float(model, options.float_layers), mm)
+    mm = dataclasses.replace(options, observer="minmax")
+    prepared = _prepare(fused_float(model, options.float_layers, options.float_means), mm)
     with torch.no_grad(), known_warnings_silenced():
         prepared(torch.zeros(1, 1, 8, 8))
         with engine_scope(options.engine):
@@ -579,7 +702,14 @@ def artifact_from_payload(payload: dict, where: str = "quantized model") -> Quan
     model = TFSepNet(cfg.width, cfg.shuffle_groups, cfg.dropout, cfg.num_classes)
     model.load_state_dict(payload["float_state_dict"])
     model.eval()
-    options = QuantOptions(info["engine"], info["observer"], tuple(info["float_layers"]))
+    options = QuantOptions(
+        info["engine"],
+        info["observer"],
+        tuple(info["float_layers"]),
+        bool(info["float_means"]),
+        bool(info["activation_reduce_range"]),
+        bool(info["bias_correction"]),
+    )
     int8 = _empty_int8(model, options)
     with known_warnings_silenced(), engine_scope(options.engine):
         int8.load_state_dict(payload["int8_state_dict"])
@@ -616,3 +746,61 @@ __all__ = [
     "DEFAULT_FRONTEND",
     "FrontendConfig",
 ]
+
+
+# --- measurements ------------------------------------------------------------------------------
+
+
+def sqnr_db(reference: torch.Tensor, test: torch.Tensor) -> float:
+    """10 log10(signal power / error power) in dB (inf when identical)."""
+    noise = (reference - test).double().pow(2).sum().item()
+    signal = reference.double().pow(2).sum().item()
+    if noise == 0:
+        return float("inf")
+    return 10.0 * float(np.log10(max(signal, 1e-30) / noise))
+
+
+def _point_modules(qm: nn.Module) -> list[str]:
+    """Named units whose outputs are compared: every conv unit, norm island, block, mean."""
+    kinds = (QLayer, FloatIsland, QBlock, AxisMean)
+    return [n for n, m in qm.named_modules() if isinstance(m, kinds)]
+
+
+def _capture(model: nn.Module, names: list[str], x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    outs: dict[str, torch.Tensor] = {}
+    hooks = []
+    for name in names:
+
+        def hook(_m, _i, out, name=name):
+            outs[name] = out.dequantize() if out.is_quantized else out.detach().clone()
+
+        hooks.append(model.get_submodule(name).register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            y = model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return y, outs
+
+
+def layer_sqnr(artifact: QuantizedArtifact, x: torch.Tensor) -> dict[str, float]:
+    """SQNR (dB) of every unit's INT8 output against the fused float model's, on input x.
+
+    Cumulative: each figure includes the error of everything upstream, as a deployed model has.
+    """
+    float_qm = artifact.fused_float_model()
+    names = _point_modules(float_qm)
+    _, ref = _capture(float_qm, names, x)
+    with engine_scope(artifact.options.engine), known_warnings_silenced():
+        _, got = _capture(artifact.int8_model, names, x)
+    return {n: sqnr_db(ref[n], got[n]) for n in names}
+
+
+def run_int8(artifact: QuantizedArtifact, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    return torch.cat([artifact(b) for b in x.split(batch)]) if len(x) else torch.zeros(0, NUM_CLASSES)
+
+
+def run_float(model: nn.Module, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([model(b) for b in x.split(batch)]) if len(x) else torch.zeros(0, NUM_CLASSES)
