@@ -22,10 +22,10 @@ def _digest(folder) -> str:
 
 
 def test_synth_layout_is_read_by_tau(tmp_path):
-    root = synthesize(tmp_path / "s", clips_per_class=10, seed=3)
+    root = synthesize(tmp_path / "s", clips_per_class=5, seed=3)
     assert is_tau_layout(root)
     train, ev, test = (read_split(root, s) for s in ("train", "evaluate", "test"))
-    assert len(train) + len(ev) == 10 * len(LABELS)
+    assert len(train) + len(ev) == 5 * len(LABELS)
     assert {c.label for c in train} == set(LABELS) == {c.label for c in ev}
     assert {c.device for c in train} <= set(SEEN_DEVICES) and "a" in {c.device for c in train}
     assert set(UNSEEN_DEVICES) <= {c.device for c in ev}  # unseen devices only in evaluate

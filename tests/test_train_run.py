@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ from tfsep_edge import train as train_mod
 from tfsep_edge.checkpoint import load_checkpoint, read_checkpoint
 from tfsep_edge.errors import TfsepError
 from tfsep_edge.synth import synthesize
+from tfsep_edge.tau import read_split
 
 FAST = {"mixup_alpha": 0, "mixstyle_p": 0, "devsim": "none", "threads": 1, "batch_size": 16}
 
@@ -105,13 +107,26 @@ def test_killed_run_leaves_a_loadable_last_checkpoint(tiny, tmp_path):
 def test_ddp_two_cpu_processes_give_a_working_checkpoint(tiny, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     cmd += ["-m", "tfsep_edge.cli", "train", str(tiny), "-o", str(tmp_path / "ddp"), "--epochs", "2"]
-    cmd += ["--warmup-epochs", "1", "--batch-size", "8", "--devsim", "none", "--threads", "1", "--json"]
+    cmd += ["--warmup-epochs", "1", "--batch-size", "8", "--threads", "1", "--json"]
+    # Offline device simulation too: rank 0 builds the simulated clips, rank 1 waits and maps them.
+    cmd += [
+        "--devsim",
+        "offline",
+        "--devsim-irs",
+        "2",
+        "--devsim-clips",
+        "5",
+        "--dir-path",
+        str(REPO / "tests/data/micirp"),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     summary = [line for line in res.stdout.splitlines() if line.startswith("{")]
     assert len(summary) == 1  # only rank 0 reports
-    assert '"world_size": 2' in summary[0]
+    info_run = json.loads(summary[0])
+    assert info_run["world_size"] == 2
+    assert info_run["train_clips"] == len(read_split(tiny, "train")) + 2 * 5
     model, info = load_checkpoint(tmp_path / "ddp" / "best.pt")
     assert len(_metrics(tmp_path / "ddp")) == 2
     assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["best.pt", "last.pt", "metrics.csv"]
@@ -134,8 +149,6 @@ def test_cli_bad_data_folders(tiny, tmp_path):
     _one_line_error(run_cli("train", tmp_path, "-o", tmp_path / "r"), "no meta.csv")
     broken = tmp_path / "broken"
     shutil.copytree(tiny, broken, ignore=shutil.ignore_patterns(".tfsep-cache"))
-    from tfsep_edge.tau import read_split
-
     removed = [c.path for c in read_split(broken, "train")[:2]]
     for p in removed:
         p.unlink()
@@ -170,8 +183,6 @@ def test_cli_width_mismatch_on_resume_and_cuda_absent(tiny, tmp_path):
 
 
 def test_teacher_logits_must_align(tiny, tmp_path):
-    from tfsep_edge.tau import read_split
-
     names = [c.filename for c in read_split(tiny, "train")]
     good = tmp_path / "t.npy"
     np.save(good, np.random.default_rng(0).standard_normal((len(names), 10)).astype(np.float32))
