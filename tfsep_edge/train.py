@@ -61,7 +61,7 @@ from .frontend import log_mel_torch
 from .model import TFSepNet, check_width
 
 DEVSIM_MODES = ("offline", "online", "none")
-METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
+METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "clips_per_s", "seconds")
 
 
 @dataclass
@@ -422,6 +422,7 @@ def train(
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
             bar.update(1)
         bar.close()
+        train_seconds = time.perf_counter() - t0  # loading, augmenting, forward, backward (all ranks)
         if world > 1:
             totals = torch.tensor([loss_sum, correct, seen], dtype=torch.float64, device=device)
             torch.distributed.all_reduce(totals)
@@ -439,6 +440,7 @@ def train(
                 "train_acc": f"{correct / max(seen, 1):.5f}",
                 "val_loss": f"{val_loss:.5f}",
                 "val_acc": f"{val_acc:.5f}",
+                "clips_per_s": f"{seen / train_seconds:.1f}",  # training only, all processes
                 "seconds": f"{time.perf_counter() - t0:.2f}",
             }
             history.append(row)
