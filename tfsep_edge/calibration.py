@@ -126,12 +126,16 @@ def select_calibration(calib: str | Path, num: int | None = DEFAULT_NUM_CALIB, s
     return AudioSet(tuple(files), (None,) * len(files), tuple(device_of(p.name) for p in files), "list", calib)
 
 
-def write_list(audio: AudioSet, path: Path, note: str = "") -> None:
-    """Write the chosen files (absolute paths) so `--calib THIS_FILE` repeats the run exactly."""
+def list_text(audio: AudioSet, note: str = "") -> str:
+    """The chosen files (absolute paths), in the form `--calib THIS_FILE` reads back exactly."""
     header = [f"# tfsep-edge calibration list: {len(audio.files)} files from {audio.source} {audio.origin.resolve()}"]
     if note:
         header.append(f"# {note}")
-    write_text_atomic(path, "\n".join(header + [str(p.resolve()) for p in audio.files]) + "\n")
+    return "\n".join(header + [str(p.resolve()) for p in audio.files]) + "\n"
+
+
+def write_list(audio: AudioSet, path: Path, note: str = "") -> None:
+    write_text_atomic(path, list_text(audio, note))
 
 
 def load_windows(
