@@ -262,6 +262,43 @@ def export(
         typer.echo(json.dumps(summary, sort_keys=True))
 
 
+@app.command()
+@user_errors
+def quantize(
+    checkpoint: Path = typer.Argument(..., help="FP32 checkpoint (tfsep-edge or reference state_dict)"),
+    calib: Path = typer.Option(..., "--calib", help="calibration audio: folder of WAVs, list file, or TAU22 layout"),
+    engine: Optional[str] = typer.Option(None, "--engine", help="x86 | qnnpack (default: qnnpack on ARM, else x86)"),
+    observer: str = typer.Option("histogram", "--observer", help="histogram | minmax activation observer"),
+    num_calib: int = typer.Option(256, "--num-calib", help="calibration files to use (all if fewer)"),
+    eval_data: Optional[Path] = typer.Option(None, "--eval", help="TAU22 layout, or folder of audio (+ labels.csv)"),
+    max_drop: Optional[float] = typer.Option(
+        None, "--max-drop", help="leave layers in float until INT8 is within PP points"
+    ),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="output folder (default: <checkpoint stem>-int8)"),
+    seed: int = typer.Option(0, "--seed", help="seed of the calibration subset choice"),
+    sensitivity: bool = typer.Option(True, "--sensitivity/--no-sensitivity", help="per-layer float-fallback scan"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as one JSON object"),
+) -> None:
+    """Static INT8 quantization (fused Conv-BN-ReLU, calibrated) with a fidelity report."""
+    require_torch()
+    from .quantize_report import quantize_command
+
+    code = quantize_command(
+        checkpoint=checkpoint,
+        calib=calib,
+        engine=engine,
+        observer=observer,
+        num_calib=num_calib,
+        eval=eval_data,
+        max_drop=max_drop,
+        out=out,
+        seed=seed,
+        sensitivity=sensitivity,
+        as_json=as_json,
+    )
+    raise typer.Exit(code)
+
+
 def main() -> None:
     app()
 
