@@ -189,6 +189,12 @@ def test_teacher_logits_must_align(tiny, tmp_path):
     good.with_suffix(".filenames.txt").write_text("\n".join(names) + "\n")
     opts = {**FAST, "epochs": 1, "teacher": str(good)}
     train_mod.train(tiny, tmp_path / "ok", opts, progress=False)
+    # A teacher checkpoint, and logits precomputed from it, both train.
+    saved = train_mod.save_teacher_logits(tmp_path / "ok" / "best.pt", tiny, tmp_path / "t.pt")
+    assert torch.load(saved, weights_only=True)["filenames"] == names
+    train_mod.train(tiny, tmp_path / "ok2", {**opts, "teacher": str(saved)}, progress=False)
+    ckpt_teacher = {**opts, "teacher": str(tmp_path / "ok" / "best.pt"), "mixup_alpha": 0.3}
+    assert train_mod.train(tiny, tmp_path / "ok3", ckpt_teacher, progress=False)["trained_epochs"] == 1
 
     short = tmp_path / "short.npy"
     np.save(short, np.zeros((len(names) - 1, 10), dtype=np.float32))

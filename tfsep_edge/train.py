@@ -195,7 +195,7 @@ def load_teacher_logits(path: Path, filenames: list[str]) -> np.ndarray:
             names = sidecar.read_text().splitlines()
     else:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-        logits, names = obj["logits"], obj.get("filenames")
+        logits, names = (obj, None) if isinstance(obj, torch.Tensor) else (obj["logits"], obj.get("filenames"))
         logits = logits.numpy() if isinstance(logits, torch.Tensor) else np.asarray(logits)
     if logits.ndim != 2 or logits.shape[1] != NUM_CLASSES:
         raise TfsepError(f"{path}: teacher logits of shape {logits.shape}; expected (N, {NUM_CLASSES})")
@@ -222,14 +222,14 @@ def load_teacher_logits(path: Path, filenames: list[str]) -> np.ndarray:
 
 
 def is_logits_file(path: Path) -> bool:
-    """A .npy, or a .pt holding a tensor/dict with 'logits' (not a checkpoint)."""
+    """A .npy, or a .pt holding a (N, 10) tensor or a dict with 'logits' (not a checkpoint)."""
     if path.suffix == ".npy":
         return True
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:
         return False
-    return isinstance(obj, dict) and "logits" in obj
+    return isinstance(obj, torch.Tensor) or (isinstance(obj, dict) and "logits" in obj)
 
 
 @torch.no_grad()
@@ -329,7 +329,14 @@ def train(
             log(f"device simulation ({opts.devsim}): {len(ir_arrays)} impulse responses from {ir_dir}")
             if opts.devsim == "offline":
                 sim = offline_device_simulation(
-                    train_set, ir_names, ir_arrays, opts.devsim_irs, opts.devsim_clips, opts.seed, cache_dir, progress
+                    train_set,
+                    ir_names,
+                    ir_arrays,
+                    opts.devsim_irs,
+                    opts.devsim_clips,
+                    opts.seed,
+                    cache_dir,
+                    progress and master,
                 )
                 log(f"device simulation: {len(sim)} simulated clips added to {len(train_set)} training clips")
                 train_set = concat(train_set, sim)
