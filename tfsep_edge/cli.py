@@ -147,6 +147,9 @@ def bench(
     plot: Optional[Path] = typer.Option(None, "--plot", help="with --compare: draw a latency chart (PNG)"),
 ) -> None:
     """Latency of ONNX (onnxruntime) and PyTorch FP32/INT8 models side by side, round-robin, one machine."""
+    from .machine import pin_blas_threads
+
+    pin_blas_threads(max(threads, 1))
     from .bench import bench_command
 
     options = (threads, warmup, runs, seconds, batch, include_frontend)
@@ -179,7 +182,7 @@ def train(
     ir_dir: Optional[str] = typer.Option(None, "--dir-path", help="MicIRP folder [../shared/data/micirp]"),
     seed: Optional[int] = typer.Option(None, "--seed", help="[0]"),
     workers: Optional[int] = typer.Option(None, "--workers", help="data loader / caching processes [0]"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per process"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per process [1]"),
     cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="waveform cache [DATA/.tfsep-cache]"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in -o from its last.pt"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),

@@ -175,11 +175,16 @@ def distributed_env() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def default_threads(world: int) -> int:
-    """OMP_NUM_THREADS if set, else this machine's cores shared by the local processes."""
+def default_threads() -> int:
+    """OMP_NUM_THREADS if set, else 1 per process.
+
+    TF-SepNet's small depthwise convolutions barely parallelise inside one process: on a 2-core
+    machine with other work running, 2 threads trained C=12 at ~25 clips/s against ~370 with 1
+    (benchmarks/train_throughput.py). Use more processes (torchrun) or --threads to scale.
+    """
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return max(1, int(os.environ["OMP_NUM_THREADS"]))
-    return max(1, (os.cpu_count() or 1) // world)
+    return 1
 
 
 def load_teacher_logits(path: Path, filenames: list[str]) -> np.ndarray:
@@ -312,7 +317,7 @@ def train(
     if own_group:
         backend = "nccl" if device.type == "cuda" else "gloo"
         torch.distributed.init_process_group(backend, timeout=timedelta(hours=6))  # caching may be slow
-    torch.set_num_threads(opts.threads or default_threads(world))
+    torch.set_num_threads(opts.threads or default_threads())
     if master:
         out.mkdir(parents=True, exist_ok=True)
 
