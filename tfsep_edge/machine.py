@@ -17,8 +17,6 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
-
 # ISA features that matter for these kernels (names as /proc/cpuinfo spells them).
 X86_FEATURES = (
     "sse4_2",
@@ -104,6 +102,8 @@ def hwcap_features() -> set[str]:
         raw = Path("/proc/self/auxv").read_bytes()
     except OSError:
         return set()
+    import numpy as np
+
     words = np.frombuffer(raw[: len(raw) // 16 * 16], dtype="<u8").reshape(-1, 2)
     aux = {int(k): int(v) for k, v in words}
     found = {name for name, bit in HWCAP_BITS.items() if aux.get(AT_HWCAP, 0) >> bit & 1}
@@ -193,6 +193,20 @@ def machine_info(threads: int) -> dict:
     }
 
 
+BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def pin_blas_threads(threads: int) -> None:
+    """Give numpy's BLAS the benchmark's thread count (unless the user set it), before numpy loads.
+
+    Otherwise a large product (the reference front end) wakes BLAS threads on every core, which
+    then spin and slow whatever runs next: seen to add 0.3-0.6 ms to the next front-end call.
+    """
+    if "numpy" not in sys.modules:
+        for var in BLAS_ENV:
+            os.environ.setdefault(var, str(threads))
+
+
 def _peak_worker(n: int, seconds: float) -> None:
     """Run in a subprocess whose BLAS thread count is set by the environment: best n^3 matmul rate."""
     import numpy as np
@@ -214,7 +228,7 @@ def _peak_worker(n: int, seconds: float) -> None:
 def measure_peak_macs(threads: int, n: int = 1024, seconds: float = 1.0) -> dict:
     """Peak float32 MAC rate of this machine with `threads` BLAS threads: the best of repeated n x n
     matrix products (numpy's BLAS), measured in a fresh process so the thread count takes effect."""
-    env = {**os.environ, **{k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
+    env = {**os.environ, **{k: str(threads) for k in BLAS_ENV}}
     code = f"from tfsep_edge.machine import _peak_worker; _peak_worker({int(n)}, {float(seconds)})"
     try:
         done = subprocess.run(
