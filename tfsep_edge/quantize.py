@@ -322,7 +322,7 @@ def _assign_qconfig(qm: QTFSepNet, qconfig) -> None:
 def _prepare(qm: QTFSepNet, options: QuantOptions) -> nn.Module:
     _assign_qconfig(qm, make_qconfig(options))
     with known_warnings_silenced():
-        return torch.ao.quantization.prepare(qm, inplace=False)
+        return torch.ao.quantization.prepare(qm, inplace=True)  # callers pass a fresh model
 
 
 def _observer_sources(prepared: nn.Module, shared_add_qparams: bool = True) -> dict[str, str]:
@@ -372,12 +372,16 @@ def _convert(calibration: Calibration, model: TFSepNet, options: QuantOptions) -
     if (calibration.observer, calibration.reduce_range) != (options.observer, options.act_reduce_range):
         raise ValueError("calibration was made with another observer / activation range")
     delta = calibration.bias_delta if options.bias_correction else None
-    prepared = _prepare(fused_float(model, options.float_layers, options.float_means, delta), options)
+    # Every activation observer is replaced by a calibrated one below: cheap placeholders here.
+    placeholder = dataclasses.replace(options, observer="minmax")
+    prepared = _prepare(fused_float(model, options.float_layers, options.float_means, delta), placeholder)
     for name, src in _observer_sources(prepared, options.shared_add_qparams).items():
         parent_name, _, attr = name.rpartition(".")
-        setattr(prepared.get_submodule(parent_name), attr, copy.deepcopy(calibration.prepared.get_submodule(src)))
+        # Shared, not copied: convert only reads an observer's statistics, and the variant's
+        # prepared model is never run.
+        setattr(prepared.get_submodule(parent_name), attr, calibration.prepared.get_submodule(src))
     with known_warnings_silenced(), engine_scope(options.engine):
-        return torch.ao.quantization.convert(prepared, inplace=False).eval()
+        return torch.ao.quantization.convert(prepared, inplace=True).eval()
 
 
 def weight_qparams(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,173 @@
+"""INT8 quantization: fusion, fidelity on a briefly trained tiny model, fake-quant twin, the
+command's report, round trip and determinism. Data: a tiny SYNTHETIC set made in tmp."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import run_cli
+from tfsep_edge import quantize as Q
+from tfsep_edge.calibration import load_windows, select_calibration, select_eval
+from tfsep_edge.checkpoint import save_checkpoint
+from tfsep_edge.config import LABELS
+from tfsep_edge.model import TFSepNet
+
+
+def randomise_bn(model: TFSepNet, seed: int = 0) -> TFSepNet:
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=g) * 0.4 - 0.2)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A SYNTHETIC TAU-layout set and a C=8 TF-SepNet trained on it for a few seconds."""
+    from tfsep_edge.synth import synthesize
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("quant")
+    data = synthesize(root / "synth", clips_per_class=14, seed=0, overlap=0.0)
+    x, owners, kept = load_windows(select_calibration(data, None))
+    y = torch.tensor([LABELS.index(lab) for lab in kept.labels])[owners]
+    x = torch.from_numpy(x)
+    torch.manual_seed(0)
+    model = TFSepNet(8)
+    opt = torch.optim.AdamW(model.parameters(), 5e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        model.train()
+        perm = torch.randperm(len(x), generator=g)
+        for i in range(0, len(x), 32):
+            idx = perm[i : i + 32]
+            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    ckpt = root / "tiny.pt"
+    save_checkpoint(model, ckpt, meta={"note": "SYNTHETIC test model"})
+    xe, _, _ = load_windows(select_eval(data))
+    return {"root": root, "data": data, "ckpt": ckpt, "model": model, "calib": x, "eval": torch.from_numpy(xe)}
+
+
+@pytest.fixture(scope="module")
+def artifact(tiny):
+    art, _ = Q.quantize_model(tiny["model"], tiny["calib"].split(64), Q.QuantOptions(float_layers=("feature.0",)))
+    return art
+
+
+def test_fusion_matches_unfused_model():
+    model = randomise_bn(TFSepNet(12))
+    x = torch.randn(4, 1, 128, 44, generator=torch.Generator().manual_seed(1))
+    fused = Q.fused_float(model)
+    n_fused = sum(type(m).__name__ == "ConvReLU2d" for m in fused.modules())
+    assert n_fused == sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # every Conv-BN-ReLU
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    with torch.no_grad():
+        assert torch.allclose(fused(x), model(x), atol=1e-5, rtol=0)
+
+
+def test_int8_agrees_with_fp32(tiny, artifact):
+    fp32 = Q.run_float(tiny["model"], tiny["eval"])
+    int8 = Q.run_int8(artifact, tiny["eval"])
+    agreement = (fp32.argmax(1) == int8.argmax(1)).float().mean().item()
+    assert agreement >= 0.85, agreement  # a broken quant point (wrong scale, missing island) gives ~0.1-0.5
+    assert Q.sqnr_db(fp32, int8) > 15.0
+    assert artifact.int8_model.feature[2].freq_dw_conv.body.conv.weight().dtype == torch.qint8
+
+
+def test_fake_quant_twin_matches_int8(tiny, artifact):
+    int8 = Q.run_int8(artifact, tiny["eval"])
+    outs = {dt: Q.run_float(artifact.fake_quant_model(dt), tiny["eval"]) for dt in ("int8", "uint8")}
+    assert torch.equal(outs["int8"], outs["uint8"])  # the same values, zero point shifted by 128
+    fq = outs["int8"]
+    assert (fq.argmax(1) == int8.argmax(1)).float().mean().item() >= 0.97
+    assert Q.sqnr_db(int8, fq) > 35.0  # only rare one-step rounding differences
+    points = [m for m in artifact.fake_quant_model().modules() if isinstance(m, Q.FakeQuant)]
+    assert points and all(p.quant_min == -128 and p.quant_max == 127 for p in points)
+
+
+def test_save_load_round_trip(tmp_path, tiny, artifact):
+    out = Q.save_quantized(artifact, tmp_path / "q", report={"x": 1})
+    payload = torch.load(out / Q.MODEL_FILE, weights_only=True)  # no pickled code
+    assert payload["format"] == Q.FORMAT
+    again = Q.load_quantized(out)
+    x = tiny["eval"][:8]
+    assert torch.equal(again(x), artifact(x))
+    assert again.info["storage_bytes"]["int8_weights"] > 0 and again.info["float_layers"] == ["feature.0"]
+    with torch.no_grad():
+        assert torch.equal(again.float_model(x), tiny["model"](x))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q"]  # no temporary folder left
+
+
+def test_failed_save_leaves_nothing(tmp_path, artifact, monkeypatch):
+    def broken(*_a):
+        raise RuntimeError("validation failed")
+
+    monkeypatch.setattr(Q, "_validate_saved", broken)
+    with pytest.raises(RuntimeError):
+        Q.save_quantized(artifact, tmp_path / "q")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bias_correction_and_islands_change_the_model(tiny):
+    """Each measured design choice is wired in: switching it off changes the INT8 model."""
+    base = Q.QuantOptions(float_layers=("feature.0",))
+    _, cal = Q.quantize_model(tiny["model"], tiny["calib"].split(64), base)
+    x = tiny["eval"][:8]
+    ref = Q.quantize_model(tiny["model"], None, base, calibrated=cal)[0](x)
+    for change in ({"float_means": False}, {"shared_add_qparams": False}, {"float_layers": ()}):
+        import dataclasses
+
+        other = Q.quantize_model(tiny["model"], None, dataclasses.replace(base, **change), calibrated=cal)[0](x)
+        assert not torch.equal(other, ref), change
+
+
+def test_fallback_leaves_layers_float(tiny):
+    from tfsep_edge.quantize_report import EvalData, Evaluator, fallback
+
+    options = Q.QuantOptions(float_layers=("feature.0",))
+    _, cal = Q.quantize_model(tiny["model"], tiny["calib"].split(64), options)
+    x = tiny["eval"][:20]
+    data = EvalData(x, np.arange(20), np.arange(20) % 10, ["a"] * 20, "test")
+    ev = Evaluator(data, data.clip_logits(Q.run_float(tiny["model"], x)))
+    ranking = ["feature.2.trans_conv", "classifier"]
+    art, summary = fallback(tiny["model"], cal, options, ev, ranking, max_drop_pp=-1.0)  # cannot be met
+    assert summary["met"] is False and summary["layers_left_float"] == ranking
+    assert set(ranking) <= set(art.info["float_layers"])
+    assert summary["extra_bytes"] > 0  # float weights cost more than int8 ones
+    _, summary = fallback(tiny["model"], cal, options, ev, ranking, max_drop_pp=100.0)
+    assert summary["met"] and summary["layers_left_float"] == []
+
+
+def test_cli_quantize_report_and_determinism(tiny, tmp_path):
+    out1, out2 = tmp_path / "q1", tmp_path / "q2"
+    args = ("quantize", tiny["ckpt"], "--eval", tiny["data"], "--num-calib", "40", "--max-drop", "100")
+    r = run_cli(*args, "--calib", tiny["data"], "-o", out1)
+    assert r.returncode == 0, r.stderr
+    assert "top-1 agreement FP32 vs INT8" in r.stdout and "per-layer sensitivity" in r.stdout
+    report = json.loads((out1 / "quant_report.json").read_text())
+    ev = report["evaluation"]
+    assert ev["labelled"] and 0 <= ev["agreement"] <= 1 and ev["clips"] == len(tiny["eval"])
+    assert set(ev["fp32_per_device"]) >= {"a", "b", "c", "s1", "s2", "s3", "s4", "s5", "s6"}
+    rows = report["layer_sensitivity"]
+    assert len(rows) == len(Q.conv_layers(Q.fused_float(tiny["model"]))) - 1  # all but the float stem
+    gains = [r["float_logit_sqnr_gain_db"] for r in rows]
+    assert gains == sorted(gains, reverse=True)  # worst first
+    assert report["max_drop"]["met"] and report["int8_vs_fake_quant"]["agreement"] >= 0.97
+    listed = [ln for ln in (out1 / "calibration_list.txt").read_text().splitlines() if not ln.startswith("#")]
+    assert len(listed) == 40
+    # Same checkpoint + the recorded list + same options: byte-identical model.
+    r = run_cli("quantize", tiny["ckpt"], "--calib", out1 / "calibration_list.txt", "--no-sensitivity", "-o", out2)
+    assert r.returncode == 0, r.stderr
+    assert (out1 / Q.MODEL_FILE).read_bytes() == (out2 / Q.MODEL_FILE).read_bytes()
