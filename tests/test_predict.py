@@ -183,3 +183,24 @@ def test_folder_where_nothing_reads_is_exit_2_without_csv(model, tmp_path):
     assert done.returncode == 2
     assert "none of the 2 audio files" in done.stderr.strip().splitlines()[-1]
     assert not out.exists()
+
+
+def test_real_exports_logmel_and_waveform_agree(tmp_path, audio_dir):
+    """The project's own export, both inputs: predict's numpy front end vs the front end in the graph."""
+    from tfsep_edge.checkpoint import save_checkpoint
+    from tfsep_edge.export import export
+
+    ckpt = tmp_path / "c12.pt"
+    save_checkpoint(rm.untrained_model(12, seed=5), ckpt)
+    outs = {}
+    for kind, frontend in (("logmel", False), ("waveform", True)):
+        onnx_path = tmp_path / f"{kind}.onnx"
+        export(ckpt, onnx_path, frontend=frontend, timing=False, echo=lambda _text: None)
+        assert OnnxClassifier(onnx_path).input_kind == kind
+        csv_path = tmp_path / f"{kind}.csv"
+        done = run_cli("predict", onnx_path, audio_dir, "--csv", csv_path)
+        assert done.returncode == 0, done.stderr
+        outs[kind] = {row[0]: np.array([float(v) for v in row[2:]]) for row in read_csv(csv_path)[1:]}
+    assert outs["logmel"].keys() == outs["waveform"].keys() and len(outs["logmel"]) == 6
+    for name, probs in outs["logmel"].items():
+        np.testing.assert_allclose(outs["waveform"][name], probs, atol=1e-4)
