@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 from tfsep_edge import evaluate as ev
 from tfsep_edge.synth import synthesize
 
@@ -75,6 +77,15 @@ def test_onnx_and_quantized_models_share_the_code_path(trained, tmp_path):
         assert r["model_kind"] == "onnx"
         assert r["confusion"] == fp32["confusion"]  # same predictions as the checkpoint
         assert r["log_loss"] == pytest.approx(fp32["log_loss"], abs=2e-3)
+    # The ONNX path needs no torch: evaluate in a process where `import torch` fails.
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from tfsep_edge.evaluate import evaluate\n"
+        f"print(evaluate({str(tmp_path / 'm.onnx')!r}, {str(data)!r}, progress=False)['accuracy'])"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert float(res.stdout) == pytest.approx(fp32["accuracy"])
     model, _ = load_checkpoint(ckpt)
     calib = [torch.randn(8, 1, 128, 44)]
     artifact, _ = quantize_model(model, calib, QuantOptions())
