@@ -141,10 +141,25 @@ def build_store(
     progress: bool = True,
 ) -> Path:
     """Write a float16 (rows, samples) memmap `folder/name` by calling fill(memmap, bar); atomic."""
-    folder.mkdir(parents=True, exist_ok=True)
     final = folder / name
     tmp = folder / f".{name}.{os.getpid()}.tmp"
-    arr = np.memmap(tmp, dtype=np.float16, mode="w+", shape=(max(rows, 1), samples))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:  # reserve the space now: a full disk is an error here, not a SIGBUS later
+            size = max(rows, 1) * samples * 2
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(f.fileno(), 0, size)
+            else:
+                f.truncate(size)
+        arr = np.memmap(tmp, dtype=np.float16, mode="r+", shape=(max(rows, 1), samples))
+    except OSError as exc:
+        if tmp.exists():
+            tmp.unlink()
+        need = rows * samples * 2 / 1e9
+        raise TfsepError(
+            f"{folder}: cannot write the audio cache ({exc.strerror or exc}; needs {need:.2f} GB); "
+            "pass --cache-dir to a writable folder with room"
+        ) from None
     try:
         with _progress(rows, desc, progress) as bar:
             fill(arr, bar)
@@ -171,7 +186,10 @@ def cache_split(
     folder = cache_dir / f"{split}-{key}"
     index = folder / "index.json"
     if index.is_file():
-        info = json.loads(index.read_text())
+        try:
+            info = json.loads(index.read_text())
+        except (OSError, ValueError):
+            info = {}  # unreadable index: rebuild
         if info.get("complete") and info.get("rows") == len(clips) and (folder / "waves.f16").is_file():
             return WaveStore([(folder / "waves.f16", len(clips))], cfg.clip_samples)
 
