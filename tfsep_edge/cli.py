@@ -179,7 +179,10 @@ def train(
     devsim_p: Optional[float] = typer.Option(None, "--devsim-p", help="online: probability per device-A clip [0.5]"),
     devsim_irs: Optional[int] = typer.Option(None, "--devsim-irs", help="offline: impulse responses [32]"),
     devsim_clips: Optional[int] = typer.Option(None, "--devsim-clips", help="offline: device-A clips per IR [7500]"),
-    ir_dir: Optional[str] = typer.Option(None, "--dir-path", help="MicIRP folder [../shared/data/micirp]"),
+    ir_dir: Optional[str] = typer.Option(
+        None, "--dir-path", help="MicIRP folder [../shared/data/micirp beside the repo, else the 4 in tests/data]"
+    ),
+    val_split: Optional[str] = typer.Option(None, "--val-split", help="split validated each epoch [evaluate]"),
     seed: Optional[int] = typer.Option(None, "--seed", help="[0]"),
     workers: Optional[int] = typer.Option(None, "--workers", help="data loader / caching processes [0]"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per process [1]"),
