@@ -44,7 +44,8 @@ def test_a_few_epochs_beat_chance_clearly(synth, tmp_path):
     rows = _metrics(tmp_path / "run")
     assert [int(r["epoch"]) for r in rows] == list(range(1, 13))
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
-    assert summary["best_val_acc"] >= 0.3  # chance is 0.1; this run reached 0.44 when written (10 balanced classes)
+    # Chance is 0.1 (120 balanced clips: sd 0.027); this run reached 0.44 when written.
+    assert summary["best_val_acc"] >= 0.25
     model, info = load_checkpoint(tmp_path / "run" / "best.pt")
     assert model.width == 12 and info["meta"]["synthetic_data"] is True
     assert info["meta"]["val_acc"] == pytest.approx(summary["best_val_acc"])
