@@ -13,6 +13,7 @@ The report (printed and quant_report.json):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -212,6 +213,46 @@ def fallback(
     return artifact, summary
 
 
+# Each design choice of the default configuration against its alternative, on the same
+# calibration (observers) and evaluation data: the measurement that justifies it.
+DESIGN_ALTERNATIVES = (
+    ("means on int8 (requantized to the input grid) instead of float islands", {"float_means": False}),
+    ("residual adds with their own qparams instead of the concat's", {"shared_add_qparams": False}),
+    ("no bias correction", {"bias_correction": False}),
+    ("stem conv (and input) in int8 instead of float", {"float_layers": ()}),
+)
+
+
+def design_choices(
+    model, calibration: Q.Calibration, options: Q.QuantOptions, evaluator: Evaluator, calib: torch.Tensor
+) -> list[dict]:
+    base, _ = Q.quantize_model(model, None, options, calibrated=calibration)
+    rows = [{"variant": "chosen configuration", **_short(evaluator.measure(base)), "bytes": _bytes(base)}]
+    for text, change in DESIGN_ALTERNATIVES:
+        if change.get("float_layers") == () and "feature.0" not in options.float_layers:
+            continue
+        if "float_layers" in change:
+            change = {"float_layers": tuple(n for n in options.float_layers if n != "feature.0")}
+        variant = dataclasses.replace(options, **change)
+        art, _ = Q.quantize_model(model, None, variant, calibrated=calibration)
+        rows.append({"variant": text, **_short(evaluator.measure(art)), "bytes": _bytes(art)})
+    if not options.reduce_range:  # needs its own calibration (the observers' range differs)
+        art, _ = Q.quantize_model(model, calib.split(64), dataclasses.replace(options, reduce_range=True))
+        rows.append(
+            {"variant": "7-bit activations (reduce_range)", **_short(evaluator.measure(art)), "bytes": _bytes(art)}
+        )
+    return rows
+
+
+def _short(m: dict) -> dict:
+    keep = ("agreement", "logit_sqnr_db", "int8_accuracy", "accuracy_drop_pp")
+    return {k: m[k] for k in keep if k in m}
+
+
+def _bytes(art: Q.QuantizedArtifact) -> int:
+    return art.info["storage_bytes"]["total"]
+
+
 # --- the command -----------------------------------------------------------------------------------
 
 
@@ -284,6 +325,7 @@ def run_quantize(req: QuantizeRequest, log: Callable[[str], None] = print, warn=
         sens_eval = Evaluator(data.subset(SENSITIVITY_WINDOWS), np.zeros(0))
         sens_eval.fp32 = sens_eval.data.clip_logits(Q.run_float(model, sens_eval.data.windows))
         rows = sensitivity(model, calibration, options, artifact, sens_eval)
+    choices = design_choices(model, calibration, options, evaluator, calib) if req.sensitivity else []
     fallback_summary = None
     if req.max_drop is not None:
         ranking = [r["layer"] for r in rows]
@@ -305,6 +347,7 @@ def run_quantize(req: QuantizeRequest, log: Callable[[str], None] = print, warn=
         "evaluation": {"data": data.description, "labelled": data.labelled, **overall},
         "int8_vs_fake_quant": fake_quant_agreement(artifact, data.subset(SENSITIVITY_WINDOWS)),
         "layer_sensitivity": rows,
+        "design_choices": choices,
         "max_drop": fallback_summary,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -371,6 +414,14 @@ def format_report(report: dict, top: int = 10) -> str:
             if acc:
                 line += f"{r['float_accuracy_gain_pp']:>+8.1f}"
             lines.append(line)
+    if report.get("design_choices"):
+        lines.append("design choices (same calibration; agreement / logit SQNR / bytes):")
+        for r in report["design_choices"]:
+            sq = r["logit_sqnr_db"]
+            lines.append(
+                f"  {r['variant']:72s}{_pct(r['agreement']):>7s}{('inf' if sq is None else f'{sq:.1f} dB'):>9s}"
+                f"{r['bytes']:>8d} B"
+            )
     md = report.get("max_drop")
     if md:
         kept = ", ".join(md["layers_left_float"]) or "none"
