@@ -25,6 +25,7 @@ class ModelSet:
     quantized: Path | None = None  # folder with model_int8.pt
     onnx_fp32: Path | None = None
     onnx_int8: Path | None = None
+    onnx_waveform: Path | None = None  # FP32 with the log-mel front end inside the graph
     notes: list[str] = field(default_factory=list)
 
 
@@ -103,14 +104,18 @@ def _try(models: ModelSet, what: str, fn, *args, **kwargs):
     return None
 
 
-def make_models(width: int, folder: Path, int8: bool = True, seed: int = 0) -> ModelSet:
-    """Checkpoint, PyTorch INT8 folder, ONNX FP32 and ONNX INT8 of one width, into `folder`."""
+def make_models(width: int, folder: Path, int8: bool = True, seed: int = 0, waveform: bool = False) -> ModelSet:
+    """Checkpoint, PyTorch INT8 folder, ONNX FP32 and ONNX INT8 (and, if asked, the FP32 ONNX
+    taking waveforms) of one width, into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     models = ModelSet(width)
     models.checkpoint = _try(models, "checkpoint", make_checkpoint, width, folder / f"tfsep{width}.pt", seed)
     if models.checkpoint is None:
         return models
     models.onnx_fp32 = _try(models, "ONNX FP32", make_onnx, models.checkpoint, folder / f"tfsep{width}_fp32.onnx")
+    if waveform:
+        out = folder / f"tfsep{width}_fp32_waveform.onnx"
+        models.onnx_waveform = _try(models, "ONNX FP32 waveform", make_onnx, models.checkpoint, out, frontend=True)
     if int8:
         qdir = folder / f"tfsep{width}_int8"
         models.quantized = _try(models, "PyTorch INT8", make_quantized, models.checkpoint, qdir)

@@ -33,7 +33,7 @@ from tfsep_edge.fileio import write_text_atomic  # noqa: E402
 # Targets of the runtime issue, checked as ratios measured on this machine in one run each.
 TARGETS = {
     "frontend_speedup": ("numpy front end vs log_mel_reference (batch 1)", ">=", 3.0),
-    "wav_over_model_c12": ("wav -> label / model part, ORT FP32 C=12 (same run)", "<=", 1.5),
+    "wav_over_model_c12": ("wav -> label / model part, ORT FP32 C=12 (light runtime, same run)", "<=", 1.5),
     "torch_over_ort_c12": ("PyTorch FP32 eager / ORT FP32, C=12, model only", ">=", 10.0),
     "predict_load_s": ("predict: import + model load, seconds", "<", 0.5),
     "light_peak_rss_mb": ("peak RSS of a light-runtime bench (ORT only), MB", "<", 150.0),
@@ -80,15 +80,15 @@ def pick(result: dict, runtime: str, precision: str, width: int) -> dict | None:
     )
 
 
-def targets(runs: dict, light: dict, load: dict) -> list[dict]:
-    one_model, one_wav = runs.get("model-only/1"), runs.get("wav-to-label/1")
+def targets(runs: dict, light: dict, light_wav: dict, load: dict) -> list[dict]:
+    one_model = runs.get("model-only/1")
     values: dict[str, float | None] = {k: None for k in TARGETS}
     if one_model:
         values["frontend_speedup"] = one_model["frontend_comparison"]["speedup_p50"]
         ort, eager = pick(one_model, "onnxruntime", "fp32", 12), pick(one_model, "torch-fp32", "fp32", 12)
         if ort and eager:
             values["torch_over_ort_c12"] = eager["latency_ms"]["p50"] / ort["latency_ms"]["p50"]
-    if one_wav and (ort := pick(one_wav, "onnxruntime", "fp32", 12)):
+    if ort := pick(light_wav, "onnxruntime", "fp32", 12):  # predict's own process: ORT and numpy only
         values["wav_over_model_c12"] = ort["latency_ms"]["p50"] / ort["model_part_ms"]["p50"]
     values["predict_load_s"] = load["median_s"]
     values["light_peak_rss_mb"] = light["peak_rss_mb"]
@@ -122,8 +122,9 @@ def markdown(summary: dict) -> str:
     for key, res in summary["runs"].items():
         mode, threads = key.split("/")
         lines += ["", f"## {mode}, {threads} thread(s)", "", format_report(res, markdown=True)]
-    light = summary["light_runtime"]
-    lines += ["", "## Light runtime alone (ONNX models only, torch not imported)", "", format_report(light, True)]
+    for key, title in (("light_runtime", "model only"), ("light_runtime_wav", "wav -> label (predict's path)")):
+        lines += ["", f"## Light runtime alone, {title}: ONNX models only, torch not imported, 1 thread", ""]
+        lines.append(format_report(summary[key], True))
     if summary["notes"]:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in summary["notes"]]
     return "\n".join(lines) + "\n"
@@ -147,7 +148,7 @@ def main() -> int:
     sets: list[ModelSet] = []
     for width in args.widths:
         print(f"making models C={width} ...", file=sys.stderr)
-        sets.append(make_models(width, args.models / f"c{width}"))
+        sets.append(make_models(width, args.models / f"c{width}", waveform=width == 12))
     notes = [n for s in sets for n in s.notes]
     models = [p for s in sets for p in (s.checkpoint, s.quantized, s.onnx_fp32, s.onnx_int8) if p is not None]
     onnx = [p for s in sets for p in (s.onnx_fp32, s.onnx_int8) if p is not None]
@@ -159,7 +160,9 @@ def main() -> int:
                 print(f"bench {mode}, {t} thread(s) ...", file=sys.stderr)
                 runs[f"{mode}/{t}"] = bench(models, mode, t, args.seconds, Path(tmp) / f"{mode}-{t}.json")
         print("bench light runtime alone ...", file=sys.stderr)
-        light = bench(onnx, "model-only", 1, min(args.seconds, 5.0), Path(tmp) / "light.json")
+        light = bench(onnx, "model-only", 1, args.seconds, Path(tmp) / "light.json")
+        wave = [s.onnx_waveform for s in sets if s.onnx_waveform is not None]
+        light_wav = bench(onnx + wave, "wav-to-label", 1, args.seconds, Path(tmp) / "light_wav.json")
     load = predict_load_seconds(sets[0].onnx_fp32) if sets[0].onnx_fp32 else {"median_s": None}
     machine = runs[next(iter(runs))]["machine"]
     summary = {
@@ -174,14 +177,16 @@ def main() -> int:
         "predict_load": load,
         "runs": runs,
         "light_runtime": light,
+        "light_runtime_wav": light_wav,
     }
-    summary["targets"] = targets(runs, light, load)
+    summary["targets"] = targets(runs, light, light_wav, load)
     summary["wall_seconds"] = round(time.perf_counter() - started, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"{dt.date.today().isoformat()}_{slug(machine.get('board', {}).get('board') or machine['cpu_model'] or '')}"
     stem += f"_{machine['arch']}"
     write_text_atomic(args.out / f"{stem}.json", json.dumps(summary, indent=1) + "\n")
     write_text_atomic(args.out / f"{stem}.md", markdown(summary))
+    write_text_atomic(args.out / "LATEST.md", f"Latest: [{stem}.md]({stem}.md)\n\n" + markdown(summary))
     print(markdown(summary))
     print(f"wrote {args.out / stem}.json and .md in {summary['wall_seconds']} s", file=sys.stderr)
     return 0
