@@ -5,9 +5,10 @@ Widths 12 and 40; PyTorch FP32 eager, PyTorch INT8, ONNX Runtime FP32, ONNX Runt
 only and wav -> label; 1 thread and all threads. Each (mode, threads) is one `tfsep-edge bench`
 run in a fresh process with all eight models round-robin on the same input. Then the light
 runtime alone (ONNX models, torch never imported) for its peak memory, and `predict`'s import +
-model load time. Writes benchmarks/results/<date>_<machine>.json and .md; every figure there
-comes from those measurements. Models are untrained (randomised BN statistics): latency does not
-depend on the weights. Run it on a quiet CPU; a few minutes with the defaults.
+model load time. Writes benchmarks/results/latency_<date>_<machine>.json and .md, and
+latency_latest.md; every figure there comes from those measurements. Models are untrained
+(randomised BN statistics): latency does not depend on the weights. Run it on a quiet CPU;
+a few minutes with the defaults.
 """
 
 from __future__ import annotations
@@ -182,11 +183,11 @@ def main() -> int:
     summary["targets"] = targets(runs, light, light_wav, load)
     summary["wall_seconds"] = round(time.perf_counter() - started, 1)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"{dt.date.today().isoformat()}_{slug(machine.get('board', {}).get('board') or machine['cpu_model'] or '')}"
-    stem += f"_{machine['arch']}"
+    name = slug((machine.get("board") or {}).get("board") or machine["cpu_model"] or "")
+    stem = f"latency_{dt.date.today().isoformat()}_{name}_{machine['arch']}"
     write_text_atomic(args.out / f"{stem}.json", json.dumps(summary, indent=1) + "\n")
     write_text_atomic(args.out / f"{stem}.md", markdown(summary))
-    write_text_atomic(args.out / "LATEST.md", f"Latest: [{stem}.md]({stem}.md)\n\n" + markdown(summary))
+    write_text_atomic(args.out / "latency_latest.md", f"Latest: [{stem}.md]({stem}.md)\n\n" + markdown(summary))
     print(markdown(summary))
     print(f"wrote {args.out / stem}.json and .md in {summary['wall_seconds']} s", file=sys.stderr)
     return 0
