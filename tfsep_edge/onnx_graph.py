@@ -2,19 +2,21 @@
 
 Why by hand: a traced export keeps the channel shuffle (Reshape/Transpose/Reshape), the Split
 and the Concat of every block, unfolded BatchNorms and AdaResNorm's seven elementwise ops.
-Here every node is chosen:
+Here every node is chosen (each choice measured with onnxruntime, batch 1, one thread;
+benchmarks/export_speed.py keeps the comparison with a plain torch.onnx.export):
 - BatchNorm folded into the conv before it (weights scaled, bias added).
-- The channel shuffle, split and concat disappear. A tensor's channels are kept in a "storage
-  order" (storage position -> the model's logical channel); a shuffle only changes that
-  order, and every weight that touches the tensor is indexed through it. A block then runs on
-  the whole tensor: one depthwise 3x3 conv whose kernels are the (3,1) frequency kernel for the
-  channels of the first half and the (1,3) time kernel for the second half; the means over
-  frequency and over time; two 1x1 convs whose weights are zero outside their half (tiny: they
-  run on (1,T) and (F,1) tensors); and the residual as two broadcast adds. Exactly the same
-  function, no data movement.
-- AdaResNorm becomes x * s + t with per-(example, channel, frequency) s, t computed from the
-  two statistics and the precomputed rho*gamma, (1-rho)*gamma, beta.
-- The classifier's 1x1 conv and the final mean commute: mean first, then a (C x 10) Gemm.
+- The channel shuffle is folded into weights: a transition conv's output rows are permuted so
+  a Split hands each path its channels; after a block without transition the shuffle+split
+  are two constant-index Gathers (no Shape/Reshape/Transpose chains). (A variant that ran the
+  whole block on the unsplit tensor with zero-padded weights was slower: twice the broadcast
+  work.)
+- onnxruntime's broadcasting elementwise ops are slow on (B,C,F,1)/(B,C,1,T) operands (short
+  innermost runs), ~3x slower than same-shape ops: such operands are spelled out first (Expand
+  along F, a K=1 MatMul with a row of ones along T), exactly.
+- AdaResNorm becomes s*(x - mean) + (a*mean + beta), a = rho*gamma, s = a + (1-rho)*gamma/std:
+  constants precomputed, statistics reduced over T then C, two full-size passes.
+- The classifier's 1x1 conv and the final mean commute: the last AdaResNorm returns only its
+  mean over (F, T), then a (C x 10) Gemm.
 The front end: pre-emphasis, reflect pad, framing by Gather, the DFT as two small real matmuls
 (a 2048 = 32 x 64 Cooley-Tukey split with twiddles), power, the project's mel filterbank as a
 constant (rows permuted to the split's bin order), log and normalisation.
@@ -53,7 +55,7 @@ class GraphBuilder:
     def const(self, base: str, array: np.ndarray) -> str:
         array = np.ascontiguousarray(array)
         # front-end constants stay apart (stored_bytes tells them from model parameters by name)
-        key = (base.startswith("fe."), array.dtype.str, array.shape, array.tobytes()) if array.size <= 4 else None
+        key = (base.startswith("fe."), array.dtype.str, array.shape, array.tobytes()) if array.size <= 64 else None
         if key in self._scalars:  # one initializer per distinct small constant (scales, zero points)
             return self._scalars[key]
         name = self.name(base)
@@ -97,29 +99,49 @@ def shuffle_order(order: list[int], channels: int, groups: int) -> list[int]:
     return [(ch % groups) * per + ch // groups for ch in order]
 
 
-def add_adaresnorm(g: GraphBuilder, x: str, norm, order: list[int], frames: int, base: str) -> str:
-    """gamma*(rho*x + (1-rho)*(x-mean)/sqrt(var+eps)) + beta as x*s + t (var unbiased over C, T).
+def add_adaresnorm(
+    g: GraphBuilder, x: str, norm, order: list[int], freqs: int, frames: int, base: str, pooled: bool = False
+) -> str:
+    """gamma*(rho*x + (1-rho)*(x-mean)/sqrt(var+eps)) + beta, var unbiased over (C, T) per (example, F).
 
-    s = rho*gamma + (1-rho)*gamma/std and t = beta - (1-rho)*gamma*mean/std are per (example,
-    channel, frequency): two full-size ops instead of seven.
+    Written as s*(x - mean) + (a*mean + beta) with a = rho*gamma, s = a + (1-rho)*gamma/std: per
+    (example, channel, frequency) scale and shift, so two full-size passes instead of seven.
+    onnxruntime broadcasts a (B,C,F,1) operand over the short innermost T axis slowly, so each
+    such operand is first spelled out to (.., T) by a K=1 MatMul with a row of ones (fast), then
+    combined elementwise. Reductions run over T (contiguous) first, then over C.
     """
     rho, gamma, beta = (_f32(p).reshape(-1)[order] for p in (norm.rho, norm.gamma, norm.beta))
     c = len(order)
-    a = (rho * gamma).reshape(1, c, 1, 1)
-    b = ((1.0 - rho) * gamma).reshape(1, c, 1, 1)
-    mean = g.reduce("ReduceMean", x, [1, 3], f"{base}.mean")
-    centred = g.op("Sub", [x, mean], f"{base}.centred")
-    sumsq = g.reduce("ReduceSumSquare", centred, [1, 3], f"{base}.sumsq")
     n = c * frames  # elements per (example, frequency) statistic
+    a = (rho * gamma).reshape(1, c, 1, 1)
     # 1/sqrt(sumsq/(n-1) + eps) = sqrt(n-1) * (sumsq + eps*(n-1))^-0.5: sqrt(n-1) goes into b.
+    b = ((1.0 - rho) * gamma * np.sqrt(n - 1)).reshape(1, c, 1, 1)
+    ones = g.const(f"const.ones_{frames}", np.ones((1, frames), np.float32))
+    mean_t = g.reduce("ReduceMean", x, [3], f"{base}.mean_t")  # (B,C,F,1)
+    mean = g.reduce("ReduceMean", mean_t, [1], f"{base}.mean")  # (B,1,F,1)
+    mean_full = g.op("MatMul", [mean, ones], f"{base}.mean_full")  # (B,1,F,T): broadcast over C is fast
+    centred = g.op("Sub", [x, mean_full], f"{base}.centred")
+    ss_t = g.reduce("ReduceSumSquare", centred, [3], f"{base}.ss_t")  # (B,C,F,1)
+    sumsq = g.reduce("ReduceSum", ss_t, [1], f"{base}.sumsq")  # (B,1,F,1)
     shifted = g.op("Add", [sumsq, g.const(f"{base}.eps", np.array(norm.eps * (n - 1), np.float32))], f"{base}.ss_eps")
     inv_std = g.op("Pow", [shifted, g.const(f"{base}.minus_half", np.array(-0.5, np.float32))], f"{base}.inv_std")
-    b = b * np.sqrt(n - 1)
-    b_inv = g.op("Mul", [inv_std, g.const(f"{base}.b", b.astype(np.float32))], f"{base}.b_inv")
-    s = g.op("Add", [b_inv, g.const(f"{base}.a", a.astype(np.float32))], f"{base}.scale")
-    shift = g.op("Mul", [b_inv, mean], f"{base}.b_inv_mean")
-    t = g.op("Sub", [g.const(f"{base}.beta", beta.reshape(1, c, 1, 1).astype(np.float32)), shift], f"{base}.shift")
-    return g.op("Add", [g.op("Mul", [x, s], f"{base}.xs"), t], f"{base}.out")
+    b_inv = g.op("Mul", [inv_std, g.const(f"{base}.b", b.astype(np.float32))], f"{base}.b_inv")  # (B,C,F,1)
+    a_const = g.const(f"{base}.a", a.astype(np.float32))
+    scale = g.op("Add", [b_inv, a_const], f"{base}.scale")
+    shift = g.op(
+        "Add",
+        [
+            g.op("Mul", [mean, a_const], f"{base}.a_mean"),
+            g.const(f"{base}.beta", beta.reshape(1, c, 1, 1).astype(np.float32)),
+        ],
+        f"{base}.shift",
+    )
+    if pooled:  # only the mean over (F, T) is needed: mean_T(s*(x - mean) + shift) = s*(mean_t - mean) + shift
+        centred_t = g.op("Sub", [mean_t, mean], f"{base}.centred_t")
+        small = g.op("Add", [g.op("Mul", [centred_t, scale], f"{base}.scaled_t"), shift], f"{base}.out_t")
+        return g.reduce("ReduceMean", small, [2], f"{base}.pooled")  # (B,C,1,1)
+    scaled = g.op("Mul", [centred, g.op("MatMul", [scale, ones], f"{base}.scale_full")], f"{base}.scaled")
+    return g.op("Add", [scaled, g.op("MatMul", [shift, ones], f"{base}.shift_full")], f"{base}.out")
 
 
 def add_conv(g: GraphBuilder, x: str, w: np.ndarray, b: np.ndarray | None, base: str, relu: bool, **attrs) -> str:
@@ -130,7 +152,7 @@ def add_conv(g: GraphBuilder, x: str, w: np.ndarray, b: np.ndarray | None, base:
     return g.op("Relu", [y], f"{base}.relu") if relu else y
 
 
-def add_block(g: GraphBuilder, x: str, block, order: list[int], groups: int, base: str) -> str:
+def add_block(g: GraphBuilder, x: str, block, order: list[int], groups: int, freqs: int, frames: int, base: str) -> str:
     """One TF-SepConv block on a tensor whose storage position p holds logical channel order[p].
 
     Returns the block output in natural channel order. A transition conv's output rows are
@@ -168,8 +190,22 @@ def add_block(g: GraphBuilder, x: str, block, order: list[int], groups: int, bas
         m = g.reduce("ReduceMean", d, [axis], f"{base}.{name}.mean")
         wp, bp = fold_bn(pw.conv, pw.bn)
         p = add_conv(g, m, wp, bp, f"{base}.{name}.pw", relu=True)
-        halves.append(g.op("Add", [xi, p], f"{base}.{name}.residual"))
+        full = spell_out(g, p, axis, half, freqs, frames, f"{base}.{name}")
+        halves.append(g.op("Add", [xi, full], f"{base}.{name}.residual"))
     return g.op("Concat", halves, f"{base}.out", axis=1)
+
+
+def spell_out(g: GraphBuilder, p: str, axis: int, channels: int, freqs: int, frames: int, base: str) -> str:
+    """(B,C,1,T) (axis 2) or (B,C,F,1) (axis 3) -> (B,C,F,T), exactly.
+
+    onnxruntime's broadcasting Add is slow on these shapes (short innermost runs of T); spelling
+    the broadcast out first and adding same-shape tensors is ~3x faster: Expand along F (row
+    copies), and along T a K=1 MatMul with a row of ones (Expand along the innermost axis is slow).
+    """
+    if axis == 2:
+        shape = g.const(f"{base}.full_shape", np.array([1, channels, freqs, frames], np.int64))
+        return g.op("Expand", [p, shape], f"{base}.expand")
+    return g.op("MatMul", [p, g.const(f"const.ones_{frames}", np.ones((1, frames), np.float32))], f"{base}.expand")
 
 
 def add_model(g: GraphBuilder, x: str, model, n_mels: int, frames: int) -> str:
@@ -181,24 +217,31 @@ def add_model(g: GraphBuilder, x: str, model, n_mels: int, frames: int) -> str:
     groups = model.config.groups
     order: list[int] = [0]
     f, t = n_mels, frames
+    last = len(model.feature) - 1
+    pooled = None
     for i, layer in enumerate(model.feature):
         base = f"feature.{i}"
+        if i == last and isinstance(layer, AdaResNorm):
+            # The classifier's 1x1 conv and the global mean commute: pool inside the last norm.
+            pooled = add_adaresnorm(g, x, layer, order, f, t, base, pooled=True)
+            break
         if isinstance(layer, nn.Conv2d):
             w = _f32(layer.weight)
             x = add_conv(g, x, w, None, base, relu=False, kernel_shape=[5, 5], strides=[2, 2], pads=[2, 2, 2, 2])
             order = list(range(w.shape[0]))
             f, t = (f + 4 - 5) // 2 + 1, (t + 4 - 5) // 2 + 1
         elif isinstance(layer, AdaResNorm):
-            x = add_adaresnorm(g, x, layer, order, t, base)
+            x = add_adaresnorm(g, x, layer, order, f, t, base)
         elif isinstance(layer, nn.MaxPool2d):
             x = g.op("MaxPool", [x], f"{base}.pool", kernel_shape=[2, 2], strides=[2, 2])
             f, t = f // 2, t // 2
         elif isinstance(layer, TimeFreqSepConvs):
-            x = add_block(g, x, layer, order, groups, base)
+            x = add_block(g, x, layer, order, groups, f, t, base)
             order = list(range(len(order) if not layer.transition else layer.half * 2))
         else:
             raise TypeError(f"unexpected layer {type(layer).__name__}")
-    pooled = g.op("GlobalAveragePool", [x], "pool")
+    if pooled is None:
+        pooled = g.op("GlobalAveragePool", [x], "pool")
     flat = g.op("Flatten", [pooled], "flatten", axis=1)
     w = _f32(model.classifier.weight)[:, :, 0, 0][:, order]
     b = _f32(model.classifier.bias)

@@ -30,12 +30,13 @@ from .onnx_graph import (
     add_adaresnorm,
     add_frontend,
     finish_model,
+    spell_out,
 )
 
 
 @dataclass(frozen=True)
 class QTensor:
-    """An int8 tensor in the graph and the (scale, zero point) that give its real values."""
+    """A quantized tensor in the graph and the (scale, zero point) that give its real values."""
 
     name: str
     scale: float
@@ -48,13 +49,13 @@ def _fq_params(fq) -> tuple[float, int]:
 
 def quantize(g: GraphBuilder, x: str, scale: float, zero_point: int, base: str) -> QTensor:
     s = g.const(f"{base}.scale", np.array(scale, np.float32))
-    z = g.const(f"{base}.zero_point", np.array(zero_point, np.int8))
+    z = g.const(f"{base}.zero_point", np.array(zero_point, g.act_dtype))
     return QTensor(g.op("QuantizeLinear", [x, s, z], f"{base}.q"), scale, zero_point)
 
 
 def dequantize(g: GraphBuilder, t: QTensor, base: str) -> str:
     s = g.const(f"{base}.dq_scale", np.array(t.scale, np.float32))
-    z = g.const(f"{base}.dq_zero_point", np.array(t.zero_point, np.int8))
+    z = g.const(f"{base}.dq_zero_point", np.array(t.zero_point, g.act_dtype))
     return g.op("DequantizeLinear", [t.name, s, z], f"{base}.dq")
 
 
@@ -115,7 +116,7 @@ def add_qconv(g: GraphBuilder, x: QTensor, layer, base: str, rows: list[int] | N
     return quantize(g, y, out_s, out_z, f"{base}.out")
 
 
-def add_qblock(g: GraphBuilder, x: QTensor, block, groups: int, base: str) -> QTensor:
+def add_qblock(g: GraphBuilder, x: QTensor, block, groups: int, freqs: int, frames: int, base: str) -> QTensor:
     """A quantized TF-SepConv block (fake-quant twin `block`); output in natural channel order."""
     half = block.half
     c = 2 * half
@@ -147,11 +148,8 @@ def add_qblock(g: GraphBuilder, x: QTensor, block, groups: int, base: str) -> QT
         m = g.reduce("ReduceMean", dequantize(g, d, f"{base}.{name}.mean_in"), [mean.dim], f"{base}.{name}.mean")
         mq = quantize(g, m, *_fq_params(mean.out), f"{base}.{name}.mean_out")
         p = add_qconv(g, mq, pw, f"{base}.{name}.pw")
-        s = g.op(
-            "Add",
-            [dequantize(g, xi, f"{base}.{name}.res_x"), dequantize(g, p, f"{base}.{name}.res_p")],
-            f"{base}.{name}.residual",
-        )
+        p_full = spell_out(g, dequantize(g, p, f"{base}.{name}.res_p"), mean.dim, half, freqs, frames, f"{base}.{name}")
+        s = g.op("Add", [dequantize(g, xi, f"{base}.{name}.res_x"), p_full], f"{base}.{name}.residual")
         halves.append(quantize(g, s, *_fq_params(add.out), f"{base}.{name}.residual_out"))
     cat = g.op("Concat", [dequantize(g, h, f"{base}.cat_in{i}") for i, h in enumerate(halves)], f"{base}.cat", axis=1)
     return quantize(g, cat, *_fq_params(block.concat.out), f"{base}.out")
@@ -163,24 +161,23 @@ def add_qmodel(g: GraphBuilder, x: str, fq, n_mels: int, frames: int) -> str:
 
     groups = fq.config.groups
     q = quantize(g, x, *_fq_params(fq.quant), "input")
-    channels, t_len = 1, frames
+    channels, f_len, t_len = 1, n_mels, frames
     for i, layer in enumerate(fq.feature):
         base = f"feature.{i}"
         kind = type(layer).__name__
         if kind == "QLayer":  # the stem
             q = add_qconv(g, q, layer, base)
             channels = _conv_parts(layer)[0].shape[0]
-            t_len = (t_len + 4 - 5) // 2 + 1
+            f_len, t_len = (f_len + 4 - 5) // 2 + 1, (t_len + 4 - 5) // 2 + 1
         elif kind == "FloatIsland":  # AdaResNorm in float between DQ and Q
-            y = add_adaresnorm(g, dequantize(g, q, f"{base}.in"), layer.body, list(range(channels)), t_len, base)
+            y = add_adaresnorm(g, dequantize(g, q, f"{base}.in"), layer.body, list(range(channels)), f_len, t_len, base)
             q = quantize(g, y, *_fq_params(layer.quant), f"{base}.out")
-        elif isinstance(layer, nn.MaxPool2d):  # on int8, as PyTorch: same qparams
-            q = QTensor(
-                g.op("MaxPool", [q.name], f"{base}.pool", kernel_shape=[2, 2], strides=[2, 2]), q.scale, q.zero_point
-            )
-            t_len //= 2
+        elif isinstance(layer, nn.MaxPool2d):  # on the quantized tensor, same qparams, as PyTorch
+            pooled = g.op("MaxPool", [q.name], f"{base}.pool", kernel_shape=[2, 2], strides=[2, 2])
+            q = QTensor(pooled, q.scale, q.zero_point)
+            f_len, t_len = f_len // 2, t_len // 2
         elif kind == "QBlock":
-            q = add_qblock(g, q, layer, groups, base)
+            q = add_qblock(g, q, layer, groups, f_len, t_len, base)
             channels = 2 * layer.half
         else:
             raise TypeError(f"unexpected layer {kind}")
@@ -192,6 +189,7 @@ def add_qmodel(g: GraphBuilder, x: str, fq, n_mels: int, frames: int) -> str:
 def build_int8(fq, frontend: bool, opset: int, cfg: FrontendConfig = DEFAULT_FRONTEND) -> onnx.ModelProto:
     """QDQ graph of the fake-quant twin `fq` (quantize.QuantizedArtifact.fake_quant_model())."""
     g = GraphBuilder(opset)
+    g.act_dtype = np.int8 if fq.quant.quant_min < 0 else np.uint8  # as the twin expresses activations
     if frontend:
         graph_input = helper.make_tensor_value_info(WAVEFORM_INPUT, TensorProto.FLOAT, [BATCH, cfg.clip_samples])
         x = add_frontend(g, WAVEFORM_INPUT, cfg)

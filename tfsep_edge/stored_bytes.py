@@ -8,8 +8,8 @@ ONNX (no torch needed): every initializer is classified by what consumes it:
   float_norm_params  float tensors of the elementwise ops (AdaResNorm's precomputed rho*gamma,
                      (1-rho)*gamma, beta, eps)
 Not model parameters, reported apart and left out of `total`: the front end's constants
-(initializers named `fe.*`: DFT bases, window, mel filterbank) and integer graph constants
-(axes, split sizes, gather indices).
+(initializers named `fe.*`: DFT bases, window, mel filterbank) and graph constants (integer
+axes, split sizes, gather indices; `const.*` rows of ones that spell out broadcasts).
 A quantized folder: quantize.storage_bytes of its PyTorch INT8 model (the quantize step's count).
 """
 
@@ -42,6 +42,8 @@ def onnx_stored_bytes(model) -> dict:
         uses = consumers.get(init.name, [])
         if init.name.startswith("fe."):
             key = "frontend_constants"
+        elif init.name.startswith("const."):  # structural constants (rows of ones that spell out broadcasts)
+            key = "graph_constants"
         elif any(op in QDQ_OPS and i > 0 for op, i in uses):
             key = "float_qparams"
         elif any(op == "DequantizeLinear" and i == 0 for op, i in uses) and init.data_type in ints:
