@@ -278,9 +278,16 @@ def train(
     given: dict | None = None,
     resume: bool = False,
     progress: bool = True,
+    **options,
 ) -> dict:
-    """Train on DATA (TAU22 layout) into run folder OUT; returns a summary dict (rank 0)."""
+    """Train on DATA (TAU22 layout) into run folder OUT; returns a summary dict (rank 0).
+
+    Options (TrainOptions field names) come as the dict `given` and/or keywords, e.g.
+    `train("data", "runs/x", epochs=20, warmup_epochs=2, devsim="online")`; options left out
+    take the resumed run's values (with resume=True) or the report's defaults.
+    """
     data, out = Path(data), Path(out)
+    given = {**(given or {}), **options}
     rank, world, local_rank = distributed_env()
     master = rank == 0
     log = (lambda msg: print(msg, file=sys.stderr)) if master else (lambda msg: None)
