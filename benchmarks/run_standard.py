@@ -102,6 +102,7 @@ def targets(runs: dict, light: dict, light_wav: dict, load: dict) -> list[dict]:
 
 
 def markdown(summary: dict) -> str:
+    load = {k: v if isinstance(v, int) else "/".join(f"{x:.1f}" for x in v) for k, v in summary["load_average"].items()}
     lines = [
         f"# Latency benchmark, {summary['created']}",
         "",
@@ -110,6 +111,9 @@ def markdown(summary: dict) -> str:
         "Untrained models (randomised BatchNorm statistics; latency does not depend on the weights), batch 1, "
         f"{summary['seconds']} s per configuration, all models round-robin in one process per configuration. "
         "Made by `benchmarks/run_standard.py`; every figure below comes from the JSON next to this file.",
+        "",
+        f"System load (1/5/15-min averages) at the start {load['start']} and end {load['end']} on "
+        f"{load['cores']} cores: anything near or above the core count means other work shared the CPU.",
         "",
         "## Targets",
         "",
@@ -137,13 +141,14 @@ def slug(text: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per configuration")
+    parser.add_argument("--seconds", type=float, default=6.0, help="measuring time per configuration")
     parser.add_argument("--widths", type=int, nargs="+", default=[12, 40])
     parser.add_argument("--threads", type=int, nargs="+", default=None, help="default: 1 and all cores")
     parser.add_argument("--models", type=Path, default=REPO / ".cache" / "bench-models", help="where models go")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
     started = time.perf_counter()
+    load_start = os.getloadavg()
     threads = args.threads or sorted({1, os.cpu_count() or 1})
 
     sets: list[ModelSet] = []
@@ -182,6 +187,7 @@ def main() -> int:
     }
     summary["targets"] = targets(runs, light, light_wav, load)
     summary["wall_seconds"] = round(time.perf_counter() - started, 1)
+    summary["load_average"] = {"start": load_start, "end": os.getloadavg(), "cores": os.cpu_count()}
     args.out.mkdir(parents=True, exist_ok=True)
     name = slug((machine.get("board") or {}).get("board") or machine["cpu_model"] or "")
     stem = f"latency_{dt.date.today().isoformat()}_{name}_{machine['arch']}"
