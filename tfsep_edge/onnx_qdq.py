@@ -1,14 +1,22 @@
 """Hand-built INT8 QDQ ONNX graph from the quantize step's fake-quant twin.
 
-Every quantization point of the PyTorch INT8 model becomes a QuantizeLinear with that point's
-scale and zero point (as int8: quantize.py expresses each quint8 (s, z) as qint8 (s, z - 128),
-the same values, so onnxruntime runs S8S8 kernels, which neither saturate on AVX2 x86 without
-VNNI nor differ from ARM). Weights are stored as int8 initializers with their per-channel
-scales (zero point 0, symmetric), biases stay float32 as PyTorch's kernels use them.
-Quantized tensors are passed as int8 and dequantized right before each consumer, so
-onnxruntime fuses DQ -> Conv -> Q into QLinearConv and moves/compares int8 for Split, Gather
-and MaxPool, exactly as PyTorch runs shuffle/split/max-pool on quantized tensors.
-The channel shuffle is folded as in onnx_graph (transition conv rows permuted, else Gathers).
+Why not onnxruntime's quantize_static: this way the ONNX model IS the PyTorch INT8 model. Every
+quantization point of it (input stub, each conv output, the AdaResNorm float islands' requant,
+the mean requant, residual adds, concat) becomes a QuantizeLinear with that point's scale and
+zero point, read from QuantizedArtifact.fake_quant_model(); weights are int8 initializers with
+PyTorch's per-channel scales (symmetric, zero point 0); biases are int32 at scale
+s_in * s_w (what int8 kernels add; rounding moves a logit by < half a step of that scale).
+Activations: the twin's dtype (quantize.py's default expresses each quint8 (s, z) as qint8
+(s, z - 128), the same values). On x86 without VNNI onnxruntime turns adjacent int8 Q/DQ pairs
+back into uint8 for its u8s8 kernels; the x86 engine's 7-bit activation range (reduce_range)
+keeps those from saturating, and the aarch64 emulation check gave the same logits as x86 to
+6e-8 (spectrogram input; with the waveform front end inside, one input rounding step can flip,
+~4e-4). Quantized tensors pass as int8 through Split, Gather and MaxPool (PyTorch moves and
+compares quantized values the same way) and are dequantized right before each consumer.
+The float parts (AdaResNorm, the shuffle folding, the spelled-out broadcasts) are onnx_graph's.
+Speed on this CPU (benchmarks/results/export_speed.md): slower than FP32; onnxruntime's int8
+kernels for these tiny pointwise/depthwise convs and its int8 MaxPool are slower than float,
+and every quantization point costs a Q and a DQ node.
 """
 
 from __future__ import annotations
