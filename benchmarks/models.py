@@ -77,11 +77,13 @@ def make_quantized(checkpoint: Path, folder: Path, calib_clips: int = 64) -> Pat
     batches = list(noise_logmels(calib_clips).split(16))
     options = quantize.QuantOptions(engine=quantize.default_engine())
     artifact, _ = quantize.quantize_model(model, batches, options)
-    folder.mkdir(parents=True, exist_ok=True)
     saver = getattr(quantize, "save_quantized", None)
     if saver is not None:
+        if folder.exists() and not quantize.is_quantized_dir(folder):
+            folder.rmdir()  # an empty leftover; save_quantized refuses any non-quantize folder
         saver(artifact, folder)
     else:  # the format load_quantized reads: model_int8.pt holding artifact_payload
+        folder.mkdir(parents=True, exist_ok=True)
         torch.save(quantize.artifact_payload(artifact), folder / quantize.MODEL_FILE)
     return folder
 
