@@ -308,7 +308,7 @@ def frontend_comparison(windows: np.ndarray, cfg: FrontendConfig, runs: int, sec
     }
 
 
-def test_windows(batch: int, cfg: FrontendConfig, seed: int = 0) -> np.ndarray:
+def bench_windows(batch: int, cfg: FrontendConfig, seed: int = 0) -> np.ndarray:
     """Benchmark input: seeded noise, the same for every model (latency does not depend on content)."""
     rng = np.random.default_rng(seed)
     return (0.1 * rng.standard_normal((batch, cfg.clip_samples))).astype(np.float32)
@@ -466,7 +466,7 @@ def run_bench(
         if names.count(r.name) > 1:
             r.name = f"{r.name}#{i + 1}"
     cfg = DEFAULT_FRONTEND
-    windows = test_windows(batch, cfg)
+    windows = bench_windows(batch, cfg)
     overhead = harness_overhead()
     with contextlib.ExitStack() as stack:
         if any(r.runtime == "torch-int8" for r in runners):  # torch's known eager-INT8 deprecation notices

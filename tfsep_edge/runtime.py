@@ -188,7 +188,7 @@ class OnnxClassifier:
         windows = np.asarray(windows, dtype=np.float32)
         if self.input_kind == "waveform":
             return windows
-        return log_mel(windows, self.frontend)[:, None]
+        return np.ascontiguousarray(log_mel(windows, self.frontend)[:, None])  # ORT takes contiguous input
 
     def logits_from_waveforms(self, windows: np.ndarray) -> np.ndarray:
         """(B, clip_samples) waveforms at the front end's rate -> (B, 10) logits."""
