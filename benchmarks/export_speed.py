@@ -31,10 +31,8 @@ from onnx import TensorProto, helper  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
 
-from test_export import _random_model  # noqa: E402
-
+from benchmarks.models import untrained_model  # noqa: E402
 from tfsep_edge import __version__  # noqa: E402
 from tfsep_edge.config import DEFAULT_FRONTEND as CFG  # noqa: E402
 from tfsep_edge.export import ort_session, validation_waves  # noqa: E402
@@ -181,7 +179,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
         for width in args.widths:
-            model = _random_model(width)
+            model = untrained_model(width)
             x = rng.standard_normal((1, 1, CFG.n_mels, CFG.n_frames)).astype(np.float32)
             xb = rng.standard_normal((5, 1, CFG.n_mels, CFG.n_frames)).astype(np.float32)
             with torch.no_grad():
