@@ -55,12 +55,13 @@ class Source:
 
 def load_source(path: Path, int8: bool) -> Source:
     """A checkpoint or a quantized folder; --int8 needs the latter."""
-    from .quantize import is_quantized_dir, load_quantized
+    from .quantize import is_quantized_dir, known_warnings_silenced, load_quantized
 
     if not path.exists():
         raise TfsepError(f"{path}: no such checkpoint or quantized model")
     if is_quantized_dir(path):
-        art = load_quantized(path)
+        with known_warnings_silenced():  # quantize.py's list of torch 2.13 deprecation notices
+            art = load_quantized(path)
         frontend = FrontendConfig.from_dict(art.info.get("frontend") or {}) if art.info.get("frontend") else None
         return Source(path, art.float_model, frontend or DEFAULT_FRONTEND, art if int8 else None)
     if int8:
