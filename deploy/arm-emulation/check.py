@@ -22,10 +22,13 @@ import tempfile
 from pathlib import Path
 
 # Max |logit difference| accepted between the architectures. FP32: the same graph in float32 with
-# different SIMD kernels (NEON vs AVX) and FFT paths: sums in another order. INT8: requantization
-# may round differently by one step on some values; compared arm INT8 vs x86 INT8 (never FP32,
-# whose gap is quantization error, not an architecture difference).
-TOL = {"fp32": 1e-5, "int8": 1e-4}
+# different SIMD kernels (NEON vs AVX) and FFT paths: sums in another order (seen: 1-2e-7).
+# INT8: compared arm INT8 vs x86 INT8 (never vs FP32, whose gap is quantization error, ~5e-2
+# here, not an architecture difference). A float rounding difference upstream of a
+# QuantizeLinear can move a value across a rounding boundary: one step of one activation, which
+# shows in the logits as ~1e-4 (seen: 6e-8 and 1.05e-4 on two exports). 2e-3 allows a few such
+# steps while a wrong kernel (the notes' u8 overflow: 6e-2) still fails.
+TOL = {"fp32": 1e-5, "int8": 2e-3}
 
 
 def cli(*args: str) -> tuple[int, str, str]:
