@@ -108,6 +108,9 @@ def _frames(
 # front end's time when other work (another model, the reference front end) runs in between.
 _WORKSPACE = threading.local()
 _RFFT_HAS_OUT = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
+# numpy's rfft ran 4x slower per frame from 64 frames (2048 points) up: a batch is transformed in
+# pieces of at most this many frames (a 1-s clip has 44).
+_FFT_ROWS = 48
 
 
 def _workspace(shape: tuple, cfg: FrontendConfig) -> tuple[np.ndarray, ...]:
@@ -139,7 +142,10 @@ def log_mel(wave: np.ndarray, cfg: FrontendConfig = DEFAULT_FRONTEND) -> np.ndar
     wave = np.asarray(wave, dtype=np.float32)
     if _RFFT_HAS_OUT:
         buf, frames, spectrum, power = _workspace(wave.shape, cfg)
-        np.fft.rfft(_frames(wave, cfg, buf, frames), axis=-1, out=spectrum)  # complex64 for float32
+        rows = _frames(wave, cfg, buf, frames).reshape(-1, cfg.n_fft)
+        out = spectrum.reshape(-1, spectrum.shape[-1])
+        for r in range(0, len(rows), _FFT_ROWS):  # complex64 out for float32 in
+            np.fft.rfft(rows[r : r + _FFT_ROWS], axis=-1, out=out[r : r + _FFT_ROWS])
         np.abs(spectrum, out=power)
     else:  # numpy 1.x: no `out` for the FFT
         spectrum = np.fft.rfft(_frames(wave, cfg), axis=-1)
