@@ -7,11 +7,14 @@ zero point, read from QuantizedArtifact.fake_quant_model(); weights are int8 ini
 PyTorch's per-channel scales (symmetric, zero point 0); biases are int32 at scale
 s_in * s_w (what int8 kernels add; rounding moves a logit by < half a step of that scale).
 Activations: the twin's dtype (quantize.py's default expresses each quint8 (s, z) as qint8
-(s, z - 128), the same values). On x86 without VNNI onnxruntime turns adjacent int8 Q/DQ pairs
-back into uint8 for its u8s8 kernels; the x86 engine's 7-bit activation range (reduce_range)
-keeps those from saturating, and the aarch64 emulation check gave the same logits as x86 to
-6e-8 (spectrogram input; with the waveform front end inside, one input rounding step can flip,
-~4e-4). Quantized tensors pass as int8 through Split, Gather and MaxPool (PyTorch moves and
+(s, z - 128), the same values). x86 vs ARM: onnxruntime on x86 rewrites adjacent int8 Q/DQ
+pairs as uint8 and fuses u8s8 QLinearConvs, whose AVX2 kernels (no VNNI) saturate with
+full-range activations; `keep_int8` stops that, so on x86 every conv runs in float on exactly
+dequantized values, while ARM runs exact int8 convs. Checked: x86 (VNNI) vs `qemu-x86_64 -cpu
+Haswell` identical (0.22 apart before keep_int8); x86 vs aarch64 emulation (cortex-a72/a76)
+6e-8 on spectrogram input, 4e-4 with the waveform front end inside (a float front-end
+difference can move one input value across a rounding step).
+Quantized tensors pass as int8 through Split, Gather and MaxPool (PyTorch moves and
 compares quantized values the same way) and are dequantized right before each consumer.
 The float parts (AdaResNorm, the shuffle folding, the spelled-out broadcasts) are onnx_graph's.
 Speed on this CPU (benchmarks/results/export_speed.md): slower than FP32; onnxruntime's int8
@@ -51,20 +54,44 @@ class QTensor:
     zero_point: int
 
 
-def _fq_params(fq) -> tuple[float, int]:
+def _fq_params(fq) -> tuple[float | None, int | None]:
+    """(scale, zero point) of a fake-quant module; (None, None) where the twin has none (a float
+    stem keeps its input and output in float: quantize.py replaces those stubs by Identity)."""
+    if not hasattr(fq, "scale"):
+        return None, None
     return float(fq.scale), int(fq.zero_point)
 
 
-def quantize(g: GraphBuilder, x: str, scale: float, zero_point: int, base: str) -> QTensor:
+def quantize(g: GraphBuilder, x: str, scale: float | None, zero_point: int | None, base: str) -> QTensor | str:
+    if scale is None:  # no quantization point here: the tensor stays float
+        return x
     s = g.const(f"{base}.scale", np.array(scale, np.float32))
     z = g.const(f"{base}.zero_point", np.array(zero_point, g.act_dtype))
     return QTensor(g.op("QuantizeLinear", [x, s, z], f"{base}.q"), scale, zero_point)
 
 
-def dequantize(g: GraphBuilder, t: QTensor, base: str) -> str:
+def dequantize(g: GraphBuilder, t: QTensor | str, base: str) -> str:
+    if isinstance(t, str):  # already float
+        return t
     s = g.const(f"{base}.dq_scale", np.array(t.scale, np.float32))
     z = g.const(f"{base}.dq_zero_point", np.array(t.zero_point, g.act_dtype))
     return g.op("DequantizeLinear", [t.name, s, z], f"{base}.dq")
+
+
+def keep_int8(g: GraphBuilder, t: QTensor | str, channels: int, base: str) -> QTensor | str:
+    """An identity channel Gather between a QuantizeLinear and the DequantizeLinear of a conv input.
+
+    On x86 without VNNI onnxruntime 1.32 rewrites an adjacent int8 Q -> DQ pair as uint8 and fuses
+    DQ -> Conv -> Q into a u8s8 QLinearConv whose AVX2 kernel saturates 16-bit pair sums with
+    full-range activations: under `qemu-x86_64 -cpu Haswell` a model's logits moved by 0.22 and
+    a one-conv test lost half its value. Between Q and DQ the Gather (a copy of a tiny tensor)
+    stops that rewrite, so there the conv runs in float on the exactly dequantized values; where
+    int8 kernels are exact (ARM, VNNI) onnxruntime still fuses the int8 conv around it.
+    """
+    if not isinstance(t, QTensor):
+        return t
+    idx = g.const(f"const.identity_{channels}", np.arange(channels, dtype=np.int64))
+    return QTensor(g.op("Gather", [t.name, idx], f"{base}.keep_int8", axis=1), t.scale, t.zero_point)
 
 
 def _conv_parts(layer) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, bool, dict, tuple | None]:
@@ -92,7 +119,7 @@ def _conv_parts(layer) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None
     return w, bias, scales, relu, attrs, out
 
 
-def add_qconv(g: GraphBuilder, x: QTensor, layer, base: str, rows: list[int] | None = None) -> QTensor:
+def add_qconv(g: GraphBuilder, x: QTensor | str, layer, base: str, rows: list[int] | None = None) -> QTensor | str:
     """A QLayer: DQ(x) -> Conv(DQ(int8 weight)) [-> Relu] -> Q(out). `rows` permutes output channels."""
     w, bias, scales, relu, attrs, (out_s, out_z) = _conv_parts(layer)
     if rows is not None:
@@ -108,7 +135,7 @@ def add_qconv(g: GraphBuilder, x: QTensor, layer, base: str, rows: list[int] | N
     else:
         weight = g.const(f"{base}.weight", w.astype(np.float32))
     inputs = [dequantize(g, x, f"{base}.in"), weight]
-    if bias is not None and scales is not None:
+    if bias is not None and scales is not None and isinstance(x, QTensor):
         # int32 bias at scale s_in * s_w (what int8 kernels add to the accumulator; rounding it
         # moves a logit by at most half a step of that scale): lets onnxruntime fuse QLinearConv.
         bscale = (x.scale * scales).astype(np.float32)
@@ -155,7 +182,7 @@ def add_qblock(g: GraphBuilder, x: QTensor, block, groups: int, freqs: int, fram
         d = add_qconv(g, xi, dw, f"{base}.{name}.dw")
         m = g.reduce("ReduceMean", dequantize(g, d, f"{base}.{name}.mean_in"), [mean.dim], f"{base}.{name}.mean")
         mq = quantize(g, m, *_fq_params(mean.out), f"{base}.{name}.mean_out")
-        p = add_qconv(g, mq, pw, f"{base}.{name}.pw")
+        p = add_qconv(g, keep_int8(g, mq, half, f"{base}.{name}.mean_out"), pw, f"{base}.{name}.pw")
         p_full = spell_out(g, dequantize(g, p, f"{base}.{name}.res_p"), mean.dim, half, freqs, frames, f"{base}.{name}")
         s = g.op("Add", [dequantize(g, xi, f"{base}.{name}.res_x"), p_full], f"{base}.{name}.residual")
         halves.append(quantize(g, s, *_fq_params(add.out), f"{base}.{name}.residual_out"))
@@ -181,15 +208,16 @@ def add_qmodel(g: GraphBuilder, x: str, fq, n_mels: int, frames: int) -> str:
             y = add_adaresnorm(g, dequantize(g, q, f"{base}.in"), layer.body, list(range(channels)), f_len, t_len, base)
             q = quantize(g, y, *_fq_params(layer.quant), f"{base}.out")
         elif isinstance(layer, nn.MaxPool2d):  # on the quantized tensor, same qparams, as PyTorch
-            pooled = g.op("MaxPool", [q.name], f"{base}.pool", kernel_shape=[2, 2], strides=[2, 2])
-            q = QTensor(pooled, q.scale, q.zero_point)
+            name = q.name if isinstance(q, QTensor) else q
+            pooled = g.op("MaxPool", [name], f"{base}.pool", kernel_shape=[2, 2], strides=[2, 2])
+            q = QTensor(pooled, q.scale, q.zero_point) if isinstance(q, QTensor) else pooled
             f_len, t_len = f_len // 2, t_len // 2
         elif kind == "QBlock":
             q = add_qblock(g, q, layer, groups, f_len, t_len, base)
             channels = 2 * layer.half
         else:
             raise TypeError(f"unexpected layer {kind}")
-    c = add_qconv(g, q, fq.classifier, "classifier")
+    c = add_qconv(g, keep_int8(g, q, channels, "classifier.in"), fq.classifier, "classifier")
     pooled = g.op("GlobalAveragePool", [dequantize(g, c, "classifier.out")], "pool")
     return g.op("Flatten", [pooled], OUTPUT, axis=1)
 
