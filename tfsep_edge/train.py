@@ -178,9 +178,9 @@ def distributed_env() -> tuple[int, int, int]:
 def default_threads() -> int:
     """OMP_NUM_THREADS if set, else 1 per process.
 
-    TF-SepNet's small depthwise convolutions barely parallelise inside one process: on a 2-core
-    machine with other work running, 2 threads trained C=12 at ~25 clips/s against ~370 with 1
-    (benchmarks/train_throughput.py). Use more processes (torchrun) or --threads to scale.
+    TF-SepNet's small depthwise convolutions barely parallelise inside one process: on the shared
+    2-core development machine 2 threads trained 4-15x slower than 1, for C=12 and C=40
+    (benchmarks/results/train_throughput.md). Scale with processes (torchrun) or set --threads.
     """
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return max(1, int(os.environ["OMP_NUM_THREADS"]))
