@@ -1,0 +1,149 @@
+"""`make demo`: the whole pipeline end to end on bundled SYNTHETIC data, in a few minutes on 2 cores.
+
+synth -> train (C=12, short schedule) -> evaluate -> quantize -> export (FP32, INT8, FP32 with
+front end) -> budget -> bench -> predict, each step run through the real `tfsep-edge` command
+line exactly as a user would type it, then one summary table built from the steps' JSON output.
+Every figure comes from SYNTHETIC data (the real TAU22 set is not bundled): it shows the
+toolchain working, not the model's accuracy on real scenes.
+
+    python -m tfsep_edge.demo [--out demo-run] [--epochs 15] [--clips-per-class 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CALIB = REPO / "calibration" / "demo"
+
+
+def tfsep(*args: object, capture: bool = False) -> str:
+    """Run one `tfsep-edge` command, echoing it; stop the demo if it fails."""
+    argv = [str(a) for a in args]
+    print(f"\n$ tfsep-edge {shlex.join(argv)}", flush=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tfsep_edge.cli", *argv],
+        stdout=subprocess.PIPE if capture else None,
+        text=True,
+        env={**os.environ, "TQDM_MININTERVAL": "5"},  # progress bars, but not hundreds of lines in a log
+    )
+    if proc.returncode not in (0, 1) or (proc.returncode == 1 and args[0] != "budget"):
+        sys.exit(f"demo: `tfsep-edge {shlex.join(argv)}` failed with exit code {proc.returncode}")
+    return proc.stdout or ""
+
+
+def last_json(text: str) -> dict:
+    """The JSON object a `--json` command printed (the last line that parses)."""
+    for line in reversed(text.strip().splitlines()):
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:
+            continue
+    return json.loads(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=REPO / "demo-run")
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--clips-per-class", type=int, default=60)
+    parser.add_argument("--width", type=int, default=12)
+    opts = parser.parse_args(argv)
+    out: Path = opts.out
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    data, run = out / "data", out / "train"
+    ckpt, int8_dir = run / "best.pt", out / "int8"
+    fp32_onnx, int8_onnx, wave_onnx = out / "tfsepnet_fp32.onnx", out / "tfsepnet_int8.onnx", out / "tfsepnet_wave.onnx"
+
+    tfsep("synth", data, "--clips-per-class", opts.clips_per_class, "--seed", 0)
+    trained = last_json(
+        tfsep(
+            "train",
+            data,
+            "--width",
+            opts.width,
+            "--epochs",
+            opts.epochs,
+            "--warmup-epochs",
+            2,
+            "--threads",
+            2,
+            "-o",
+            run,
+            "--json",
+            capture=True,
+        )
+    )
+    print(json.dumps({k: trained[k] for k in ("width", "trained_epochs", "seconds", "best_val_acc")}))
+    tfsep("evaluate", ckpt, data, "--json", out / "eval_fp32.json")
+    quant = last_json(
+        tfsep(
+            "quantize",
+            ckpt,
+            "--calib",
+            CALIB,
+            "--eval",
+            data,
+            "-o",
+            int8_dir,
+            "--no-sensitivity",
+            "--json",
+            capture=True,
+        )
+    )
+    exports = {}
+    for name, args in (
+        ("fp32", (ckpt, "--onnx", fp32_onnx)),
+        ("int8", (int8_dir, "--int8", "--onnx", int8_onnx)),
+        ("wave", (ckpt, "--frontend", "--onnx", wave_onnx)),
+    ):
+        exports[name] = last_json(tfsep("export", *args, "--json", capture=True))
+    budget_fp32 = last_json(tfsep("budget", ckpt, "--dtype", "float32", "--json", capture=True))
+    budget_int8 = last_json(tfsep("budget", int8_onnx, "--json", capture=True))
+    tfsep("evaluate", int8_onnx, data, "--json", out / "eval_int8_onnx.json")
+    tfsep("bench", fp32_onnx, int8_onnx, wave_onnx, ckpt, "--seconds", 3, "--warmup", 20, "--json", out / "bench.json")
+    clips = sorted((data / "audio").glob("*-s4.wav"))[:3] + sorted((data / "audio").glob("*-a.wav"))[:2]
+    tfsep("predict", int8_onnx, *clips, "--top", 2, "--csv", out / "predictions.csv")
+
+    summary(out, quant, budget_fp32, budget_int8, exports)
+    print(f"\ndemo finished in {time.perf_counter() - start:.0f} s; everything is in {out}")
+    return 0
+
+
+def summary(out: Path, quant: dict, budget_fp32: dict, budget_int8: dict, exports: dict) -> None:
+    """One table from the steps' own JSON results (nothing typed by hand)."""
+    fp32_eval = json.loads((out / "eval_fp32.json").read_text())
+    int8_eval = json.loads((out / "eval_int8_onnx.json").read_text())
+    bench = json.loads((out / "bench.json").read_text())
+    latency = {Path(r["model"]).name: r["latency_ms"]["p50"] for r in bench["results"]}
+    rows = [
+        ("accuracy FP32 (PyTorch checkpoint)", f"{fp32_eval['accuracy']:.3f}"),
+        ("accuracy INT8 (ONNX, onnxruntime)", f"{int8_eval['accuracy']:.3f}"),
+        ("top-1 agreement FP32 vs INT8 (quantize report)", f"{quant['agreement']:.3f}"),
+        ("parameters (NeSsi)", f"{budget_fp32['params']:,}"),
+        ("MACs per 1-s clip (NeSsi)", f"{budget_fp32['macs']:,}"),
+        ("parameter bytes, FP32 storage", f"{budget_fp32['param_bytes']:,}"),
+        ("stored bytes of the INT8 ONNX weights", f"{budget_int8.get('stored_param_bytes', 'n/a'):,}"),
+        ("fits the DCASE limits (INT8)", "PASS" if budget_int8["fits"] else "FAIL"),
+        (
+            "ONNX file sizes FP32 / INT8 / FP32+front end (bytes)",
+            " / ".join(f"{exports[k]['bytes']:,}" for k in ("fp32", "int8", "wave")),
+        ),
+    ]
+    rows += [(f"latency p50, {name} (ms, batch 1, 1 thread)", f"{ms:.3f}") for name, ms in latency.items()]
+    width = max(len(r[0]) for r in rows)
+    print("\n== tfsep-edge demo summary (SYNTHETIC data: shows the toolchain, not real-scene accuracy) ==")
+    for label, value in rows:
+        print(f"{label:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
