@@ -122,6 +122,9 @@ def predict(
     batch: int = typer.Option(16, "--batch", help="1-s windows per inference call"),
 ) -> None:
     """Classify audio files with an ONNX model, torch-free (the edge runtime)."""
+    from .machine import pin_blas_threads
+
+    pin_blas_threads(max(threads, 1))  # the numpy front end's products stay on --threads cores too
     from .runtime import predict_command
 
     raise typer.Exit(predict_command(model, audio, csv, top, threads, batch))
