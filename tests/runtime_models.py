@@ -1,7 +1,8 @@
 """Small ONNX models for the runtime, predict and bench tests (built once per test session).
 
-- `logmel_model`: an untrained TF-SepNet(12), randomised BN statistics, legacy exporter, opset 17,
-  dynamic batch, with the metadata `tfsep-edge export` writes (set here by hand).
+- `logmel_model`: an untrained TF-SepNet(12) with randomised BN statistics through the project's
+  own export (`export_real`). `export_logmel` makes the same model with torch's legacy exporter and
+  hand-set metadata, for the cases the real export never produces (no metadata, another shape).
 - `waveform_model`: a hand-made graph taking (batch, 32000) waveforms: logits = the means of ten
   3200-sample segments, so a test can recompute them in numpy and see what the runtime fed.
 """
@@ -114,8 +115,19 @@ def cached(name: str, tmp_path_factory, build) -> Path:
     return _CACHE[name]
 
 
+def export_real(path: Path, width: int = 12, seed: int = 0, frontend: bool = False) -> Path:
+    """The project's own `tfsep-edge export` of an untrained checkpoint (validated, with metadata)."""
+    from tfsep_edge.checkpoint import save_checkpoint
+    from tfsep_edge.export import export
+
+    ckpt = path.with_suffix(".pt")
+    save_checkpoint(untrained_model(width, seed), ckpt)
+    export(ckpt, path, frontend=frontend, timing=False, echo=lambda _text: None)
+    return path
+
+
 def logmel_model(tmp_path_factory, width: int = 12) -> Path:
-    return cached(f"logmel_c{width}", tmp_path_factory, lambda p: export_logmel(p, width))
+    return cached(f"logmel_c{width}", tmp_path_factory, lambda p: export_real(p, width))
 
 
 def waveform_model(tmp_path_factory) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import runtime_models as rm
@@ -105,7 +107,9 @@ def test_other_input_shape_is_rejected(tmp_path):
 
     path = tmp_path / "wide.onnx"
     model = rm.untrained_model(12)
-    torch.onnx.export(model, (torch.zeros(1, 1, 64, 44),), str(path), dynamo=False, opset_version=17)
+    with warnings.catch_warnings():  # the legacy exporter's deprecation notices
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(1, 1, 64, 44),), str(path), dynamo=False, opset_version=17)
     with pytest.raises(TfsepError, match=r"wide.onnx: input .* must take float \(batch, 1, 128, 44\)"):
         OnnxClassifier(path)
 
