@@ -59,6 +59,8 @@ def load_source(path: Path, int8: bool) -> Source:
 
     if not path.exists():
         raise TfsepError(f"{path}: no such checkpoint or quantized model")
+    if path.suffix.lower() == ".onnx":
+        raise TfsepError(f"{path}: already an ONNX file; export takes a checkpoint or a `tfsep-edge quantize` folder")
     if is_quantized_dir(path):
         with known_warnings_silenced():  # quantize.py's list of torch 2.13 deprecation notices
             art = load_quantized(path)
