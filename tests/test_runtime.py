@@ -117,3 +117,17 @@ def test_other_input_shape_is_rejected(tmp_path):
 def test_threads_must_be_positive(logmel_path):
     with pytest.raises(TfsepError, match="--threads 0"):
         OnnxClassifier(logmel_path, threads=0)
+
+
+def test_light_modules_never_import_torch(logmel_path):
+    """Even where torch is installed, the runtime path leaves it unimported (memory, start-up time)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import numpy as np; from tfsep_edge import cli, runtime, bench, machine; "
+        f"c = runtime.OnnxClassifier({str(logmel_path)!r}); c.logits_from_waveforms(np.zeros((1, 32000), np.float32)); "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
