@@ -131,3 +131,15 @@ def test_light_modules_never_import_torch(logmel_path):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_batched_front_end_equals_one_clip_at_a_time():
+    """log_mel transforms a batch in pieces (and reuses buffers): the result must not depend on it."""
+    from tfsep_edge.frontend import log_mel_reference
+
+    windows = (0.1 * np.random.default_rng(4).standard_normal((5, 32_000))).astype(np.float32)
+    batched = log_mel(windows)
+    singles = np.concatenate([log_mel(w[None]) for w in windows])
+    np.testing.assert_allclose(batched, singles, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(batched, log_mel_reference(windows), atol=1e-4)
+    assert not np.shares_memory(log_mel(windows[:1]), log_mel(windows[1:2]))  # fresh output each call
