@@ -225,7 +225,10 @@ def add_qmodel(g: GraphBuilder, x: str, fq, n_mels: int, frames: int) -> str:
 def build_int8(fq, frontend: bool, opset: int, cfg: FrontendConfig = DEFAULT_FRONTEND) -> onnx.ModelProto:
     """QDQ graph of the fake-quant twin `fq` (quantize.QuantizedArtifact.fake_quant_model())."""
     g = GraphBuilder(opset)
-    g.act_dtype = np.int8 if fq.quant.quant_min < 0 else np.uint8  # as the twin expresses activations
+    # As the twin expresses activations; read from any fake-quant point, since the input stub is
+    # an Identity when the stem stays in float.
+    first = next(m for m in fq.modules() if hasattr(m, "quant_min"))
+    g.act_dtype = np.int8 if first.quant_min < 0 else np.uint8
     if frontend:
         graph_input = helper.make_tensor_value_info(WAVEFORM_INPUT, TensorProto.FLOAT, [BATCH, cfg.clip_samples])
         x = add_frontend(g, WAVEFORM_INPUT, cfg)
