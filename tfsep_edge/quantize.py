@@ -278,11 +278,16 @@ def fused_float(
     float_layers: Iterable[str] = (),
     float_means: bool = False,
     bias_delta: dict[str, torch.Tensor] | None = None,
+    rounded: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> QTFSepNet:
     """The fused float quantization-ready model (no observers), islands set for float_layers,
-    `bias_delta` subtracted from the biases of the int8 convs (bias correction)."""
+    the int8 convs' weights replaced by `rounded` (name -> (weight on its int8 grid, scales)) and
+    `bias_delta` subtracted from their biases (bias correction)."""
     qm = fuse(QTFSepNet(model)).eval()
     float_layers = tuple(float_layers)
+    for name, (weight, _scales) in (rounded or {}).items():
+        if name not in float_layers:
+            layer_conv(qm.get_submodule(name)).weight = nn.Parameter(weight.clone(), requires_grad=False)
     for name, delta in (bias_delta or {}).items():
         if name in float_layers:
             continue
@@ -312,6 +317,7 @@ class QuantOptions:
     reduce_range: bool = False  # 7-bit activations: measured 4-5 dB worse logit SQNR, not needed (docstring)
     bias_correction: bool = True
     shared_add_qparams: bool = True
+    gptq: bool = True  # weight rounding: GPTQ on the calibration inputs, else round to nearest
 
     @property
     def act_reduce_range(self) -> bool:
@@ -319,6 +325,20 @@ class QuantOptions:
 
     def with_float_layers(self, layers: Iterable[str]) -> QuantOptions:
         return dataclasses.replace(self, float_layers=tuple(layers))
+
+
+class FixedScaleWeightObserver(torch.ao.quantization.observer.PerChannelMinMaxObserver):
+    """Per-channel symmetric qint8 with given scales: the weights were already rounded onto
+    that grid (GPTQ), and a min/max observer would pick a slightly different scale."""
+
+    def __init__(self, scales: torch.Tensor | None = None, **kwargs):
+        super().__init__(dtype=torch.qint8, qscheme=torch.per_channel_symmetric, **kwargs)
+        self.fixed_scales = scales
+
+    def calculate_qparams(self):
+        if self.fixed_scales is None:
+            return super().calculate_qparams()
+        return self.fixed_scales.clone(), torch.zeros(len(self.fixed_scales), dtype=torch.int64)
 
 
 def make_qconfig(options: QuantOptions) -> torch.ao.quantization.QConfig:
@@ -351,8 +371,14 @@ def _assign_qconfig(qm: QTFSepNet, qconfig) -> None:
                 m.dequant.qconfig = None
 
 
-def _prepare(qm: QTFSepNet, options: QuantOptions) -> nn.Module:
-    _assign_qconfig(qm, make_qconfig(options))
+def _prepare(qm: QTFSepNet, options: QuantOptions, scales: dict[str, torch.Tensor] | None = None) -> nn.Module:
+    qconfig = make_qconfig(options)
+    _assign_qconfig(qm, qconfig)
+    for name, s in (scales or {}).items():  # weights already on their grids: keep those scales
+        layer = qm.get_submodule(name)
+        if not layer.float_island:
+            weight = FixedScaleWeightObserver.with_args(scales=s)
+            layer.body.qconfig = torch.ao.quantization.QConfig(activation=qconfig.activation, weight=weight)
     with known_warnings_silenced():
         return torch.ao.quantization.prepare(qm, inplace=True)  # callers pass a fresh model
 
@@ -394,6 +420,7 @@ class Calibration:
 
     prepared: nn.Module
     bias_delta: dict[str, torch.Tensor]
+    rounded: dict[str, tuple[torch.Tensor, torch.Tensor]]  # GPTQ weights (empty: round to nearest)
     observer: str
     reduce_range: bool
     windows: int
@@ -401,12 +428,16 @@ class Calibration:
 
 def _convert(calibration: Calibration, model: TFSepNet, options: QuantOptions) -> nn.Module:
     """INT8 model for options.float_layers, from the observers of the calibrated all-int8 model."""
-    if (calibration.observer, calibration.reduce_range) != (options.observer, options.act_reduce_range):
-        raise ValueError("calibration was made with another observer / activation range")
+    key = (options.observer, options.act_reduce_range, options.gptq)
+    if (calibration.observer, calibration.reduce_range, bool(calibration.rounded)) != key:
+        raise ValueError("calibration was made with another observer / activation range / weight rounding")
     delta = calibration.bias_delta if options.bias_correction else None
+    rounded = calibration.rounded or None
+    scales = {n: sc for n, (_w, sc) in calibration.rounded.items()}
     # Every activation observer is replaced by a calibrated one below: cheap placeholders here.
     placeholder = dataclasses.replace(options, observer="minmax")
-    prepared = _prepare(fused_float(model, options.float_layers, options.float_means, delta), placeholder)
+    qm = fused_float(model, options.float_layers, options.float_means, delta, rounded)
+    prepared = _prepare(qm, placeholder, scales)
     for name, src in _observer_sources(prepared, options.shared_add_qparams).items():
         parent_name, _, attr = name.rpartition(".")
         # Shared, not copied: convert only reads an observer's statistics, and the variant's
@@ -425,17 +456,23 @@ def weight_qparams(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return obs.calculate_qparams()
 
 
-def bias_corrections(qm: QTFSepNet, batches: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Per conv layer, the mean output shift its int8 weight rounding causes: E[conv(x, Wq - W)]
-    over the calibration inputs of the float model, per output channel (empirical bias
-    correction; subtracting it removes the systematic part of the weight error)."""
+def bias_corrections(
+    qm: QTFSepNet, batches: list[torch.Tensor], rounded: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+) -> dict[str, torch.Tensor]:
+    """Per conv layer, the mean output shift its int8 weights cause: E[conv(x, Wq - W)] over the
+    calibration inputs of the float model, per output channel (empirical bias correction;
+    subtracting it removes the systematic part of the weight error). Wq: `rounded` where
+    given, else round to nearest."""
     layers = {n: layer_conv(qm.get_submodule(n)) for n in conv_layers(qm)}
     sums = {n: torch.zeros(c.out_channels, dtype=torch.float64) for n, c in layers.items()}
     counts = dict.fromkeys(layers, 0)
     errors = {}
     for n, c in layers.items():
-        scale, zp = weight_qparams(c.weight)
-        wq = torch.fake_quantize_per_channel_affine(c.weight.detach(), scale, zp.to(torch.int32), 0, -128, 127)
+        if rounded and n in rounded:
+            wq = rounded[n][0]
+        else:
+            scale, zp = weight_qparams(c.weight)
+            wq = torch.fake_quantize_per_channel_affine(c.weight.detach(), scale, zp.to(torch.int32), 0, -128, 127)
         errors[n] = wq - c.weight.detach()
 
     hooks = []
@@ -457,20 +494,79 @@ def bias_corrections(qm: QTFSepNet, batches: list[torch.Tensor]) -> dict[str, to
     return {n: (sums[n] / max(counts[n], 1)).float() for n in layers}
 
 
+def _layer_hessians(qm: QTFSepNet, batches: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per conv layer and group, sum of x x^T over its input patches (float model, calibration
+    data): (groups, k, k) with k = in-channels-per-group * kh * kw."""
+    layers = {n: layer_conv(qm.get_submodule(n)) for n in conv_layers(qm)}
+    sums: dict[str, torch.Tensor] = {}
+    hooks = []
+    for n, c in layers.items():
+
+        def hook(mod, inputs, _out, n=n):
+            kh, kw = mod.kernel_size
+            u = nn.functional.unfold(inputs[0], (kh, kw), padding=mod.padding, stride=mod.stride)  # (B, Cin*k, L)
+            u = u.transpose(1, 2).reshape(-1, mod.groups, u.shape[1] // mod.groups).double()  # (B*L, G, k)
+            h = torch.einsum("ngi,ngj->gij", u, u)
+            sums[n] = sums[n] + h if n in sums else h
+
+        hooks.append(c.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            for b in batches:
+                qm(b)
+    finally:
+        for h in hooks:
+            h.remove()
+    return sums
+
+
+def gptq_round(weight: torch.Tensor, hessians: torch.Tensor, damp: float = 0.01) -> tuple[torch.Tensor, torch.Tensor]:
+    """Round a conv weight onto its per-channel symmetric int8 grid column by column, pushing each
+    column's rounding error onto the columns not yet rounded through the inverse Hessian of the
+    layer's inputs (GPTQ, Frantar et al. 2022). The scales are min/max ones, as round to nearest
+    would use. Returns (weight on the grid, scales)."""
+    scales, _ = weight_qparams(weight)
+    cout = weight.shape[0]
+    groups, k, _ = hessians.shape
+    per_group = cout // groups
+    w_all = weight.detach().reshape(cout, k).double()
+    out = torch.empty_like(w_all)
+    s_all = scales.double()
+    eye = torch.eye(k, dtype=torch.float64)
+    for g in range(groups):
+        h = hessians[g]
+        h = h + damp * max(float(h.diagonal().mean()), 1e-12) * eye
+        hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+        rows = slice(g * per_group, (g + 1) * per_group)
+        w, s = w_all[rows].clone(), s_all[rows]
+        for i in range(k):
+            q = torch.clamp(torch.round(w[:, i] / s), -128, 127) * s
+            out[rows, i] = q
+            err = (w[:, i] - q) / hinv[i, i]
+            w[:, i + 1 :] -= err[:, None] * hinv[i, i + 1 :][None, :]
+    return out.reshape(weight.shape).float(), scales.float()
+
+
 def calibrate(model: TFSepNet, batches: Iterable[torch.Tensor], options: QuantOptions) -> Calibration:
     """Bias corrections, then the all-int8 model's observers over the calibration batches."""
     batches = list(batches)
     count = sum(int(b.shape[0]) for b in batches)
     if count == 0:
         raise TfsepError("calibration: no calibration windows; give at least 2 audio files")
-    delta = bias_corrections(fused_float(model), batches)
+    float_qm = fused_float(model)
+    rounded = {}
+    if options.gptq:
+        hessians = _layer_hessians(float_qm, batches)
+        rounded = {n: gptq_round(layer_conv(float_qm.get_submodule(n)).weight, h) for n, h in hessians.items()}
+    delta = bias_corrections(float_qm, batches, rounded)
     # Every mean as an island here so its output observer exists for variants that need it.
     base = dataclasses.replace(options, float_layers=(), float_means=True)
-    prepared = _prepare(fused_float(model, (), True, delta if options.bias_correction else None), base)
+    qm = fused_float(model, (), True, delta if options.bias_correction else None, rounded or None)
+    prepared = _prepare(qm, base, {n: sc for n, (_w, sc) in rounded.items()})
     with torch.no_grad(), known_warnings_silenced():
         for batch in batches:
             prepared(batch)
-    return Calibration(prepared, delta, options.observer, options.act_reduce_range, count)
+    return Calibration(prepared, delta, rounded, options.observer, options.act_reduce_range, count)
 
 
 # --- fake-quant twin ----------------------------------------------------------------------------
@@ -697,6 +793,7 @@ def quantize_model(
         "labels": list(LABELS),
         "frontend": frontend.to_dict(),
         "shared_add_qparams": options.shared_add_qparams,
+        "weight_rounding": "gptq" if options.gptq else "nearest",
         "storage_bytes": storage_bytes(int8),
     }
     return QuantizedArtifact(int8, model, options, info), calibrated
@@ -752,6 +849,7 @@ def artifact_from_payload(payload: dict, where: str = "quantized model") -> Quan
         bool(info["activation_reduce_range"]),
         bool(info["bias_correction"]),
         bool(info.get("shared_add_qparams", True)),
+        info.get("weight_rounding", "nearest") == "gptq",
     )
     int8 = _empty_int8(model, options)
     with known_warnings_silenced(), engine_scope(options.engine):
