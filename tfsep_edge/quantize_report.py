@@ -236,11 +236,15 @@ def design_choices(
         variant = dataclasses.replace(options, **change)
         art, _ = Q.quantize_model(model, None, variant, calibrated=calibration)
         rows.append({"variant": text, **_short(evaluator.measure(art)), "bytes": _bytes(art)})
-    if not options.reduce_range:  # needs its own calibration (the observers' range differs)
-        art, _ = Q.quantize_model(model, calib.split(64), dataclasses.replace(options, reduce_range=True))
-        rows.append(
-            {"variant": "7-bit activations (reduce_range)", **_short(evaluator.measure(art)), "bytes": _bytes(art)}
-        )
+    # These two need their own calibration (other weights / other observer ranges).
+    own = []
+    if options.gptq:
+        own.append(("weights rounded to nearest instead of GPTQ", {"gptq": False}))
+    if not options.reduce_range:
+        own.append(("7-bit activations (reduce_range)", {"reduce_range": True}))
+    for text, change in own:
+        art, _ = Q.quantize_model(model, calib.split(64), dataclasses.replace(options, **change))
+        rows.append({"variant": text, **_short(evaluator.measure(art)), "bytes": _bytes(art)})
     return rows
 
 
