@@ -171,3 +171,36 @@ def test_cli_quantize_report_and_determinism(tiny, tmp_path):
     r = run_cli("quantize", tiny["ckpt"], "--calib", out1 / "calibration_list.txt", "--no-sensitivity", "-o", out2)
     assert r.returncode == 0, r.stderr
     assert (out1 / Q.MODEL_FILE).read_bytes() == (out2 / Q.MODEL_FILE).read_bytes()
+
+
+def test_gptq_rounding_lowers_layer_output_error(tiny):
+    """GPTQ weights sit on the int8 grid with round-to-nearest's scales and give a smaller
+    output error on the calibration inputs than rounding each weight to nearest."""
+    qm = Q.fused_float(tiny["model"])
+    batches = list(tiny["calib"].split(64))
+    hessians = Q._layer_hessians(qm, batches)
+    gptq_err = nearest_err = 0.0
+    for name, h in hessians.items():
+        w = Q.layer_conv(qm.get_submodule(name)).weight.detach()
+        wq, scales = Q.gptq_round(w, h)
+        s, zp = Q.weight_qparams(w)
+        assert torch.equal(scales, s.float())
+        ints = wq / scales[:, None, None, None]
+        assert torch.allclose(ints, ints.round(), atol=1e-3) and ints.abs().max() <= 128
+        wn = torch.fake_quantize_per_channel_affine(w, s, zp.to(torch.int32), 0, -128, 127)
+
+        def output_error(q: torch.Tensor, h=h, w=w) -> float:
+            d = (q - w).reshape(h.shape[0], -1, h.shape[1]).double()  # (groups, rows, k)
+            return torch.einsum("gri,gij,grj->", d, h, d).item()  # sum over inputs of |x . dw|^2
+
+        gptq_err += output_error(wq)
+        nearest_err += output_error(wn)
+    assert gptq_err < 0.7 * nearest_err, (gptq_err, nearest_err)
+
+
+def test_int8_weights_are_the_gptq_weights(tiny, artifact):
+    _, cal = Q.quantize_model(tiny["model"], tiny["calib"].split(64), Q.QuantOptions(float_layers=("feature.0",)))
+    name = "feature.2.freq_pw_conv"
+    w = artifact.int8_model.get_submodule(name).body.conv.weight()
+    assert torch.equal(w.dequantize(), cal.rounded[name][0])
+    assert artifact.info["weight_rounding"] == "gptq"
