@@ -36,30 +36,30 @@ wrap the float model's own modules; TFSepNet itself is unchanged):
   axis a float island with its own output qparams; residual adds and the concat with
   FloatFunctional. The add is written add(full, broadcast) so the output keeps the full shape.
 
-Choices, each measured on the same calibration by the report's "design_choices" (numbers
-below: C=12, SYNTHETIC data, 480 held-out clips, agreement with FP32 / logit SQNR):
+Choices, each measured against its alternative by the report's "design_choices" (same
+calibration unless noted). Logit SQNR chosen vs alternative, C=12 / C=40, from
+benchmarks/results/quant_fidelity.md (SYNTHETIC data, 480 held-out clips; agreement there too):
 - AdaResNorm stays float (no QuantizedCPU kernel for var; quantizing its internals in ONNX
   cost ~6 points, ../shared/notes/quantization-and-export-facts.md).
-- Means as float islands: 97.3% / 28.8 dB vs 95.0% / 26.1 dB on int8 (PyTorch requantizes an
-  int8 mean onto its input's grid, and its ties round differently from QuantizeLinear: the
-  fake-quant twin then disagrees on 2-3% of predictions instead of 0-0.4%).
+- Means as float islands: 29.9 vs 28.5 dB / 33.8 vs 31.6 dB. An int8 mean is requantized onto
+  its input's grid, and its ties round differently from QuantizeLinear: the fake-quant twin
+  then disagrees with the INT8 model on 2-3% of predictions instead of 0-0.4%.
 - Residual adds share the concat's qparams (the concat then copies integers: one rounding per
-  branch): +0.6 dB.
-- Bias correction (subtract E[conv(x, Wq - W)] per channel, on the calibration inputs): +1.9 dB.
+  branch): 29.9 vs 28.9 / 33.8 vs 31.7.
+- Bias correction (subtract E[conv(x, Wq - W)] per channel, calibration inputs): 29.9 vs 29.6
+  / 33.8 vs 32.5.
 - GPTQ weight rounding (gptq_round: each conv's weights rounded column by column onto the
   min/max per-channel grid, the rounding error pushed onto the not-yet-rounded columns through
   the inverse Hessian of the layer's calibration inputs; a fixed-scale weight observer keeps
-  the grid through convert): with weights alone quantized, logit SQNR 29.1 -> 37.5 dB; with
-  everything quantized (activations then dominate) 29.0 -> 29.8 dB and agreement 95.8% ->
-  97.3% on the benchmark's C=12 model (last.pt of benchmarks/quant_fidelity.py's training).
-- Stem conv (and so the input) in float: +0.8 dB for +1.5 KB at C=12 (QuantOptions default
-  float_layers=() for API callers; the command's default keeps the stem float).
-- 8-bit activations (reduce_range=False) on both engines: 7-bit costs 4-5 dB (24.0 vs 28.8).
-  PyTorch's fbgemm on this AVX2-without-VNNI CPU shows no saturation with 8 bits (the INT8
-  model and its exact fake-quant twin agree 99.6-100%, 47-50 dB).
-- Observers: histogram (default): at C=40 34.1 dB / 99.0% vs min-max 29.8 dB / 97.9%; at
-  C=12 equal (28.2 dB) -- benchmarks/results/quant_fidelity.md (SYNTHETIC data), which also
-  has the design-choice table for a second C=12 model and for C=40.
+  the grid through convert; own calibration): 29.9 vs 28.2 dB, agreement 97.5% vs 95.8% at
+  C=12; neutral at C=40 (33.8 vs 34.1). With only the weights quantized it lifts C=12's logit
+  SQNR from 29.1 to 37.5 dB; with everything quantized the activations then dominate.
+- Stem conv (and so the input) in float: 29.9 vs 29.0 / 33.8 vs 33.3, for +1.5 KB / +5 KB
+  (QuantOptions' default float_layers=() for API callers; the command keeps the stem float).
+- 8-bit activations (reduce_range=False) on both engines; 7-bit (own calibration): 23.8 /
+  28.5 dB. PyTorch's fbgemm on this AVX2-without-VNNI CPU shows no saturation with 8 bits:
+  the INT8 model and its exact fake-quant twin agree on 99-100% of predictions.
+- Histogram observer (default) vs min-max (own calibration): 29.9 vs 29.0 / 33.8 vs 30.9.
 What limits fidelity: ~130 quantization points each add noise at ~39-48 dB logit SQNR and the
 five AdaResNorms amplify it (each loses 2-4 dB); no single layer dominates (leaving any one conv
 in float gains < 0.6 dB), so --max-drop can only buy small steps.
