@@ -12,6 +12,7 @@ toolchain working, not the model's accuracy on real scenes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -20,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from .config import UNSEEN_DEVICES
 from .tau import read_split
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,13 +44,14 @@ def tfsep(*args: object, capture: bool = False) -> str:
 
 
 def last_json(text: str) -> dict:
-    """The JSON object a `--json` command printed (the last line that parses)."""
+    """The JSON object a `--json` command printed: the whole output, or its last one-line object."""
+    with contextlib.suppress(json.JSONDecodeError):
+        return json.loads(text)
     for line in reversed(text.strip().splitlines()):
-        try:
-            return json.loads(line)
-        except json.JSONDecodeError:
-            continue
-    return json.loads(text)
+        if line.startswith("{"):
+            with contextlib.suppress(json.JSONDecodeError):
+                return json.loads(line)
+    raise ValueError(f"no JSON object in the output: {text[:200]!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     tfsep("bench", fp32_onnx, int8_onnx, wave_onnx, ckpt, "--seconds", 3, "--warmup", 20, "--json", out / "bench.json")
     # A few held-out clips of different scenes, one from a device never seen in training.
     held_out = read_split(data, "evaluate")
-    picks = [("bus", "s4"), ("park", "a"), ("tram", "b"), ("metro_station", "c")]
-    clips = [next(c.path for c in held_out if (c.label, c.device) == pick) for pick in picks]
+    unseen = next(c for c in held_out if c.device in UNSEEN_DEVICES)
+    first_of_scene = {c.label: c for c in held_out if c.label != unseen.label}
+    clips = [unseen.path] + [c.path for c in list(first_of_scene.values())[:3]]
     tfsep("predict", int8_onnx, *clips, "--top", 2, "--csv", out / "predictions.csv")
 
     summary(out, budget_fp32, budget_int8, exports)

@@ -1,0 +1,27 @@
+"""`make demo` end to end on a tiny schedule: every step of the pipeline through the real CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def test_demo_runs_end_to_end_and_summarises(tmp_path):
+    out = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tfsep_edge.demo", "--out", str(out), "--epochs", "2", "--clips-per-class", "12"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    summary = proc.stdout.split("== tfsep-edge demo summary")[1]
+    assert "SYNTHETIC" in summary.splitlines()[0]
+    for row in ("accuracy FP32", "accuracy INT8 (ONNX", "MACs per 1-s clip (NeSsi)", "fits the DCASE limits"):
+        assert row in summary
+    assert "1,650,149" in summary and "PASS" in summary
+    for name in ("tfsepnet_fp32.onnx", "tfsepnet_int8.onnx", "tfsepnet_wave.onnx", "predictions.csv", "bench.json"):
+        assert (out / name).is_file(), name
