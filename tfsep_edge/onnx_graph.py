@@ -427,17 +427,19 @@ def add_frontend(g: GraphBuilder, wave: str, cfg: FrontendConfig = DEFAULT_FRONT
     return g.op("Unsqueeze", [spec_t, g.const("fe.unsqueeze_axes", np.array([1], np.int64))], LOGMEL_INPUT + "_fe")
 
 
+def add_input(g: GraphBuilder, frontend: bool, cfg: FrontendConfig):
+    """The graph input (waveform with the front end inside, or log-mel) -> (value info, log-mel name)."""
+    if frontend:
+        graph_input = helper.make_tensor_value_info(WAVEFORM_INPUT, TensorProto.FLOAT, [BATCH, cfg.clip_samples])
+        return graph_input, add_frontend(g, WAVEFORM_INPUT, cfg)
+    shape = [BATCH, 1, cfg.n_mels, cfg.n_frames]
+    return helper.make_tensor_value_info(LOGMEL_INPUT, TensorProto.FLOAT, shape), LOGMEL_INPUT
+
+
 def build_fp32(model, frontend: bool, opset: int, cfg: FrontendConfig = DEFAULT_FRONTEND) -> onnx.ModelProto:
     """The clean FP32 graph of `model` (eval mode), taking log-mel or waveform input."""
     g = GraphBuilder(opset)
-    if frontend:
-        graph_input = helper.make_tensor_value_info(WAVEFORM_INPUT, TensorProto.FLOAT, [BATCH, cfg.clip_samples])
-        x = add_frontend(g, WAVEFORM_INPUT, cfg)
-    else:
-        graph_input = helper.make_tensor_value_info(
-            LOGMEL_INPUT, TensorProto.FLOAT, [BATCH, 1, cfg.n_mels, cfg.n_frames]
-        )
-        x = LOGMEL_INPUT
+    graph_input, x = add_input(g, frontend, cfg)
     add_model(g, x, model, cfg.n_mels, cfg.n_frames)
     return finish_model(g, graph_input, model.config.num_classes)
 

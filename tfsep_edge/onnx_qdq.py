@@ -28,18 +28,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
 
 from .config import DEFAULT_FRONTEND, FrontendConfig
 from .onnx_graph import (
-    BATCH,
-    LOGMEL_INPUT,
     OUTPUT,
-    WAVEFORM_INPUT,
     GraphBuilder,
     _f32,
     add_adaresnorm,
-    add_frontend,
+    add_input,
     finish_model,
     spell_out,
 )
@@ -229,13 +225,6 @@ def build_int8(fq, frontend: bool, opset: int, cfg: FrontendConfig = DEFAULT_FRO
     # an Identity when the stem stays in float.
     first = next(m for m in fq.modules() if hasattr(m, "quant_min"))
     g.act_dtype = np.int8 if first.quant_min < 0 else np.uint8
-    if frontend:
-        graph_input = helper.make_tensor_value_info(WAVEFORM_INPUT, TensorProto.FLOAT, [BATCH, cfg.clip_samples])
-        x = add_frontend(g, WAVEFORM_INPUT, cfg)
-    else:
-        graph_input = helper.make_tensor_value_info(
-            LOGMEL_INPUT, TensorProto.FLOAT, [BATCH, 1, cfg.n_mels, cfg.n_frames]
-        )
-        x = LOGMEL_INPUT
+    graph_input, x = add_input(g, frontend, cfg)
     add_qmodel(g, x, fq, cfg.n_mels, cfg.n_frames)
     return finish_model(g, graph_input, fq.config.num_classes)
