@@ -238,10 +238,14 @@ def bad_wavs(folder) -> dict:
     files["silent"] = folder / "silent.wav"
     sf.write(files["silent"], np.zeros(SR, dtype=np.float32), SR, subtype="PCM_16")
     files["missing"] = folder / "missing.wav"
+    whole = folder / "whole.wav"
+    sf.write(whole, sine(440.0, SR, 1.0), SR, subtype="PCM_16")
+    files["truncated"] = folder / "truncated.wav"  # a half-copied file: libsndfile alone reads it
+    files["truncated"].write_bytes(whole.read_bytes()[:1000])
     return files
 
 
-@pytest.mark.parametrize("kind", ["corrupt", "empty", "zero_samples", "nan", "inf", "silent", "missing"])
+@pytest.mark.parametrize("kind", ["corrupt", "empty", "zero_samples", "nan", "inf", "silent", "missing", "truncated"])
 def test_bad_audio_raises_naming_the_file(tmp_path, kind):
     path = bad_wavs(tmp_path / "wavs")[kind]
     with pytest.raises(TfsepError) as err:

@@ -23,6 +23,34 @@ def resample(wave: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     )
 
 
+def check_wav_complete(path: Path) -> None:
+    """TfsepError if a RIFF/WAVE file holds fewer audio bytes than its header declares.
+
+    libsndfile silently reads what is there, so a half-copied file would otherwise be classified
+    on its first few milliseconds. Sizes of 0 or 0xFFFFFFFF (streaming writers) mean "unknown".
+    """
+    import struct
+
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return  # not RIFF/WAVE (or not a WAV at all): left to soundfile
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
+            if chunk_id == b"data":
+                have = size - pos - 8
+                if chunk_size not in (0, 0xFFFFFFFF) and chunk_size > have:
+                    raise TfsepError(
+                        f"{path}: truncated WAV (header declares {chunk_size} bytes of audio, the file holds "
+                        f"{have}); copy or export the file again"
+                    )
+                return
+            pos += 8 + chunk_size + (chunk_size & 1)
+
+
 def load_audio(path: str | Path, cfg: FrontendConfig = DEFAULT_FRONTEND) -> np.ndarray:
     """Mono float32 waveform at cfg.sample_rate; TfsepError (naming the file) on bad audio."""
     import soundfile as sf
@@ -30,6 +58,7 @@ def load_audio(path: str | Path, cfg: FrontendConfig = DEFAULT_FRONTEND) -> np.n
     path = Path(path)
     if not path.is_file():
         raise TfsepError(f"{path}: no such audio file")
+    check_wav_complete(path)
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises several types for broken files
