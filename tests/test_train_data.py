@@ -36,6 +36,14 @@ def test_cache_holds_the_decoded_audio_and_is_reused(tiny, tmp_path, monkeypatch
         data.load_split(tiny, "train", tmp_path, progress=False)
 
 
+def test_evaluation_cache_is_the_deployed_audio_bit_for_bit(tiny, tmp_path):
+    """evaluate caches float32: its figures must be those of load_audio -> log_mel (predict's path)."""
+    split = data.load_split(tiny, "evaluate", tmp_path, progress=False, dtype="float32")
+    rows = np.arange(len(split))
+    expected = np.stack([load_audio(tiny / name)[:32000] for name in split.filenames])
+    np.testing.assert_array_equal(split.waves.get(rows), expected)
+
+
 def test_epoch_batches_split_ranks_and_repeat_per_seed():
     one = data.epoch_batches(50, 8, epoch=3, seed=1)
     assert sorted(np.concatenate(one).tolist()) == list(range(50))

@@ -3,7 +3,9 @@
 Each split is decoded once (audio.load_audio: mono, resampled to 32 kHz, first 1-s window)
 into a float16 memory-mapped array (N, 32000) under a cache folder, with a progress bar; later
 runs map it in without touching the WAVs. The real development set takes ~14.7 GB this way
-(float16 halves float32; the source is 16-bit PCM, so nothing audible is lost). Waveforms, not
+(float16 halves float32; the source is 16-bit PCM, so nothing audible is lost). Evaluation
+caches float32 instead (`dtype="float32"`): its figures must be those of the deployed path
+(load_audio -> log_mel), and float16's ~-66 dB rounding flipped 1 of 400 low-margin clips. Waveforms, not
 log-mels, are cached because device simulation convolves the waveform; the log-mel is then
 computed per batch by the one front end (frontend.log_mel_torch in training, frontend.log_mel
 in evaluation), which costs little next to the model.
@@ -54,12 +56,16 @@ def default_cache_dir(root: Path) -> Path:
 # --- the memory-mapped waveform store ---------------------------------------------------------
 
 
-class WaveStore:
-    """Rows of one or more (N_i, S) float16 memmaps seen as one array; picklable (for workers)."""
+CACHE_FILES = {"float16": "waves.f16", "float32": "waves.f32"}  # storage dtype -> file in the cache folder
 
-    def __init__(self, parts: list[tuple[Path, int]], samples: int):
+
+class WaveStore:
+    """Rows of one or more (N_i, S) float16/float32 memmaps seen as one array; picklable (for workers)."""
+
+    def __init__(self, parts: list[tuple[Path, int]], samples: int, dtype: str = "float16"):
         self.parts = [(Path(p), int(n)) for p, n in parts]
         self.samples = samples
+        self.dtype = dtype
         self.offsets = np.cumsum([0] + [n for _, n in self.parts])
         self._maps: list[np.memmap] | None = None
 
@@ -71,7 +77,7 @@ class WaveStore:
 
     def _open(self) -> list[np.memmap]:
         if self._maps is None:
-            self._maps = [np.memmap(p, dtype=np.float16, mode="r", shape=(n, self.samples)) for p, n in self.parts]
+            self._maps = [np.memmap(p, dtype=self.dtype, mode="r", shape=(n, self.samples)) for p, n in self.parts]
         return self._maps
 
     def get(self, rows: np.ndarray) -> np.ndarray:
@@ -139,23 +145,25 @@ def build_store(
     fill,
     desc: str,
     progress: bool = True,
+    dtype: str = "float16",
 ) -> Path:
-    """Write a float16 (rows, samples) memmap `folder/name` by calling fill(memmap, bar); atomic."""
+    """Write a (rows, samples) memmap of `dtype` at `folder/name` by calling fill(memmap, bar); atomic."""
+    itemsize = np.dtype(dtype).itemsize
     final = folder / name
     tmp = folder / f".{name}.{os.getpid()}.tmp"
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:  # reserve the space now: a full disk is an error here, not a SIGBUS later
-            size = max(rows, 1) * samples * 2
+            size = max(rows, 1) * samples * itemsize
             if hasattr(os, "posix_fallocate"):
                 os.posix_fallocate(f.fileno(), 0, size)
             else:
                 f.truncate(size)
-        arr = np.memmap(tmp, dtype=np.float16, mode="r+", shape=(max(rows, 1), samples))
+        arr = np.memmap(tmp, dtype=dtype, mode="r+", shape=(max(rows, 1), samples))
     except OSError as exc:
         if tmp.exists():
             tmp.unlink()
-        need = rows * samples * 2 / 1e9
+        need = rows * samples * itemsize / 1e9
         raise TfsepError(
             f"{folder}: cannot write the audio cache ({exc.strerror or exc}; needs {need:.2f} GB); "
             "pass --cache-dir to a writable folder with room"
@@ -180,18 +188,20 @@ def cache_split(
     cfg: FrontendConfig = DEFAULT_FRONTEND,
     workers: int = 0,
     progress: bool = True,
+    dtype: str = "float16",
 ) -> WaveStore:
-    """The cached waveforms of `clips`, building the cache first if needed."""
+    """The cached waveforms of `clips` (stored as `dtype`), building the cache first if needed."""
     key = _cache_key(root, split, clips, cfg)
     folder = cache_dir / f"{split}-{key}"
     index = folder / "index.json"
+    name = CACHE_FILES[dtype]
     if index.is_file():
         try:
             info = json.loads(index.read_text())
         except (OSError, ValueError):
             info = {}  # unreadable index: rebuild
-        if info.get("complete") and info.get("rows") == len(clips) and (folder / "waves.f16").is_file():
-            return WaveStore([(folder / "waves.f16", len(clips))], cfg.clip_samples)
+        if info.get("complete") and info.get("rows") == len(clips) and (folder / name).is_file():
+            return WaveStore([(folder / name, len(clips))], cfg.clip_samples, dtype)
 
     def fill(arr: np.ndarray, bar) -> None:
         paths = [c.path for c in clips]
@@ -208,11 +218,12 @@ def cache_split(
                 arr[i] = _decode(p, cfg)
                 bar.update(1)
 
-    path = build_store("waves.f16", folder, len(clips), cfg.clip_samples, fill, f"caching {split} audio", progress)
+    desc = f"caching {split} audio"
+    path = build_store(name, folder, len(clips), cfg.clip_samples, fill, desc, progress, dtype)
     info = {"complete": True, "rows": len(clips), "split": split, "root": str(root.resolve()), "key": key}
     info["filenames"] = [c.filename for c in clips]
     write_text_atomic(index, json.dumps(info))
-    return WaveStore([(path, len(clips))], cfg.clip_samples)
+    return WaveStore([(path, len(clips))], cfg.clip_samples, dtype)
 
 
 def load_split(
@@ -222,12 +233,13 @@ def load_split(
     cfg: FrontendConfig = DEFAULT_FRONTEND,
     workers: int = 0,
     progress: bool = True,
+    dtype: str = "float16",
 ) -> SplitData:
     """Read a split of the TAU22 layout (validated by tau.read_split) and its cached waveforms."""
     root = Path(root)
     clips = read_split(root, split)
     cache = Path(cache_dir) if cache_dir else default_cache_dir(root)
-    waves = cache_split(clips, root, split, cache, cfg, workers, progress)
+    waves = cache_split(clips, root, split, cache, cfg, workers, progress, dtype)
     labels = np.array([c.label_index for c in clips], dtype=np.int64)
     return SplitData(split, [c.filename for c in clips], labels, [c.device for c in clips], waves)
 
@@ -300,12 +312,14 @@ def offline_device_simulation(
 def concat(a: SplitData, b: SplitData) -> SplitData:
     """Train split + simulated clips as one set (b's `source` rows index into a)."""
     src_a = np.arange(len(a), dtype=np.int64)
+    if a.waves.dtype != b.waves.dtype:  # one memmap dtype per store
+        raise ValueError(f"cannot concatenate {a.waves.dtype} and {b.waves.dtype} caches")
     return SplitData(
         a.split,
         a.filenames + b.filenames,
         np.concatenate([a.labels, b.labels]),
         a.devices + b.devices,
-        WaveStore(a.waves.parts + b.waves.parts, a.waves.samples),
+        WaveStore(a.waves.parts + b.waves.parts, a.waves.samples, a.waves.dtype),
         np.concatenate([src_a, b.source if len(b.source) else np.arange(len(b))]),
     )
 
