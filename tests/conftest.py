@@ -21,6 +21,16 @@ def data_dir() -> Path:
     return DATA
 
 
+@pytest.fixture()
+def no_torch(tmp_path) -> dict:
+    """Environment whose PYTHONPATH puts first a `torch` package that fails to import, as on a
+    Raspberry Pi with only the light runtime."""
+    fake = tmp_path / "blocker" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(fake.parent), os.environ.get("PYTHONPATH")]))}
+
+
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run `tfsep-edge ARGS` in a subprocess, as a user would."""
     return subprocess.run(

@@ -30,14 +30,6 @@ def checkpoint(tmp_path_factory):
     return path
 
 
-@pytest.fixture()
-def no_torch(tmp_path):
-    fake = tmp_path / "blocker" / "torch"
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
-    return {"PYTHONPATH": str(fake.parent)}
-
-
 def test_side_by_side_json(onnx_model, checkpoint, tmp_path):
     out = tmp_path / "r.json"
     done = run_cli("bench", onnx_model, checkpoint, *TINY, "--json", out)

@@ -305,12 +305,8 @@ def test_cli_bad_input_one_line_exit_2(tmp_path, data_dir, kind, args):
     assert named in lines[0]
 
 
-def test_budget_without_torch_names_the_extra(tmp_path):
-    blocker = tmp_path / "blocker" / "torch"
-    blocker.mkdir(parents=True)
-    (blocker / "__init__.py").write_text("raise ImportError('torch blocked for this test')\n")
-    path = os.pathsep.join(filter(None, [str(blocker.parent), os.environ.get("PYTHONPATH")]))
-    r = run_cli("budget", "--width", "12", env={"PYTHONPATH": path})
+def test_budget_without_torch_names_the_extra(no_torch):
+    r = run_cli("budget", "--width", "12", env=no_torch)
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "tfsep-edge[torch]" in lines[0] and "Traceback" not in r.stderr

@@ -33,15 +33,6 @@ def audio_dir(tmp_path_factory, data_dir):
     return root
 
 
-@pytest.fixture()
-def no_torch(tmp_path):
-    """PYTHONPATH with a `torch` package whose import fails, as on a Raspberry Pi without torch."""
-    fake = tmp_path / "blocker" / "torch"
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
-    return {"PYTHONPATH": str(fake.parent)}
-
-
 def read_csv(path):
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.reader(f, delimiter="\t"))
