@@ -110,6 +110,19 @@ def test_compare_merges_machines_and_plots(onnx_model, tmp_path):
     assert compare_rows([(a, load_result(a))])[0]["p50"] == load_result(a)["models"][0]["latency_ms"]["p50"]
 
 
+def test_compare_takes_the_standard_benchmark_file(onnx_model, tmp_path):
+    """benchmarks/run_standard.py files (several runs in one) merge like bench --json files."""
+    one = tmp_path / "one.json"
+    assert run_cli("bench", onnx_model, *TINY, "--json", one).returncode == 0
+    single = json.loads(one.read_text())
+    standard = tmp_path / "standard.json"
+    standard.write_text(json.dumps({"schema": "tfsep-edge/bench-standard", "runs": {"a": single, "b": single}}))
+    merged = tmp_path / "merged.json"
+    done = run_cli("bench", "--compare", one, standard, "--json", merged)
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(merged.read_text())["rows"]) == 3
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

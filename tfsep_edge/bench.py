@@ -604,6 +604,19 @@ def load_result(path: Path) -> dict:
     return data
 
 
+def load_results(path: Path) -> list[dict]:
+    """The bench results in a file: one from `bench --json`, or every run of a
+    benchmarks/run_standard.py file (schema tfsep-edge/bench-standard)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        data = None  # load_result says what is wrong
+    if isinstance(data, dict) and data.get("schema") == SCHEMA + "-standard":
+        parts = [*data.get("runs", {}).values(), data.get("light_runtime"), data.get("light_runtime_wav")]
+        return [r for r in parts if isinstance(r, dict) and r.get("schema") == SCHEMA]
+    return [load_result(path)]
+
+
 def machine_label(m: dict) -> str:
     board = (m.get("board") or {}).get("board")
     return board or f"{m.get('cpu_model')} {m.get('arch')}"
@@ -703,7 +716,7 @@ def compare_command(files: list[Path], markdown: bool, plot: Path | None, json_o
 
     if not files:
         raise TfsepError("--compare: pass one or more result files from bench --json")
-    results = [(f, load_result(f)) for f in files]
+    results = [(f, res) for f in files for res in load_results(f)]
     rows = compare_rows(results)
     print(format_compare(rows, markdown))
     for f, res in results:
