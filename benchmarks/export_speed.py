@@ -164,7 +164,8 @@ def main() -> None:
     from tfsep_edge.machine import machine_info
 
     result = {
-        "what": "onnxruntime latency, batch 1, 1 thread, ORT_ENABLE_ALL, round-robin; untrained weights "
+        "what": "onnxruntime latency, batch 1, 1 thread, ORT_ENABLE_ALL, runtime.session_options (x86: "
+        "session.disable_quant_qdq=1), round-robin; untrained weights "
         "with randomised statistics (latency does not depend on values)",
         "versions": {
             "tfsep_edge": __version__,

@@ -183,13 +183,9 @@ def build_graph(source: Source, int8: bool, frontend: bool, opset: int):
 def ort_session(path: Path, threads: int = 1):
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    from .runtime import session_options  # the runtime's options: what users' sessions get
+
+    return ort.InferenceSession(str(path), sess_options=session_options(threads), providers=["CPUExecutionProvider"])
 
 
 def reference_logits(source: Source, waves: np.ndarray, int8: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -14,12 +14,14 @@ dequantized values, while ARM runs exact int8 convs. Checked: x86 (VNNI) vs `qem
 Haswell` identical (0.22 apart before keep_int8); x86 vs aarch64 emulation (cortex-a72/a76)
 6e-8 on spectrogram input, 4e-4 with the waveform front end inside (a float front-end
 difference can move one input value across a rounding step).
-Quantized tensors pass as int8 through Split, Gather and MaxPool (PyTorch moves and
-compares quantized values the same way) and are dequantized right before each consumer.
+Quantized tensors pass as int8 through Split and Gather (PyTorch moves quantized values the
+same way) and each has one DequantizeLinear, shared by its consumers. MaxPool runs on the float
+AdaResNorm output before its QuantizeLinear: Q is monotonic, so Q(max(y)) == max(Q(y)), what
+PyTorch computes, bit for bit (onnxruntime's int8 MaxPool is slow and Q then sees 4x fewer values).
 The float parts (AdaResNorm, the shuffle folding, the spelled-out broadcasts) are onnx_graph's.
-Speed on this CPU (benchmarks/results/export_speed.md): slower than FP32; onnxruntime's int8
-kernels for these tiny pointwise/depthwise convs and its int8 MaxPool are slower than float,
-and every quantization point costs a Q and a DQ node.
+Speed on this CPU (benchmarks/results/export_speed.md): slower than FP32, since every
+quantization point costs a Q and a DQ node; runtime.session_options turns off onnxruntime's
+QDQ fusions on x86 (nothing to fuse there) so it folds the constant weight/bias DQs.
 """
 
 from __future__ import annotations
@@ -67,11 +69,16 @@ def quantize(g: GraphBuilder, x: str, scale: float | None, zero_point: int | Non
 
 
 def dequantize(g: GraphBuilder, t: QTensor | str, base: str) -> str:
+    """One DequantizeLinear per quantized tensor, shared by its consumers (fewer nodes to run;
+    onnxruntime's EnsureUniqueDQForNodeUnit gives each int8-fusable consumer its own copy)."""
     if isinstance(t, str):  # already float
         return t
-    s = g.const(f"{base}.dq_scale", np.array(t.scale, np.float32))
-    z = g.const(f"{base}.dq_zero_point", np.array(t.zero_point, g.act_dtype))
-    return g.op("DequantizeLinear", [t.name, s, z], f"{base}.dq")
+    cache = g.__dict__.setdefault("dq_of", {})
+    if t.name not in cache:
+        s = g.const(f"{base}.dq_scale", np.array(t.scale, np.float32))
+        z = g.const(f"{base}.dq_zero_point", np.array(t.zero_point, g.act_dtype))
+        cache[t.name] = g.op("DequantizeLinear", [t.name, s, z], f"{base}.dq")
+    return cache[t.name]
 
 
 def keep_int8(g: GraphBuilder, t: QTensor | str, channels: int, base: str) -> QTensor | str:
@@ -202,12 +209,17 @@ def add_qmodel(g: GraphBuilder, x: str, fq, n_mels: int, frames: int) -> str:
             f_len, t_len = (f_len + 4 - 5) // 2 + 1, (t_len + 4 - 5) // 2 + 1
         elif kind == "FloatIsland":  # AdaResNorm in float between DQ and Q
             y = add_adaresnorm(g, dequantize(g, q, f"{base}.in"), layer.body, list(range(channels)), f_len, t_len, base)
+            pool = i + 1 < len(fq.feature) and isinstance(fq.feature[i + 1], nn.MaxPool2d)
+            if pool:  # PyTorch pools the quantized tensor; Q is monotonic, so Q(max(y)) == max(Q(y))
+                y = g.op("MaxPool", [y], f"feature.{i + 1}.pool", kernel_shape=[2, 2], strides=[2, 2])
+                f_len, t_len = f_len // 2, t_len // 2
             q = quantize(g, y, *_fq_params(layer.quant), f"{base}.out")
-        elif isinstance(layer, nn.MaxPool2d):  # on the quantized tensor, same qparams, as PyTorch
-            name = q.name if isinstance(q, QTensor) else q
-            pooled = g.op("MaxPool", [name], f"{base}.pool", kernel_shape=[2, 2], strides=[2, 2])
-            q = QTensor(pooled, q.scale, q.zero_point) if isinstance(q, QTensor) else pooled
-            f_len, t_len = f_len // 2, t_len // 2
+        elif isinstance(layer, nn.MaxPool2d):
+            if not (i > 0 and type(fq.feature[i - 1]).__name__ == "FloatIsland"):  # else pooled above
+                name = q.name if isinstance(q, QTensor) else q
+                pooled = g.op("MaxPool", [name], f"{base}.pool", kernel_shape=[2, 2], strides=[2, 2])
+                q = QTensor(pooled, q.scale, q.zero_point) if isinstance(q, QTensor) else pooled
+                f_len, t_len = f_len // 2, t_len // 2
         elif kind == "QBlock":
             q = add_qblock(g, q, layer, groups, f_len, t_len, base)
             channels = 2 * layer.half

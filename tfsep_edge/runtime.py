@@ -8,6 +8,7 @@ in fixed-size batches and yields one result per file, so memory does not grow wi
 from __future__ import annotations
 
 import json
+import platform
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,12 @@ def session_options(threads: int = 1):
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # warnings about unused initializers etc. are noise for users
+    if platform.machine().lower() in ("x86_64", "amd64", "i686", "x86"):
+        # x86 runs the INT8 graph's convs in float on dequantized values (onnx_qdq.keep_int8), so
+        # onnxruntime's QDQ fusions find nothing to fuse; turned off, it folds the constant weight
+        # and bias DequantizeLinears and keeps one DQ per tensor. Same outputs bit for bit, and
+        # INT8 runs faster (benchmarks/results/export_speed.md). ARM keeps them: its int8 convs.
+        opts.add_session_config_entry("session.disable_quant_qdq", "1")
     return opts
 
 
