@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import DEFAULT_FRONTEND, FrontendConfig
-from .errors import TfsepError
+from .errors import TfsepError, check_at_least_one
 
 SCHEMA = "tfsep-edge/bench"
 SCHEMA_VERSION = 1
@@ -450,10 +450,8 @@ def run_bench(
 ) -> dict:
     from .machine import machine_info, measure_peak_macs
 
-    if threads < 1:
-        raise TfsepError(f"--threads {threads}: must be at least 1")
-    if runs is not None and runs < 1:
-        raise TfsepError(f"--runs {runs}: must be at least 1")
+    check_at_least_one("--threads", threads)
+    check_at_least_one("--runs", runs)
     if seconds is not None and not seconds > 0:
         raise TfsepError(f"--seconds {seconds}: must be positive")
     if runs is not None and seconds is not None:
@@ -462,8 +460,7 @@ def run_bench(
         runs, seconds = DEFAULT_RUNS, DEFAULT_SECONDS
     if warmup < 0:
         raise TfsepError(f"--warmup {warmup}: must be 0 or more")
-    if batch < 1:
-        raise TfsepError(f"--batch {batch}: must be at least 1")
+    check_at_least_one("--batch", batch)
     if not models:
         raise TfsepError("no models given; pass ONNX files, checkpoints or quantized model folders")
     for m in models:

@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-from .errors import TfsepError
+from .errors import TfsepError, check_at_least_one
 
 app = typer.Typer(
     add_completion=False,
@@ -230,8 +230,8 @@ def evaluate(
     """Accuracy, log loss, per device (Table 3 layout), per class and the confusion matrix."""
     from . import evaluate as ev
 
-    if batch < 1 or threads < 1:
-        raise TfsepError(f"--batch {batch} / --threads {threads}: both must be at least 1")
+    check_at_least_one("--batch", batch)
+    check_at_least_one("--threads", threads)
     result = ev.evaluate(model, data, split, batch=batch, threads=threads, cache_dir=cache_dir)
     typer.echo(ev.format_report(result))
     if json_out:

@@ -6,3 +6,9 @@ class TfsepError(Exception):
 
     The CLI prints it as one line on stderr and exits with code 2.
     """
+
+
+def check_at_least_one(option: str, value: int | None) -> None:
+    """One-line error for a count option below 1 (`--threads 0`); None means "not given"."""
+    if value is not None and value < 1:
+        raise TfsepError(f"{option} {value}: must be at least 1")

@@ -18,7 +18,7 @@ import numpy as np
 from . import config
 from .audio import load_audio, split_windows
 from .config import DEFAULT_FRONTEND, LABELS, NUM_CLASSES, FrontendConfig
-from .errors import TfsepError
+from .errors import TfsepError, check_at_least_one
 from .frontend import log_mel
 
 INPUT_KINDS = ("logmel", "waveform")
@@ -35,8 +35,7 @@ def session_options(threads: int = 1):
     """Sequential execution with `threads` intra-op threads and one inter-op thread."""
     import onnxruntime as ort
 
-    if threads < 1:
-        raise TfsepError(f"--threads {threads}: must be at least 1")
+    check_at_least_one("--threads", threads)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -224,8 +223,7 @@ def predict_stream(clf: OnnxClassifier, files: Iterable[Path], batch: int = 16) 
     Only the files of the current batch (and one long file's windows) are held in memory.
     A file that cannot be read is yielded with its error and skipped.
     """
-    if batch < 1:
-        raise TfsepError(f"--batch {batch}: must be at least 1")
+    check_at_least_one("--batch", batch)
     pending: list[tuple[Path, np.ndarray]] = []
     pending_windows = 0
 
@@ -298,12 +296,10 @@ def predict_command(
 
     from .fileio import atomic_path, check_writable_dir
 
-    if threads < 1:
-        raise TfsepError(f"--threads {threads}: must be at least 1")
+    check_at_least_one("--threads", threads)
     if not 1 <= top <= NUM_CLASSES:
         raise TfsepError(f"--top {top}: must be between 1 and {NUM_CLASSES}")
-    if batch < 1:
-        raise TfsepError(f"--batch {batch}: must be at least 1")
+    check_at_least_one("--batch", batch)
     if csv is not None:
         check_writable_dir(csv)
     entries = audio_entries(audio)

@@ -55,7 +55,7 @@ from .data import (
     load_split,
     offline_device_simulation,
 )
-from .errors import TfsepError
+from .errors import TfsepError, check_at_least_one
 from .fileio import write_bytes_atomic, write_text_atomic
 from .frontend import log_mel_torch
 from .model import TFSepNet, check_width
@@ -123,8 +123,7 @@ class TrainOptions:
             raise TfsepError("--devsim-irs and --devsim-clips must be at least 1")
         if self.device not in ("cpu", "cuda"):
             raise TfsepError(f"--device {self.device}: choose cpu or cuda")
-        if self.threads is not None and self.threads < 1:
-            raise TfsepError(f"--threads {self.threads}: must be at least 1")
+        check_at_least_one("--threads", self.threads)
 
     @classmethod
     def resolve(cls, given: dict, stored: dict | None = None) -> TrainOptions:
