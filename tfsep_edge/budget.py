@@ -102,13 +102,6 @@ def official_count(model, n_mels: int, frames: int) -> tuple[int, int, list[dict
     return int(stats.total_params), int(stats.total_mult_adds), layers
 
 
-def _numel(shape) -> int:
-    out = 1
-    for s in shape:
-        out *= int(s)
-    return out
-
-
 def uncounted_work(model, n_mels: int, frames: int) -> dict:
     """The elementwise work NeSsi leaves out, by the formulas in the module docstring."""
     import torch

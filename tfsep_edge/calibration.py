@@ -23,7 +23,6 @@ import numpy as np
 from .audio import find_audio, load_audio, split_windows
 from .config import DEFAULT_FRONTEND, LABELS, FrontendConfig
 from .errors import TfsepError
-from .fileio import write_text_atomic
 from .frontend import log_mel
 from .tau import device_of, is_tau_layout, read_split
 
@@ -132,10 +131,6 @@ def list_text(audio: AudioSet, note: str = "") -> str:
     if note:
         header.append(f"# {note}")
     return "\n".join(header + [str(p.resolve()) for p in audio.files]) + "\n"
-
-
-def write_list(audio: AudioSet, path: Path, note: str = "") -> None:
-    write_text_atomic(path, list_text(audio, note))
 
 
 def load_windows(

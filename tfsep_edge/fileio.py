@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import TfsepError
@@ -51,9 +51,3 @@ def write_bytes_atomic(target: str | Path, data: bytes) -> None:
 
 def write_text_atomic(target: str | Path, text: str) -> None:
     write_bytes_atomic(target, text.encode("utf-8"))
-
-
-def write_atomic(target: str | Path, writer: Callable[[Path], None]) -> None:
-    """Call `writer(tmp_path)` and move the result onto `target` atomically."""
-    with atomic_path(target) as tmp:
-        writer(tmp)

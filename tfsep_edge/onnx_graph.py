@@ -95,12 +95,6 @@ def fold_bn(conv, bn) -> tuple[np.ndarray, np.ndarray]:
     return w, b
 
 
-def shuffle_order(order: list[int], channels: int, groups: int) -> list[int]:
-    """Storage order after ChannelShuffle: old logical i*g+k becomes new logical k*(c/g)+i."""
-    per = channels // groups
-    return [(ch % groups) * per + ch // groups for ch in order]
-
-
 def add_adaresnorm(
     g: GraphBuilder, x: str, norm, order: list[int], freqs: int, frames: int, base: str, pooled: bool = False
 ) -> str:
