@@ -101,6 +101,21 @@ def targets(runs: dict, light: dict, light_wav: dict, load: dict) -> list[dict]:
     return out
 
 
+def floors(light_wav: dict) -> list[str]:
+    """What bounds the wav -> label ratio on this machine, from the light runtime's own run."""
+    ort = pick(light_wav, "onnxruntime", "fp32", 12)
+    fe = light_wav["frontend_comparison"]
+    fft = fe.get("fft_ms")
+    if not (ort and fft):
+        return []
+    model, fft_p50 = ort["model_part_ms"]["p50"], fft["p50"]
+    return [
+        f"numpy's float32 FFT of one clip's {fe['frames_per_clip']} frames alone takes {fft_p50:.3f} ms (p50), "
+        f"{fft_p50 / model:.2f}x the ORT FP32 C=12 model ({model:.3f} ms) in the same run: with every other "
+        f"front-end step free, wav -> label could not go below {1 + fft_p50 / model:.2f}x the model here."
+    ]
+
+
 def markdown(summary: dict) -> str:
     load = {k: v if isinstance(v, int) else "/".join(f"{x:.1f}" for x in v) for k, v in summary["load_average"].items()}
     lines = [
@@ -124,6 +139,8 @@ def markdown(summary: dict) -> str:
         value = "-" if t["value"] is None else f"{t['value']:.3g}"
         met = "n/a" if t["met"] is None else ("yes" if t["met"] else "**no**")
         lines.append(f"| {t['what']} | {value} | {t['target']} | {met} |")
+    if summary.get("floors"):
+        lines += [""] + [f"Bound: {f}" for f in summary["floors"]]
     for key, res in summary["runs"].items():
         mode, threads = key.split("/")
         lines += ["", f"## {mode}, {threads} thread(s)", "", format_report(res, markdown=True)]
@@ -186,6 +203,7 @@ def main() -> int:
         "light_runtime_wav": light_wav,
     }
     summary["targets"] = targets(runs, light, light_wav, load)
+    summary["floors"] = floors(light_wav)
     summary["wall_seconds"] = round(time.perf_counter() - started, 1)
     summary["load_average"] = {"start": load_start, "end": os.getloadavg(), "cores": os.cpu_count()}
     args.out.mkdir(parents=True, exist_ok=True)

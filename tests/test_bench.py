@@ -49,6 +49,7 @@ def test_side_by_side_json(onnx_model, checkpoint, tmp_path):
     assert res["peak_rss_mb"] > 0 and res["harness_overhead_ns"]["p50"] > 0
     fe = res["frontend_comparison"]
     assert fe["speedup_p50"] == pytest.approx(fe["reference_ms"]["p50"] / fe["numpy_ms"]["p50"])
+    assert fe["fft_ms"]["p50"] > 0 and fe["frames_per_clip"] == 44  # the FFT alone, timed on its own
     machine = res["machine"]
     for key in ("cpu_model", "arch", "cores", "os", "python", "versions", "isa", "threads"):
         assert key in machine
