@@ -62,7 +62,7 @@ def qdir(work, ckpt) -> Path:
 
     waves = torch.from_numpy(export.validation_waves(DEFAULT_FRONTEND, bundled=4, synthetic=12))
     batches = [log_mel_torch(waves[:8]), log_mel_torch(waves[8:])]
-    art = quantize_model(load_model(ckpt), batches, QuantOptions(engine="x86", observer="minmax"))[0]
+    art = quantize_model(load_model(ckpt), batches, QuantOptions(engine="x86", observer="minmax", float_layers=()))[0]
     out = work / "q12"
     out.mkdir()
     torch.save(artifact_payload(art), out / MODEL_FILE)
@@ -202,6 +202,32 @@ def test_failed_validation_leaves_nothing(work, ckpt, monkeypatch):
     result = CliRunner().invoke(app, ["export", str(ckpt), "--onnx", str(out)])
     assert result.exit_code == 1
     assert list(folder.iterdir()) == []  # no OUT, no temporary file
+
+
+def test_batch_mixing_graph_is_caught(work, ckpt, monkeypatch):
+    """A graph whose outputs depend on the other examples of the batch fails validation."""
+    from onnx import helper
+
+    real_build = export.build_graph
+
+    def mixing(*args, **kwargs):  # logits + their mean over the batch: batch 1 differs from batch N
+        model = real_build(*args, **kwargs)
+        g = model.graph
+        for node in g.node:
+            node.output[:] = ["pre_logits" if o == "logits" else o for o in node.output]
+        g.node.extend(
+            [  # opset 17 (the default): ReduceMean takes axes as an attribute
+                helper.make_node("ReduceMean", ["pre_logits"], ["batch_mean"], axes=[0], keepdims=1),
+                helper.make_node("Add", ["pre_logits", "batch_mean"], ["logits"]),
+            ]
+        )
+        return model
+
+    monkeypatch.setattr(export, "build_graph", mixing)
+    out = work / "mixing.onnx"
+    with pytest.raises(export.ExportValidationError, match="batch dimension broken"):
+        _export(ckpt, out)
+    assert not out.exists()
 
 
 def test_deterministic(work, ckpt):

@@ -213,8 +213,14 @@ def validate(path: Path, source: Source, int8: bool, frontend: bool, waves: np.n
     feed = waves if frontend else mels
     name = session.get_inputs()[0].name
     out = session.run(None, {name: feed})[0]
-    # The batch is dynamic: one example at a time must give the same logits as the batch.
-    single = session.run(None, {name: feed[:1]})[0]
+    # The batch is dynamic: each example alone must give its logits in the batch. FP32 to 1e-5.
+    # INT8 to 1% of the logits' range: the float parts (stem conv, AdaResNorm) accumulate in
+    # another order at another batch size, and a value on a rounding edge then lands one
+    # quantization step away (seen: 0.002 on 2 of 24 clips, C=40); a broken batch axis moves
+    # logits by their whole scale.
+    single = np.concatenate([session.run(None, {name: feed[i : i + 1]})[0] for i in range(len(feed))])
+    batch_diff = float(np.abs(single - out).max())
+    batch_tol = 0.01 * float(np.ptp(out)) if int8 else 1e-5
     max_diff = float(np.abs(out - ref).max())
     agreement = float((out.argmax(1) == ref.argmax(1)).mean())
     result = {
@@ -222,10 +228,14 @@ def validate(path: Path, source: Source, int8: bool, frontend: bool, waves: np.n
         "max_abs_logit_diff": max_diff,
         "top1_agreement": agreement,
         "reference": "PyTorch INT8 model" if int8 else "PyTorch float model",
-        "batch1_matches": bool(np.allclose(single, out[:1], atol=1e-5, rtol=0)),
+        "batch1_max_abs_diff": batch_diff,
+        "batch1_matches": batch_diff <= batch_tol,
     }
     if not result["batch1_matches"]:
-        raise ExportValidationError("batch of 1 and a full batch give different logits (batch dimension broken)")
+        raise ExportValidationError(
+            f"one example at a time and the batch give logits {batch_diff:.3g} apart (> {batch_tol:.3g}): "
+            "batch dimension broken"
+        )
     if int8:
         result["threshold"] = f"top-1 agreement >= {MIN_INT8_AGREEMENT:.0%}"
         if agreement < MIN_INT8_AGREEMENT:
@@ -333,7 +343,7 @@ def format_summary(s: dict) -> str:
         f"{s['bytes']:,} bytes, one file",
         f"validated on {v['inputs']} real inputs against the {v['reference']}: max |d logit| "
         f"{v['max_abs_logit_diff']:.3g}, top-1 agreement {v['top1_agreement']:.1%} ({v['threshold']}); "
-        "onnx.checker full check passed; batch 1 = batch N",
+        f"onnx.checker full check passed; each input alone vs in the batch: max |d logit| {v['batch1_max_abs_diff']:.3g}",
         f"budget: {b['params']:,} params, {b['macs']:,} MACs (NeSsi, float model); stored weights "
         f"{b['stored_param_bytes']:,} bytes",
     ]

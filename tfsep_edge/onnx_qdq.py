@@ -14,8 +14,9 @@ dequantized values, while ARM runs exact int8 convs. Checked: x86 (VNNI) vs `qem
 Haswell` identical (0.22 apart before keep_int8); x86 vs aarch64 emulation (cortex-a72/a76)
 6e-8 on spectrogram input, 4e-4 with the waveform front end inside (a float front-end
 difference can move one input value across a rounding step).
-Quantized tensors pass as int8 through Split and Gather (PyTorch moves quantized values the
-same way) and each has one DequantizeLinear, shared by its consumers. MaxPool runs on the float
+Quantized tensors pass as int8 through Split, Gather and the block's Concat (PyTorch moves
+quantized values the same way; the residual adds share the concat's qparams, so its requant is
+the identity) and each has one DequantizeLinear, shared by its consumers. MaxPool runs on the float
 AdaResNorm output before its QuantizeLinear: Q is monotonic, so Q(max(y)) == max(Q(y)), what
 PyTorch computes, bit for bit (onnxruntime's int8 MaxPool is slow and Q then sees 4x fewer values).
 The float parts (AdaResNorm, the shuffle folding, the spelled-out broadcasts) are onnx_graph's.
@@ -189,8 +190,13 @@ def add_qblock(g: GraphBuilder, x: QTensor, block, groups: int, freqs: int, fram
         p_full = spell_out(g, dequantize(g, p, f"{base}.{name}.res_p"), mean.dim, half, freqs, frames, f"{base}.{name}")
         s = g.op("Add", [dequantize(g, xi, f"{base}.{name}.res_x"), p_full], f"{base}.{name}.residual")
         halves.append(quantize(g, s, *_fq_params(add.out), f"{base}.{name}.residual_out"))
+    out_s, out_z = _fq_params(block.concat.out)
+    if all(isinstance(h, QTensor) and (h.scale, h.zero_point) == (out_s, out_z) for h in halves):
+        # The residual adds share the concat's qparams (quantize's default): Q(DQ(q)) == q on
+        # one grid, so the concat only copies integers, as PyTorch's quantized cat does.
+        return QTensor(g.op("Concat", [h.name for h in halves], f"{base}.out", axis=1), out_s, out_z)
     cat = g.op("Concat", [dequantize(g, h, f"{base}.cat_in{i}") for i, h in enumerate(halves)], f"{base}.cat", axis=1)
-    return quantize(g, cat, *_fq_params(block.concat.out), f"{base}.out")
+    return quantize(g, cat, out_s, out_z, f"{base}.out")
 
 
 def add_qmodel(g: GraphBuilder, x: str, fq, n_mels: int, frames: int) -> str:

@@ -295,7 +295,7 @@ def check_request(req: QuantizeRequest) -> tuple[Q.QuantOptions, Path]:
     check_writable_dir(out)
     if out.exists() and not Q.is_quantized_dir(out):
         raise TfsepError(f"{out}: exists and is not a `tfsep-edge quantize` output; choose another -o folder")
-    float_layers = ("feature.0",) if req.float_stem else ()
+    float_layers = Q.FLOAT_STEM if req.float_stem else ()
     return Q.QuantOptions(engine, req.observer, float_layers), out
 
 
