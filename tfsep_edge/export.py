@@ -343,7 +343,8 @@ def format_summary(s: dict) -> str:
         f"{s['bytes']:,} bytes, one file",
         f"validated on {v['inputs']} real inputs against the {v['reference']}: max |d logit| "
         f"{v['max_abs_logit_diff']:.3g}, top-1 agreement {v['top1_agreement']:.1%} ({v['threshold']}); "
-        f"onnx.checker full check passed; each input alone vs in the batch: max |d logit| {v['batch1_max_abs_diff']:.3g}",
+        "onnx.checker full check passed; each input alone vs in the batch: max |d logit| "
+        f"{v['batch1_max_abs_diff']:.3g}",
         f"budget: {b['params']:,} params, {b['macs']:,} MACs (NeSsi, float model); stored weights "
         f"{b['stored_param_bytes']:,} bytes",
     ]
