@@ -7,6 +7,9 @@ Runs in two places with the same code:
 called in-process: the guest cannot spawn processes without binfmt), keeps the per-file logits
 (OnnxClassifier.predict_file, the function `predict` uses), and checks `tfsep-edge bench` runs.
 Bench times under emulation mean nothing and are never kept.
+`run --plain-ort` opens the models with onnxruntime's default session options instead of the
+runtime's (what a program that is not tfsep-edge does); `--label` names an emulated CPU whose
+/proc/cpuinfo is the host's (x86 under `qemu-x86_64 -cpu Haswell`: AVX2 without VNNI).
 """
 
 from __future__ import annotations
@@ -45,11 +48,23 @@ def cli(*args: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def run(models: list[Path], wavs: list[Path], out: Path) -> int:
+def run(models: list[Path], wavs: list[Path], out: Path, plain_ort: bool = False, label: str | None = None) -> int:
+    from tfsep_edge import runtime
     from tfsep_edge.machine import machine_info
     from tfsep_edge.runtime import OnnxClassifier
 
-    result = {"arch": platform.machine(), "machine": machine_info(1), "models": {}}
+    if plain_ort:  # onnxruntime's defaults (QDQ fusions on, all optimizations), one thread
+        import onnxruntime as ort
+
+        def plain_options(threads: int = 1):
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            return opts
+
+        runtime.session_options = plain_options
+    result = {"arch": platform.machine(), "machine": machine_info(1), "models": {}, "label": label}
+    if plain_ort:
+        result["label"] = f"{label or platform.machine()}, onnxruntime default session options"
     for model in models:
         clf = OnnxClassifier(model)
         with tempfile.TemporaryDirectory() as tmp:
@@ -85,7 +100,8 @@ def compare(host_file: Path, guest_files: list[Path]) -> int:
     for guest_file in guest_files:
         guest = json.loads(guest_file.read_text())
         cpu = guest["machine"].get("cpu_model")
-        print(f"{guest_file.name}: {guest['arch']} ({cpu}), ISA {','.join(guest['isa'])}")
+        what = guest.get("label") or f"{guest['arch']} ({cpu}), ISA {','.join(guest['isa'])}"
+        print(f"{guest_file.name}: {what}")
         fp32 = next((name for name, m in host["models"].items() if m["precision"] == "fp32"), None)
         for name, hm in host["models"].items():
             gm = guest["models"][name]
@@ -117,12 +133,14 @@ def main() -> int:
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--models", type=Path, nargs="+", required=True)
     r.add_argument("--wavs", type=Path, nargs="+", required=True)
+    r.add_argument("--plain-ort", action="store_true", help="onnxruntime's default session options")
+    r.add_argument("--label", help="what the CPU is, where /proc/cpuinfo cannot say (emulated x86)")
     c = sub.add_parser("compare")
     c.add_argument("host", type=Path)
     c.add_argument("guests", type=Path, nargs="+")
     args = parser.parse_args()
     if args.cmd == "run":
-        return run(args.models, args.wavs, args.out)
+        return run(args.models, args.wavs, args.out, args.plain_ort, args.label)
     return compare(args.host, args.guests)
 
 

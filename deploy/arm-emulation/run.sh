@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make test-arm: the light runtime on aarch64 (qemu-user, Pi 4 = cortex-a72, Pi 5 = cortex-a76)
-# must give the same labels as x86 and logits within tolerance (see check.py). Correctness only:
+# and on x86 without VNNI (qemu -cpu Haswell) must give the same labels as this x86 and logits
+# within tolerance (see check.py). Correctness only:
 # times under emulation are ~100x off and never reported.
 # Steps: cached arm64 rootfs + aarch64 wheels (rootfs.sh); models made on the host with the
 # project's own export (FP32, INT8 QDQ); a few WAVs; the same check.py on x86 and on each CPU.
@@ -52,5 +53,18 @@ for cpu in $CPUS; do
     echo "$cpu done in $(( $(date +%s) - t0 )) s"
     GUESTS+=("$WORK/$cpu.json")
 done
+# x86 without VNNI, where onnxruntime's u8s8 int8 kernels can saturate: qemu-x86_64 -cpu Haswell,
+# through the runtime and with onnxruntime's default session options (any other program).
+if [ "$(uname -m)" = x86_64 ] && command -v qemu-x86_64-static >/dev/null; then
+    for plain in "" --plain-ort; do
+        t0=$(date +%s)
+        out="$WORK/x86_64-haswell${plain}.json"
+        qemu-x86_64-static -cpu Haswell "$PY" deploy/arm-emulation/check.py run $plain --out "$out" \
+            --label "x86_64 under qemu -cpu Haswell (AVX2, no VNNI)" --models "${MODELS[@]}" --wavs "${WAVS[@]}" \
+            2> >(grep -v "TCG doesn't support requested feature" >&2)
+        echo "Haswell${plain} done in $(( $(date +%s) - t0 )) s"
+        GUESTS+=("$out")
+    done
+fi
 "$PY" deploy/arm-emulation/check.py compare "$WORK/x86_64.json" "${GUESTS[@]}"
 echo "test-arm passed in $(( $(date +%s) - start )) s"
