@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -195,3 +196,21 @@ def test_real_exports_logmel_and_waveform_agree(tmp_path, audio_dir):
     assert outs["logmel"].keys() == outs["waveform"].keys() and len(outs["logmel"]) == 6
     for name, probs in outs["logmel"].items():
         np.testing.assert_allclose(outs["waveform"][name], probs, atol=1e-4)
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch):
+    """Piped stderr (CI logs, `2> log`) gets no tqdm redraws; a terminal gets the bar."""
+    import io
+
+    from tfsep_edge.progress import progress_bar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    # (stream, enabled, bar shown): a pipe never; a terminal unless the caller turned it off
+    for stream, enabled, shown in ((io.StringIO(), True, False), (Terminal(), True, True), (Terminal(), False, False)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        with progress_bar(3, "files", enabled=enabled) as bar:
+            bar.update(3)
+        assert ("files" in stream.getvalue()) is shown

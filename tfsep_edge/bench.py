@@ -358,7 +358,7 @@ def measure(
     progress: bool = True,
 ) -> list[dict]:
     """First inference per model, warm-up rounds, then round-robin measured rounds."""
-    from tqdm import tqdm
+    from .progress import progress_bar
 
     calls, firsts = [], []
     for r in runners:
@@ -376,7 +376,7 @@ def measure(
     start = time.perf_counter()
     shown = runs if runs is not None else None  # time-limited only: no misleading total
     done = 0
-    with tqdm(total=shown, unit="run", file=sys.stderr, disable=not progress, leave=False) as bar:
+    with progress_bar(shown, unit="run", enabled=progress) as bar:
         while done < limit:
             block = min(BLOCK, limit - done)
             for i, call in enumerate(calls):

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from .audio import load_audio, split_windows
 from .config import DEFAULT_FRONTEND, FrontendConfig
 from .errors import TfsepError
 from .fileio import write_text_atomic
+from .progress import progress_bar
 from .tau import Clip, read_split
 
 CACHE_VERSION = 1
@@ -132,9 +132,7 @@ def _decode(path: Path, cfg: FrontendConfig = DEFAULT_FRONTEND) -> np.ndarray:
 
 
 def _progress(total: int, desc: str, enabled: bool = True):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="clip", file=sys.stderr, disable=not enabled, leave=False)
+    return progress_bar(total, desc, "clip", enabled)
 
 
 def build_store(

@@ -133,20 +133,20 @@ def load_logits_fn(path: str | Path, threads: int = 1) -> ModelFn:
 
 def split_logits(model: ModelFn, split, batch: int = 64, progress: bool = True) -> np.ndarray:
     """(N, 10) logits of a data.SplitData through the model's own input (log-mel or waveform)."""
-    import sys
-
-    from tqdm import tqdm
+    from .progress import progress_bar
 
     out = []
-    for i in tqdm(range(0, len(split), batch), desc="evaluating", file=sys.stderr, disable=not progress, leave=False):
-        waves = split.waves.get(np.arange(i, min(i + batch, len(split))))
-        x = log_mel(waves, model.frontend)[:, None] if model.input_kind == "logmel" else waves
-        logits = np.asarray(model.logits_fn(x))
-        if logits.shape != (len(waves), NUM_CLASSES) or not np.isfinite(logits).all():
-            raise TfsepError(
-                f"model returned logits of shape {logits.shape} (or non-finite) for a batch of {len(waves)}"
-            )
-        out.append(logits)
+    with progress_bar(len(split), "evaluating", "clip", progress) as bar:
+        for i in range(0, len(split), batch):
+            waves = split.waves.get(np.arange(i, min(i + batch, len(split))))
+            x = log_mel(waves, model.frontend)[:, None] if model.input_kind == "logmel" else waves
+            logits = np.asarray(model.logits_fn(x))
+            if logits.shape != (len(waves), NUM_CLASSES) or not np.isfinite(logits).all():
+                raise TfsepError(
+                    f"model returned logits of shape {logits.shape} (or non-finite) for a batch of {len(waves)}"
+                )
+            out.append(logits)
+            bar.update(len(waves))
     return np.concatenate(out)
 
 

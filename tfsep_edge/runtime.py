@@ -292,9 +292,8 @@ def predict_command(
     Returns 0, or 1 if any file could not be classified (those are reported and skipped)."""
     import sys
 
-    from tqdm import tqdm
-
     from .fileio import atomic_path, check_writable_dir
+    from .progress import progress_bar
 
     check_at_least_one("--threads", threads)
     if not 1 <= top <= NUM_CLASSES:
@@ -311,7 +310,7 @@ def predict_command(
 
     def classify(out) -> None:
         names = (name for _, name in entries)
-        bar = tqdm(total=len(entries), unit="file", file=sys.stderr, disable=single or not progress, leave=False)
+        bar = progress_bar(len(entries), unit="file", enabled=progress and not single)
         with bar:
             for result, name in zip(predict_stream(clf, (f for f, _ in entries), batch), names, strict=True):
                 bar.update(1)

@@ -59,6 +59,7 @@ from .errors import TfsepError, check_at_least_one
 from .fileio import write_bytes_atomic, write_text_atomic
 from .frontend import log_mel_torch
 from .model import TFSepNet, check_width
+from .progress import progress_bar
 
 DEVSIM_MODES = ("offline", "online", "none")
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "clips_per_s", "seconds")
@@ -521,6 +522,4 @@ def _rank0_first(world: int, master: bool):
 
 
 def _bar(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="batch", file=sys.stderr, disable=not enabled, leave=False)
+    return progress_bar(total, desc, "batch", enabled)
