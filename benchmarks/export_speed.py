@@ -32,11 +32,11 @@ from onnx import TensorProto, helper  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.models import untrained_model  # noqa: E402
 from tfsep_edge import __version__  # noqa: E402
 from tfsep_edge.config import DEFAULT_FRONTEND as CFG  # noqa: E402
 from tfsep_edge.export import ort_session, validation_waves  # noqa: E402
 from tfsep_edge.frontend import log_mel, log_mel_torch, mel_filterbank  # noqa: E402
+from tfsep_edge.model import random_model  # noqa: E402
 from tfsep_edge.onnx_graph import GraphBuilder, add_frontend, build_fp32  # noqa: E402
 from tfsep_edge.onnx_qdq import build_int8  # noqa: E402
 
@@ -180,7 +180,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
         for width in args.widths:
-            model = untrained_model(width)
+            model = random_model(width)
             x = rng.standard_normal((1, 1, CFG.n_mels, CFG.n_frames)).astype(np.float32)
             xb = rng.standard_normal((5, 1, CFG.n_mels, CFG.n_frames)).astype(np.float32)
             with torch.no_grad():

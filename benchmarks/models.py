@@ -1,7 +1,8 @@
 """Make the models a latency benchmark (or the aarch64 check) needs, with the project's own tools.
 
-Untrained TF-SepNets with randomised BatchNorm statistics: latency does not depend on the
-weights, and random weights give every op real (non-degenerate) work. INT8 models come from
+Untrained TF-SepNets with randomised BatchNorm and AdaResNorm statistics
+(tfsep_edge.model.random_model): latency does not depend on the weights, and random weights
+give every op real (non-degenerate) work. INT8 models come from
 `tfsep_edge.quantize` (PyTorch eager INT8, calibrated on noise log-mels) and ONNX files from
 `tfsep_edge.export` (FP32 and INT8 QDQ, validated against PyTorch as every export is). A
 producer that is missing or fails is reported as a note and its variant is skipped.
@@ -29,21 +30,6 @@ class ModelSet:
     notes: list[str] = field(default_factory=list)
 
 
-def untrained_model(width: int, seed: int = 0):
-    import torch
-
-    from tfsep_edge.model import TFSepNet
-
-    torch.manual_seed(seed)
-    model = TFSepNet(width)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-    return model.eval()
-
-
 def noise_logmels(n: int, seed: int = 0):
     """Calibration input: log-mels of coloured noise through the one front end (log_mel_torch)."""
     import numpy as np
@@ -62,8 +48,13 @@ def noise_logmels(n: int, seed: int = 0):
 
 def make_checkpoint(width: int, out: Path, seed: int = 0) -> Path:
     from tfsep_edge.checkpoint import save_checkpoint
+    from tfsep_edge.model import random_model
 
-    save_checkpoint(untrained_model(width, seed), out, meta={"note": "untrained, randomised BN (latency only)"})
+    save_checkpoint(
+        random_model(width, seed),
+        out,
+        meta={"note": "untrained, randomised BN and AdaResNorm statistics (latency only)"},
+    )
     return out
 
 

@@ -7,7 +7,7 @@ run in a fresh process with all eight models round-robin on the same input. Then
 runtime alone (ONNX models, torch never imported) for its peak memory, and `predict`'s import +
 model load time. Writes benchmarks/results/latency_<date>_<machine>.json and .md, and
 latency_latest.md; every figure there comes from those measurements. Models are untrained
-(randomised BN statistics): latency does not depend on the weights. Run it on a quiet CPU;
+(randomised BN and AdaResNorm statistics): latency does not depend on the weights. Run it on a quiet CPU;
 a few minutes with the defaults.
 """
 
@@ -123,8 +123,8 @@ def markdown(summary: dict) -> str:
         "",
         f"Machine: {machine_line(summary['machine'])}",
         "",
-        "Untrained models (randomised BatchNorm statistics; latency does not depend on the weights), batch 1, "
-        f"{summary['seconds']} s per configuration, all models round-robin in one process per configuration. "
+        "Untrained models (randomised BatchNorm and AdaResNorm statistics; latency does not depend on the weights), "
+        f"batch 1, {summary['seconds']} s per configuration, all models round-robin in one process per configuration. "
         "Made by `benchmarks/run_standard.py`; every figure below comes from the JSON next to this file.",
         "",
         f"System load (1/5/15-min averages) at the start {load['start']} and end {load['end']} on "

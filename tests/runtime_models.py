@@ -1,6 +1,6 @@
 """Small ONNX models for the runtime, predict and bench tests (built once per test session).
 
-- `logmel_model`: an untrained TF-SepNet(12) with randomised BN statistics through the project's
+- `logmel_model`: an untrained TF-SepNet(12) with randomised BN and AdaResNorm statistics through the project's
   own export (`export_real`). `export_logmel` makes the same model with torch's legacy exporter and
   hand-set metadata, for the cases the real export never produces (no metadata, another shape).
 - `waveform_model`: a hand-made graph taking (batch, 32000) waveforms: logits = the means of ten
@@ -39,27 +39,14 @@ def standard_meta(kind: str, width: int | None, precision: str = "fp32") -> dict
     return meta
 
 
-def untrained_model(width: int = 12, seed: int = 0):
-    """TF-SepNet with random weights and randomised BN statistics (so BN is not the identity)."""
-    import torch
-
-    from tfsep_edge.model import TFSepNet
-
-    torch.manual_seed(seed)
-    model = TFSepNet(width)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
-    return model.eval()
-
-
 def export_logmel(path: Path, width: int = 12, meta: dict[str, str] | None = None, seed: int = 0) -> Path:
     import onnx
     import torch
 
     cfg = config.DEFAULT_FRONTEND
-    model = untrained_model(width, seed)
+    from tfsep_edge.model import random_model
+
+    model = random_model(width, seed)
     x = torch.zeros(1, 1, cfg.n_mels, cfg.n_frames)
     with warnings.catch_warnings():  # the legacy exporter's deprecation notices
         warnings.simplefilter("ignore")
@@ -119,9 +106,10 @@ def export_real(path: Path, width: int = 12, seed: int = 0, frontend: bool = Fal
     """The project's own `tfsep-edge export` of an untrained checkpoint (validated, with metadata)."""
     from tfsep_edge.checkpoint import save_checkpoint
     from tfsep_edge.export import export
+    from tfsep_edge.model import random_model
 
     ckpt = path.with_suffix(".pt")
-    save_checkpoint(untrained_model(width, seed), ckpt)
+    save_checkpoint(random_model(width, seed), ckpt)
     export(ckpt, path, frontend=frontend, timing=False, echo=lambda _text: None)
     return path
 

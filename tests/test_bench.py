@@ -24,9 +24,10 @@ def onnx_model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     from tfsep_edge.checkpoint import save_checkpoint
+    from tfsep_edge.model import random_model
 
     path = tmp_path_factory.mktemp("ckpt") / "c12.pt"
-    save_checkpoint(rm.untrained_model(12), path)
+    save_checkpoint(random_model(12), path)
     return path
 
 
@@ -162,10 +163,11 @@ def test_machine_record_reads_isa_flags():
 def test_pytorch_int8_folder_benches_beside_onnx(onnx_model, tmp_path):
     import torch
 
+    from tfsep_edge.model import random_model
     from tfsep_edge.quantize import MODEL_FILE, QuantOptions, artifact_payload, quantize_model
 
     calib = [torch.randn(4, 1, 128, 44) for _ in range(2)]
-    artifact, _ = quantize_model(rm.untrained_model(12), calib, QuantOptions(observer="minmax"))
+    artifact, _ = quantize_model(random_model(12), calib, QuantOptions(observer="minmax"))
     folder = tmp_path / "q12"
     folder.mkdir()
     torch.save(artifact_payload(artifact), folder / MODEL_FILE)

@@ -19,25 +19,7 @@ from conftest import run_cli  # noqa: E402
 
 from tfsep_edge import config, export  # noqa: E402
 from tfsep_edge.config import DEFAULT_FRONTEND  # noqa: E402
-
-
-def _random_model(width: int = 12, seed: int = 0):
-    from tfsep_edge.model import AdaResNorm, TFSepNet
-
-    torch.manual_seed(seed)
-    model = TFSepNet(width).eval()
-    with torch.no_grad():  # non-trivial statistics so BN folding and the norm algebra are exercised
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.3, 0.3)
-            elif isinstance(m, AdaResNorm):
-                m.rho.uniform_(0, 1)
-                m.gamma.uniform_(0.5, 1.5)
-                m.beta.uniform_(-0.3, 0.3)
-    return model
+from tfsep_edge.model import random_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +32,7 @@ def ckpt(work) -> Path:
     from tfsep_edge.checkpoint import save_checkpoint
 
     path = work / "c12.pt"
-    save_checkpoint(_random_model(), path)
+    save_checkpoint(random_model(), path)
     return path
 
 

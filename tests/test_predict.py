@@ -181,9 +181,10 @@ def test_real_exports_logmel_and_waveform_agree(tmp_path, audio_dir):
     """The project's own export, both inputs: predict's numpy front end vs the front end in the graph."""
     from tfsep_edge.checkpoint import save_checkpoint
     from tfsep_edge.export import export
+    from tfsep_edge.model import random_model
 
     ckpt = tmp_path / "c12.pt"
-    save_checkpoint(rm.untrained_model(12, seed=5), ckpt)
+    save_checkpoint(random_model(12, seed=5), ckpt)
     outs = {}
     for kind, frontend in (("logmel", False), ("waveform", True)):
         onnx_path = tmp_path / f"{kind}.onnx"

@@ -36,9 +36,11 @@ def test_metadata_is_read(clf):
 def test_logits_match_torch(clf):
     import torch
 
+    from tfsep_edge.model import random_model
+
     x = np.random.default_rng(0).standard_normal((3, 1, 128, 44)).astype(np.float32)
     with torch.no_grad():
-        expected = rm.untrained_model(12)(torch.from_numpy(x)).numpy()
+        expected = random_model(12)(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(clf.logits_from_logmel(x), expected, atol=1e-4)
 
 
@@ -105,8 +107,10 @@ def test_not_onnx_is_one_clear_error(tmp_path):
 def test_other_input_shape_is_rejected(tmp_path):
     import torch
 
+    from tfsep_edge.model import random_model
+
     path = tmp_path / "wide.onnx"
-    model = rm.untrained_model(12)
+    model = random_model(12)
     with warnings.catch_warnings():  # the legacy exporter's deprecation notices
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (torch.zeros(1, 1, 64, 44),), str(path), dynamo=False, opset_version=17)

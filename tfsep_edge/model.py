@@ -188,3 +188,23 @@ class TFSepNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.classifier(self.feature(x))
         return y.mean((-1, -2))
+
+
+def random_model(width: int = 12, seed: int = 0) -> TFSepNet:
+    """Untrained TF-SepNet (eval mode) with randomised BatchNorm and AdaResNorm statistics, so BN
+    folding and the norm algebra do real work: for latency benchmarks (latency does not depend
+    on the weights) and for export/runtime tests."""
+    torch.manual_seed(seed)
+    model = TFSepNet(width).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+            elif isinstance(m, AdaResNorm):
+                m.rho.uniform_(0, 1)
+                m.gamma.uniform_(0.5, 1.5)
+                m.beta.uniform_(-0.3, 0.3)
+    return model
