@@ -215,7 +215,7 @@ def load_torch_int8(path: Path, threads: int) -> Runner:
     # The engine the model was converted for, set once (not per call as the artifact's __call__ does).
     torch.backends.quantized.engine = loaded.options.engine
     model = loaded.int8_model
-    cfg = DEFAULT_FRONTEND
+    cfg = loaded.frontend
     macs, source = count_macs_torch(loaded.float_model, cfg)
     width = loaded.float_model.width
     return Runner(

@@ -117,7 +117,7 @@ def load_logits_fn(path: str | Path, threads: int = 1) -> ModelFn:
             return artifact(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).float().numpy()
 
         width = artifact.float_model.width
-        return ModelFn(quantized, "logmel", "quantized", DEFAULT_FRONTEND, f"PyTorch INT8 C={width}")
+        return ModelFn(quantized, "logmel", "quantized", artifact.frontend, f"PyTorch INT8 C={width}")
     if path.is_dir():
         raise TfsepError(f"{path}: a folder but not a `tfsep-edge quantize` output; pass a checkpoint or .onnx file")
     from .checkpoint import load_checkpoint

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, config
-from .config import DEFAULT_FRONTEND, LABELS, FrontendConfig
+from .config import LABELS, FrontendConfig
 from .errors import TfsepError
 from .fileio import atomic_path, check_writable_dir
 
@@ -64,8 +64,7 @@ def load_source(path: Path, int8: bool) -> Source:
     if is_quantized_dir(path):
         with known_warnings_silenced():  # quantize.py's list of torch 2.13 deprecation notices
             art = load_quantized(path)
-        frontend = FrontendConfig.from_dict(art.info.get("frontend") or {}) if art.info.get("frontend") else None
-        return Source(path, art.float_model, frontend or DEFAULT_FRONTEND, art if int8 else None)
+        return Source(path, art.float_model, art.frontend, art if int8 else None)
     if int8:
         if path.is_dir():
             raise TfsepError(

@@ -717,6 +717,12 @@ class QuantizedArtifact:
     options: QuantOptions
     info: dict = field(default_factory=dict)
 
+    @property
+    def frontend(self) -> FrontendConfig:
+        """The front end the model was calibrated with (from info; older files: the default)."""
+        values = self.info.get("frontend")
+        return FrontendConfig.from_dict(values) if values else DEFAULT_FRONTEND
+
     def fused_float_model(self) -> QTFSepNet:
         """The fused float quantization-ready model (islands as in the int8 model)."""
         return fused_float(self.float_model, self.options.float_layers, self.options.float_means)
