@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 
 
@@ -25,3 +26,20 @@ def test_demo_runs_end_to_end_and_summarises(tmp_path):
     assert "1,650,149" in summary and "PASS" in summary
     for name in ("tfsepnet_fp32.onnx", "tfsepnet_int8.onnx", "tfsepnet_wave.onnx", "predictions.csv", "bench.json"):
         assert (out / name).is_file(), name
+
+
+def test_demo_replaces_its_own_folder_and_refuses_others(tmp_path):
+    from tfsep_edge.demo import MARKER, fresh_output
+
+    out = tmp_path / "demo"
+    fresh_output(out)  # new folder: made and marked
+    (out / "train").mkdir()
+    (out / "train" / "last.pt").write_bytes(b"old run")  # what made a second `make demo` fail
+    fresh_output(out)
+    assert sorted(p.name for p in out.iterdir()) == [MARKER]
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(SystemExit, match="not made by the demo"):
+        fresh_output(foreign)
+    assert (foreign / "notes.txt").read_text() == "keep me"

@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -26,6 +27,18 @@ from .tau import read_split
 
 REPO = Path(__file__).resolve().parents[1]
 CALIB = REPO / "calibration" / "demo"
+MARKER = ".tfsep-edge-demo"  # in the folder a demo made: the next run may replace it
+
+
+def fresh_output(out: Path) -> None:
+    """An empty `out` for this run. A previous demo's folder (it holds MARKER) is replaced, so
+    `make demo` runs again from scratch; any other non-empty folder is refused, never deleted."""
+    if out.exists() and any(out.iterdir()):
+        if not (out / MARKER).is_file():
+            sys.exit(f"demo: {out} is not empty and was not made by the demo: choose another --out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("made by `python -m tfsep_edge.demo`; its next run replaces this folder\n")
 
 
 def tfsep(*args: object, capture: bool = False) -> str:
@@ -62,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=12)
     opts = parser.parse_args(argv)
     out: Path = opts.out
-    out.mkdir(parents=True, exist_ok=True)
+    fresh_output(out)
     start = time.perf_counter()
     data, run = out / "data", out / "train"
     ckpt, int8_dir = run / "best.pt", out / "int8"
