@@ -249,6 +249,20 @@ def test_bad_inputs(work, ckpt):
     assert not (work / "x.onnx").exists()
 
 
+def test_output_is_a_file_with_the_users_permissions(work, ckpt):
+    taken = work / "taken.onnx"
+    taken.mkdir()
+    r = run_cli("export", ckpt, "--onnx", taken)
+    assert r.returncode == 2 and "is a folder" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    out = work / "perm.onnx"
+    old = os.umask(0o022)
+    try:
+        _export(ckpt, out)
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o644  # not mkstemp's owner-only 0600
+
+
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
 def test_read_only_folder(work, ckpt):
     folder = work / "ro"

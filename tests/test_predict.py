@@ -160,6 +160,47 @@ def test_bad_models_are_one_line_exit_2(audio_dir, tmp_path):
         assert len(lines) == 1 and str(model.name) in lines[0], done.stderr
 
 
+def test_symbolic_input_hiding_another_shape_is_one_line_exit_2(audio_dir, tmp_path):
+    """Input dims ('N', 1, 'H', 'W') pass the header check; the graph really needs W=7."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [
+        helper.make_node("ReduceMean", ["x"], ["m"], axes=[1, 2], keepdims=0),
+        helper.make_node("MatMul", ["m", "w"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, "H", "W"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
+        [numpy_helper.from_array(np.ones((7, 10), np.float32), "w")],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    path = tmp_path / "symbolic.onnx"
+    onnx.save(proto, str(path))
+    for args in (("predict", path, audio_dir), ("bench", path, "--runs", "3")):
+        done = run_cli(*args)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, done.stderr
+        assert "symbolic.onnx" in lines[0] and "Traceback" not in done.stderr
+
+
+def test_output_path_that_is_a_folder_fails_before_work(model, audio_dir, tmp_path):
+    folder = tmp_path / "taken"
+    folder.mkdir()
+    for args in (
+        ("predict", model, audio_dir, "--csv", folder),
+        ("bench", model, "--runs", "3", "--json", folder),
+    ):
+        done = run_cli(*args)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and "is a folder" in lines[0], done.stderr
+        assert done.stdout == ""  # nothing classified or measured first
+    assert list(folder.iterdir()) == []
+
+
 def test_csv_into_missing_folder_fails_before_work(model, audio_dir, tmp_path):
     done = run_cli("predict", model, audio_dir, "--csv", tmp_path / "no" / "out.csv")
     assert done.returncode == 2 and "does not exist" in done.stderr

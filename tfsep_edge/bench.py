@@ -142,7 +142,7 @@ def load_onnx(path: Path, threads: int) -> Runner:
 
     before = rss_mb()
     t0 = time.perf_counter_ns()
-    clf = OnnxClassifier(path, threads=threads)
+    clf = OnnxClassifier(path, threads=threads, check=False)  # its first inference is measured below
     load_ms = (time.perf_counter_ns() - t0) / 1e6
     macs = clf.info.budget.get("macs")
     known = isinstance(macs, (int, float)) and macs > 0
@@ -363,8 +363,16 @@ def measure(
     calls, firsts = [], []
     for r in runners:
         t0 = time.perf_counter_ns()
-        call = _make_call(r, windows, include_frontend)  # input preparation is part of the first use
-        total, _ = call()
+        try:
+            call = _make_call(r, windows, include_frontend)  # input preparation is part of the first use
+            total, _ = call()
+        except TfsepError:
+            raise
+        except Exception as exc:  # a graph whose symbolic input dims hide another shape, a broken model
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise TfsepError(
+                f"{r.path}: its first inference failed ({reason}); make it with `tfsep-edge export`"
+            ) from None
         firsts.append((time.perf_counter_ns() - t0) / 1e6 if include_frontend else total / 1e6)
         calls.append(call)
     for _ in range(warmup):
@@ -716,10 +724,13 @@ def plot_compare(rows: list[dict], out: Path) -> None:
 
 
 def compare_command(files: list[Path], markdown: bool, plot: Path | None, json_out: Path | None) -> int:
-    from .fileio import write_text_atomic
+    from .fileio import check_output_file, write_text_atomic
 
     if not files:
         raise TfsepError("--compare: pass one or more result files from bench --json")
+    for out in (plot, json_out):  # before any work: a bad output path is not found at the end
+        if out is not None:
+            check_output_file(out)
     results = [(f, res) for f in files for res in load_results(f)]
     rows = compare_rows(results)
     print(format_compare(rows, markdown))
@@ -746,14 +757,14 @@ def bench_command(
     compare: bool,
     plot: Path | None,
 ) -> int:
-    from .fileio import check_writable_dir, write_text_atomic
+    from .fileio import check_output_file, write_text_atomic
 
     if compare:
         return compare_command(models, markdown, plot, json_out)
     if plot is not None:
         raise TfsepError("--plot: draws the --compare table; use it together with --compare")
     if json_out is not None:
-        check_writable_dir(json_out)
+        check_output_file(json_out)
     result = run_bench(models, threads, warmup, runs, seconds, batch, include_frontend)
     print(format_report(result, markdown))
     if json_out is not None:

@@ -229,9 +229,13 @@ def evaluate(
 ) -> None:
     """Accuracy, log loss, per device (Table 3 layout), per class and the confusion matrix."""
     from . import evaluate as ev
+    from .fileio import check_output_file
 
     check_at_least_one("--batch", batch)
     check_at_least_one("--threads", threads)
+    for out in (json_out, plot):  # before the evaluation, not after it
+        if out is not None:
+            check_output_file(out)
     result = ev.evaluate(model, data, split, batch=batch, threads=threads, cache_dir=cache_dir)
     typer.echo(ev.format_report(result))
     if json_out:

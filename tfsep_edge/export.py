@@ -23,7 +23,7 @@ import numpy as np
 from . import __version__, config
 from .config import LABELS, FrontendConfig
 from .errors import TfsepError
-from .fileio import atomic_path, check_writable_dir
+from .fileio import atomic_path, check_output_file
 
 OPSETS = (17, 18, 19, 20)  # 17: first with LayerNorm/STFT-era ops ORT runs everywhere; 20: newest we test
 DEFAULT_OPSET = 17
@@ -306,7 +306,7 @@ def export(
     check_opset(opset)
     if out.suffix.lower() != ".onnx":
         raise TfsepError(f"{out}: the output must end in .onnx")
-    check_writable_dir(out)
+    check_output_file(out)
     source = load_source(model_path, int8)
     started = time.perf_counter()
     model = build_graph(source, int8, frontend, opset)

@@ -20,6 +20,29 @@ def check_writable_dir(target: Path) -> None:
         raise TfsepError(f"{target}: folder {folder} is not writable; choose another output path")
 
 
+def check_output_file(target: str | Path) -> Path:
+    """check_writable_dir, and `target` must not be a folder: a file output is checked before
+    any work is done, not found unwritable at the final rename."""
+    target = Path(target)
+    check_writable_dir(target)
+    if target.is_dir():
+        raise TfsepError(f"{target}: is a folder; give a file path (e.g. {target / 'out'}{target.suffix})")
+    return target
+
+
+def default_mode(target: Path, folder: bool = False) -> int:
+    """The permission bits a new file (or folder) gets from the umask, or those of the file it replaces.
+
+    mkstemp/mkdtemp make owner-only temporaries; the renamed result should look like any file the
+    user creates (or keep the mode of the one it replaces).
+    """
+    if target.exists():
+        return target.stat().st_mode & 0o777
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if folder else 0o666) & ~mask
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to `target`; rename it onto `target` only if the block succeeds.
@@ -27,8 +50,7 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     Whatever goes wrong inside the block (an exception, a failed validation), nothing is left at
     `target` and the temporary file is removed. The file is fsynced before the rename.
     """
-    target = Path(target)
-    check_writable_dir(target)
+    target = check_output_file(target)
     fd, tmp_name = tempfile.mkstemp(
         prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent if str(target.parent) else "."
     )
@@ -38,6 +60,7 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, default_mode(target))
         os.replace(tmp, target)
     finally:
         if tmp.exists():

@@ -92,7 +92,7 @@ from torch import nn
 
 from .config import DEFAULT_FRONTEND, LABELS, NUM_CLASSES, FrontendConfig
 from .errors import TfsepError
-from .fileio import check_writable_dir
+from .fileio import check_writable_dir, default_mode
 from .model import AdaResNorm, ChannelShuffle, ConvBlock, ModelConfig, TFSepNet, TimeFreqSepConvs
 
 ENGINES = ("x86", "qnnpack")
@@ -921,6 +921,8 @@ def save_quantized(
             (tmp / name).write_text(text)
         for f in tmp.iterdir():
             _fsync(f)
+            os.chmod(f, default_mode(f))  # mkdtemp's folder is owner-only; files get the umask's bits
+        os.chmod(tmp, default_mode(out, folder=True))
         if out.exists():  # replace an earlier quantize output: move it aside first, then drop it
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
             os.replace(out, old / out.name)
