@@ -230,6 +230,7 @@ def test_budget_on_onnx_and_quantized(work, qdir):
     r = run_cli("budget", qdir, "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["params"] == 6838
+    assert "Warning" not in r.stderr, r.stderr  # torch's deprecation notices on loading quantized tensors
 
 
 def test_bad_inputs(work, ckpt):
@@ -241,11 +242,17 @@ def test_bad_inputs(work, ckpt):
     text = work / "notes.txt"
     text.write_text("not a checkpoint")
     cases.append((["export", text, "--onnx", work / "x.onnx"], str(text)))
+    fake = work / "fakeq"  # a quantize-looking folder whose model file is text
+    fake.mkdir()
+    (fake / "model_int8.pt").write_text("not a model")
+    cases.append((["export", fake, "--int8", "--onnx", work / "x.onnx"], "model_int8.pt"))
     for args, needle in cases:
         r = run_cli(*args)
         assert r.returncode == 2, (args, r.stderr)
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and needle in lines[0], r.stderr
+        if needle in (str(text), "model_int8.pt"):  # the message names the fix too
+            assert "tfsep-edge train" in lines[0] or "tfsep-edge quantize" in lines[0], lines[0]
     assert not (work / "x.onnx").exists()
 
 

@@ -50,11 +50,15 @@ def save_checkpoint(
         torch.save(payload, tmp)
 
 
+# What a user should pass instead, appended to every "not a checkpoint" message.
+CHECKPOINT_FIX = "pass a .pt from `tfsep-edge train` or a TF-SepNet state_dict saved with torch.save"
+
+
 def read_checkpoint(path: str | Path) -> dict:
     """torch.load with weights_only=True, turning every failure into one clear TfsepError."""
     path = Path(path)
     if path.is_dir():
-        raise TfsepError(f"{path}: is a folder, not a checkpoint file")
+        raise TfsepError(f"{path}: is a folder, not a checkpoint file; {CHECKPOINT_FIX}")
     if not path.is_file():
         raise TfsepError(f"{path}: no such checkpoint file")
     try:
@@ -72,12 +76,12 @@ def read_checkpoint(path: str | Path) -> dict:
             first = "no pickled tensor data"
         first = first.split(". ")[0]  # torch appends advice meant for its own developers
         raise TfsepError(
-            f"{path}: not a readable PyTorch checkpoint (truncated or another format: {first[:120]})"
+            f"{path}: not a readable PyTorch checkpoint (truncated or another format: {first[:120]}); {CHECKPOINT_FIX}"
         ) from None
     except Exception as exc:  # anything else torch.load raises on garbage
-        raise TfsepError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__})") from None
+        raise TfsepError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}); {CHECKPOINT_FIX}") from None
     if not isinstance(obj, dict):
-        raise TfsepError(f"{path}: holds a {type(obj).__name__}, not a state_dict or checkpoint dict")
+        raise TfsepError(f"{path}: holds a {type(obj).__name__}, not a state_dict or checkpoint dict; {CHECKPOINT_FIX}")
     return obj
 
 

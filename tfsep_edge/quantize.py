@@ -881,13 +881,18 @@ def load_quantized(path: str | Path) -> QuantizedArtifact:
     if not file.is_file():
         raise TfsepError(f"{path}: no {MODEL_FILE} here; run `tfsep-edge quantize CKPT --calib CALIB` first")
     try:
-        with warnings.catch_warnings():
-            # torch.load of quantized tensors goes through the deprecated TypedStorage path.
+        # torch.load rebuilds quantized tensors through deprecated paths (TypedStorage,
+        # quantized tensor creation): the known notices, silenced here once for every caller.
+        with known_warnings_silenced(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="TypedStorage is deprecated", category=UserWarning)
             payload = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise TfsepError(f"{file}: not a readable tfsep-edge quantized model ({first[:120]})") from None
+        first = (str(exc).strip().splitlines() or [""])[0]
+        first = first if len(first) > 12 else f"{type(exc).__name__} {first}".strip()  # not a bare "105"
+        raise TfsepError(
+            f"{file}: not a readable tfsep-edge quantized model ({first[:120]}); "
+            "make it again with `tfsep-edge quantize CKPT --calib CALIB`"
+        ) from None
     return artifact_from_payload(payload, str(file))
 
 

@@ -57,6 +57,8 @@ def open_session(path: Path, threads: int = 1):
     """onnxruntime.InferenceSession on the CPU; TfsepError naming the file if it is not ONNX."""
     import onnxruntime as ort
 
+    if path.is_dir():
+        raise TfsepError(f"{path}: is a folder; give the .onnx model file ({EXPORT_HINT})")
     if not path.is_file():
         raise TfsepError(f"{path}: no such model file")
     try:
