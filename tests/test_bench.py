@@ -70,6 +70,15 @@ def test_include_frontend_reports_its_share(onnx_model, tmp_path):
     assert done.stdout.startswith("| model |")
 
 
+def test_frontend_share_of_a_waveform_model_says_in_graph():
+    """Its front end runs inside the graph: the numpy-side share (an input copy) is not its share."""
+    from tfsep_edge.bench import _frontend_cell
+
+    assert _frontend_cell({"frontend_in_model": True, "frontend_share": 0.002}) == "in graph"
+    assert _frontend_cell({"frontend_in_model": False, "frontend_share": 0.25}) == "25%"
+    assert _frontend_cell({"frontend_share": None}) == "-"
+
+
 def test_efficiency_uses_metadata_macs(tmp_path):
     meta = rm.standard_meta("logmel", 12) | {"tfsep_edge.budget": json.dumps({"macs": 12_345_678})}
     path = rm.export_logmel(tmp_path / "m.onnx", meta=meta)
