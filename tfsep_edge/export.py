@@ -6,9 +6,9 @@ shapes except the batch, no stack-trace metadata, one file. The INT8 graph carri
 and zero points PyTorch's calibration chose (built from QuantizedArtifact.fake_quant_model()).
 
 Every export validates itself before OUT exists: it is written to a temporary file next to
-OUT, checked with onnx.checker (full check), run in onnxruntime on real inputs (bundled audio
-and synthetic clips through the one front end) against the source PyTorch model, and only then
-renamed. A failed validation exits 1 and leaves nothing at OUT.
+OUT, checked with onnx.checker (full check), run in onnxruntime on audio inputs (the bundled
+clips and generated ones, through the one front end; validation_set names them) against the
+source PyTorch model, and only then renamed. A failed validation exits 1 and leaves nothing at OUT.
 """
 
 from __future__ import annotations
@@ -96,19 +96,28 @@ def check_opset(opset: int) -> int:
 
 
 def validation_waves(cfg: FrontendConfig, bundled: int = MAX_BUNDLED, synthetic: int = N_SYNTHETIC) -> np.ndarray:
-    """(N, clip_samples) float32: 1-s windows of the bundled audio plus seeded synthetic clips.
+    """(N, clip_samples) float32: 1-s windows of the bundled audio plus seeded generated clips."""
+    return validation_set(cfg, bundled, synthetic)[0]
 
-    The synthetic clips (noise with a few tones, chirps and clicks at different levels) make the
-    set independent of what is bundled; the bundled ones are real recordings.
+
+def validation_set(
+    cfg: FrontendConfig, bundled: int = MAX_BUNDLED, synthetic: int = N_SYNTHETIC
+) -> tuple[np.ndarray, str]:
+    """validation_waves and what they are, e.g. "12 calibration/ clips, 4 tests/data/micirp clips, 8 generated".
+
+    Bundled audio (in a checkout): the demo calibration set (synthesised scenes) and four MicIRP
+    microphone recordings. The generated clips (noise with a few tones, chirps and clicks at
+    different levels) make the set independent of what is bundled (an installed wheel has none).
     """
     from .audio import find_audio, load_audio, split_windows
 
-    waves = []
+    waves, origin = [], []
     for folder in BUNDLED_AUDIO:
         if folder.is_dir():
             for f in find_audio([folder])[:bundled]:
                 try:
                     waves.append(split_windows(load_audio(f, cfg), cfg)[0])
+                    origin.append(f"{folder.relative_to(REPO)}/ clips")
                 except TfsepError:
                     continue
     rng = np.random.default_rng(0)
@@ -122,7 +131,10 @@ def validation_waves(cfg: FrontendConfig, bundled: int = MAX_BUNDLED, synthetic:
         if i % 3 == 0:
             x[rng.integers(0, len(x), 20)] += level * 5
         waves.append(x.astype(np.float32))
-    return np.stack(waves[: bundled + synthetic]).astype(np.float32)
+        origin.append("generated")
+    keep = bundled + synthetic
+    counts = {name: origin[:keep].count(name) for name in dict.fromkeys(origin[:keep])}
+    return np.stack(waves[:keep]).astype(np.float32), ", ".join(f"{n} {name}" for name, n in counts.items())
 
 
 # --- building --------------------------------------------------------------------------------
@@ -310,10 +322,10 @@ def export(
     source = load_source(model_path, int8)
     started = time.perf_counter()
     model = build_graph(source, int8, frontend, opset)
-    waves = validation_waves(source.frontend)
+    waves, described = validation_set(source.frontend)
     with atomic_path(out, suffix=".onnx") as tmp:
         onnx.save_model(model, str(tmp))  # one file: every initializer inline (well under 2 GB)
-        check = validate(tmp, source, int8, frontend, waves)
+        check = validate(tmp, source, int8, frontend, waves) | {"input_sources": described}
         summary = {
             "out": str(out),
             "source": str(model_path),
@@ -340,7 +352,8 @@ def format_summary(s: dict) -> str:
     lines = [
         f"wrote {s['out']}: {s['precision'].upper()} ONNX (opset {s['opset']}), input {s['input']}, "
         f"{s['bytes']:,} bytes, one file",
-        f"validated on {v['inputs']} real inputs against the {v['reference']}: max |d logit| "
+        f"validated on {v['inputs']} inputs ({v.get('input_sources', 'audio')}) against the {v['reference']}: "
+        "max |d logit| "
         f"{v['max_abs_logit_diff']:.3g}, top-1 agreement {v['top1_agreement']:.1%} ({v['threshold']}); "
         "onnx.checker full check passed; each input alone vs in the batch: max |d logit| "
         f"{v['batch1_max_abs_diff']:.3g}",
