@@ -43,3 +43,12 @@ def test_demo_replaces_its_own_folder_and_refuses_others(tmp_path):
     with pytest.raises(SystemExit, match="not made by the demo"):
         fresh_output(foreign)
     assert (foreign / "notes.txt").read_text() == "keep me"
+    (out / "thesis.tex").write_text("added after the demo ran")  # a demo folder the user wrote into
+    (out / "data").mkdir()
+    with pytest.raises(SystemExit, match="thesis.tex"):
+        fresh_output(out)
+    assert (out / "thesis.tex").is_file() and (out / "data").is_dir()  # refused before removing anything
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(SystemExit, match="is a file"):
+        fresh_output(a_file)

@@ -27,18 +27,33 @@ from .tau import read_split
 
 REPO = Path(__file__).resolve().parents[1]
 CALIB = REPO / "calibration" / "demo"
-MARKER = ".tfsep-edge-demo"  # in the folder a demo made: the next run may replace it
+MARKER = ".tfsep-edge-demo"  # in the folder a demo made: the next run may replace its outputs
+# Everything the demo writes into --out, by name: what a rerun may remove, and nothing else.
+DATA, RUN, INT8_DIR = "data", "train", "int8"
+FP32_ONNX, INT8_ONNX, WAVE_ONNX = "tfsepnet_fp32.onnx", "tfsepnet_int8.onnx", "tfsepnet_wave.onnx"
+EVAL_FP32, EVAL_INT8, BENCH, PREDICTIONS = "eval_fp32.json", "eval_int8_onnx.json", "bench.json", "predictions.csv"
+OUTPUTS = (MARKER, DATA, RUN, INT8_DIR, FP32_ONNX, INT8_ONNX, WAVE_ONNX, EVAL_FP32, EVAL_INT8, BENCH, PREDICTIONS)
 
 
 def fresh_output(out: Path) -> None:
-    """An empty `out` for this run. A previous demo's folder (it holds MARKER) is replaced, so
-    `make demo` runs again from scratch; any other non-empty folder is refused, never deleted."""
-    if out.exists() and any(out.iterdir()):
-        if not (out / MARKER).is_file():
-            sys.exit(f"demo: {out} is not empty and was not made by the demo: choose another --out")
-        shutil.rmtree(out)
+    """Make `out` ready for a run. A previous demo's outputs (the folder holds MARKER) are removed,
+    so `make demo` runs again from scratch. Anything else in it is never deleted: a folder the
+    demo did not make, or one holding other files too, is refused with one line."""
+    if out.exists() and not out.is_dir():
+        sys.exit(f"demo: {out} is a file; give --out a folder")
+    entries = sorted(out.iterdir()) if out.is_dir() else []
+    if entries and not (out / MARKER).is_file():
+        sys.exit(f"demo: {out} is not empty and was not made by the demo: choose another --out")
+    foreign = [e.name for e in entries if e.name not in OUTPUTS]
+    if foreign:
+        sys.exit(f"demo: {out} also holds {', '.join(foreign[:3])}: move them away or choose another --out")
+    for entry in entries:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("made by `python -m tfsep_edge.demo`; its next run replaces this folder\n")
+    (out / MARKER).write_text("made by `python -m tfsep_edge.demo`; its next run replaces the demo's outputs here\n")
 
 
 def tfsep(*args: object, capture: bool = False) -> str:
@@ -77,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = opts.out
     fresh_output(out)
     start = time.perf_counter()
-    data, run = out / "data", out / "train"
-    ckpt, int8_dir = run / "best.pt", out / "int8"
-    fp32_onnx, int8_onnx, wave_onnx = out / "tfsepnet_fp32.onnx", out / "tfsepnet_int8.onnx", out / "tfsepnet_wave.onnx"
+    data, run = out / DATA, out / RUN
+    ckpt, int8_dir = run / "best.pt", out / INT8_DIR
+    fp32_onnx, int8_onnx, wave_onnx = out / FP32_ONNX, out / INT8_ONNX, out / WAVE_ONNX
 
     tfsep("synth", data, "--clips-per-class", opts.clips_per_class, "--seed", 0)
     # On-the-fly device simulation keeps the demo's epochs short; the report's offline form
@@ -87,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     train_args = ["--width", opts.width, "--epochs", opts.epochs, "--warmup-epochs", 2, "--devsim", "online"]
     trained = last_json(tfsep("train", data, *train_args, "-o", run, "--json", capture=True))
     print(json.dumps({k: trained[k] for k in ("width", "trained_epochs", "seconds", "best_val_acc")}))
-    tfsep("evaluate", ckpt, data, "--json", out / "eval_fp32.json")
+    tfsep("evaluate", ckpt, data, "--json", out / EVAL_FP32)
     tfsep("quantize", ckpt, "--calib", CALIB, "--eval", data, "-o", int8_dir, "--no-sensitivity")
     exports = {}
     for name, args in (
@@ -98,14 +113,14 @@ def main(argv: list[str] | None = None) -> int:
         exports[name] = last_json(tfsep("export", *args, "--json", capture=True))
     budget_fp32 = last_json(tfsep("budget", ckpt, "--dtype", "float32", "--json", capture=True))
     budget_int8 = last_json(tfsep("budget", int8_onnx, "--json", capture=True))
-    tfsep("evaluate", int8_onnx, data, "--json", out / "eval_int8_onnx.json")
-    tfsep("bench", fp32_onnx, int8_onnx, wave_onnx, ckpt, "--seconds", 3, "--warmup", 20, "--json", out / "bench.json")
+    tfsep("evaluate", int8_onnx, data, "--json", out / EVAL_INT8)
+    tfsep("bench", fp32_onnx, int8_onnx, wave_onnx, ckpt, "--seconds", 3, "--warmup", 20, "--json", out / BENCH)
     # A few held-out clips of different scenes, one from a device never seen in training.
     held_out = read_split(data, "evaluate")
     unseen = next(c for c in held_out if c.device in UNSEEN_DEVICES)
     first_of_scene = {c.label: c for c in held_out if c.label != unseen.label}
     clips = [unseen.path] + [c.path for c in list(first_of_scene.values())[:3]]
-    tfsep("predict", int8_onnx, *clips, "--top", 2, "--csv", out / "predictions.csv")
+    tfsep("predict", int8_onnx, *clips, "--top", 2, "--csv", out / PREDICTIONS)
 
     summary(out, budget_fp32, budget_int8, exports)
     print(f"\ndemo finished in {time.perf_counter() - start:.0f} s; everything is in {out}")
@@ -114,10 +129,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def summary(out: Path, budget_fp32: dict, budget_int8: dict, exports: dict) -> None:
     """One table from the steps' own JSON results (nothing typed by hand)."""
-    fp32_eval = json.loads((out / "eval_fp32.json").read_text())
-    int8_eval = json.loads((out / "eval_int8_onnx.json").read_text())
-    bench = json.loads((out / "bench.json").read_text())
-    quant = json.loads((out / "int8" / "quant_report.json").read_text())["evaluation"]
+    fp32_eval = json.loads((out / EVAL_FP32).read_text())
+    int8_eval = json.loads((out / EVAL_INT8).read_text())
+    bench = json.loads((out / BENCH).read_text())
+    quant = json.loads((out / INT8_DIR / "quant_report.json").read_text())["evaluation"]
     latency = {f"{r['name']} ({r['runtime']})": r["latency_ms"]["p50"] for r in bench["models"]}
     rows = [
         ("accuracy FP32 (PyTorch checkpoint)", f"{fp32_eval['accuracy']:.3f}"),
