@@ -186,29 +186,27 @@ def test_failed_validation_leaves_nothing(work, ckpt, monkeypatch):
     assert list(folder.iterdir()) == []  # no OUT, no temporary file
 
 
-def test_batch_mixing_graph_is_caught(work, ckpt, monkeypatch):
-    """A graph whose outputs depend on the other examples of the batch fails validation."""
-    from onnx import helper
+@pytest.mark.parametrize("int8", [False, True])
+def test_batch_mixing_graph_is_caught(work, ckpt, qdir, monkeypatch, int8):
+    """A graph whose outputs depend on the other examples of the batch fails validation, even
+    when the first example is untouched: logits -> their cumulative sum over the batch."""
+    from onnx import helper, numpy_helper
 
     real_build = export.build_graph
 
-    def mixing(*args, **kwargs):  # logits + their mean over the batch: batch 1 differs from batch N
+    def mixing(*args, **kwargs):
         model = real_build(*args, **kwargs)
         g = model.graph
         for node in g.node:
             node.output[:] = ["pre_logits" if o == "logits" else o for o in node.output]
-        g.node.extend(
-            [  # opset 17 (the default): ReduceMean takes axes as an attribute
-                helper.make_node("ReduceMean", ["pre_logits"], ["batch_mean"], axes=[0], keepdims=1),
-                helper.make_node("Add", ["pre_logits", "batch_mean"], ["logits"]),
-            ]
-        )
+        g.initializer.append(numpy_helper.from_array(np.array(0, np.int64), "batch_axis"))
+        g.node.append(helper.make_node("CumSum", ["pre_logits", "batch_axis"], ["logits"]))
         return model
 
     monkeypatch.setattr(export, "build_graph", mixing)
-    out = work / "mixing.onnx"
+    out = work / f"mixing_{int8}.onnx"
     with pytest.raises(export.ExportValidationError, match="batch dimension broken"):
-        _export(ckpt, out)
+        _export(qdir if int8 else ckpt, out, int8=int8)
     assert not out.exists()
 
 

@@ -4,6 +4,7 @@ command's report, round trip and determinism. Data: a tiny SYNTHETIC set made in
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -99,6 +100,9 @@ def test_fake_quant_twin_matches_int8(tiny, artifact):
 
 def test_save_load_round_trip(tmp_path, tiny, artifact):
     out = Q.save_quantized(artifact, tmp_path / "q", report={"x": 1})
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~mask  # not mkdtemp's owner-only 0700
     payload = torch.load(out / Q.MODEL_FILE, weights_only=True)  # no pickled code
     assert payload["format"] == Q.FORMAT
     again = Q.load_quantized(out)

@@ -370,9 +370,8 @@ def measure(
             raise
         except Exception as exc:  # a graph whose symbolic input dims hide another shape, a broken model
             reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise TfsepError(
-                f"{r.path}: its first inference failed ({reason}); make it with `tfsep-edge export`"
-            ) from None
+            hint = "make it with `tfsep-edge export`" if r.runtime == "onnxruntime" else "check the model file"
+            raise TfsepError(f"{r.path}: its first inference failed ({reason}); {hint}") from None
         firsts.append((time.perf_counter_ns() - t0) / 1e6 if include_frontend else total / 1e6)
         calls.append(call)
     for _ in range(warmup):

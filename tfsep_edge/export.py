@@ -32,7 +32,7 @@ TOL_WAVEFORM = 1e-3  # FP32, front end inside the graph
 MIN_INT8_AGREEMENT = 0.99  # top-1 agreement of ONNX INT8 with PyTorch INT8
 N_SYNTHETIC = 12  # synthetic validation clips (on top of the bundled audio)
 REPO = Path(__file__).resolve().parents[1]
-BUNDLED_AUDIO = (REPO / "calibration", REPO / "tests" / "data" / "micirp")
+BUNDLED_AUDIO = (REPO / "tests" / "data" / "micirp", REPO / "calibration")  # real recordings first
 MAX_BUNDLED = 12
 
 
@@ -103,18 +103,21 @@ def validation_waves(cfg: FrontendConfig, bundled: int = MAX_BUNDLED, synthetic:
 def validation_set(
     cfg: FrontendConfig, bundled: int = MAX_BUNDLED, synthetic: int = N_SYNTHETIC
 ) -> tuple[np.ndarray, str]:
-    """validation_waves and what they are, e.g. "12 calibration/ clips, 4 tests/data/micirp clips, 8 generated".
+    """validation_waves and what they are, e.g. "4 tests/data/micirp/ clips, 8 calibration/ clips, 12 generated".
 
-    Bundled audio (in a checkout): the demo calibration set (synthesised scenes) and four MicIRP
-    microphone recordings. The generated clips (noise with a few tones, chirps and clicks at
-    different levels) make the set independent of what is bundled (an installed wheel has none).
+    Up to `bundled` clips of the bundled audio (in a checkout: four MicIRP microphone recordings,
+    then the demo calibration set of synthesised scenes), then `synthetic` generated clips (noise
+    with a few tones, chirps and clicks at different levels), which make the set independent of
+    what is bundled (an installed wheel has none).
     """
     from .audio import find_audio, load_audio, split_windows
 
     waves, origin = [], []
     for folder in BUNDLED_AUDIO:
         if folder.is_dir():
-            for f in find_audio([folder])[:bundled]:
+            for f in find_audio([folder]):
+                if len(waves) >= bundled:
+                    break
                 try:
                     waves.append(split_windows(load_audio(f, cfg), cfg)[0])
                     origin.append(f"{folder.relative_to(REPO)}/ clips")
@@ -132,9 +135,8 @@ def validation_set(
             x[rng.integers(0, len(x), 20)] += level * 5
         waves.append(x.astype(np.float32))
         origin.append("generated")
-    keep = bundled + synthetic
-    counts = {name: origin[:keep].count(name) for name in dict.fromkeys(origin[:keep])}
-    return np.stack(waves[:keep]).astype(np.float32), ", ".join(f"{n} {name}" for name, n in counts.items())
+    counts = {name: origin.count(name) for name in dict.fromkeys(origin)}
+    return np.stack(waves).astype(np.float32), ", ".join(f"{n} {name}" for name, n in counts.items())
 
 
 # --- building --------------------------------------------------------------------------------
@@ -224,14 +226,15 @@ def validate(path: Path, source: Source, int8: bool, frontend: bool, waves: np.n
     feed = waves if frontend else mels
     name = session.get_inputs()[0].name
     out = session.run(None, {name: feed})[0]
-    # The batch is dynamic: each example alone must give its logits in the batch. FP32 to 1e-5.
+    # The batch is dynamic: each example alone must give its logits in the batch. FP32 to 1e-5
+    # (relative 1e-6 for logits above 10: float32 sums in another order at another batch size).
     # INT8 to 1% of the logits' range: the float parts (stem conv, AdaResNorm) accumulate in
     # another order at another batch size, and a value on a rounding edge then lands one
     # quantization step away (seen: 0.002 on 2 of 24 clips, C=40); a broken batch axis moves
     # logits by their whole scale.
     single = np.concatenate([session.run(None, {name: feed[i : i + 1]})[0] for i in range(len(feed))])
     batch_diff = float(np.abs(single - out).max())
-    batch_tol = 0.01 * float(np.ptp(out)) if int8 else 1e-5
+    batch_tol = 0.01 * float(np.ptp(out)) if int8 else max(1e-5, 1e-6 * float(np.abs(out).max()))
     max_diff = float(np.abs(out - ref).max())
     agreement = float((out.argmax(1) == ref.argmax(1)).mean())
     result = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from collections.abc import Iterator
@@ -38,9 +39,15 @@ def default_mode(target: Path, folder: bool = False) -> int:
     """
     if target.exists():
         return target.stat().st_mode & 0o777
-    mask = os.umask(0)
+    return (0o777 if folder else 0o666) & ~_umask()
+
+
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    # Reading the umask means setting it: done once (at the first output), not per file.
+    mask = os.umask(0o022)
     os.umask(mask)
-    return (0o777 if folder else 0o666) & ~mask
+    return mask
 
 
 @contextlib.contextmanager

@@ -13,5 +13,13 @@ def progress_bar(total: int, desc: str | None = None, unit: str = "it", enabled:
     """A tqdm bar on stderr, disabled unless `enabled` and stderr is a terminal."""
     from tqdm import tqdm
 
-    on_terminal = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=not (enabled and on_terminal), leave=False)
+    return tqdm(
+        total=total, desc=desc, unit=unit, file=sys.stderr, disable=not (enabled and _on_terminal()), leave=False
+    )
+
+
+def _on_terminal() -> bool:
+    try:
+        return bool(sys.stderr and sys.stderr.isatty())
+    except (AttributeError, ValueError):  # no stderr, or a closed one
+        return False

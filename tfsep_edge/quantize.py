@@ -926,8 +926,7 @@ def save_quantized(
             (tmp / name).write_text(text)
         for f in tmp.iterdir():
             _fsync(f)
-            os.chmod(f, default_mode(f))  # mkdtemp's folder is owner-only; files get the umask's bits
-        os.chmod(tmp, default_mode(out, folder=True))
+        os.chmod(tmp, default_mode(out, folder=True))  # mkdtemp's folder is owner-only (files got the umask)
         if out.exists():  # replace an earlier quantize output: move it aside first, then drop it
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
             os.replace(out, old / out.name)

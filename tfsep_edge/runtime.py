@@ -155,9 +155,10 @@ class OnnxClassifier:
             self.check_runs()
 
     def check_runs(self) -> None:
-        """One silent input through the graph: a model whose symbolic input dimensions hide
-        another shape fails here, with one line naming it, not in the middle of a folder."""
-        batch = self.info.fixed_batch or 1
+        """A silent batch of 2 through the graph: a model whose symbolic input dimensions hide
+        another shape (or a batch it cannot take) fails here, with one line naming it, not in
+        the middle of a folder."""
+        batch = self.info.fixed_batch or 2
         cfg = self.frontend
         shape = (batch, 1, cfg.n_mels, cfg.n_frames) if self.input_kind == "logmel" else (batch, cfg.clip_samples)
         try:
@@ -200,13 +201,19 @@ class OnnxClassifier:
         x = np.ascontiguousarray(x, dtype=np.float32)
         step = self.info.fixed_batch
         if step is None or len(x) == step:
-            return self.session.run([self.output_name], {self.input_name: x})[0]
+            return self._session_run(x)
         if len(x) % step:
             raise TfsepError(f"{self.path}: takes batches of exactly {step}; got {len(x)} (use --batch {step})")
-        parts = [
-            self.session.run([self.output_name], {self.input_name: x[i : i + step]})[0] for i in range(0, len(x), step)
-        ]
-        return np.concatenate(parts)
+        return np.concatenate([self._session_run(x[i : i + step]) for i in range(0, len(x), step)])
+
+    def _session_run(self, x: np.ndarray) -> np.ndarray:
+        try:
+            return self.session.run([self.output_name], {self.input_name: x})[0]
+        except Exception as exc:  # a graph that loaded and passed check_runs but fails on this input
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise TfsepError(
+                f"{self.path}: onnxruntime failed on a {x.shape} input ({reason}); {EXPORT_HINT}"
+            ) from None
 
     def logits_from_logmel(self, x: np.ndarray) -> np.ndarray:
         """(B, 1, n_mels, frames) log-mel -> (B, 10) logits."""
