@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import DEFAULT_FRONTEND, FrontendConfig
-from .errors import TfsepError
+from .errors import TfsepError, first_line
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
@@ -62,7 +62,7 @@ def load_audio(path: str | Path, cfg: FrontendConfig = DEFAULT_FRONTEND) -> np.n
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises several types for broken files
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise TfsepError(f"{path}: cannot read as audio ({reason}); re-export it as a WAV file") from None
     if data.shape[0] == 0:
         raise TfsepError(f"{path}: has 0 samples; nothing to classify")

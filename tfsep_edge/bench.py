@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import DEFAULT_FRONTEND, FrontendConfig
-from .errors import TfsepError, check_at_least_one
+from .errors import TfsepError, check_at_least_one, first_line
 
 SCHEMA = "tfsep-edge/bench"
 SCHEMA_VERSION = 1
@@ -369,7 +369,7 @@ def measure(
         except TfsepError:
             raise
         except Exception as exc:  # a graph whose symbolic input dims hide another shape, a broken model
-            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc, 200)
             hint = "make it with `tfsep-edge export`" if r.runtime == "onnxruntime" else "check the model file"
             raise TfsepError(f"{r.path}: its first inference failed ({reason}); {hint}") from None
         firsts.append((time.perf_counter_ns() - t0) / 1e6 if include_frontend else total / 1e6)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .config import DEFAULT_FRONTEND, LABELS, FrontendConfig
-from .errors import TfsepError
+from .errors import TfsepError, first_line
 from .fileio import atomic_path
 from .model import TFSepNet
 
@@ -64,7 +64,7 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         # Only "Unsupported global" means real pickled objects; torch prefixes every weights-only
         # unpickling failure (random bytes too) with "Weights only load failed".
         if "Unsupported global" in str(exc):

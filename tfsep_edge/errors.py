@@ -8,6 +8,13 @@ class TfsepError(Exception):
     """
 
 
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """An exception's message reduced to its first line (at most `limit` characters), or the
+    exception's type name when it has no message: the reason part of a one-line error."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 def check_at_least_one(option: str, value: int | None) -> None:
     """One-line error for a count option below 1 (`--threads 0`); None means "not given"."""
     if value is not None and value < 1:

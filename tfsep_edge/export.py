@@ -22,7 +22,7 @@ import numpy as np
 
 from . import __version__, config
 from .config import LABELS, FrontendConfig
-from .errors import TfsepError
+from .errors import TfsepError, first_line
 from .fileio import atomic_path, check_output_file
 
 OPSETS = (17, 18, 19, 20)  # 17: first with LayerNorm/STFT-era ops ORT runs everywhere; 20: newest we test
@@ -220,7 +220,7 @@ def validate(path: Path, source: Source, int8: bool, frontend: bool, waves: np.n
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:  # checker raises ValidationError / InferenceError
-        raise ExportValidationError(f"onnx.checker rejected the graph: {str(exc).splitlines()[0][:200]}") from None
+        raise ExportValidationError(f"onnx.checker rejected the graph: {first_line(exc, 200)}") from None
     mels, ref = reference_logits(source, waves, int8)
     session = ort_session(path)
     feed = waves if frontend else mels

@@ -18,7 +18,7 @@ import numpy as np
 from . import config
 from .audio import load_audio, split_windows
 from .config import DEFAULT_FRONTEND, LABELS, NUM_CLASSES, FrontendConfig
-from .errors import TfsepError, check_at_least_one
+from .errors import TfsepError, check_at_least_one, first_line
 from .frontend import log_mel
 
 INPUT_KINDS = ("logmel", "waveform")
@@ -68,7 +68,7 @@ def open_session(path: Path, threads: int = 1):
     except TfsepError:
         raise
     except Exception as exc:  # ORT raises several types (InvalidProtobuf, Fail, InvalidGraph)
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc, 160)
         raise TfsepError(f"{path}: not a loadable ONNX model ({reason}); {EXPORT_HINT}") from None
 
 
@@ -164,7 +164,7 @@ class OnnxClassifier:
         try:
             out = self.session.run([self.output_name], {self.input_name: np.zeros(shape, np.float32)})[0]
         except Exception as exc:  # onnxruntime's Fail / InvalidArgument / RuntimeException
-            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc, 200)
             raise TfsepError(
                 f"{self.path}: onnxruntime cannot run it on a {shape} input ({reason}); {EXPORT_HINT}"
             ) from None
@@ -210,7 +210,7 @@ class OnnxClassifier:
         try:
             return self.session.run([self.output_name], {self.input_name: x})[0]
         except Exception as exc:  # a graph that loaded and passed check_runs but fails on this input
-            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc, 200)
             raise TfsepError(
                 f"{self.path}: onnxruntime failed on a {x.shape} input ({reason}); {EXPORT_HINT}"
             ) from None

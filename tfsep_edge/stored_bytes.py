@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import TfsepError
+from .errors import TfsepError, first_line
 
 MODEL_TYPES = ("int8_weights", "int32_biases", "float_qparams", "float_weights", "float_norm_params")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
@@ -67,7 +67,7 @@ def load_onnx(path: Path):
     try:
         return onnx.load(str(path))
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc, 120)
         raise TfsepError(f"{path}: not a readable ONNX file ({reason}); export one with `tfsep-edge export`") from None
 
 
