@@ -11,12 +11,8 @@ producer that is missing or fails is reported as a note and its variant is skipp
 from __future__ import annotations
 
 import traceback
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-
-# torch.load of quantized tensors (quantize.load_quantized, inside export --int8) warns on every load.
-warnings.filterwarnings("ignore", message="TypedStorage is deprecated")
 
 
 @dataclass

@@ -19,7 +19,6 @@ import json
 import resource
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,10 +206,7 @@ def load_torch_int8(path: Path, threads: int) -> Runner:
 
     before = rss_mb()
     t0 = time.perf_counter_ns()
-    with warnings.catch_warnings():  # torch.load of quantized tensors warns about TypedStorage
-        warnings.simplefilter("ignore", UserWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        loaded = load_quantized(path)
+    loaded = load_quantized(path)  # it silences torch's known notices itself, nothing else
     load_ms = (time.perf_counter_ns() - t0) / 1e6
     # The engine the model was converted for, set once (not per call as the artifact's __call__ does).
     torch.backends.quantized.engine = loaded.options.engine

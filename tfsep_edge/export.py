@@ -55,15 +55,14 @@ class Source:
 
 def load_source(path: Path, int8: bool) -> Source:
     """A checkpoint or a quantized folder; --int8 needs the latter."""
-    from .quantize import is_quantized_dir, known_warnings_silenced, load_quantized
+    from .quantize import is_quantized_dir, load_quantized
 
     if not path.exists():
         raise TfsepError(f"{path}: no such checkpoint or quantized model")
     if path.suffix.lower() == ".onnx":
         raise TfsepError(f"{path}: already an ONNX file; export takes a checkpoint or a `tfsep-edge quantize` folder")
     if is_quantized_dir(path):
-        with known_warnings_silenced():  # quantize.py's list of torch 2.13 deprecation notices
-            art = load_quantized(path)
+        art = load_quantized(path)  # it silences quantize.py's list of torch 2.13 notices itself
         return Source(path, art.float_model, art.frontend, art if int8 else None)
     if int8:
         if path.is_dir():
