@@ -176,23 +176,7 @@ def load_torch_checkpoint(path: Path, threads: int) -> Runner:
     t0 = time.perf_counter_ns()
     model, info = load_checkpoint(path)
     load_ms = (time.perf_counter_ns() - t0) / 1e6
-    cfg = info["frontend"]
-    macs, source = count_macs_torch(model, cfg)
-    return Runner(
-        name=path.name,
-        path=str(path),
-        runtime="torch-fp32",
-        precision="fp32",
-        width=model.width,
-        input_kind="logmel",
-        load_ms=load_ms,
-        frontend=_torch_frontend(cfg),
-        model=_torch_call(model),
-        macs=macs,
-        macs_source=source,
-        extra={"torch_threads": threads},
-        rss_load_mb=_delta(before),
-    )
+    return _torch_runner(path, "fp32", model, model, info["frontend"], load_ms, before, {"torch_threads": threads})
 
 
 def load_torch_int8(path: Path, threads: int) -> Runner:
@@ -210,23 +194,35 @@ def load_torch_int8(path: Path, threads: int) -> Runner:
     load_ms = (time.perf_counter_ns() - t0) / 1e6
     # The engine the model was converted for, set once (not per call as the artifact's __call__ does).
     torch.backends.quantized.engine = loaded.options.engine
-    model = loaded.int8_model
-    cfg = loaded.frontend
-    macs, source = count_macs_torch(loaded.float_model, cfg)
-    width = loaded.float_model.width
+    extra = {"torch_threads": threads, "quantized_engine": torch.backends.quantized.engine}
+    return _torch_runner(path, "int8", loaded.int8_model, loaded.float_model, loaded.frontend, load_ms, before, extra)
+
+
+def _torch_runner(
+    path: Path,
+    precision: str,
+    model,
+    float_model,
+    cfg: FrontendConfig,
+    load_ms: float,
+    before: float | None,
+    extra: dict,
+) -> Runner:
+    """A PyTorch eager runner: `model` runs, MACs and width come from the float model it was made from."""
+    macs, source = count_macs_torch(float_model, cfg)
     return Runner(
         name=path.name,
         path=str(path),
-        runtime="torch-int8",
-        precision="int8",
-        width=width,
+        runtime=f"torch-{precision}",
+        precision=precision,
+        width=float_model.width,
         input_kind="logmel",
         load_ms=load_ms,
         frontend=_torch_frontend(cfg),
         model=_torch_call(model),
         macs=macs,
         macs_source=source,
-        extra={"torch_threads": threads, "quantized_engine": torch.backends.quantized.engine},
+        extra=extra,
         rss_load_mb=_delta(before),
     )
 
