@@ -152,6 +152,7 @@ def summary(out: Path, budget_fp32: dict, budget_int8: dict, exports: dict) -> N
     rows += [(f"latency p50, {name} (ms, batch 1, 1 thread)", f"{ms:.3f}") for name, ms in latency.items()]
     width = max(len(r[0]) for r in rows)
     print("\n== tfsep-edge demo summary (SYNTHETIC data: shows the toolchain, not real-scene accuracy) ==")
+    print("(accuracies vary slightly from machine to machine: training follows the CPU's float kernels)")
     for label, value in rows:
         print(f"{label:<{width}}  {value}")
 

@@ -37,6 +37,7 @@ BATCH = "batch"
 LOGMEL_INPUT = "logmel"
 WAVEFORM_INPUT = "waveform"
 OUTPUT = "logits"
+FRONTEND_OUTPUT = LOGMEL_INPUT + "_fe"  # the in-graph front end's log-mel (export validation reads it)
 
 
 class GraphBuilder:
@@ -418,7 +419,7 @@ def add_frontend(g: GraphBuilder, wave: str, cfg: FrontendConfig = DEFAULT_FRONT
         "fe.normalized",
     )
     spec_t = g.op("Transpose", [normed], "fe.transposed", perm=[0, 2, 1])
-    return g.op("Unsqueeze", [spec_t, g.const("fe.unsqueeze_axes", np.array([1], np.int64))], LOGMEL_INPUT + "_fe")
+    return g.op("Unsqueeze", [spec_t, g.const("fe.unsqueeze_axes", np.array([1], np.int64))], FRONTEND_OUTPUT)
 
 
 def add_input(g: GraphBuilder, frontend: bool, cfg: FrontendConfig):

@@ -707,6 +707,14 @@ def build_fake_quant(int8_model: nn.Module, float_qready: QTFSepNet, act_dtype: 
     return fq
 
 
+def output_step(fq: QTFSepNet) -> float:
+    """The scale of the twin's last quantization point (the classifier's output): logits are means
+    of integers on this grid, so export validation states its INT8 tolerance in these steps."""
+    cls = fq.classifier
+    point = cls.body.out if isinstance(cls.body, FakeQuantConv) else cls.quant
+    return float(point.scale)
+
+
 # --- the artifact --------------------------------------------------------------------------------
 
 
