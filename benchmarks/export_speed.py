@@ -31,14 +31,14 @@ from onnx import TensorProto, helper  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
+  # noqa: E402
 from tfsep_edge import __version__  # noqa: E402
-from tfsep_edge.config import DEFAULT_FRONTEND as CFG  # noqa: E402
-from tfsep_edge.export import ort_session, validation_waves  # noqa: E402
-from tfsep_edge.frontend import log_mel, log_mel_torch, mel_filterbank  # noqa: E402
-from tfsep_edge.model import random_model  # noqa: E402
-from tfsep_edge.onnx_graph import GraphBuilder, add_frontend, build_fp32  # noqa: E402
-from tfsep_edge.onnx_qdq import build_int8  # noqa: E402
+from tfsep_edge.core.config import DEFAULT_FRONTEND as CFG  # noqa: E402
+from tfsep_edge.export.onnx_export import ort_session, validation_waves  # noqa: E402
+from tfsep_edge.export.onnx_fp32 import GraphBuilder, add_frontend, build_fp32  # noqa: E402
+from tfsep_edge.export.onnx_int8 import build_int8  # noqa: E402
+from tfsep_edge.model.tfsepnet import random_model  # noqa: E402
+from tfsep_edge.signal.frontend import log_mel, log_mel_torch, mel_filterbank  # noqa: E402
 
 OUT = REPO / "benchmarks" / "results"
 
@@ -79,7 +79,7 @@ def stft_frontend(opset: int = 17) -> onnx.ModelProto:
     pad = CFG.n_fft // 2
     padded = g.op("Pad", [emph, g.const("pads", np.array([0, pad, 0, pad]))], "pad", mode="reflect")
     sig = g.op("Unsqueeze", [padded, g.const("uax", np.array([2]))], "sig")
-    from tfsep_edge.frontend import hann_window
+    from tfsep_edge.signal.frontend import hann_window
 
     spec = g.op(
         "STFT",
@@ -120,7 +120,7 @@ def _wrap(g, out_name, tail_shape) -> onnx.ModelProto:
 
 
 def tiny_int8(model):
-    from tfsep_edge.quantize import QuantOptions, quantize_model
+    from tfsep_edge.quant.quantize import QuantOptions, quantize_model
 
     waves = torch.from_numpy(validation_waves(CFG, bundled=4, synthetic=12))
     batches = [log_mel_torch(waves[:8]), log_mel_torch(waves[8:])]
@@ -161,7 +161,7 @@ def main() -> None:
     torch.set_num_threads(1)
     import onnxruntime as ort
 
-    from tfsep_edge.machine import machine_info
+    from tfsep_edge.bench.machine import machine_info
 
     result = {
         "what": "onnxruntime latency, batch 1, 1 thread, ORT_ENABLE_ALL, runtime.session_options (x86: "

@@ -31,7 +31,7 @@ def noise_logmels(n: int, seed: int = 0):
     import numpy as np
     import torch
 
-    from tfsep_edge.frontend import log_mel_torch
+    from tfsep_edge.signal.frontend import log_mel_torch
 
     rng = np.random.default_rng(seed)
     white = rng.standard_normal((n, 32_000)).astype(np.float32)
@@ -43,8 +43,8 @@ def noise_logmels(n: int, seed: int = 0):
 
 
 def make_checkpoint(width: int, out: Path, seed: int = 0) -> Path:
-    from tfsep_edge.checkpoint import save_checkpoint
-    from tfsep_edge.model import random_model
+    from tfsep_edge.model.checkpoint import save_checkpoint
+    from tfsep_edge.model.tfsepnet import random_model
 
     save_checkpoint(
         random_model(width, seed),
@@ -57,8 +57,8 @@ def make_checkpoint(width: int, out: Path, seed: int = 0) -> Path:
 def make_quantized(checkpoint: Path, folder: Path, calib_clips: int = 64) -> Path:
     import torch
 
-    from tfsep_edge import quantize
-    from tfsep_edge.checkpoint import load_model
+    from tfsep_edge.model.checkpoint import load_model
+    from tfsep_edge.quant import quantize
 
     model = load_model(checkpoint)
     batches = list(noise_logmels(calib_clips).split(16))
@@ -76,7 +76,7 @@ def make_quantized(checkpoint: Path, folder: Path, calib_clips: int = 64) -> Pat
 
 
 def make_onnx(source: Path, out: Path, int8: bool = False, frontend: bool = False) -> Path:
-    from tfsep_edge.export import export
+    from tfsep_edge.export.onnx_export import export
 
     export(source, out, int8=int8, frontend=frontend, timing=False, echo=lambda _text: None)
     return out

@@ -29,16 +29,16 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from tfsep_edge.fileio import write_text_atomic  # noqa: E402
-from tfsep_edge.quantize_report import QuantizeRequest, run_quantize  # noqa: E402
-from tfsep_edge.synth import synthesize  # noqa: E402
+from tfsep_edge.core.fileio import write_text_atomic  # noqa: E402
+from tfsep_edge.datasets.synth import synthesize  # noqa: E402
+from tfsep_edge.quant.pipeline import QuantizeRequest, run_quantize  # noqa: E402
 
 OUT = REPO / "benchmarks" / "results"
 RUNS = (("x86", "histogram", True), ("x86", "minmax", False), ("qnnpack", "histogram", False))
 
 
 def train_checkpoint(data: Path, work: Path, width: int, epochs: int) -> Path:
-    from tfsep_edge.train import train
+    from tfsep_edge.train.loop import train
 
     run = work / f"train-c{width}"
     given = {"width": width, "epochs": epochs, "devsim": "none", "warmup_epochs": 1, "lr": 0.005, "threads": 1}

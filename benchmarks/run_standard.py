@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.models import ModelSet, make_models  # noqa: E402
-from tfsep_edge.bench import format_report, machine_line  # noqa: E402
-from tfsep_edge.fileio import write_text_atomic  # noqa: E402
+from tfsep_edge.bench.harness import format_report, machine_line  # noqa: E402
+from tfsep_edge.core.fileio import write_text_atomic  # noqa: E402
 
 # Targets of the runtime issue, checked as ratios measured on this machine in one run each.
 TARGETS = {
@@ -63,7 +63,8 @@ def bench(models: list[Path], mode: str, threads: int, seconds: float, out: Path
 def predict_load_seconds(onnx_model: Path, repeats: int = 5) -> dict:
     """Import of the CLI and runtime + OnnxClassifier(model), in a fresh process each time."""
     code = (
-        "import time; t=time.perf_counter(); import tfsep_edge.cli; from tfsep_edge.runtime import OnnxClassifier; "
+        "import time; t=time.perf_counter(); import tfsep_edge.cli; "
+        "from tfsep_edge.runtime.classifier import OnnxClassifier; "
         f"OnnxClassifier({str(onnx_model)!r}); print(time.perf_counter()-t)"
     )
     times = []

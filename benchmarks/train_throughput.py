@@ -28,11 +28,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tfsep_edge.data import BUNDLED_IR_DIR, load_split  # noqa: E402
-from tfsep_edge.fileio import write_text_atomic  # noqa: E402
-from tfsep_edge.synth import synthesize  # noqa: E402
-from tfsep_edge.tau import read_split  # noqa: E402
-from tfsep_edge.train import train  # noqa: E402
+from tfsep_edge.core.fileio import write_text_atomic  # noqa: E402
+from tfsep_edge.datasets.cache import BUNDLED_IR_DIR, load_split  # noqa: E402
+from tfsep_edge.datasets.synth import synthesize  # noqa: E402
+from tfsep_edge.datasets.tau import read_split  # noqa: E402
+from tfsep_edge.train.loop import train  # noqa: E402
 
 OUT = REPO / "benchmarks" / "results"
 

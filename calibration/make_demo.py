@@ -1,4 +1,4 @@
-"""Regenerate calibration/demo/: the small bundled SYNTHETIC calibration set for the demo.
+"""Regenerate tfsep_edge/assets/calibration/: the small bundled SYNTHETIC calibration set for the demo.
 
 30 one-second clips (3 per scene class), devices cycled over the six training devices
 (a, b, c, s1, s2, s3), written as 32 kHz mono 16-bit WAVs (the front end's rate, so no
@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from tfsep_edge.audio import resample
-from tfsep_edge.config import DEFAULT_FRONTEND, LABELS, SEEN_DEVICES
-from tfsep_edge.synth import RATE, synth_clip
+from tfsep_edge.core.config import DEFAULT_FRONTEND, LABELS, SEEN_DEVICES
+from tfsep_edge.datasets.synth import RATE, synth_clip
+from tfsep_edge.signal.audio import resample
 
 SEED = 2023
 PER_CLASS = 3
-OUT = Path(__file__).resolve().parent / "demo"
+OUT = Path(__file__).resolve().parents[1] / "tfsep_edge" / "assets" / "calibration"  # package data
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfsep_edge import config
+from tfsep_edge.core import config
 
 _CACHE: dict[str, Path] = {}
 
@@ -44,7 +44,7 @@ def export_logmel(path: Path, width: int = 12, meta: dict[str, str] | None = Non
     import torch
 
     cfg = config.DEFAULT_FRONTEND
-    from tfsep_edge.model import random_model
+    from tfsep_edge.model.tfsepnet import random_model
 
     model = random_model(width, seed)
     x = torch.zeros(1, 1, cfg.n_mels, cfg.n_frames)
@@ -104,9 +104,9 @@ def cached(name: str, tmp_path_factory, build) -> Path:
 
 def export_real(path: Path, width: int = 12, seed: int = 0, frontend: bool = False) -> Path:
     """The project's own `tfsep-edge export` of an untrained checkpoint (validated, with metadata)."""
-    from tfsep_edge.checkpoint import save_checkpoint
-    from tfsep_edge.export import export
-    from tfsep_edge.model import random_model
+    from tfsep_edge.export.onnx_export import export
+    from tfsep_edge.model.checkpoint import save_checkpoint
+    from tfsep_edge.model.tfsepnet import random_model
 
     ckpt = path.with_suffix(".pt")
     save_checkpoint(random_model(width, seed), ckpt)

@@ -9,8 +9,8 @@ import pytest
 import runtime_models as rm
 from conftest import run_cli
 
-from tfsep_edge.bench import SCHEMA, compare_rows, load_result
-from tfsep_edge.machine import isa_features, machine_info
+from tfsep_edge.bench.harness import SCHEMA, compare_rows, load_result
+from tfsep_edge.bench.machine import isa_features, machine_info
 
 STATS = {"min", "p50", "p90", "p99", "max", "mean", "std"}
 TINY = ("--runs", "4", "--warmup", "1")
@@ -23,8 +23,8 @@ def onnx_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from tfsep_edge.checkpoint import save_checkpoint
-    from tfsep_edge.model import random_model
+    from tfsep_edge.model.checkpoint import save_checkpoint
+    from tfsep_edge.model.tfsepnet import random_model
 
     path = tmp_path_factory.mktemp("ckpt") / "c12.pt"
     save_checkpoint(random_model(12), path)
@@ -72,7 +72,7 @@ def test_include_frontend_reports_its_share(onnx_model, tmp_path):
 
 def test_frontend_share_of_a_waveform_model_says_in_graph():
     """Its front end runs inside the graph: the numpy-side share (an input copy) is not its share."""
-    from tfsep_edge.bench import _frontend_cell
+    from tfsep_edge.bench.harness import _frontend_cell
 
     assert _frontend_cell({"frontend_in_model": True, "frontend_share": 0.002}) == "in graph"
     assert _frontend_cell({"frontend_in_model": False, "frontend_share": 0.25}) == "25%"
@@ -172,8 +172,8 @@ def test_machine_record_reads_isa_flags():
 def test_pytorch_int8_folder_benches_beside_onnx(onnx_model, tmp_path):
     import torch
 
-    from tfsep_edge.model import random_model
-    from tfsep_edge.quantize import MODEL_FILE, QuantOptions, artifact_payload, quantize_model
+    from tfsep_edge.model.tfsepnet import random_model
+    from tfsep_edge.quant.quantize import MODEL_FILE, QuantOptions, artifact_payload, quantize_model
 
     calib = [torch.randn(4, 1, 128, 44) for _ in range(2)]
     artifact, _ = quantize_model(random_model(12), calib, QuantOptions(observer="minmax"))

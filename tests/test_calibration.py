@@ -11,7 +11,8 @@ import pytest
 import soundfile as sf
 
 from tests.conftest import run_cli
-from tfsep_edge.calibration import (
+from tfsep_edge.core.errors import TfsepError
+from tfsep_edge.datasets.calibration import (
     MIN_CALIB_FILES,
     _balanced_pick,
     list_text,
@@ -19,7 +20,6 @@ from tfsep_edge.calibration import (
     select_calibration,
     select_eval,
 )
-from tfsep_edge.errors import TfsepError
 
 
 def wav(path: Path, seed: int, seconds: float = 1.0, rate: int = 32_000) -> Path:
@@ -37,8 +37,8 @@ def wav_folder(folder: Path, n: int, prefix: str = "airport") -> Path:
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
-    from tfsep_edge.checkpoint import save_checkpoint
-    from tfsep_edge.model import TFSepNet
+    from tfsep_edge.model.checkpoint import save_checkpoint
+    from tfsep_edge.model.tfsepnet import TFSepNet
 
     path = tmp_path_factory.mktemp("ck") / "m.pt"
     save_checkpoint(TFSepNet(8).eval(), path)
@@ -68,7 +68,7 @@ def test_balanced_pick_over_classes_and_devices():
 
 
 def test_tau_subset_and_list_replay(tmp_path):
-    from tfsep_edge.synth import synthesize
+    from tfsep_edge.datasets.synth import synthesize
 
     data = synthesize(tmp_path / "s", clips_per_class=4, seed=0)
     chosen = select_calibration(data, 20, seed=3)
@@ -175,8 +175,8 @@ def test_cli_out_in_read_only_folder(tmp_path, ckpt, monkeypatch):
     """Checked through os.access so it holds when the tests run as root too."""
     from typer.testing import CliRunner
 
-    from tfsep_edge import fileio
     from tfsep_edge.cli import app
+    from tfsep_edge.core import fileio
 
     calib = wav_folder(tmp_path / "c", MIN_CALIB_FILES)
     ro = tmp_path / "ro"

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, run_cli
-from tfsep_edge import evaluate as ev
-from tfsep_edge.synth import synthesize
+from tfsep_edge.datasets.synth import synthesize
+from tfsep_edge.runtime import evaluate as ev
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from tfsep_edge.train import train
+    from tfsep_edge.train.loop import train
 
     root = tmp_path_factory.mktemp("ev")
     data = synthesize(root / "synth", clips_per_class=6, seed=2)
@@ -64,9 +64,9 @@ def test_cli_evaluate_json_and_plot(trained, tmp_path):
 def test_onnx_and_quantized_models_share_the_code_path(trained, tmp_path):
     import torch
 
-    from tfsep_edge.checkpoint import load_checkpoint
-    from tfsep_edge.export import export
-    from tfsep_edge.quantize import QuantOptions, quantize_model, save_quantized
+    from tfsep_edge.export.onnx_export import export
+    from tfsep_edge.model.checkpoint import load_checkpoint
+    from tfsep_edge.quant.quantize import QuantOptions, quantize_model, save_quantized
 
     data, ckpt = trained
     fp32 = ev.evaluate(ckpt, data, progress=False)

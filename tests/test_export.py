@@ -17,9 +17,16 @@ onnx = pytest.importorskip("onnx")
 
 from conftest import run_cli  # noqa: E402
 
-from tfsep_edge import config, export, export_rule  # noqa: E402
-from tfsep_edge.config import DEFAULT_FRONTEND  # noqa: E402
-from tfsep_edge.model import random_model  # noqa: E402
+# noqa: E402
+from tfsep_edge.core import config  # noqa: E402
+from tfsep_edge.core.config import DEFAULT_FRONTEND  # noqa: E402
+
+# noqa: E402
+from tfsep_edge.export import onnx_export as export  # noqa: E402
+
+# noqa: E402
+from tfsep_edge.export import rule as export_rule  # noqa: E402
+from tfsep_edge.model.tfsepnet import random_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +36,7 @@ def work(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def ckpt(work) -> Path:
-    from tfsep_edge.checkpoint import save_checkpoint
+    from tfsep_edge.model.checkpoint import save_checkpoint
 
     path = work / "c12.pt"
     save_checkpoint(random_model(), path)
@@ -38,9 +45,9 @@ def ckpt(work) -> Path:
 
 @pytest.fixture(scope="module")
 def qdir(work, ckpt) -> Path:
-    from tfsep_edge.checkpoint import load_model
-    from tfsep_edge.frontend import log_mel_torch
-    from tfsep_edge.quantize import MODEL_FILE, QuantOptions, artifact_payload, quantize_model
+    from tfsep_edge.model.checkpoint import load_model
+    from tfsep_edge.quant.quantize import MODEL_FILE, QuantOptions, artifact_payload, quantize_model
+    from tfsep_edge.signal.frontend import log_mel_torch
 
     waves = torch.from_numpy(export.validation_waves(DEFAULT_FRONTEND, bundled=4, synthetic=12))
     batches = [log_mel_torch(waves[:8]), log_mel_torch(waves[8:])]
@@ -68,7 +75,7 @@ def fp32_logmel(work, ckpt) -> Path:
 
 
 def test_fp32_logmel_parity_and_dynamic_batch(fp32_logmel, ckpt):
-    from tfsep_edge.checkpoint import load_model
+    from tfsep_edge.model.checkpoint import load_model
 
     model = load_model(ckpt)
     x = torch.randn(5, 1, 128, 44)
@@ -117,8 +124,8 @@ def test_metadata(fp32_logmel):
 
 
 def test_fp32_waveform_parity(work, ckpt):
-    from tfsep_edge.checkpoint import load_model
-    from tfsep_edge.frontend import log_mel_torch
+    from tfsep_edge.model.checkpoint import load_model
+    from tfsep_edge.signal.frontend import log_mel_torch
 
     out = work / "fp32_wave.onnx"
     summary = _export(ckpt, out, frontend=True)
@@ -137,8 +144,8 @@ def test_fp32_waveform_parity(work, ckpt):
 
 @pytest.mark.parametrize("frontend", [False, True])
 def test_int8_parity(work, qdir, frontend):
-    from tfsep_edge.frontend import log_mel_torch
-    from tfsep_edge.quantize import load_quantized, output_step
+    from tfsep_edge.quant.quantize import load_quantized, output_step
+    from tfsep_edge.signal.frontend import log_mel_torch
 
     out = work / f"int8_{frontend}.onnx"
     summary = _export(qdir, out, int8=True, frontend=frontend)
@@ -289,8 +296,8 @@ def test_read_only_folder_reported(work, ckpt, monkeypatch):
     """The read-only branch even when running as root (os.access says no)."""
     from typer.testing import CliRunner
 
-    from tfsep_edge import fileio
     from tfsep_edge.cli import app
+    from tfsep_edge.core import fileio
 
     real_access = os.access
     monkeypatch.setattr(fileio.os, "access", lambda p, mode: Path(p) != work and real_access(p, mode))

@@ -23,8 +23,19 @@ pytest.importorskip("onnx")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from tfsep_edge import export, export_rule, onnx_graph, onnx_qdq  # noqa: E402
 from tfsep_edge.cli import app  # noqa: E402
+
+# noqa: E402
+from tfsep_edge.export import onnx_export as export  # noqa: E402
+
+# noqa: E402
+from tfsep_edge.export import onnx_fp32 as onnx_graph  # noqa: E402
+
+# noqa: E402
+from tfsep_edge.export import onnx_int8 as onnx_qdq  # noqa: E402
+
+# noqa: E402
+from tfsep_edge.export import rule as export_rule  # noqa: E402
 
 SEEDS = range(8)
 WIDTHS = (12, 40)
@@ -33,8 +44,8 @@ TRAIN = {"mixup_alpha": 0, "mixstyle_p": 0, "devsim": "none", "threads": 1, "bat
 
 def train_and_quantize(data: Path, out: Path, width: int, seed: int) -> Path:
     """One epoch of training (real weights, not random ones), then `tfsep-edge quantize`'s pipeline."""
-    from tfsep_edge.quantize_report import QuantizeRequest, run_quantize
-    from tfsep_edge.train import train
+    from tfsep_edge.quant.pipeline import QuantizeRequest, run_quantize
+    from tfsep_edge.train.loop import train
 
     torch.set_num_threads(1)
     train(data, out, {**TRAIN, "warmup_epochs": 1, "width": width, "seed": seed}, progress=False)
@@ -63,7 +74,7 @@ def sweep_one(data: Path, root: Path, width: int, seed: int) -> dict:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    from tfsep_edge.synth import synthesize
+    from tfsep_edge.datasets.synth import synthesize
 
     return synthesize(tmp_path_factory.mktemp("rule") / "synth", clips_per_class=8, seed=0)
 

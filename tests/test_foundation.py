@@ -11,12 +11,12 @@ import torch
 from conftest import run_cli
 
 from tfsep_edge import TFSepNet, load_model
-from tfsep_edge.audio import load_audio, split_windows
-from tfsep_edge.checkpoint import load_checkpoint, save_checkpoint
-from tfsep_edge.config import DEFAULT_FRONTEND, LABELS, FrontendConfig
-from tfsep_edge.errors import TfsepError
-from tfsep_edge.frontend import log_mel, log_mel_reference, log_mel_torch, mel_filterbank
-from tfsep_edge.model import AdaResNorm
+from tfsep_edge.core.config import DEFAULT_FRONTEND, LABELS, FrontendConfig
+from tfsep_edge.core.errors import TfsepError
+from tfsep_edge.model.checkpoint import load_checkpoint, save_checkpoint
+from tfsep_edge.model.tfsepnet import AdaResNorm
+from tfsep_edge.signal.audio import load_audio, split_windows
+from tfsep_edge.signal.frontend import log_mel, log_mel_reference, log_mel_torch, mel_filterbank
 
 SR = DEFAULT_FRONTEND.sample_rate
 

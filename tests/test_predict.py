@@ -11,8 +11,8 @@ import pytest
 import runtime_models as rm
 from conftest import run_cli
 
-from tfsep_edge import config
-from tfsep_edge.runtime import OnnxClassifier
+from tfsep_edge.core import config
+from tfsep_edge.runtime.classifier import OnnxClassifier
 
 
 @pytest.fixture(scope="module")
@@ -232,9 +232,9 @@ def test_folder_where_nothing_reads_is_exit_2_without_csv(model, tmp_path):
 
 def test_real_exports_logmel_and_waveform_agree(tmp_path, audio_dir):
     """The project's own export, both inputs: predict's numpy front end vs the front end in the graph."""
-    from tfsep_edge.checkpoint import save_checkpoint
-    from tfsep_edge.export import export
-    from tfsep_edge.model import random_model
+    from tfsep_edge.export.onnx_export import export
+    from tfsep_edge.model.checkpoint import save_checkpoint
+    from tfsep_edge.model.tfsepnet import random_model
 
     ckpt = tmp_path / "c12.pt"
     save_checkpoint(random_model(12, seed=5), ckpt)
@@ -256,7 +256,7 @@ def test_progress_bar_only_on_a_terminal(monkeypatch):
     """Piped stderr (CI logs, `2> log`) gets no tqdm redraws; a terminal gets the bar."""
     import io
 
-    from tfsep_edge.progress import progress_bar
+    from tfsep_edge.core.progress import progress_bar
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

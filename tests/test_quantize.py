@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from tests.conftest import run_cli
-from tfsep_edge import quantize as Q
-from tfsep_edge.calibration import load_windows, select_calibration, select_eval
-from tfsep_edge.checkpoint import save_checkpoint
-from tfsep_edge.config import LABELS
-from tfsep_edge.model import TFSepNet
+from tfsep_edge.core.config import LABELS
+from tfsep_edge.datasets.calibration import load_windows, select_calibration, select_eval
+from tfsep_edge.model.checkpoint import save_checkpoint
+from tfsep_edge.model.tfsepnet import TFSepNet
+from tfsep_edge.quant import quantize as Q
 
 
 def randomise_bn(model: TFSepNet, seed: int = 0) -> TFSepNet:
@@ -33,7 +33,7 @@ def randomise_bn(model: TFSepNet, seed: int = 0) -> TFSepNet:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A SYNTHETIC TAU-layout set and a C=8 TF-SepNet trained on it for a few seconds."""
-    from tfsep_edge.synth import synthesize
+    from tfsep_edge.datasets.synth import synthesize
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("quant")
@@ -138,7 +138,7 @@ def test_bias_correction_and_islands_change_the_model(tiny):
 
 
 def test_fallback_leaves_layers_float(tiny):
-    from tfsep_edge.quantize_report import EvalData, Evaluator, fallback
+    from tfsep_edge.quant.pipeline import EvalData, Evaluator, fallback
 
     options = Q.QuantOptions(float_layers=("feature.0",))
     _, cal = Q.quantize_model(tiny["model"], tiny["calib"].split(64), options)

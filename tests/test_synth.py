@@ -8,9 +8,9 @@ import numpy as np
 import soundfile as sf
 
 from tests.conftest import run_cli
-from tfsep_edge.config import LABELS, SEEN_DEVICES, UNSEEN_DEVICES
-from tfsep_edge.synth import synthesize
-from tfsep_edge.tau import is_tau_layout, read_split
+from tfsep_edge.core.config import LABELS, SEEN_DEVICES, UNSEEN_DEVICES
+from tfsep_edge.datasets.synth import synthesize
+from tfsep_edge.datasets.tau import is_tau_layout, read_split
 
 
 def _digest(folder) -> str:
@@ -45,8 +45,8 @@ def test_synth_is_deterministic_for_a_seed(tmp_path):
 
 def test_synth_classes_differ_but_overlap(tmp_path):
     """Different classes have different spectra (the task is learnable)."""
-    from tfsep_edge.audio import load_audio
-    from tfsep_edge.frontend import log_mel
+    from tfsep_edge.signal.audio import load_audio
+    from tfsep_edge.signal.frontend import log_mel
 
     root = synthesize(tmp_path / "s", clips_per_class=6, seed=0)
     clips = [c for c in read_split(root, "train") if c.device == "a"] + read_split(root, "evaluate")

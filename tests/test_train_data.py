@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from tfsep_edge import augment, data
-from tfsep_edge.audio import load_audio
-from tfsep_edge.synth import synthesize
+from tfsep_edge.datasets import cache as data
+from tfsep_edge.datasets.synth import synthesize
+from tfsep_edge.signal.audio import load_audio
+from tfsep_edge.train import augment
 
 
 @pytest.fixture(scope="module")

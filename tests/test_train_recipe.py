@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from tfsep_edge import augment
-from tfsep_edge.audio import load_audio
-from tfsep_edge.train import kd_loss, lr_at, soft_cross_entropy
+from tfsep_edge.signal.audio import load_audio
+from tfsep_edge.train import augment
+from tfsep_edge.train.loop import kd_loss, lr_at, soft_cross_entropy
 
 
 def test_mixup_uses_the_same_lambda_for_inputs_and_labels():

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from tests.conftest import REPO, run_cli
-from tfsep_edge import train as train_mod
-from tfsep_edge.checkpoint import load_checkpoint, read_checkpoint
-from tfsep_edge.errors import TfsepError
-from tfsep_edge.synth import synthesize
-from tfsep_edge.tau import read_split
+from tfsep_edge.core.errors import TfsepError
+from tfsep_edge.datasets.synth import synthesize
+from tfsep_edge.datasets.tau import read_split
+from tfsep_edge.model.checkpoint import load_checkpoint, read_checkpoint
+from tfsep_edge.train import loop as train_mod
 
 FAST = {"mixup_alpha": 0, "mixstyle_p": 0, "devsim": "none", "threads": 1, "batch_size": 16}
 

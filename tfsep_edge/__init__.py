@@ -14,11 +14,11 @@ __all__ = ["TFSepNet", "load_model", "__version__"]
 def __getattr__(name: str):
     # Lazy: `import tfsep_edge` must work where torch is not installed.
     if name == "TFSepNet":
-        from .model import TFSepNet
+        from tfsep_edge.model.tfsepnet import TFSepNet
 
         return TFSepNet
     if name == "load_model":
-        from .checkpoint import load_model
+        from tfsep_edge.model.checkpoint import load_model
 
         return load_model
     raise AttributeError(name)

@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-from .errors import TfsepError, check_at_least_one
+from tfsep_edge.core.errors import TfsepError, check_at_least_one
 
 app = typer.Typer(
     add_completion=False,
@@ -80,7 +80,7 @@ def budget(
     and, as a separate figure, the elementwise work the official rule leaves out. With neither MODEL
     nor --width it counts an untrained width-12 model. Exit 0 fits, 1 does not fit, 2 bad input.
     """
-    from .budget import budget_command
+    from tfsep_edge.model.budget import budget_command
 
     code = budget_command(
         model=model,
@@ -103,8 +103,8 @@ def synth(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Write a small SYNTHETIC data set in the TAU22 layout (for the demo and tests)."""
-    from .synth import synthesize
-    from .tau import read_split
+    from tfsep_edge.datasets.synth import synthesize
+    from tfsep_edge.datasets.tau import read_split
 
     path = synthesize(out, clips_per_class=clips_per_class, seed=seed)
     counts = {s: len(read_split(path, s)) for s in ("train", "evaluate")}
@@ -122,10 +122,10 @@ def predict(
     batch: int = typer.Option(16, "--batch", help="1-s windows per inference call"),
 ) -> None:
     """Classify audio files with an ONNX model, torch-free (the edge runtime)."""
-    from .machine import pin_blas_threads
+    from tfsep_edge.bench.machine import pin_blas_threads
 
     pin_blas_threads(max(threads, 1))  # the numpy front end's products stay on --threads cores too
-    from .runtime import predict_command
+    from tfsep_edge.runtime.classifier import predict_command
 
     raise typer.Exit(predict_command(model, audio, csv, top, threads, batch))
 
@@ -150,10 +150,10 @@ def bench(
     plot: Optional[Path] = typer.Option(None, "--plot", help="with --compare: draw a latency chart (PNG)"),
 ) -> None:
     """Latency of ONNX (onnxruntime) and PyTorch FP32/INT8 models side by side, round-robin, one machine."""
-    from .machine import pin_blas_threads
+    from tfsep_edge.bench.machine import pin_blas_threads
 
     pin_blas_threads(max(threads, 1))
-    from .bench import bench_command
+    from tfsep_edge.bench.harness import bench_command
 
     options = (threads, warmup, runs, seconds, batch, include_frontend)
     code = bench_command(models, *options, json_out, markdown, compare, plot)
@@ -183,7 +183,7 @@ def train(
     devsim_irs: Optional[int] = typer.Option(None, "--devsim-irs", help="offline: impulse responses [32]"),
     devsim_clips: Optional[int] = typer.Option(None, "--devsim-clips", help="offline: device-A clips per IR [7500]"),
     ir_dir: Optional[str] = typer.Option(
-        None, "--dir-path", help="MicIRP folder [../shared/data/micirp beside the repo, else the 4 in tests/data]"
+        None, "--dir-path", help="impulse-response folder [the 66 MicIRP responses shipped with tfsep-edge]"
     ),
     val_split: Optional[str] = typer.Option(None, "--val-split", help="split validated each epoch [evaluate]"),
     seed: Optional[int] = typer.Option(None, "--seed", help="[0]"),
@@ -199,7 +199,7 @@ def train(
     import json
     import os
 
-    from .train import train as train_run
+    from tfsep_edge.train.loop import train as train_run
 
     summary = train_run(data, out, given, resume=resume)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
@@ -228,8 +228,8 @@ def evaluate(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="waveform cache [DATA/.tfsep-cache]"),
 ) -> None:
     """Accuracy, log loss, per device (Table 3 layout), per class and the confusion matrix."""
-    from . import evaluate as ev
-    from .fileio import check_output_file
+    from tfsep_edge.core.fileio import check_output_file
+    from tfsep_edge.runtime import evaluate as ev
 
     check_at_least_one("--batch", batch)
     check_at_least_one("--threads", threads)
@@ -262,8 +262,8 @@ def export(
     require_torch()
     import json
 
-    from .export import ExportValidationError
-    from .export import export as run_export
+    from tfsep_edge.export.onnx_export import ExportValidationError
+    from tfsep_edge.export.onnx_export import export as run_export
 
     echo = (lambda _text: None) if as_json else typer.echo
     try:
@@ -294,7 +294,7 @@ def quantize(
 ) -> None:
     """Static INT8 quantization (fused Conv-BN-ReLU, calibrated) with a fidelity report."""
     require_torch()
-    from .quantize_report import quantize_command
+    from tfsep_edge.quant.pipeline import quantize_command
 
     code = quantize_command(
         checkpoint=checkpoint,

@@ -22,11 +22,11 @@ import sys
 import time
 from pathlib import Path
 
-from .config import UNSEEN_DEVICES
-from .tau import read_split
+from tfsep_edge.core.assets import DEMO_CALIBRATION
+from tfsep_edge.core.config import UNSEEN_DEVICES
+from tfsep_edge.datasets.tau import read_split
 
-REPO = Path(__file__).resolve().parents[1]
-CALIB = REPO / "calibration" / "demo"
+CALIB = DEMO_CALIBRATION  # package data: the demo runs from an installed wheel too
 MARKER = ".tfsep-edge-demo"  # in the folder a demo made: the next run may replace its outputs
 # Everything the demo writes into --out, by name: what a rerun may remove, and nothing else.
 DATA, RUN, INT8_DIR = "data", "train", "int8"
@@ -84,7 +84,7 @@ def last_json(text: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=REPO / "demo-run")
+    parser.add_argument("--out", type=Path, default=Path("demo-run"))
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--clips-per-class", type=int, default=100)
     parser.add_argument("--width", type=int, default=12)

@@ -49,9 +49,9 @@ def cli(*args: str) -> tuple[int, str, str]:
 
 
 def run(models: list[Path], wavs: list[Path], out: Path, plain_ort: bool = False, label: str | None = None) -> int:
-    from tfsep_edge import runtime
-    from tfsep_edge.machine import machine_info
-    from tfsep_edge.runtime import OnnxClassifier
+    from tfsep_edge.bench.machine import machine_info
+    from tfsep_edge.runtime import classifier as runtime
+    from tfsep_edge.runtime.classifier import OnnxClassifier
 
     if plain_ort:  # onnxruntime's defaults (QDQ fusions on, all optimizations), one thread
         import onnxruntime as ort

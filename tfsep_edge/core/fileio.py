@@ -1,0 +1,83 @@
+"""Atomic writes: every file tfsep-edge produces goes through here."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from tfsep_edge.core.errors import TfsepError
+
+
+def check_writable_dir(target: Path) -> None:
+    """Fail early, with a clear message, if `target`'s folder is missing or read-only."""
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise TfsepError(f"{target}: folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise TfsepError(f"{target}: folder {folder} is not writable; choose another output path")
+
+
+def check_output_file(target: str | Path) -> Path:
+    """check_writable_dir, and `target` must not be a folder: a file output is checked before
+    any work is done, not found unwritable at the final rename."""
+    target = Path(target)
+    check_writable_dir(target)
+    if target.is_dir():
+        raise TfsepError(f"{target}: is a folder; give a file path (e.g. {target / 'out'}{target.suffix})")
+    return target
+
+
+def default_mode(target: Path, folder: bool = False) -> int:
+    """The permission bits a new file (or folder) gets from the umask, or those of the file it replaces.
+
+    mkstemp/mkdtemp make owner-only temporaries; the renamed result should look like any file the
+    user creates (or keep the mode of the one it replaces).
+    """
+    if target.exists():
+        return target.stat().st_mode & 0o777
+    return (0o777 if folder else 0o666) & ~_umask()
+
+
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    # Reading the umask means setting it: done once (at the first output), not per file.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to `target`; rename it onto `target` only if the block succeeds.
+
+    Whatever goes wrong inside the block (an exception, a failed validation), nothing is left at
+    `target` and the temporary file is removed. The file is fsynced before the rename.
+    """
+    target = check_output_file(target)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent if str(target.parent) else "."
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, default_mode(target))
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_bytes_atomic(target: str | Path, data: bytes) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(target: str | Path, text: str) -> None:
+    write_bytes_atomic(target, text.encode("utf-8"))

@@ -1,0 +1,352 @@
+"""Training and evaluation data on the TAU22 layout, cached so it scales to the real 230k files.
+
+Each split is decoded once (audio.load_audio: mono, resampled to 32 kHz, first 1-s window)
+into a float16 memory-mapped array (N, 32000) under a cache folder, with a progress bar; later
+runs map it in without touching the WAVs. The real development set takes ~14.7 GB this way
+(float16 halves float32; the source is 16-bit PCM, so nothing audible is lost). Evaluation
+caches float32 instead (`dtype="float32"`): its figures must be those of the deployed path
+(load_audio -> log_mel), and float16's ~-66 dB rounding flipped 1 of 400 low-margin clips. Waveforms, not
+log-mels, are cached because device simulation convolves the waveform; the log-mel is then
+computed per batch by the one front end (frontend.log_mel_torch in training, frontend.log_mel
+in evaluation), which costs little next to the model.
+
+A cache entry is valid when its index.json says complete and its key matches (absolute data
+path, split, file list, meta.csv size and mtime, front-end rate and clip length); the array is
+written to a temporary name and renamed last, so a killed build is simply rebuilt.
+
+This module imports no torch at module level (evaluation of ONNX models stays torch-free);
+`WaveBatches` is the torch Dataset the training loop reads through a DataLoader.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tfsep_edge.core.assets import IMPULSE_RESPONSES
+from tfsep_edge.core.config import DEFAULT_FRONTEND, FrontendConfig
+from tfsep_edge.core.errors import TfsepError
+from tfsep_edge.core.fileio import write_text_atomic
+from tfsep_edge.core.progress import progress_bar
+from tfsep_edge.datasets.tau import Clip, read_split
+from tfsep_edge.signal.audio import load_audio, split_windows
+
+CACHE_VERSION = 1
+
+
+def default_ir_dir() -> Path:
+    """The 66 MicIRP responses shipped with the package (the report's device-simulation set)."""
+    return IMPULSE_RESPONSES
+
+
+def default_cache_dir(root: Path) -> Path:
+    """ROOT/.tfsep-cache when the data folder is writable, else ~/.cache/tfsep-edge."""
+    if os.access(root, os.W_OK):
+        return root / ".tfsep-cache"
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tfsep-edge"
+
+
+# --- the memory-mapped waveform store ---------------------------------------------------------
+
+
+CACHE_FILES = {"float16": "waves.f16", "float32": "waves.f32"}  # storage dtype -> file in the cache folder
+
+
+class WaveStore:
+    """Rows of one or more (N_i, S) float16/float32 memmaps seen as one array; picklable (for workers)."""
+
+    def __init__(self, parts: list[tuple[Path, int]], samples: int, dtype: str = "float16"):
+        self.parts = [(Path(p), int(n)) for p, n in parts]
+        self.samples = samples
+        self.dtype = dtype
+        self.offsets = np.cumsum([0] + [n for _, n in self.parts])
+        self._maps: list[np.memmap] | None = None
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_maps": None}  # each worker maps the files itself
+
+    def _open(self) -> list[np.memmap]:
+        if self._maps is None:
+            self._maps = [np.memmap(p, dtype=self.dtype, mode="r", shape=(n, self.samples)) for p, n in self.parts]
+        return self._maps
+
+    def get(self, rows: np.ndarray) -> np.ndarray:
+        """float32 (len(rows), S) for the given global row numbers."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), self.samples), dtype=np.float32)
+        part = np.searchsorted(self.offsets, rows, side="right") - 1
+        for k, mm in enumerate(self._open()):
+            sel = np.nonzero(part == k)[0]
+            if len(sel):
+                local = rows[sel] - self.offsets[k]
+                order = np.argsort(local)  # sorted reads are kinder to the page cache
+                out[sel[order]] = mm[local[order]]
+        return out
+
+
+@dataclass
+class SplitData:
+    """One split's clips: labels, devices, file names and their cached waveforms."""
+
+    split: str
+    filenames: list[str]
+    labels: np.ndarray  # int64 (N,), -1 for the unlabelled test split
+    devices: list[str]
+    waves: WaveStore
+    source: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # devsim: source row
+
+    def __len__(self) -> int:
+        return len(self.filenames)
+
+
+def _cache_key(root: Path, split: str, clips: list[Clip], cfg: FrontendConfig) -> str:
+    meta = (root / "meta.csv").stat()
+    h = hashlib.sha1()
+    for part in (
+        CACHE_VERSION,
+        root.resolve(),
+        split,
+        meta.st_size,
+        meta.st_mtime_ns,
+        cfg.sample_rate,
+        cfg.clip_samples,
+    ):
+        h.update(f"{part}\n".encode())
+    for c in clips:
+        h.update(c.filename.encode() + b"\n")
+    return h.hexdigest()[:16]
+
+
+def _decode(path: Path, cfg: FrontendConfig = DEFAULT_FRONTEND) -> np.ndarray:
+    return split_windows(load_audio(path, cfg), cfg)[0]
+
+
+def _progress(total: int, desc: str, enabled: bool = True):
+    return progress_bar(total, desc, "clip", enabled)
+
+
+def build_store(
+    name: str,
+    folder: Path,
+    rows: int,
+    samples: int,
+    fill,
+    desc: str,
+    progress: bool = True,
+    dtype: str = "float16",
+) -> Path:
+    """Write a (rows, samples) memmap of `dtype` at `folder/name` by calling fill(memmap, bar); atomic."""
+    itemsize = np.dtype(dtype).itemsize
+    final = folder / name
+    tmp = folder / f".{name}.{os.getpid()}.tmp"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:  # reserve the space now: a full disk is an error here, not a SIGBUS later
+            size = max(rows, 1) * samples * itemsize
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(f.fileno(), 0, size)
+            else:
+                f.truncate(size)
+        arr = np.memmap(tmp, dtype=dtype, mode="r+", shape=(max(rows, 1), samples))
+    except OSError as exc:
+        if tmp.exists():
+            tmp.unlink()
+        need = rows * samples * itemsize / 1e9
+        raise TfsepError(
+            f"{folder}: cannot write the audio cache ({exc.strerror or exc}; needs {need:.2f} GB); "
+            "pass --cache-dir to a writable folder with room"
+        ) from None
+    try:
+        with _progress(rows, desc, progress) as bar:
+            fill(arr, bar)
+        arr.flush()
+        del arr
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return final
+
+
+def cache_split(
+    clips: list[Clip],
+    root: Path,
+    split: str,
+    cache_dir: Path,
+    cfg: FrontendConfig = DEFAULT_FRONTEND,
+    workers: int = 0,
+    progress: bool = True,
+    dtype: str = "float16",
+) -> WaveStore:
+    """The cached waveforms of `clips` (stored as `dtype`), building the cache first if needed."""
+    key = _cache_key(root, split, clips, cfg)
+    folder = cache_dir / f"{split}-{key}"
+    index = folder / "index.json"
+    name = CACHE_FILES[dtype]
+    if index.is_file():
+        try:
+            info = json.loads(index.read_text())
+        except (OSError, ValueError):
+            info = {}  # unreadable index: rebuild
+        if info.get("complete") and info.get("rows") == len(clips) and (folder / name).is_file():
+            return WaveStore([(folder / name, len(clips))], cfg.clip_samples, dtype)
+
+    def fill(arr: np.ndarray, bar) -> None:
+        paths = [c.path for c in clips]
+        if workers > 0:
+            from functools import partial
+            from multiprocessing import get_context
+
+            with get_context("spawn").Pool(workers) as pool:
+                for i, wave in enumerate(pool.imap(partial(_decode, cfg=cfg), paths, chunksize=32)):
+                    arr[i] = wave
+                    bar.update(1)
+        else:
+            for i, p in enumerate(paths):
+                arr[i] = _decode(p, cfg)
+                bar.update(1)
+
+    desc = f"caching {split} audio"
+    path = build_store(name, folder, len(clips), cfg.clip_samples, fill, desc, progress, dtype)
+    info = {"complete": True, "rows": len(clips), "split": split, "root": str(root.resolve()), "key": key}
+    info["filenames"] = [c.filename for c in clips]
+    write_text_atomic(index, json.dumps(info))
+    return WaveStore([(path, len(clips))], cfg.clip_samples, dtype)
+
+
+def load_split(
+    root: str | Path,
+    split: str,
+    cache_dir: str | Path | None = None,
+    cfg: FrontendConfig = DEFAULT_FRONTEND,
+    workers: int = 0,
+    progress: bool = True,
+    dtype: str = "float16",
+) -> SplitData:
+    """Read a split of the TAU22 layout (validated by tau.read_split) and its cached waveforms."""
+    root = Path(root)
+    clips = read_split(root, split)
+    cache = Path(cache_dir) if cache_dir else default_cache_dir(root)
+    waves = cache_split(clips, root, split, cache, cfg, workers, progress, dtype)
+    labels = np.array([c.label_index for c in clips], dtype=np.int64)
+    return SplitData(split, [c.filename for c in clips], labels, [c.device for c in clips], waves)
+
+
+def is_synthetic(root: str | Path) -> bool:
+    """True for a folder written by tfsep-edge synth (its README says SYNTHETIC)."""
+    readme = Path(root) / "README.txt"
+    return readme.is_file() and "SYNTHETIC" in readme.read_text(errors="replace")[:200]
+
+
+# --- offline device simulation (report 2.3) ---------------------------------------------------
+
+
+def offline_device_simulation(
+    train: SplitData,
+    ir_names: list[str],
+    irs: list[np.ndarray],
+    n_irs: int,
+    clips_per_ir: int,
+    seed: int,
+    cache_dir: Path,
+    progress: bool = True,
+) -> SplitData:
+    """The report's setting: n_irs responses x clips_per_ir random device-A clips = new devices.
+
+    Responses and clips are drawn with the seed (without replacement; counts are capped by
+    what exists). The simulated clips are cached like a split; their device is `sim-<IR name>`
+    and `source` holds the train row each came from (for precomputed teacher logits).
+    """
+    import torch
+
+    from tfsep_edge.train.augment import convolve
+
+    a_rows = np.array([i for i, d in enumerate(train.devices) if d == "a"], dtype=np.int64)
+    if len(a_rows) == 0:
+        raise TfsepError("device simulation: the train split has no device-A clips; use --devsim none or online")
+    rng = np.random.default_rng([seed, 2_3])
+    chosen = sorted(rng.choice(len(irs), size=min(n_irs, len(irs)), replace=False).tolist())
+    m = min(clips_per_ir, len(a_rows))
+    plan = [(k, np.sort(rng.choice(a_rows, size=m, replace=False))) for k in chosen]
+    source = np.concatenate([rows for _, rows in plan])
+    h = hashlib.sha1(f"{CACHE_VERSION}|{train.waves.parts}|{ir_names}|{chosen}|{m}|{seed}".encode())
+    folder = cache_dir / f"devsim-{h.hexdigest()[:16]}"
+    store = folder / "waves.f16"
+    if not ((folder / "index.json").is_file() and store.is_file()):
+
+        def fill(arr: np.ndarray, bar) -> None:
+            row = 0
+            for k, rows in plan:
+                for i in range(0, len(rows), 256):
+                    chunk = torch.from_numpy(train.waves.get(rows[i : i + 256]))
+                    y = convolve(chunk, [torch.from_numpy(irs[k])] * len(chunk)).numpy()
+                    arr[row : row + len(y)] = y
+                    row += len(y)
+                    bar.update(len(y))
+
+        build_store("waves.f16", folder, len(source), train.waves.samples, fill, "simulating devices", progress)
+        write_text_atomic(folder / "index.json", json.dumps({"complete": True, "rows": len(source)}))
+    devices = [f"sim-{ir_names[k]}" for k, rows in plan for _ in rows]
+    return SplitData(
+        "devsim",
+        [train.filenames[r] for r in source],
+        train.labels[source],
+        devices,
+        WaveStore([(store, len(source))], train.waves.samples),
+        source,
+    )
+
+
+def concat(a: SplitData, b: SplitData) -> SplitData:
+    """Train split + simulated clips as one set (b's `source` rows index into a)."""
+    src_a = np.arange(len(a), dtype=np.int64)
+    if a.waves.dtype != b.waves.dtype:  # one memmap dtype per store
+        raise ValueError(f"cannot concatenate {a.waves.dtype} and {b.waves.dtype} caches")
+    return SplitData(
+        a.split,
+        a.filenames + b.filenames,
+        np.concatenate([a.labels, b.labels]),
+        a.devices + b.devices,
+        WaveStore(a.waves.parts + b.waves.parts, a.waves.samples, a.waves.dtype),
+        np.concatenate([src_a, b.source if len(b.source) else np.arange(len(b))]),
+    )
+
+
+# --- batches for torch ---------------------------------------------------------------------------
+
+
+class WaveBatches:
+    """A torch map-style dataset whose items are whole batches: index array -> (waves, rows)."""
+
+    def __init__(self, waves: WaveStore):
+        self.waves = waves
+
+    def __getitem__(self, rows):
+        import torch
+
+        rows = np.asarray(rows, dtype=np.int64)
+        return torch.from_numpy(self.waves.get(rows)), torch.from_numpy(rows)
+
+    def __len__(self) -> int:
+        return len(self.waves)
+
+
+def epoch_batches(n: int, batch_size: int, epoch: int, seed: int, rank: int = 0, world: int = 1) -> list[np.ndarray]:
+    """This rank's shuffled batches for an epoch: a permutation from (seed, epoch), split evenly
+    over ranks (padded by wrapping, as DistributedSampler does), last short batch dropped when
+    it would hold a single clip (BatchNorm needs two)."""
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    per_rank = -(-n // world)
+    perm = np.resize(perm, per_rank * world)[rank::world]
+    batches = [perm[i : i + batch_size] for i in range(0, len(perm), batch_size)]
+    if len(batches) > 1 and len(batches[-1]) < 2:
+        batches.pop()
+    return batches

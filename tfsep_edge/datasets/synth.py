@@ -1,0 +1,330 @@
+"""A small SYNTHETIC data set in the TAU22 layout, for the demo and the tests. No torch.
+
+Ten scene classes (the TAU22 labels) are synthetic sound textures built from a handful of
+ingredients (coloured noise, engine hums, babble, tonal events, clicks, chirps). Each class
+mixes its own ingredients with a random amount of another class's texture and a random
+spectral tilt, so classes overlap a little and accuracy is informative rather than 100%.
+Devices are fixed filters (and a little noise) applied after synthesis: device a is flat,
+b, c and s1..s6 colour the spectrum differently; s4..s6 appear only in the evaluate split.
+
+Everything is deterministic for a seed: clip i is drawn from `default_rng([seed, i])`.
+Nothing about it is real data; the folder's README.txt and meta.csv say so.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from tfsep_edge.core.config import DEVICES, LABELS, SEEN_DEVICES
+from tfsep_edge.core.errors import TfsepError
+
+RATE = 44_100  # TAU22 audio rate; the front end resamples to 32 kHz
+SAMPLES = RATE  # 1-s clips
+CITIES = ("synthA", "synthB", "synthC", "synthD")  # fictional: file names say synthetic
+TRAIN_DEVICE_SHARE = {"a": 0.5, "b": 0.1, "c": 0.1, "s1": 0.1, "s2": 0.1, "s3": 0.1}
+EVAL_FRACTION = 0.4  # of each class's clips go to the evaluate split
+DEFAULT_OVERLAP = 0.45  # max weight of another class's texture mixed into a clip
+MARKER = "SYNTHETIC"
+
+Rng = np.random.Generator
+
+
+# --- ingredients -----------------------------------------------------------------------------
+
+
+def _coloured_noise(rng: Rng, exponent: float) -> np.ndarray:
+    """Noise with power ~ 1/f^exponent (0 white, 1 pink, 2 brown), unit RMS."""
+    spec = rng.standard_normal(SAMPLES // 2 + 1) + 1j * rng.standard_normal(SAMPLES // 2 + 1)
+    f = np.maximum(np.fft.rfftfreq(SAMPLES, 1 / RATE), 20.0)
+    x = np.fft.irfft(spec * f ** (-exponent / 2), n=SAMPLES)
+    return x / (np.std(x) + 1e-12)
+
+
+def _band_noise(rng: Rng, lo: float, hi: float) -> np.ndarray:
+    spec = rng.standard_normal(SAMPLES // 2 + 1) + 1j * rng.standard_normal(SAMPLES // 2 + 1)
+    f = np.fft.rfftfreq(SAMPLES, 1 / RATE)
+    spec[(f < lo) | (f > hi)] = 0
+    x = np.fft.irfft(spec, n=SAMPLES)
+    return x / (np.std(x) + 1e-12)
+
+
+def _t() -> np.ndarray:
+    return np.arange(SAMPLES) / RATE
+
+
+def _harmonic(f0: float, n_harm: int, decay: float, rng: Rng) -> np.ndarray:
+    t = _t()
+    x = sum(decay**k * np.sin(2 * np.pi * f0 * (k + 1) * t + rng.uniform(0, 2 * np.pi)) for k in range(n_harm))
+    return x / (np.std(x) + 1e-12)
+
+
+def _am(rng: Rng, rate: float, depth: float) -> np.ndarray:
+    return 1.0 + depth * np.sin(2 * np.pi * rate * _t() + rng.uniform(0, 2 * np.pi))
+
+
+def _events(rng: Rng, count: float, make: Callable[[Rng], np.ndarray]) -> np.ndarray:
+    """Poisson-many short events at random times."""
+    out = np.zeros(SAMPLES)
+    for _ in range(rng.poisson(count)):
+        ev = make(rng)
+        start = rng.integers(0, SAMPLES)
+        n = min(len(ev), SAMPLES - start)
+        out[start : start + n] += ev[:n]
+    return out
+
+
+def _click(rng: Rng) -> np.ndarray:
+    n = int(RATE * rng.uniform(0.005, 0.02))
+    return rng.standard_normal(n) * np.exp(-np.arange(n) / (n / 4)) * 3
+
+
+def _chirp(rng: Rng) -> np.ndarray:  # bird-like fast FM sweep
+    n = int(RATE * rng.uniform(0.04, 0.12))
+    t = np.arange(n) / RATE
+    f = rng.uniform(2500, 6000) + rng.uniform(-2000, 2000) * t / t[-1]
+    return np.sin(2 * np.pi * np.cumsum(f) / RATE) * np.hanning(n) * 3
+
+
+def _beep(rng: Rng) -> np.ndarray:  # chime / bell: a few decaying harmonics
+    n = int(RATE * rng.uniform(0.2, 0.5))
+    t = np.arange(n) / RATE
+    f0 = rng.uniform(500, 1200)
+    x = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in (1, 2, 3))
+    return x * np.exp(-t * rng.uniform(4, 10)) * 2
+
+
+def _step(rng: Rng) -> np.ndarray:  # footstep: low thud
+    n = int(RATE * 0.06)
+    t = np.arange(n) / RATE
+    return np.sin(2 * np.pi * rng.uniform(80, 200) * t) * np.exp(-t * 60) * 3
+
+
+def _babble(rng: Rng) -> np.ndarray:
+    """Speech-like: band noise modulated at syllable rate, plus a wandering voiced tone."""
+    env = np.clip(_am(rng, rng.uniform(3, 6), 0.9) * _am(rng, rng.uniform(0.5, 1.5), 0.5), 0, None)
+    voiced = _harmonic(rng.uniform(110, 220), 6, 0.6, rng)
+    return env * (_band_noise(rng, 300, 3500) + 0.5 * voiced)
+
+
+def _sweep_tone(rng: Rng, lo: float, hi: float) -> np.ndarray:
+    f = np.linspace(rng.uniform(lo, hi), rng.uniform(lo, hi), SAMPLES)
+    return np.sin(2 * np.pi * np.cumsum(f) / RATE)
+
+
+# --- the ten scene textures (same order as LABELS) --------------------------------------------
+
+
+def _airport(rng: Rng) -> np.ndarray:
+    return _coloured_noise(rng, 1.0) * _am(rng, 0.3, 0.3) + 0.7 * _babble(rng) + _events(rng, 0.8, _beep)
+
+
+def _bus(rng: Rng) -> np.ndarray:
+    engine = _harmonic(rng.uniform(50, 90), 8, 0.7, rng) * _am(rng, rng.uniform(0.5, 2), 0.4)
+    return 0.8 * _coloured_noise(rng, 2.0) + 0.9 * engine + 0.3 * _babble(rng)
+
+
+def _metro(rng: Rng) -> np.ndarray:
+    whine = _sweep_tone(rng, 800, 2500) * 0.5
+    clacks = _events(rng, 6, _click)
+    return _coloured_noise(rng, 1.6) + whine + clacks
+
+
+def _metro_station(rng: Rng) -> np.ndarray:
+    return _coloured_noise(rng, 1.2) + 0.6 * _babble(rng) + _events(rng, 2, _click) + _events(rng, 0.5, _beep)
+
+
+def _park(rng: Rng) -> np.ndarray:
+    wind = _coloured_noise(rng, 1.0) * _am(rng, rng.uniform(0.2, 0.8), 0.7)
+    return 0.5 * wind + _events(rng, 5, _chirp) + 0.2 * _band_noise(rng, 4000, 12000)
+
+
+def _public_square(rng: Rng) -> np.ndarray:
+    return 0.7 * _coloured_noise(rng, 1.3) + 0.8 * _babble(rng) + _events(rng, 3, _step) + _events(rng, 1, _chirp)
+
+
+def _shopping_mall(rng: Rng) -> np.ndarray:
+    music = sum(_harmonic(f, 4, 0.5, rng) for f in rng.choice([262, 330, 392, 440, 523], 3, replace=False))
+    return 0.5 * _coloured_noise(rng, 0.8) + _babble(rng) + 0.25 * music
+
+
+def _street_pedestrian(rng: Rng) -> np.ndarray:
+    traffic = _band_noise(rng, 60, 1500) * _am(rng, rng.uniform(0.1, 0.4), 0.6)
+    return 0.6 * traffic + 0.8 * _babble(rng) + _events(rng, 6, _step)
+
+
+def _street_traffic(rng: Rng) -> np.ndarray:
+    passing = _band_noise(rng, 80, rng.uniform(1500, 4000)) * _am(rng, rng.uniform(0.3, 1.0), 0.9)
+    horn = _events(rng, 0.4, lambda r: _harmonic(r.uniform(350, 500), 5, 0.7, r)[: int(RATE * 0.3)] * 0.8)
+    return _coloured_noise(rng, 1.8) + passing + horn
+
+
+def _tram(rng: Rng) -> np.ndarray:
+    hum = _harmonic(rng.uniform(90, 140), 5, 0.6, rng)
+    squeal = _sweep_tone(rng, 3000, 5000) * 0.3 * _am(rng, rng.uniform(0.5, 2), 1.0)
+    return _coloured_noise(rng, 1.5) + 0.7 * hum + squeal + _events(rng, 0.6, _beep)
+
+
+TEXTURES: dict[str, Callable[[Rng], np.ndarray]] = dict(
+    zip(
+        LABELS,
+        (
+            _airport,
+            _bus,
+            _metro,
+            _metro_station,
+            _park,
+            _public_square,
+            _shopping_mall,
+            _street_pedestrian,
+            _street_traffic,
+            _tram,
+        ),
+        strict=True,
+    )
+)
+
+
+# --- devices --------------------------------------------------------------------------------
+
+# Per device: (high-pass Hz, low-pass Hz, peak (Hz, gain dB) or None, tilt dB/octave, noise floor).
+DEVICE_COLOURS: dict[str, tuple] = {
+    "a": (0, 0, None, 0.0, 0.0),
+    "b": (200, 9000, (2500, 6), -0.5, 0.002),
+    "c": (120, 12000, (900, -6), 1.0, 0.004),
+    "s1": (300, 7000, None, -1.0, 0.003),
+    "s2": (80, 14000, (4000, 8), 0.5, 0.002),
+    "s3": (400, 10000, (1500, 5), -1.5, 0.005),
+    "s4": (250, 6000, (3000, -8), 1.5, 0.004),
+    "s5": (150, 8000, (600, 8), -2.0, 0.006),
+    "s6": (500, 11000, (5000, 6), 0.0, 0.003),
+}
+
+
+def device_response(device: str) -> np.ndarray:
+    """Magnitude response of a device on the rfft grid of a 1-s clip (device a: all ones)."""
+    hp, lp, peak, tilt, _ = DEVICE_COLOURS[device]
+    f = np.maximum(np.fft.rfftfreq(SAMPLES, 1 / RATE), 1.0)
+    gain_db = tilt * np.log2(f / 1000.0)
+    if peak is not None:
+        fc, g = peak
+        gain_db += g * np.exp(-0.5 * (np.log2(f / fc) / 0.5) ** 2)
+    mag = 10 ** (gain_db / 20)
+    if hp:
+        mag /= np.sqrt(1 + (hp / f) ** 4)  # 2nd-order Butterworth-like slopes
+    if lp:
+        mag /= np.sqrt(1 + (f / lp) ** 8)  # 4th order
+    return mag
+
+
+def apply_device(wave: np.ndarray, device: str, rng: Rng) -> np.ndarray:
+    if device == "a":
+        return wave
+    y = np.fft.irfft(np.fft.rfft(wave) * device_response(device), n=SAMPLES)
+    y = y / (np.std(y) + 1e-12) * np.std(wave)
+    return y + DEVICE_COLOURS[device][4] * rng.standard_normal(SAMPLES) * 10 * np.std(wave)
+
+
+# --- one clip and the whole folder -------------------------------------------------------------
+
+
+def synth_clip(label: str, device: str, rng: Rng, overlap: float = DEFAULT_OVERLAP) -> np.ndarray:
+    """One 1-s clip of `label` recorded by `device`, float32 in [-1, 1]."""
+    x = TEXTURES[label](rng)
+    x = x / (np.std(x) + 1e-12)
+    other = LABELS[(LABELS.index(label) + rng.integers(1, len(LABELS))) % len(LABELS)]
+    y = TEXTURES[other](rng)
+    x = x + rng.uniform(0, overlap) * y / (np.std(y) + 1e-12)  # a little of another scene
+    # A random spectral tilt (room, distance): confuses classes that differ mainly in colour.
+    spec = np.fft.rfft(x) * np.maximum(np.fft.rfftfreq(SAMPLES, 1 / RATE), 50.0) ** (rng.uniform(-0.25, 0.25))
+    x = np.fft.irfft(spec, n=SAMPLES)
+    x = apply_device(x, device, rng)
+    x = x / (np.max(np.abs(x)) + 1e-12) * rng.uniform(0.1, 0.8)
+    return x.astype(np.float32)
+
+
+def _plan(clips_per_class: int, seed: int) -> list[tuple[str, str, str, str, str]]:
+    """(split, label, city, location, device) for every clip, in a fixed order."""
+    rng = np.random.default_rng([seed, 7_777])
+    train_devices = list(TRAIN_DEVICE_SHARE)
+    share = np.array(list(TRAIN_DEVICE_SHARE.values()))
+    plan = []
+    n_eval = max(1, int(round(clips_per_class * EVAL_FRACTION))) if clips_per_class > 1 else 0
+    for label in LABELS:
+        for k in range(clips_per_class):
+            city = CITIES[k % len(CITIES)]
+            location = str(k % 3)
+            if k < n_eval:  # evaluate: every device in turn, so s4..s6 always appear
+                split, device = "evaluate", DEVICES[(k + LABELS.index(label)) % len(DEVICES)]
+            else:
+                split, device = "train", str(rng.choice(train_devices, p=share / share.sum()))
+            plan.append((split, label, city, location, device))
+    assert all(d in SEEN_DEVICES for s, _, _, _, d in plan if s == "train")
+    return plan
+
+
+README = """SYNTHETIC DATA - NOT TAU Urban Acoustic Scenes 2022 Mobile.
+
+Written by `tfsep-edge synth` (tfsep_edge/synth.py) with seed {seed}, {per_class} clips per class.
+It copies the TAU22 layout (meta.csv, evaluation_setup/fold1_*.csv, audio/*.wav; 44.1 kHz 1-s
+16-bit mono WAVs; devices a, b, c, s1..s6 with s4..s6 only in the evaluate split) so the demo
+and the tests run without the real data set. The sounds are synthetic textures (coloured noise,
+hums, babble, chirps, clicks); the devices are fixed filters. Accuracy measured on this folder
+says nothing about real acoustic scenes: label every figure made from it as synthetic.
+
+{n_train} train clips, {n_eval} evaluate clips (fold1_test.csv lists the evaluate files unlabelled).
+"""
+
+
+def synthesize(
+    out: Path | str,
+    clips_per_class: int = 20,
+    seed: int = 0,
+    overlap: float = DEFAULT_OVERLAP,
+) -> Path:
+    """Write the synthetic TAU22-layout folder `out` and return it.
+
+    `clips_per_class` counts all clips of a class; about 40% go to the evaluate split (every
+    device in turn), the rest to train (half device a, the rest b, c, s1..s3). `overlap` is the
+    largest weight of another class's texture mixed into a clip (0 makes the task easy).
+    """
+    import soundfile as sf
+
+    from tfsep_edge.core.fileio import write_text_atomic
+
+    out = Path(out)
+    if clips_per_class < 2:
+        raise TfsepError(f"--clips-per-class {clips_per_class}: need at least 2 (one train, one evaluate clip)")
+    if not 0 <= overlap < 1:
+        raise TfsepError(f"overlap {overlap}: must be in [0, 1)")
+    if out.exists() and any(out.iterdir()):
+        readme = out / "README.txt"
+        if not readme.is_file() or MARKER not in readme.read_text(errors="replace"):
+            raise TfsepError(f"{out}: exists, is not empty and is not a synthetic set; choose a new folder")
+        shutil.rmtree(out)  # an earlier synthetic set written by synthesize: replace it wholesale
+    (out / "audio").mkdir(parents=True, exist_ok=True)
+    (out / "evaluation_setup").mkdir(exist_ok=True)
+
+    meta = ["filename\tscene_label\tidentifier\tsource_label\torigin"]
+    rows: dict[str, list[str]] = {"train": [], "evaluate": []}
+    for i, (split, label, city, location, device) in enumerate(_plan(clips_per_class, seed)):
+        rng = np.random.default_rng([seed, i])
+        name = f"audio/{label}-{city}-{location}-{i}-{device}.wav"
+        sf.write(out / name, synth_clip(label, device, rng, overlap), RATE, subtype="PCM_16")
+        meta.append(f"{name}\t{label}\t{city}-{location}\t{device}\t{MARKER}")
+        rows[split].append(f"{name}\t{label}")
+
+    header = "filename\tscene_label"
+    write_text_atomic(out / "meta.csv", "\n".join(meta) + "\n")
+    write_text_atomic(out / "evaluation_setup" / "fold1_train.csv", "\n".join([header, *rows["train"]]) + "\n")
+    write_text_atomic(out / "evaluation_setup" / "fold1_evaluate.csv", "\n".join([header, *rows["evaluate"]]) + "\n")
+    test = ["filename", *(r.split("\t")[0] for r in rows["evaluate"])]
+    write_text_atomic(out / "evaluation_setup" / "fold1_test.csv", "\n".join(test) + "\n")
+    write_text_atomic(
+        out / "README.txt",
+        README.format(seed=seed, per_class=clips_per_class, n_train=len(rows["train"]), n_eval=len(rows["evaluate"])),
+    )
+    return out

@@ -1,0 +1,451 @@
+"""`tfsep-edge quantize`: calibrate, convert, measure, fall back, write OUT, print the report.
+
+The report (printed and quant_report.json):
+- FP32 vs INT8 on the evaluation set (or, without --eval, on the calibration windows, which
+  flatters INT8 and is labelled so): accuracy overall and per device when labelled, top-1
+  agreement, logit SQNR, INT8 vs its fake-quant twin (what the ONNX export reproduces);
+- per conv layer: SQNR of its INT8 output against float (cumulative, as deployed) and the
+  change in agreement (and accuracy, when labelled) when that one layer is left in float,
+  sorted worst first;
+- with --max-drop PP: the layers left in float, one at a time in sensitivity order, until INT8
+  is within PP points of FP32, and what that costs in bytes (or that it cannot).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tfsep_edge.core.config import LABELS
+from tfsep_edge.core.errors import TfsepError
+from tfsep_edge.core.fileio import check_writable_dir
+from tfsep_edge.datasets.calibration import (
+    DEFAULT_NUM_CALIB,
+    DEFAULT_SEED,
+    MIN_CALIB_FILES,
+    AudioSet,
+    list_text,
+    load_calibration,
+    load_windows,
+    select_calibration,
+    select_eval,
+)
+from tfsep_edge.model.checkpoint import load_checkpoint
+from tfsep_edge.quant import quantize as Q
+from tfsep_edge.quant.quantize import CALIB_LIST_FILE
+
+SENSITIVITY_WINDOWS = 512  # per-layer fallback runs use at most this many evaluation windows
+SQNR_WINDOWS = 64  # per-layer SQNR from this many windows
+
+
+@dataclass
+class EvalData:
+    """Windows and, per window, the file it came from; per file the label index (or -1) and device."""
+
+    windows: torch.Tensor
+    owners: np.ndarray
+    labels: np.ndarray
+    devices: list[str]
+    description: str
+
+    @property
+    def labelled(self) -> bool:
+        return len(self.labels) > 0 and bool((self.labels >= 0).all())
+
+    def clip_logits(self, window_logits: torch.Tensor) -> np.ndarray:
+        """Mean logits over each file's windows (TAU clips have one window)."""
+        logits = window_logits.double().numpy()
+        out = np.zeros((len(self.labels), logits.shape[1]))
+        np.add.at(out, self.owners, logits)
+        counts = np.bincount(self.owners, minlength=len(self.labels))[:, None]
+        return out / np.maximum(counts, 1)
+
+    def subset(self, max_windows: int) -> EvalData:
+        """The first files whose windows fit in max_windows (whole files only)."""
+        if len(self.windows) <= max_windows:
+            return self
+        n_files = int(self.owners[max_windows - 1]) or 1
+        keep = self.owners < n_files
+        return EvalData(
+            self.windows[torch.from_numpy(keep)],
+            self.owners[keep],
+            self.labels[:n_files],
+            self.devices[:n_files],
+            f"{self.description} (first {n_files} files)",
+        )
+
+
+def eval_data(audio: AudioSet, cfg, warn, what: str, description: str) -> EvalData:
+    windows, owners, kept = load_windows(audio, cfg, 1, warn, what=what)
+    labels = np.array([LABELS.index(lab) if lab is not None else -1 for lab in kept.labels], dtype=np.int64)
+    return EvalData(torch.from_numpy(windows), owners, labels, list(kept.devices), description)
+
+
+# --- comparisons -----------------------------------------------------------------------------------
+
+
+def compare(fp32: np.ndarray, int8: np.ndarray, data: EvalData) -> dict:
+    """FP32 vs INT8 clip logits: agreement, SQNR, and (labelled) accuracies overall/per device."""
+    out = {
+        "clips": len(fp32),
+        "agreement": float(np.mean(fp32.argmax(1) == int8.argmax(1))),
+        "logit_sqnr_db": finite(Q.sqnr_db(torch.from_numpy(fp32), torch.from_numpy(int8))),
+        "max_abs_logit_diff": float(np.abs(fp32 - int8).max()) if len(fp32) else 0.0,
+    }
+    if data.labelled:
+        from tfsep_edge.runtime.evaluate import per_device_accuracy
+
+        for name, logits in (("fp32", fp32), ("int8", int8)):
+            preds = logits.argmax(1)
+            dev = per_device_accuracy(preds, data.labels, data.devices)
+            out[f"{name}_accuracy"] = float(np.mean(preds == data.labels))
+            out[f"{name}_per_device"] = dev["devices"]
+        out["device_counts"] = dev["counts"]
+        out["accuracy_drop_pp"] = 100.0 * (out["fp32_accuracy"] - out["int8_accuracy"])
+    return out
+
+
+def finite(value: float) -> float | None:
+    """JSON has no infinity: identical outputs (infinite SQNR) are written as null."""
+    return None if math.isinf(value) else round(float(value), 2)
+
+
+@dataclass
+class Evaluator:
+    """Runs INT8 variants on one evaluation set against the fixed FP32 logits."""
+
+    data: EvalData
+    fp32: np.ndarray
+
+    def measure(self, artifact: Q.QuantizedArtifact) -> dict:
+        return compare(self.fp32, self.data.clip_logits(Q.run_int8(artifact, self.data.windows)), self.data)
+
+
+def fake_quant_agreement(artifact: Q.QuantizedArtifact, data: EvalData) -> dict:
+    """INT8 vs its fake-quant twin (the model the ONNX export reproduces)."""
+    int8 = Q.run_int8(artifact, data.windows)
+    fq = Q.run_float(artifact.fake_quant_model(), data.windows)
+    return {
+        "windows": len(int8),
+        "agreement": float((int8.argmax(1) == fq.argmax(1)).float().mean()) if len(int8) else 1.0,
+        "max_abs_logit_diff": float((int8 - fq).abs().max()) if len(int8) else 0.0,
+        "logit_sqnr_db": finite(Q.sqnr_db(int8, fq)),
+    }
+
+
+def sensitivity(
+    model,
+    calibration: Q.Calibration,
+    options: Q.QuantOptions,
+    artifact: Q.QuantizedArtifact,
+    evaluator: Evaluator,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict]:
+    """Per conv layer: its INT8 output SQNR, and what leaving it alone in float changes."""
+    sqnr = Q.layer_sqnr(artifact, evaluator.data.windows[:SQNR_WINDOWS])
+    base = evaluator.measure(artifact)
+    rows = []
+    layers = [n for n in Q.conv_layers(artifact.fused_float_model()) if n not in options.float_layers]
+    for i, name in enumerate(layers):
+        if progress:
+            progress(f"sensitivity {i + 1}/{len(layers)}: {name}")
+        variant, _ = Q.quantize_model(
+            model, None, options.with_float_layers((*options.float_layers, name)), calibrated=calibration
+        )
+        m = evaluator.measure(variant)
+        row = {
+            "layer": name,
+            "output_sqnr_db": finite(sqnr[name]),
+            "float_agreement_gain": m["agreement"] - base["agreement"],
+            "float_logit_sqnr_gain_db": (m["logit_sqnr_db"] or 99.0) - (base["logit_sqnr_db"] or 99.0),
+            "float_extra_bytes": variant.info["storage_bytes"]["total"] - artifact.info["storage_bytes"]["total"],
+        }
+        if "int8_accuracy" in m:
+            row["float_accuracy_gain_pp"] = 100.0 * (m["int8_accuracy"] - base["int8_accuracy"])
+        rows.append(row)
+    # Worst first: the layer whose float fallback raises the logit SQNR most. On a few hundred
+    # clips one layer moves accuracy by a clip or two either way (noise); the SQNR gain is stable.
+    rows.sort(key=lambda r: (-r["float_logit_sqnr_gain_db"], -r["float_agreement_gain"], r["layer"]))
+    return rows
+
+
+def fallback(
+    model,
+    calibration: Q.Calibration,
+    options: Q.QuantOptions,
+    evaluator: Evaluator,
+    ranking: list[str],
+    max_drop_pp: float,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Q.QuantizedArtifact, dict]:
+    """Leave layers in float one at a time (in `ranking` order) until the drop is <= max_drop_pp."""
+    artifact, _ = Q.quantize_model(model, None, options, calibrated=calibration)
+    start_bytes = artifact.info["storage_bytes"]["total"]
+    m = evaluator.measure(artifact)
+    steps = [{"float_layers": list(options.float_layers), "drop_pp": m["accuracy_drop_pp"]}]
+    added: list[str] = []
+    for name in ranking:
+        if m["accuracy_drop_pp"] <= max_drop_pp:
+            break
+        added.append(name)
+        if progress:
+            progress(f"--max-drop: leaving {name} in float")
+        options = options.with_float_layers((*options.float_layers, name))
+        artifact, _ = Q.quantize_model(model, None, options, calibrated=calibration)
+        m = evaluator.measure(artifact)
+        steps.append({"added": name, "drop_pp": m["accuracy_drop_pp"], "agreement": m["agreement"]})
+    met = m["accuracy_drop_pp"] <= max_drop_pp
+    summary = {
+        "max_drop_pp": max_drop_pp,
+        "met": met,
+        "final_drop_pp": m["accuracy_drop_pp"],
+        "layers_left_float": added,
+        "extra_bytes": artifact.info["storage_bytes"]["total"] - start_bytes,
+        "steps": steps,
+    }
+    return artifact, summary
+
+
+# Each design choice of the default configuration against its alternative, on the same
+# calibration (observers) and evaluation data: the measurement that justifies it.
+DESIGN_ALTERNATIVES = (
+    ("means on int8 (requantized to the input grid) instead of float islands", {"float_means": False}),
+    ("residual adds with their own qparams instead of the concat's", {"shared_add_qparams": False}),
+    ("no bias correction", {"bias_correction": False}),
+    ("stem conv (and input) in int8 instead of float", {"float_layers": ()}),
+)
+
+
+def design_choices(
+    model, calibration: Q.Calibration, options: Q.QuantOptions, evaluator: Evaluator, calib: torch.Tensor
+) -> list[dict]:
+    base, _ = Q.quantize_model(model, None, options, calibrated=calibration)
+    rows = [{"variant": "chosen configuration", **_short(evaluator.measure(base)), "bytes": _bytes(base)}]
+    for text, change in DESIGN_ALTERNATIVES:
+        if change.get("float_layers") == () and "feature.0" not in options.float_layers:
+            continue
+        if "float_layers" in change:
+            change = {"float_layers": tuple(n for n in options.float_layers if n != "feature.0")}
+        variant = dataclasses.replace(options, **change)
+        art, _ = Q.quantize_model(model, None, variant, calibrated=calibration)
+        rows.append({"variant": text, **_short(evaluator.measure(art)), "bytes": _bytes(art)})
+    # These two need their own calibration (other weights / other observer ranges).
+    own = []
+    if options.gptq:
+        own.append(("weights rounded to nearest instead of GPTQ", {"gptq": False}))
+    if not options.reduce_range:
+        own.append(("7-bit activations (reduce_range)", {"reduce_range": True}))
+    for text, change in own:
+        art, _ = Q.quantize_model(model, calib.split(64), dataclasses.replace(options, **change))
+        rows.append({"variant": text, **_short(evaluator.measure(art)), "bytes": _bytes(art)})
+    return rows
+
+
+def _short(m: dict) -> dict:
+    keep = ("agreement", "logit_sqnr_db", "int8_accuracy", "accuracy_drop_pp")
+    return {k: m[k] for k in keep if k in m}
+
+
+def _bytes(art: Q.QuantizedArtifact) -> int:
+    return art.info["storage_bytes"]["total"]
+
+
+# --- the command -----------------------------------------------------------------------------------
+
+
+@dataclass
+class QuantizeRequest:
+    checkpoint: Path
+    calib: Path
+    engine: str | None = None
+    observer: str = "histogram"
+    num_calib: int | None = DEFAULT_NUM_CALIB
+    eval: Path | None = None
+    max_drop: float | None = None
+    out: Path | None = None
+    seed: int = DEFAULT_SEED
+    sensitivity: bool = True
+    float_stem: bool = True
+
+
+def default_out(checkpoint: Path) -> Path:
+    return checkpoint.parent / f"{checkpoint.stem}-int8"
+
+
+def check_request(req: QuantizeRequest) -> tuple[Q.QuantOptions, Path]:
+    engine = req.engine or Q.default_engine()
+    if engine not in Q.ENGINES:
+        raise TfsepError(f"--engine {engine}: choose one of {', '.join(Q.ENGINES)}")
+    if req.observer not in Q.OBSERVERS:
+        raise TfsepError(f"--observer {req.observer}: choose one of {', '.join(Q.OBSERVERS)}")
+    if req.num_calib is not None and req.num_calib < MIN_CALIB_FILES:
+        raise TfsepError(f"--num-calib {req.num_calib}: must be at least {MIN_CALIB_FILES}")
+    if req.max_drop is not None and not (0 <= req.max_drop <= 100):
+        raise TfsepError(f"--max-drop {req.max_drop}: must be between 0 and 100 percentage points")
+    if req.max_drop is not None and req.eval is None:
+        raise TfsepError("--max-drop needs a labelled evaluation set: add --eval DATA")
+    out = Path(req.out) if req.out is not None else default_out(Path(req.checkpoint))
+    check_writable_dir(out)
+    if out.exists() and not Q.is_quantized_dir(out):
+        raise TfsepError(f"{out}: exists and is not a `tfsep-edge quantize` output; choose another -o folder")
+    float_layers = Q.FLOAT_STEM if req.float_stem else ()
+    return Q.QuantOptions(engine, req.observer, float_layers), out
+
+
+def run_quantize(req: QuantizeRequest, log: Callable[[str], None] = print, warn=None) -> tuple[Path, dict]:
+    """Everything `tfsep-edge quantize` does; returns (OUT, report)."""
+    warn = warn or log
+    started = time.perf_counter()
+    options, out = check_request(req)
+    model, ck_info = load_checkpoint(req.checkpoint)
+    frontend = ck_info["frontend"]
+
+    audio = select_calibration(req.calib, req.num_calib, req.seed)
+    calib_windows, audio = load_calibration(audio, frontend, warn)
+    calib = torch.from_numpy(calib_windows)
+
+    if req.eval is not None:
+        ev_audio = select_eval(req.eval)
+        data = eval_data(ev_audio, frontend, warn, "evaluation", f"{ev_audio.source} {req.eval}")
+        if req.max_drop is not None and not data.labelled:
+            raise TfsepError(f"{req.eval}: --max-drop needs labels (a TAU22 layout, or labels.csv in the folder)")
+    else:  # no evaluation set: compare on the calibration windows themselves (each its own clip)
+        n = len(calib)
+        data = EvalData(calib, np.arange(n), np.full(n, -1), ["?"] * n, "the calibration windows (optimistic)")
+
+    torch.manual_seed(0)
+    log(f"calibrating on {len(calib)} windows from {len(audio.files)} files ({audio.source})")
+    artifact, calibration = Q.quantize_model(model, calib.split(64), options, frontend=frontend)
+    evaluator = Evaluator(data, data.clip_logits(Q.run_float(model, data.windows)))
+    rows: list[dict] = []
+    if req.sensitivity or req.max_drop is not None:
+        sens_eval = Evaluator(data.subset(SENSITIVITY_WINDOWS), np.zeros(0))
+        sens_eval.fp32 = sens_eval.data.clip_logits(Q.run_float(model, sens_eval.data.windows))
+        rows = sensitivity(model, calibration, options, artifact, sens_eval)
+    choices = design_choices(model, calibration, options, evaluator, calib) if req.sensitivity else []
+    fallback_summary = None
+    if req.max_drop is not None:
+        ranking = [r["layer"] for r in rows]
+        artifact, fallback_summary = fallback(model, calibration, options, evaluator, ranking, req.max_drop, log)
+
+    overall = evaluator.measure(artifact)
+    report = {
+        "checkpoint": str(req.checkpoint),
+        "out": str(out),
+        "quantization": {k: v for k, v in artifact.info.items() if k != "labels"},
+        "calibration": {
+            "source": audio.source,
+            "origin": str(audio.origin),
+            "files": len(audio.files),
+            "windows": len(calib),
+            "seed": req.seed,
+            "list_file": CALIB_LIST_FILE,
+        },
+        "evaluation": {"data": data.description, "labelled": data.labelled, **overall},
+        "int8_vs_fake_quant": fake_quant_agreement(artifact, data.subset(SENSITIVITY_WINDOWS)),
+        "layer_sensitivity": rows,
+        "design_choices": choices,
+        "max_drop": fallback_summary,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    artifact.info["calibration_list"] = CALIB_LIST_FILE
+    text = list_text(audio, note=f"seed {req.seed}, --num-calib {req.num_calib}")
+    Q.save_quantized(artifact, out, report, {CALIB_LIST_FILE: text})
+    return out, report
+
+
+# --- printing --------------------------------------------------------------------------------------
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def format_report(report: dict, top: int = 10) -> str:
+    q, ev = report["quantization"], report["evaluation"]
+    lines = [
+        f"INT8 model: {report['out']}  (engine {q['engine']}, observer {q['observer']}, "
+        f"torch {q['versions']['torch']})",
+        f"calibration: {report['calibration']['files']} files, {report['calibration']['windows']} windows "
+        f"({report['calibration']['source']}); list in {report['calibration']['list_file']}",
+        f"evaluation on {ev['data']}: {ev['clips']} clips",
+    ]
+    if ev.get("labelled"):
+        lines.append(f"{'':10s}{'overall':>9s}" + "".join(f"{d:>7s}" for d in ev["fp32_per_device"]))
+        for name in ("fp32", "int8"):
+            per = ev[f"{name}_per_device"]
+            lines.append(
+                f"{name.upper():10s}{_pct(ev[f'{name}_accuracy']):>9s}" + "".join(f"{_pct(per[d]):>7s}" for d in per)
+            )
+        lines.append(f"accuracy drop: {ev['accuracy_drop_pp']:+.2f} points")
+    sq = ev["logit_sqnr_db"]
+    lines.append(
+        f"top-1 agreement FP32 vs INT8: {_pct(ev['agreement'])}   logit SQNR: "
+        + ("identical" if sq is None else f"{sq:.1f} dB")
+    )
+    fq = report["int8_vs_fake_quant"]
+    lines.append(
+        f"INT8 vs fake-quant twin (ONNX QDQ reference): agreement {_pct(fq['agreement'])}, "
+        f"max |d logit| {fq['max_abs_logit_diff']:.4f}"
+    )
+    sb = q["storage_bytes"]
+    lines.append(
+        f"stored: {sb['int8_weights']} B int8 weights, {sb['int32_biases']} B int32 biases, "
+        f"{sb['float_qparams']} B float qparams, {sb['float_norm_params']} B float norm params, "
+        f"{sb['float_params']} B float layers; total {sb['total']} B"
+    )
+    lines.append(f"float layers: {', '.join(q['float_layers']) or 'none'} (+ AdaResNorm, means as float islands)")
+    rows = report["layer_sensitivity"]
+    if rows:
+        acc = "float_accuracy_gain_pp" in rows[0]
+        lines.append(f"per-layer sensitivity (worst first, top {min(top, len(rows))} of {len(rows)}):")
+        lines.append(
+            f"  {'layer':32s}{'out SQNR':>9s}{'d agree':>9s}{'d SQNR':>8s}" + (f"{'d acc':>8s}" if acc else "")
+        )
+        for r in rows[:top]:
+            s = r["output_sqnr_db"]
+            line = (
+                f"  {r['layer']:32s}{('inf' if s is None else f'{s:.1f}'):>9s}"
+                f"{100 * r['float_agreement_gain']:>+8.1f}%{r['float_logit_sqnr_gain_db']:>+8.1f}"
+            )
+            if acc:
+                line += f"{r['float_accuracy_gain_pp']:>+8.1f}"
+            lines.append(line)
+    if report.get("design_choices"):
+        lines.append("design choices (same calibration; agreement / logit SQNR / bytes):")
+        for r in report["design_choices"]:
+            sq = r["logit_sqnr_db"]
+            lines.append(
+                f"  {r['variant']:72s}{_pct(r['agreement']):>7s}{('inf' if sq is None else f'{sq:.1f} dB'):>9s}"
+                f"{r['bytes']:>8d} B"
+            )
+    md = report.get("max_drop")
+    if md:
+        kept = ", ".join(md["layers_left_float"]) or "none"
+        verdict = "met" if md["met"] else "NOT met (every layer tried)"
+        lines.append(
+            f"--max-drop {md['max_drop_pp']}: {verdict}; final drop {md['final_drop_pp']:+.2f} points; "
+            f"left in float: {kept}; cost {md['extra_bytes']:+d} B"
+        )
+    return "\n".join(lines)
+
+
+def quantize_command(as_json: bool = False, **kwargs) -> int:
+    import json
+    import sys
+
+    req = QuantizeRequest(**kwargs)
+
+    def warn(msg: str) -> None:
+        print(f"warning: {msg}", file=sys.stderr)
+
+    _, report = run_quantize(req, log=lambda m: print(m, file=sys.stderr), warn=warn)
+    print(json.dumps(report, sort_keys=True) if as_json else format_report(report))
+    return 0

@@ -1,0 +1,371 @@
+"""The light edge runtime: an onnxruntime session plus the numpy front end. No torch.
+
+`OnnxClassifier` reads what the model takes from its metadata (config.ONNX_META_*), checks the
+input shape, and classifies log-mels, waveforms or files. `predict_stream` classifies many files
+in fixed-size batches and yields one result per file, so memory does not grow with the count.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tfsep_edge.core import config
+from tfsep_edge.core.config import DEFAULT_FRONTEND, LABELS, NUM_CLASSES, FrontendConfig
+from tfsep_edge.core.errors import TfsepError, check_at_least_one, first_line
+from tfsep_edge.signal.audio import load_audio, split_windows
+from tfsep_edge.signal.frontend import log_mel
+
+INPUT_KINDS = ("logmel", "waveform")
+EXPORT_HINT = "export it with `tfsep-edge export`"
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def session_options(threads: int = 1):
+    """Sequential execution with `threads` intra-op threads and one inter-op thread."""
+    import onnxruntime as ort
+
+    check_at_least_one("--threads", threads)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # 4 = fatal only: warnings (unused initializers) are noise, and errors come back as exceptions
+    # that tfsep-edge turns into its one-line messages (ORT would print them a second time).
+    opts.log_severity_level = 4
+    if platform.machine().lower() in ("x86_64", "amd64", "i686", "x86"):
+        # x86 runs the INT8 graph's convs in float on dequantized values (onnx_qdq.keep_int8), so
+        # onnxruntime's QDQ fusions find nothing to fuse; turned off, it folds the constant weight
+        # and bias DequantizeLinears and keeps one DQ per tensor. Same outputs bit for bit, and
+        # INT8 runs faster (benchmarks/results/export_speed.md). ARM keeps them: its int8 convs.
+        opts.add_session_config_entry("session.disable_quant_qdq", "1")
+    return opts
+
+
+def open_session(path: Path, threads: int = 1):
+    """onnxruntime.InferenceSession on the CPU; TfsepError naming the file if it is not ONNX."""
+    import onnxruntime as ort
+
+    if path.is_dir():
+        raise TfsepError(f"{path}: is a folder; give the .onnx model file ({EXPORT_HINT})")
+    if not path.is_file():
+        raise TfsepError(f"{path}: no such model file")
+    try:
+        return ort.InferenceSession(
+            str(path), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+        )
+    except TfsepError:
+        raise
+    except Exception as exc:  # ORT raises several types (InvalidProtobuf, Fail, InvalidGraph)
+        reason = first_line(exc, 160)
+        raise TfsepError(f"{path}: not a loadable ONNX model ({reason}); {EXPORT_HINT}") from None
+
+
+def _static(dim) -> int | None:
+    return dim if isinstance(dim, int) and dim > 0 else None
+
+
+@dataclass
+class ModelInfo:
+    """What the metadata (or, failing that, the graph) says about a model."""
+
+    input_kind: str
+    labels: tuple[str, ...]
+    frontend: FrontendConfig
+    precision: str
+    width: int | None
+    budget: dict
+    fixed_batch: int | None  # a static batch size baked into the graph (None: dynamic)
+
+
+def read_model_info(session, path: Path) -> ModelInfo:
+    meta = dict(session.get_modelmeta().custom_metadata_map or {})
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(outputs) < 1:
+        raise TfsepError(f"{path}: has {len(inputs)} inputs; a TF-SepNet classifier has one; {EXPORT_HINT}")
+    inp = inputs[0]
+    shape = list(inp.shape)
+    kind = meta.get(config.ONNX_META_INPUT) or {4: "logmel", 2: "waveform"}.get(len(shape), "")
+    if kind not in INPUT_KINDS:
+        raise TfsepError(
+            f"{path}: input '{inp.name}' has shape {shape}; expected (batch, 1, n_mels, frames) log-mel "
+            f"or (batch, samples) waveform; {EXPORT_HINT}"
+        )
+    try:
+        frontend = FrontendConfig.from_dict(json.loads(meta[config.ONNX_META_FRONTEND]))
+    except (KeyError, ValueError, TypeError):
+        frontend = DEFAULT_FRONTEND
+    expected = [None, 1, frontend.n_mels, frontend.n_frames] if kind == "logmel" else [None, frontend.clip_samples]
+    dims_ok = len(shape) == len(expected) and all(
+        e is None or _static(d) is None or d == e for d, e in zip(shape, expected, strict=False)
+    )
+    if not dims_ok or inp.type != "tensor(float)":
+        want = "(batch, " + ", ".join(str(e) for e in expected[1:]) + ")"
+        raise TfsepError(
+            f"{path}: input '{inp.name}' is {inp.type} {shape}, but a {kind} model must take float {want}; "
+            f"{EXPORT_HINT} with the default front end"
+        )
+    out_shape = list(outputs[0].shape)
+    if len(out_shape) != 2 or _static(out_shape[1]) not in (None, NUM_CLASSES):
+        raise TfsepError(f"{path}: output is {out_shape}, expected (batch, {NUM_CLASSES}) logits; {EXPORT_HINT}")
+    try:
+        labels = tuple(json.loads(meta[config.ONNX_META_LABELS]))
+    except (KeyError, ValueError, TypeError):
+        labels = LABELS
+    if labels != LABELS:
+        raise TfsepError(f"{path}: labels {list(labels)[:3]}... are not the ten TAU22 scenes in DCASE order")
+    try:
+        budget = json.loads(meta.get(config.ONNX_META_BUDGET, "{}"))
+    except ValueError:
+        budget = {}
+    width = meta.get(config.ONNX_META_WIDTH)
+    return ModelInfo(
+        input_kind=kind,
+        labels=labels,
+        frontend=frontend,
+        precision=meta.get(config.ONNX_META_PRECISION, "unknown"),
+        width=int(width) if width and str(width).isdigit() else None,
+        budget=budget if isinstance(budget, dict) else {},
+        fixed_batch=_static(shape[0]),
+    )
+
+
+class OnnxClassifier:
+    """A TF-SepNet ONNX model on onnxruntime's CPU provider (1 thread by default: the edge case)."""
+
+    def __init__(self, path: str | Path, threads: int = 1, check: bool = True):
+        self.path = Path(path)
+        self.threads = threads
+        self.session = open_session(self.path, threads)
+        self.info = read_model_info(self.session, self.path)
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+        if check:
+            self.check_runs()
+
+    def check_runs(self) -> None:
+        """A silent batch of 2 through the graph: a model whose symbolic input dimensions hide
+        another shape (or a batch it cannot take) fails here, with one line naming it, not in
+        the middle of a folder."""
+        batch = self.info.fixed_batch or 2
+        cfg = self.frontend
+        shape = (batch, 1, cfg.n_mels, cfg.n_frames) if self.input_kind == "logmel" else (batch, cfg.clip_samples)
+        try:
+            out = self.session.run([self.output_name], {self.input_name: np.zeros(shape, np.float32)})[0]
+        except Exception as exc:  # onnxruntime's Fail / InvalidArgument / RuntimeException
+            reason = first_line(exc, 200)
+            raise TfsepError(
+                f"{self.path}: onnxruntime cannot run it on a {shape} input ({reason}); {EXPORT_HINT}"
+            ) from None
+        if out.shape != (batch, NUM_CLASSES):
+            raise TfsepError(
+                f"{self.path}: returns {list(out.shape)} for a batch of {batch}, not ({batch}, {NUM_CLASSES}) logits; "
+                f"{EXPORT_HINT}"
+            )
+
+    # Short names other modules code against.
+    @property
+    def input_kind(self) -> str:
+        return self.info.input_kind
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.info.labels
+
+    @property
+    def frontend(self) -> FrontendConfig:
+        return self.info.frontend
+
+    @property
+    def precision(self) -> str:
+        return self.info.precision
+
+    @property
+    def width(self) -> int | None:
+        return self.info.width
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Feed the model's own input as is -> (B, 10) logits. A graph with a baked-in batch size
+        (some exporters do that) is fed that many rows at a time."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        step = self.info.fixed_batch
+        if step is None or len(x) == step:
+            return self._session_run(x)
+        if len(x) % step:
+            raise TfsepError(f"{self.path}: takes batches of exactly {step}; got {len(x)} (use --batch {step})")
+        return np.concatenate([self._session_run(x[i : i + step]) for i in range(0, len(x), step)])
+
+    def _session_run(self, x: np.ndarray) -> np.ndarray:
+        try:
+            return self.session.run([self.output_name], {self.input_name: x})[0]
+        except Exception as exc:  # a graph that loaded and passed check_runs but fails on this input
+            reason = first_line(exc, 200)
+            raise TfsepError(
+                f"{self.path}: onnxruntime failed on a {x.shape} input ({reason}); {EXPORT_HINT}"
+            ) from None
+
+    def logits_from_logmel(self, x: np.ndarray) -> np.ndarray:
+        """(B, 1, n_mels, frames) log-mel -> (B, 10) logits."""
+        if self.input_kind != "logmel":
+            raise TfsepError(f"{self.path}: takes waveforms (front end inside the model), not log-mels")
+        return self.run(x)
+
+    def model_input(self, windows: np.ndarray) -> np.ndarray:
+        """What `run` takes for (B, clip_samples) windows: the waveform itself or its numpy log-mel."""
+        windows = np.asarray(windows, dtype=np.float32)
+        if self.input_kind == "waveform":
+            return windows
+        return np.ascontiguousarray(log_mel(windows, self.frontend)[:, None])  # ORT takes contiguous input
+
+    def logits_from_waveforms(self, windows: np.ndarray) -> np.ndarray:
+        """(B, clip_samples) waveforms at the front end's rate -> (B, 10) logits."""
+        return self.run(self.model_input(windows))
+
+    def predict_file(self, path: str | Path) -> np.ndarray:
+        """(10,) logits of one audio file: the mean of its 1-s window logits."""
+        windows = split_windows(load_audio(path, self.frontend), self.frontend)
+        return self.logits_from_waveforms(windows).mean(axis=0)
+
+
+@dataclass
+class FileResult:
+    path: Path
+    logits: np.ndarray | None  # (10,) mean window logits; None when the file failed
+    error: str | None = None
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        return softmax(self.logits)
+
+
+def predict_stream(clf: OnnxClassifier, files: Iterable[Path], batch: int = 16) -> Iterator[FileResult]:
+    """Classify files in batches of up to `batch` windows, yielding results in input order.
+
+    Only the files of the current batch (and one long file's windows) are held in memory.
+    A file that cannot be read is yielded with its error and skipped.
+    """
+    check_at_least_one("--batch", batch)
+    pending: list[tuple[Path, np.ndarray]] = []
+    pending_windows = 0
+
+    def flush() -> Iterator[FileResult]:
+        windows = np.concatenate([w for _, w in pending])
+        logits = np.concatenate(
+            [clf.logits_from_waveforms(windows[i : i + batch]) for i in range(0, len(windows), batch)]
+        )
+        start = 0
+        for path, w in pending:
+            yield FileResult(path, logits[start : start + len(w)].mean(axis=0))
+            start += len(w)
+
+    for path in files:
+        try:
+            windows = split_windows(load_audio(path, clf.frontend), clf.frontend)
+        except TfsepError as exc:
+            yield from flush() if pending else ()
+            pending, pending_windows = [], 0
+            yield FileResult(path, None, str(exc))
+            continue
+        pending.append((path, windows))
+        pending_windows += len(windows)
+        if pending_windows >= batch:
+            yield from flush()
+            pending, pending_windows = [], 0
+    if pending:
+        yield from flush()
+
+
+def audio_entries(paths: list[Path]) -> list[tuple[Path, str]]:
+    """(file, name for output) for every file or folder argument; a folder's files are named
+    relative to the folder's parent (`audio/x.wav`, as in the DCASE output format)."""
+    from tfsep_edge.signal.audio import AUDIO_SUFFIXES, find_audio
+
+    entries: list[tuple[Path, str]] = []
+    for arg in paths:
+        found = find_audio([arg])
+        if arg.is_dir():
+            if not found:
+                kinds = ", ".join(AUDIO_SUFFIXES)
+                raise TfsepError(f"{arg}: folder has no audio files ({kinds}); point at the folder that holds them")
+            entries.extend((f, f.relative_to(arg.parent).as_posix()) for f in found)
+        else:
+            entries.extend((f, str(f)) for f in found)
+    return entries
+
+
+def csv_header() -> str:
+    return "\t".join(["filename", "scene_label", *LABELS]) + "\n"
+
+
+def csv_row(name: str, probs: np.ndarray) -> str:
+    return "\t".join([name, LABELS[int(np.argmax(probs))], *(f"{p:.6f}" for p in probs)]) + "\n"
+
+
+def top_line(name: str, probs: np.ndarray, top: int) -> str:
+    order = np.argsort(-probs, kind="stable")[:top]
+    return "\t".join([name, *(f"{LABELS[i]} {probs[i]:.3f}" for i in order)])
+
+
+def predict_command(
+    model: Path, audio: list[Path], csv: Path | None, top: int, threads: int, batch: int, progress: bool = True
+) -> int:
+    """`tfsep-edge predict`: prints the top scenes per file, optionally writes the DCASE CSV.
+    Returns 0, or 1 if any file could not be classified (those are reported and skipped)."""
+    import sys
+
+    from tfsep_edge.core.fileio import atomic_path, check_output_file
+    from tfsep_edge.core.progress import progress_bar
+
+    check_at_least_one("--threads", threads)
+    if not 1 <= top <= NUM_CLASSES:
+        raise TfsepError(f"--top {top}: must be between 1 and {NUM_CLASSES}")
+    check_at_least_one("--batch", batch)
+    if csv is not None:
+        check_output_file(csv)
+    entries = audio_entries(audio)
+    if not entries:
+        raise TfsepError("no audio files given; pass WAV files or folders")
+    clf = OnnxClassifier(model, threads=threads)
+    single = len(entries) == 1
+    errors: list[str] = []
+
+    def classify(out) -> None:
+        names = (name for _, name in entries)
+        bar = progress_bar(len(entries), unit="file", enabled=progress and not single)
+        with bar:
+            for result, name in zip(predict_stream(clf, (f for f, _ in entries), batch), names, strict=True):
+                bar.update(1)
+                if result.error is not None:
+                    errors.append(result.error)
+                    if not single:  # a lone file's error becomes the one-line exit-2 error below
+                        bar.write(f"error: {result.error}; skipped", file=sys.stderr)
+                    continue
+                probs = result.probabilities
+                bar.write(top_line(name, probs, top), file=sys.stdout)
+                if out is not None:
+                    out.write(csv_row(name, probs))
+        if len(errors) == len(entries):  # nothing classified: a user error, and no CSV is left behind
+            raise TfsepError(errors[0] if single else f"none of the {len(entries)} audio files could be read")
+
+    if csv is None:
+        classify(None)
+    else:
+        with atomic_path(csv) as tmp:
+            with open(tmp, "w", encoding="utf-8", newline="") as out:
+                out.write(csv_header())
+                classify(out)
+    failed = len(errors)
+    summary = f"classified {len(entries) - failed} of {len(entries)} files" + (f", {failed} failed" if failed else "")
+    print(summary + (f"; wrote {csv}" if csv is not None else ""), file=sys.stderr)
+    return 1 if failed else 0

@@ -1,0 +1,1 @@
+"""The report's training recipe: augmentations and the loop (read loop.py top to bottom)."""
