@@ -120,7 +120,8 @@ def _wrap(g, out_name, tail_shape) -> onnx.ModelProto:
 
 
 def tiny_int8(model):
-    from tfsep_edge.quant.quantize import QuantOptions, quantize_model
+    from tfsep_edge.quant.calibrate import QuantOptions
+    from tfsep_edge.quant.quantize import quantize_model
 
     waves = torch.from_numpy(validation_waves(CFG, bundled=4, synthetic=12))
     batches = [log_mel_torch(waves[:8]), log_mel_torch(waves[8:])]

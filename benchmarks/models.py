@@ -55,23 +55,20 @@ def make_checkpoint(width: int, out: Path, seed: int = 0) -> Path:
 
 
 def make_quantized(checkpoint: Path, folder: Path, calib_clips: int = 64) -> Path:
-    import torch
 
     from tfsep_edge.model.checkpoint import load_model
-    from tfsep_edge.quant import quantize
+    from tfsep_edge.quant.artifact import is_quantized_dir, save_quantized
+    from tfsep_edge.quant.calibrate import QuantOptions
+    from tfsep_edge.quant.engine import default_engine
+    from tfsep_edge.quant.quantize import quantize_model
 
     model = load_model(checkpoint)
     batches = list(noise_logmels(calib_clips).split(16))
-    options = quantize.QuantOptions(engine=quantize.default_engine())
-    artifact, _ = quantize.quantize_model(model, batches, options)
-    saver = getattr(quantize, "save_quantized", None)
-    if saver is not None:
-        if folder.exists() and not quantize.is_quantized_dir(folder):
-            folder.rmdir()  # an empty leftover; save_quantized refuses any non-quantize folder
-        saver(artifact, folder)
-    else:  # the format load_quantized reads: model_int8.pt holding artifact_payload
-        folder.mkdir(parents=True, exist_ok=True)
-        torch.save(quantize.artifact_payload(artifact), folder / quantize.MODEL_FILE)
+    options = QuantOptions(engine=default_engine())
+    artifact, _ = quantize_model(model, batches, options)
+    if folder.exists() and not is_quantized_dir(folder):
+        folder.rmdir()  # an empty leftover; save_quantized refuses any non-quantize folder
+    save_quantized(artifact, folder)
     return folder
 
 

@@ -172,14 +172,17 @@ def test_machine_record_reads_isa_flags():
 def test_pytorch_int8_folder_benches_beside_onnx(onnx_model, tmp_path):
     import torch
 
+    from tfsep_edge.core.kinds import QUANTIZED_FILE
     from tfsep_edge.model.tfsepnet import random_model
-    from tfsep_edge.quant.quantize import MODEL_FILE, QuantOptions, artifact_payload, quantize_model
+    from tfsep_edge.quant.artifact import artifact_payload
+    from tfsep_edge.quant.calibrate import QuantOptions
+    from tfsep_edge.quant.quantize import quantize_model
 
     calib = [torch.randn(4, 1, 128, 44) for _ in range(2)]
     artifact, _ = quantize_model(random_model(12), calib, QuantOptions(observer="minmax"))
     folder = tmp_path / "q12"
     folder.mkdir()
-    torch.save(artifact_payload(artifact), folder / MODEL_FILE)
+    torch.save(artifact_payload(artifact), folder / QUANTIZED_FILE)
     out = tmp_path / "q.json"
     done = run_cli("bench", onnx_model, folder, *TINY, "--include-frontend", "--json", out)
     assert done.returncode == 0, done.stderr

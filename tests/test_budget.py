@@ -9,9 +9,9 @@ import pytest
 import torch
 from conftest import run_cli
 
+from tfsep_edge.budget import count as budget
 from tfsep_edge.core.config import MAX_MACS, MAX_PARAM_BYTES
 from tfsep_edge.core.errors import TfsepError
-from tfsep_edge.model import budget
 from tfsep_edge.model.tfsepnet import TFSepNet
 
 # The report's Table 3 and NeSsi's figures (torchinfo total_params / total_mult_adds).

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, run_cli
+from tfsep_edge.datasets import metrics as metrics_module
 from tfsep_edge.datasets.synth import synthesize
 from tfsep_edge.runtime import evaluate as ev
 
@@ -29,7 +30,7 @@ def test_per_device_accuracy_follows_table_3():
     devices = ["a", "a", "b", "s4", "s4", "s5", "sim-x"]
     labels = np.array([0, 1, 2, 3, 4, 5, 6])
     preds = np.array([0, 9, 2, 3, 9, 9, 6])
-    r = ev.per_device_accuracy(preds, labels, devices)
+    r = metrics_module.per_device_accuracy(preds, labels, devices)
     assert list(r["devices"])[:9] == ["a", "b", "c", "s1", "s2", "s3", "s4", "s5", "s6"]
     assert r["devices"]["a"] == 0.5 and r["devices"]["b"] == 1.0 and r["devices"]["c"] is None
     assert r["devices"]["s4"] == 0.5 and r["devices"]["s5"] == 0.0 and r["devices"]["sim-x"] == 1.0
@@ -40,7 +41,7 @@ def test_per_device_accuracy_follows_table_3():
 
 def test_metrics_log_loss_and_confusion():
     logits = np.log(np.array([[0.5, 0.5] + [0] * 8, [0.25] * 4 + [0] * 6]) + 1e-30)
-    m = ev.metrics(logits, np.array([1, 3]), ["a", "s6"])
+    m = metrics_module.metrics(logits, np.array([1, 3]), ["a", "s6"])
     assert m["log_loss"] == pytest.approx(-(np.log(0.5) + np.log(0.25)) / 2, rel=1e-6)
     assert m["accuracy"] == 0.0  # ties go to the first class
     assert np.array(m["confusion"]).sum() == 2 and m["confusion"][1][0] == 1
@@ -66,7 +67,9 @@ def test_onnx_and_quantized_models_share_the_code_path(trained, tmp_path):
 
     from tfsep_edge.export.onnx_export import export
     from tfsep_edge.model.checkpoint import load_checkpoint
-    from tfsep_edge.quant.quantize import QuantOptions, quantize_model, save_quantized
+    from tfsep_edge.quant.artifact import save_quantized
+    from tfsep_edge.quant.calibrate import QuantOptions
+    from tfsep_edge.quant.quantize import quantize_model
 
     data, ckpt = trained
     fp32 = ev.evaluate(ckpt, data, progress=False)
@@ -80,7 +83,7 @@ def test_onnx_and_quantized_models_share_the_code_path(trained, tmp_path):
     # The ONNX path needs no torch: evaluate in a process where `import torch` fails.
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "from tfsep_edge.evaluate import evaluate\n"
+        "from tfsep_edge.runtime.evaluate import evaluate\n"
         f"print(evaluate({str(tmp_path / 'm.onnx')!r}, {str(data)!r}, progress=False)['accuracy'])"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)

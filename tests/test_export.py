@@ -45,8 +45,11 @@ def ckpt(work) -> Path:
 
 @pytest.fixture(scope="module")
 def qdir(work, ckpt) -> Path:
+    from tfsep_edge.core.kinds import QUANTIZED_FILE
     from tfsep_edge.model.checkpoint import load_model
-    from tfsep_edge.quant.quantize import MODEL_FILE, QuantOptions, artifact_payload, quantize_model
+    from tfsep_edge.quant.artifact import artifact_payload
+    from tfsep_edge.quant.calibrate import QuantOptions
+    from tfsep_edge.quant.quantize import quantize_model
     from tfsep_edge.signal.frontend import log_mel_torch
 
     waves = torch.from_numpy(export.validation_waves(DEFAULT_FRONTEND, bundled=4, synthetic=12))
@@ -54,7 +57,7 @@ def qdir(work, ckpt) -> Path:
     art = quantize_model(load_model(ckpt), batches, QuantOptions(engine="x86", observer="minmax", float_layers=()))[0]
     out = work / "q12"
     out.mkdir()
-    torch.save(artifact_payload(art), out / MODEL_FILE)
+    torch.save(artifact_payload(art), out / QUANTIZED_FILE)
     return out
 
 
@@ -144,7 +147,8 @@ def test_fp32_waveform_parity(work, ckpt):
 
 @pytest.mark.parametrize("frontend", [False, True])
 def test_int8_parity(work, qdir, frontend):
-    from tfsep_edge.quant.quantize import load_quantized, output_step
+    from tfsep_edge.quant.artifact import load_quantized
+    from tfsep_edge.quant.twin import output_step
     from tfsep_edge.signal.frontend import log_mel_torch
 
     out = work / f"int8_{frontend}.onnx"

@@ -6,7 +6,7 @@ and soxr; `TFSepNet` and `load_model` import torch on first use.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from tfsep_edge.core.config import VERSION as __version__
 
 __all__ = ["TFSepNet", "load_model", "__version__"]
 

@@ -15,6 +15,7 @@ from typing import Optional
 import typer
 
 from tfsep_edge.core.errors import TfsepError, check_at_least_one
+from tfsep_edge.core.torch_check import require_torch
 
 app = typer.Typer(
     add_completion=False,
@@ -23,16 +24,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="TF-SepNet from a PyTorch checkpoint to a verified INT8 model on an edge CPU.",
 )
-
-TORCH_HINT = "this command needs PyTorch; install the heavy tooling with: pip install 'tfsep-edge[torch]'"
-
-
-def require_torch() -> None:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise TfsepError(TORCH_HINT) from None
-
 
 def fail(message: str, code: int = 2) -> None:
     typer.echo(f"error: {message}", err=True)
@@ -80,7 +71,7 @@ def budget(
     and, as a separate figure, the elementwise work the official rule leaves out. With neither MODEL
     nor --width it counts an untrained width-12 model. Exit 0 fits, 1 does not fit, 2 bad input.
     """
-    from tfsep_edge.model.budget import budget_command
+    from tfsep_edge.budget.count import budget_command
 
     code = budget_command(
         model=model,

@@ -27,6 +27,8 @@ import numpy as np
 
 from tfsep_edge.core.config import DEFAULT_FRONTEND, FrontendConfig
 from tfsep_edge.core.errors import TfsepError, check_at_least_one, first_line
+from tfsep_edge.core.kinds import Kind, artifact_kind
+from tfsep_edge.runtime.torch_models import load_torch_model, official_macs, torch_log_mel, width_macs
 
 SCHEMA = "tfsep-edge/bench"
 SCHEMA_VERSION = 1
@@ -34,8 +36,6 @@ DEFAULT_RUNS = 1000
 DEFAULT_SECONDS = 10.0
 MAX_RUNS = 1_000_000  # a cap on stored samples when only --seconds limits the loop
 BLOCK = 10  # consecutive calls per model per round-robin turn
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
-QUANTIZED_FILE = "model_int8.pt"  # what `tfsep-edge quantize` writes into its folder
 
 
 def rss_mb() -> float | None:
@@ -84,45 +84,11 @@ class Runner:
     rss_load_mb: float | None = None
 
 
-def _torch_threads(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:  # only settable before the first parallel work; harmless if already set
-        pass
-
-
-def _torch_frontend(cfg: FrontendConfig) -> Callable:
-    import torch
-
-    from tfsep_edge.signal.frontend import log_mel_torch
-
-    def frontend(windows: np.ndarray):
-        with torch.inference_mode():
-            return log_mel_torch(torch.from_numpy(windows), cfg)
-
-    return frontend
-
-
-def _torch_call(model) -> Callable:
-    import torch
-
-    def call(x):
-        with torch.inference_mode():
-            return model(x).numpy()
-
-    return call
-
-
 def count_macs_torch(model, cfg: FrontendConfig) -> tuple[int | None, str | None]:
-    """MACs of one clip by the budget module's official (NeSsi/torchinfo) count; None if unavailable."""
+    """MACs of one clip by the budget's official (NeSsi/torchinfo) count; None if unavailable."""
     try:
-        from tfsep_edge.model.budget import official_count
-
-        return int(official_count(model, cfg.n_mels, cfg.n_frames)[1]), "counted (budget.official_count)"
-    except Exception:  # a missing budget module or torchinfo must not stop a latency run
+        return official_macs(model, cfg), "counted (budget.official_count)"
+    except Exception:  # a missing torchinfo must not stop a latency run
         return None, None
 
 
@@ -131,9 +97,10 @@ def count_macs_width(width: int | None, cfg: FrontendConfig) -> tuple[int | None
     only when torch is already loaded (a light-runtime run must not import it for this)."""
     if width is None or "torch" not in sys.modules:
         return None, None
-    from tfsep_edge.model.tfsepnet import TFSepNet
-
-    return count_macs_torch(TFSepNet(width).eval(), cfg)
+    try:
+        return width_macs(width, cfg), "counted (budget.official_count)"
+    except Exception:
+        return None, None
 
 
 def load_onnx(path: Path, threads: int) -> Runner:
@@ -165,64 +132,31 @@ def load_onnx(path: Path, threads: int) -> Runner:
     )
 
 
-def load_torch_checkpoint(path: Path, threads: int) -> Runner:
-    from tfsep_edge.cli import require_torch
-
-    require_torch()
-    _torch_threads(threads)
-    from tfsep_edge.model.checkpoint import load_checkpoint
-
+def load_torch(path: Path, kind: Kind, threads: int) -> Runner:
+    """A PyTorch eager runner (runtime.torch_models loads it): MACs and width from its float model."""
     before = rss_mb()
-    t0 = time.perf_counter_ns()
-    model, info = load_checkpoint(path)
-    load_ms = (time.perf_counter_ns() - t0) / 1e6
-    return _torch_runner(path, "fp32", model, model, info["frontend"], load_ms, before, {"torch_threads": threads})
+    tm = load_torch_model(path, kind, threads)
+    macs, source = count_macs_torch(tm.float_model, tm.frontend)
 
+    def call(x):
+        import torch
 
-def load_torch_int8(path: Path, threads: int) -> Runner:
-    from tfsep_edge.cli import require_torch
+        with torch.inference_mode():
+            return tm.module(x).numpy()
 
-    require_torch()
-    _torch_threads(threads)
-    import torch
-
-    from tfsep_edge.quant.quantize import load_quantized
-
-    before = rss_mb()
-    t0 = time.perf_counter_ns()
-    loaded = load_quantized(path)  # it silences torch's known notices itself, nothing else
-    load_ms = (time.perf_counter_ns() - t0) / 1e6
-    # The engine the model was converted for, set once (not per call as the artifact's __call__ does).
-    torch.backends.quantized.engine = loaded.options.engine
-    extra = {"torch_threads": threads, "quantized_engine": torch.backends.quantized.engine}
-    return _torch_runner(path, "int8", loaded.int8_model, loaded.float_model, loaded.frontend, load_ms, before, extra)
-
-
-def _torch_runner(
-    path: Path,
-    precision: str,
-    model,
-    float_model,
-    cfg: FrontendConfig,
-    load_ms: float,
-    before: float | None,
-    extra: dict,
-) -> Runner:
-    """A PyTorch eager runner: `model` runs, MACs and width come from the float model it was made from."""
-    macs, source = count_macs_torch(float_model, cfg)
     return Runner(
         name=path.name,
         path=str(path),
-        runtime=f"torch-{precision}",
-        precision=precision,
-        width=float_model.width,
+        runtime=f"torch-{tm.precision}",
+        precision=tm.precision,
+        width=tm.float_model.width,
         input_kind="logmel",
-        load_ms=load_ms,
-        frontend=_torch_frontend(cfg),
-        model=_torch_call(model),
+        load_ms=tm.load_ms,
+        frontend=torch_log_mel(tm.frontend),
+        model=call,
         macs=macs,
         macs_source=source,
-        extra=extra,
+        extra=tm.extra,
         rss_load_mb=_delta(before),
     )
 
@@ -233,14 +167,13 @@ def _delta(before: float | None) -> float | None:
 
 
 def load_runner(path: Path, threads: int) -> Runner:
-    """Pick the runtime from what the path is: a folder (quantized model), a checkpoint, or ONNX."""
-    if not path.exists():
-        raise TfsepError(f"{path}: no such model file or folder")
-    if path.is_dir() or path.name == QUANTIZED_FILE:
-        return load_torch_int8(path, threads)
-    if path.suffix.lower() in CHECKPOINT_SUFFIXES:
-        return load_torch_checkpoint(path, threads)
-    return load_onnx(path, threads)
+    """Pick the runtime from what the path holds (core.kinds)."""
+    kind = artifact_kind(path)
+    if kind.needs_torch:
+        return load_torch(path, kind, threads)
+    if kind is Kind.ONNX:
+        return load_onnx(path, threads)
+    raise TfsepError(f"{path}: a {kind.value} model; bench times .onnx models and PyTorch models")
 
 
 def summarize(samples_ns: list[int] | np.ndarray) -> dict:
@@ -482,7 +415,7 @@ def run_bench(
     overhead = harness_overhead()
     with contextlib.ExitStack() as stack:
         if any(r.runtime == "torch-int8" for r in runners):  # torch's known eager-INT8 deprecation notices
-            from tfsep_edge.quant.quantize import known_warnings_silenced
+            from tfsep_edge.runtime.torch_models import known_warnings_silenced
 
             stack.enter_context(known_warnings_silenced())
         results = measure(runners, windows, include_frontend, warmup, runs, seconds, progress)

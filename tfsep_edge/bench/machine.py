@@ -229,7 +229,7 @@ def measure_peak_macs(threads: int, n: int = 1024, seconds: float = 1.0) -> dict
     """Peak float32 MAC rate of this machine with `threads` BLAS threads: the best of repeated n x n
     matrix products (numpy's BLAS), measured in a fresh process so the thread count takes effect."""
     env = {**os.environ, **{k: str(threads) for k in BLAS_ENV}}
-    code = f"from tfsep_edge.machine import _peak_worker; _peak_worker({int(n)}, {float(seconds)})"
+    code = f"from tfsep_edge.bench.machine import _peak_worker; _peak_worker({int(n)}, {float(seconds)})"
     try:
         done = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120 + 10 * seconds

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+VERSION = "0.1.0"  # the package version (pyproject.toml says the same)
+
 # TAU Urban Acoustic Scenes 2022 Mobile, in the DCASE order (the order of the logits).
 LABELS: tuple[str, ...] = (
     "airport",

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tfsep_edge import __version__
 from tfsep_edge.core import config
 from tfsep_edge.core.assets import DEMO_CALIBRATION, IMPULSE_RESPONSES
 from tfsep_edge.core.config import LABELS, FrontendConfig
 from tfsep_edge.core.errors import TfsepError, first_line
 from tfsep_edge.core.fileio import atomic_path, check_output_file
+from tfsep_edge.core.kinds import Kind, require_kind
 from tfsep_edge.export import rule
 from tfsep_edge.export.rule import ExportValidationError
 
@@ -55,20 +55,14 @@ class Source:
 
 def load_source(path: Path, int8: bool) -> Source:
     """A checkpoint or a quantized folder; --int8 needs the latter."""
-    from tfsep_edge.quant.quantize import is_quantized_dir, load_quantized
+    from tfsep_edge.quant.artifact import load_quantized
 
-    if not path.exists():
-        raise TfsepError(f"{path}: no such checkpoint or quantized model")
-    if path.suffix.lower() == ".onnx":
-        raise TfsepError(f"{path}: already an ONNX file; export takes a checkpoint or a `tfsep-edge quantize` folder")
-    if is_quantized_dir(path):
+    hint = "it is already exported; pass its checkpoint or quantize folder"
+    kind = require_kind(path, (Kind.CHECKPOINT, Kind.QUANTIZED), "export", hint)
+    if kind is Kind.QUANTIZED:
         art = load_quantized(path)  # it silences quantize.py's list of torch 2.13 notices itself
         return Source(path, art.float_model, art.frontend, art if int8 else None)
     if int8:
-        if path.is_dir():
-            raise TfsepError(
-                f"{path}: not a quantized model folder; run `tfsep-edge quantize CKPT --calib CALIB` first"
-            )
         from tfsep_edge.model.checkpoint import read_checkpoint
 
         obj = read_checkpoint(path)  # a clear error if it is not a checkpoint at all
@@ -77,8 +71,6 @@ def load_source(path: Path, int8: bool) -> Source:
             f"{path}: a float checkpoint, never quantized; run `tfsep-edge quantize {path} --calib CALIB` "
             "and export its output folder with --int8"
         )
-    if path.is_dir():
-        raise TfsepError(f"{path}: a folder, not a checkpoint or quantized model (no model_int8.pt inside)")
     from tfsep_edge.model.checkpoint import load_checkpoint
 
     model, info = load_checkpoint(path)
@@ -144,7 +136,7 @@ def validation_set(
 
 def budget_figures(float_model, stored: dict, cfg: FrontendConfig) -> dict:
     """params/MACs by the official NeSsi count (float model) and the stored bytes of this file."""
-    from tfsep_edge.model.budget import official_count
+    from tfsep_edge.budget.count import official_count
 
     params, macs, _ = official_count(float_model, cfg.n_mels, cfg.n_frames)
     return {
@@ -165,20 +157,20 @@ def set_metadata(model, kind: str, precision: str, width: int, cfg: FrontendConf
         config.ONNX_META_FRONTEND: json.dumps(cfg.to_dict(), sort_keys=True),
         config.ONNX_META_WIDTH: str(width),
         config.ONNX_META_PRECISION: precision,
-        config.ONNX_META_VERSION: __version__,
+        config.ONNX_META_VERSION: config.VERSION,
         config.ONNX_META_BUDGET: json.dumps(budget, sort_keys=True),
     }
     del model.metadata_props[:]
     for k, v in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v
-    model.doc_string = f"TF-SepNet width {width}, {precision}, input {kind}; made by tfsep-edge {__version__}"
+    model.doc_string = f"TF-SepNet width {width}, {precision}, input {kind}; made by tfsep-edge {config.VERSION}"
 
 
 def build_graph(source: Source, int8: bool, frontend: bool, opset: int):
+    from tfsep_edge.budget.stored_bytes import onnx_stored_bytes
     from tfsep_edge.export.onnx_fp32 import build_fp32
     from tfsep_edge.export.onnx_int8 import build_int8
-    from tfsep_edge.model.stored_bytes import onnx_stored_bytes
 
     if int8:
         model = build_int8(source.artifact.fake_quant_model(), frontend, opset, source.frontend)
@@ -216,7 +208,7 @@ def int8_references(source: Source, mels: np.ndarray) -> tuple[np.ndarray, float
     """(fake-quant twin logits, its output step s_out, PyTorch INT8 logits) on log-mel `mels`."""
     import torch
 
-    from tfsep_edge.quant.quantize import output_step
+    from tfsep_edge.quant.twin import output_step
 
     twin_model = source.artifact.fake_quant_model()
     x = torch.from_numpy(mels)

@@ -26,6 +26,7 @@ import torch
 from tfsep_edge.core.config import LABELS
 from tfsep_edge.core.errors import TfsepError
 from tfsep_edge.core.fileio import check_writable_dir
+from tfsep_edge.core.kinds import CALIB_LIST_FILE
 from tfsep_edge.datasets.calibration import (
     DEFAULT_NUM_CALIB,
     DEFAULT_SEED,
@@ -38,8 +39,12 @@ from tfsep_edge.datasets.calibration import (
     select_eval,
 )
 from tfsep_edge.model.checkpoint import load_checkpoint
-from tfsep_edge.quant import quantize as Q
-from tfsep_edge.quant.quantize import CALIB_LIST_FILE
+from tfsep_edge.quant.analysis import layer_sqnr, run_float, run_int8, sqnr_db
+from tfsep_edge.quant.artifact import QuantizedArtifact, is_quantized_dir, save_quantized
+from tfsep_edge.quant.calibrate import FLOAT_STEM, Calibration, QuantOptions
+from tfsep_edge.quant.engine import ENGINES, OBSERVERS, default_engine
+from tfsep_edge.quant.quantize import quantize_model
+from tfsep_edge.quant.ready import conv_layers
 
 SENSITIVITY_WINDOWS = 512  # per-layer fallback runs use at most this many evaluation windows
 SQNR_WINDOWS = 64  # per-layer SQNR from this many windows
@@ -96,11 +101,11 @@ def compare(fp32: np.ndarray, int8: np.ndarray, data: EvalData) -> dict:
     out = {
         "clips": len(fp32),
         "agreement": float(np.mean(fp32.argmax(1) == int8.argmax(1))),
-        "logit_sqnr_db": finite(Q.sqnr_db(torch.from_numpy(fp32), torch.from_numpy(int8))),
+        "logit_sqnr_db": finite(sqnr_db(torch.from_numpy(fp32), torch.from_numpy(int8))),
         "max_abs_logit_diff": float(np.abs(fp32 - int8).max()) if len(fp32) else 0.0,
     }
     if data.labelled:
-        from tfsep_edge.runtime.evaluate import per_device_accuracy
+        from tfsep_edge.datasets.metrics import per_device_accuracy
 
         for name, logits in (("fp32", fp32), ("int8", int8)):
             preds = logits.argmax(1)
@@ -124,39 +129,39 @@ class Evaluator:
     data: EvalData
     fp32: np.ndarray
 
-    def measure(self, artifact: Q.QuantizedArtifact) -> dict:
-        return compare(self.fp32, self.data.clip_logits(Q.run_int8(artifact, self.data.windows)), self.data)
+    def measure(self, artifact: QuantizedArtifact) -> dict:
+        return compare(self.fp32, self.data.clip_logits(run_int8(artifact, self.data.windows)), self.data)
 
 
-def fake_quant_agreement(artifact: Q.QuantizedArtifact, data: EvalData) -> dict:
+def fake_quant_agreement(artifact: QuantizedArtifact, data: EvalData) -> dict:
     """INT8 vs its fake-quant twin (the model the ONNX export reproduces)."""
-    int8 = Q.run_int8(artifact, data.windows)
-    fq = Q.run_float(artifact.fake_quant_model(), data.windows)
+    int8 = run_int8(artifact, data.windows)
+    fq = run_float(artifact.fake_quant_model(), data.windows)
     return {
         "windows": len(int8),
         "agreement": float((int8.argmax(1) == fq.argmax(1)).float().mean()) if len(int8) else 1.0,
         "max_abs_logit_diff": float((int8 - fq).abs().max()) if len(int8) else 0.0,
-        "logit_sqnr_db": finite(Q.sqnr_db(int8, fq)),
+        "logit_sqnr_db": finite(sqnr_db(int8, fq)),
     }
 
 
 def sensitivity(
     model,
-    calibration: Q.Calibration,
-    options: Q.QuantOptions,
-    artifact: Q.QuantizedArtifact,
+    calibration: Calibration,
+    options: QuantOptions,
+    artifact: QuantizedArtifact,
     evaluator: Evaluator,
     progress: Callable[[str], None] | None = None,
 ) -> list[dict]:
     """Per conv layer: its INT8 output SQNR, and what leaving it alone in float changes."""
-    sqnr = Q.layer_sqnr(artifact, evaluator.data.windows[:SQNR_WINDOWS])
+    sqnr = layer_sqnr(artifact, evaluator.data.windows[:SQNR_WINDOWS])
     base = evaluator.measure(artifact)
     rows = []
-    layers = [n for n in Q.conv_layers(artifact.fused_float_model()) if n not in options.float_layers]
+    layers = [n for n in conv_layers(artifact.fused_float_model()) if n not in options.float_layers]
     for i, name in enumerate(layers):
         if progress:
             progress(f"sensitivity {i + 1}/{len(layers)}: {name}")
-        variant, _ = Q.quantize_model(
+        variant, _ = quantize_model(
             model, None, options.with_float_layers((*options.float_layers, name)), calibrated=calibration
         )
         m = evaluator.measure(variant)
@@ -178,15 +183,15 @@ def sensitivity(
 
 def fallback(
     model,
-    calibration: Q.Calibration,
-    options: Q.QuantOptions,
+    calibration: Calibration,
+    options: QuantOptions,
     evaluator: Evaluator,
     ranking: list[str],
     max_drop_pp: float,
     progress: Callable[[str], None] | None = None,
-) -> tuple[Q.QuantizedArtifact, dict]:
+) -> tuple[QuantizedArtifact, dict]:
     """Leave layers in float one at a time (in `ranking` order) until the drop is <= max_drop_pp."""
-    artifact, _ = Q.quantize_model(model, None, options, calibrated=calibration)
+    artifact, _ = quantize_model(model, None, options, calibrated=calibration)
     start_bytes = artifact.info["storage_bytes"]["total"]
     m = evaluator.measure(artifact)
     steps = [{"float_layers": list(options.float_layers), "drop_pp": m["accuracy_drop_pp"]}]
@@ -198,7 +203,7 @@ def fallback(
         if progress:
             progress(f"--max-drop: leaving {name} in float")
         options = options.with_float_layers((*options.float_layers, name))
-        artifact, _ = Q.quantize_model(model, None, options, calibrated=calibration)
+        artifact, _ = quantize_model(model, None, options, calibrated=calibration)
         m = evaluator.measure(artifact)
         steps.append({"added": name, "drop_pp": m["accuracy_drop_pp"], "agreement": m["agreement"]})
     met = m["accuracy_drop_pp"] <= max_drop_pp
@@ -224,9 +229,9 @@ DESIGN_ALTERNATIVES = (
 
 
 def design_choices(
-    model, calibration: Q.Calibration, options: Q.QuantOptions, evaluator: Evaluator, calib: torch.Tensor
+    model, calibration: Calibration, options: QuantOptions, evaluator: Evaluator, calib: torch.Tensor
 ) -> list[dict]:
-    base, _ = Q.quantize_model(model, None, options, calibrated=calibration)
+    base, _ = quantize_model(model, None, options, calibrated=calibration)
     rows = [{"variant": "chosen configuration", **_short(evaluator.measure(base)), "bytes": _bytes(base)}]
     for text, change in DESIGN_ALTERNATIVES:
         if change.get("float_layers") == () and "feature.0" not in options.float_layers:
@@ -234,7 +239,7 @@ def design_choices(
         if "float_layers" in change:
             change = {"float_layers": tuple(n for n in options.float_layers if n != "feature.0")}
         variant = dataclasses.replace(options, **change)
-        art, _ = Q.quantize_model(model, None, variant, calibrated=calibration)
+        art, _ = quantize_model(model, None, variant, calibrated=calibration)
         rows.append({"variant": text, **_short(evaluator.measure(art)), "bytes": _bytes(art)})
     # These two need their own calibration (other weights / other observer ranges).
     own = []
@@ -243,7 +248,7 @@ def design_choices(
     if not options.reduce_range:
         own.append(("7-bit activations (reduce_range)", {"reduce_range": True}))
     for text, change in own:
-        art, _ = Q.quantize_model(model, calib.split(64), dataclasses.replace(options, **change))
+        art, _ = quantize_model(model, calib.split(64), dataclasses.replace(options, **change))
         rows.append({"variant": text, **_short(evaluator.measure(art)), "bytes": _bytes(art)})
     return rows
 
@@ -253,7 +258,7 @@ def _short(m: dict) -> dict:
     return {k: m[k] for k in keep if k in m}
 
 
-def _bytes(art: Q.QuantizedArtifact) -> int:
+def _bytes(art: QuantizedArtifact) -> int:
     return art.info["storage_bytes"]["total"]
 
 
@@ -279,12 +284,12 @@ def default_out(checkpoint: Path) -> Path:
     return checkpoint.parent / f"{checkpoint.stem}-int8"
 
 
-def check_request(req: QuantizeRequest) -> tuple[Q.QuantOptions, Path]:
-    engine = req.engine or Q.default_engine()
-    if engine not in Q.ENGINES:
-        raise TfsepError(f"--engine {engine}: choose one of {', '.join(Q.ENGINES)}")
-    if req.observer not in Q.OBSERVERS:
-        raise TfsepError(f"--observer {req.observer}: choose one of {', '.join(Q.OBSERVERS)}")
+def check_request(req: QuantizeRequest) -> tuple[QuantOptions, Path]:
+    engine = req.engine or default_engine()
+    if engine not in ENGINES:
+        raise TfsepError(f"--engine {engine}: choose one of {', '.join(ENGINES)}")
+    if req.observer not in OBSERVERS:
+        raise TfsepError(f"--observer {req.observer}: choose one of {', '.join(OBSERVERS)}")
     if req.num_calib is not None and req.num_calib < MIN_CALIB_FILES:
         raise TfsepError(f"--num-calib {req.num_calib}: must be at least {MIN_CALIB_FILES}")
     if req.max_drop is not None and not (0 <= req.max_drop <= 100):
@@ -293,10 +298,10 @@ def check_request(req: QuantizeRequest) -> tuple[Q.QuantOptions, Path]:
         raise TfsepError("--max-drop needs a labelled evaluation set: add --eval DATA")
     out = Path(req.out) if req.out is not None else default_out(Path(req.checkpoint))
     check_writable_dir(out)
-    if out.exists() and not Q.is_quantized_dir(out):
+    if out.exists() and not is_quantized_dir(out):
         raise TfsepError(f"{out}: exists and is not a `tfsep-edge quantize` output; choose another -o folder")
-    float_layers = Q.FLOAT_STEM if req.float_stem else ()
-    return Q.QuantOptions(engine, req.observer, float_layers), out
+    float_layers = FLOAT_STEM if req.float_stem else ()
+    return QuantOptions(engine, req.observer, float_layers), out
 
 
 def run_quantize(req: QuantizeRequest, log: Callable[[str], None] = print, warn=None) -> tuple[Path, dict]:
@@ -322,12 +327,12 @@ def run_quantize(req: QuantizeRequest, log: Callable[[str], None] = print, warn=
 
     torch.manual_seed(0)
     log(f"calibrating on {len(calib)} windows from {len(audio.files)} files ({audio.source})")
-    artifact, calibration = Q.quantize_model(model, calib.split(64), options, frontend=frontend)
-    evaluator = Evaluator(data, data.clip_logits(Q.run_float(model, data.windows)))
+    artifact, calibration = quantize_model(model, calib.split(64), options, frontend=frontend)
+    evaluator = Evaluator(data, data.clip_logits(run_float(model, data.windows)))
     rows: list[dict] = []
     if req.sensitivity or req.max_drop is not None:
         sens_eval = Evaluator(data.subset(SENSITIVITY_WINDOWS), np.zeros(0))
-        sens_eval.fp32 = sens_eval.data.clip_logits(Q.run_float(model, sens_eval.data.windows))
+        sens_eval.fp32 = sens_eval.data.clip_logits(run_float(model, sens_eval.data.windows))
         rows = sensitivity(model, calibration, options, artifact, sens_eval)
     choices = design_choices(model, calibration, options, evaluator, calib) if req.sensitivity else []
     fallback_summary = None
@@ -357,7 +362,7 @@ def run_quantize(req: QuantizeRequest, log: Callable[[str], None] = print, warn=
     }
     artifact.info["calibration_list"] = CALIB_LIST_FILE
     text = list_text(audio, note=f"seed {req.seed}, --num-calib {req.num_calib}")
-    Q.save_quantized(artifact, out, report, {CALIB_LIST_FILE: text})
+    save_quantized(artifact, out, report, {CALIB_LIST_FILE: text})
     return out, report
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from tfsep_edge.core import config
 from tfsep_edge.core.config import DEFAULT_FRONTEND, LABELS, NUM_CLASSES, FrontendConfig
 from tfsep_edge.core.errors import TfsepError, check_at_least_one, first_line
+from tfsep_edge.core.kinds import Kind, require_kind
 from tfsep_edge.signal.audio import load_audio, split_windows
 from tfsep_edge.signal.frontend import log_mel
 
@@ -336,6 +337,7 @@ def predict_command(
     entries = audio_entries(audio)
     if not entries:
         raise TfsepError("no audio files given; pass WAV files or folders")
+    require_kind(model, (Kind.ONNX,), "predict", EXPORT_HINT)
     clf = OnnxClassifier(model, threads=threads)
     single = len(entries) == 1
     errors: list[str] = []

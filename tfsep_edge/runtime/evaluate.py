@@ -21,6 +21,9 @@ import numpy as np
 from tfsep_edge.core.config import DEFAULT_FRONTEND, LABELS, NUM_CLASSES, SEEN_DEVICES, UNSEEN_DEVICES, FrontendConfig
 from tfsep_edge.core.errors import TfsepError
 from tfsep_edge.core.fileio import atomic_path, write_text_atomic
+from tfsep_edge.core.kinds import Kind, artifact_kind
+from tfsep_edge.datasets.metrics import metrics
+from tfsep_edge.runtime.torch_models import load_torch_model
 from tfsep_edge.signal.frontend import log_mel
 
 LogitsFn = Callable[[np.ndarray], np.ndarray]
@@ -38,57 +41,10 @@ class ModelFn:
 # --- metrics (numpy only; the quantize helper reuses per_device_accuracy) ----------------------
 
 
-def per_device_accuracy(preds: np.ndarray, labels: np.ndarray, devices: list[str]) -> dict:
-    """Accuracy per device in the report's Table 3 order, plus seen / unseen averages.
-
-    {"devices": {"a": acc or None, ...}, "counts": {...}, "seen": mean over seen devices present,
-    "unseen": mean over unseen devices present}; the averages are over devices (as Table 3),
-    not over clips. Devices outside a, b, c, s1..s6 (e.g. simulated) are listed after them.
-    """
-    preds, labels, devices = np.asarray(preds), np.asarray(labels), np.asarray(devices)
-    extra = sorted(set(devices.tolist()) - set(SEEN_DEVICES) - set(UNSEEN_DEVICES))
-    accs, counts = {}, {}
-    for d in (*SEEN_DEVICES, *UNSEEN_DEVICES, *extra):
-        mask = devices == d
-        counts[d] = int(mask.sum())
-        accs[d] = float(np.mean(preds[mask] == labels[mask])) if mask.any() else None
-
-    def mean(group) -> float | None:
-        vals = [accs[d] for d in group if accs[d] is not None]
-        return float(np.mean(vals)) if vals else None
-
-    return {"devices": accs, "counts": counts, "seen": mean(SEEN_DEVICES), "unseen": mean(UNSEEN_DEVICES)}
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
-def metrics(logits: np.ndarray, labels: np.ndarray, devices: list[str]) -> dict:
-    """Everything `evaluate` reports, from logits (N, 10), labels (N,) and devices."""
-    logits = np.asarray(logits, dtype=np.float64)
-    labels = np.asarray(labels, dtype=np.int64)
-    preds = logits.argmax(axis=1)
-    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
-    np.add.at(confusion, (labels, preds), 1)
-    per_class = {
-        name: (float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None)
-        for i, name in enumerate(LABELS)
-    }
-    dev = per_device_accuracy(preds, labels, devices)
-    return {
-        "clips": int(len(labels)),
-        "accuracy": float(np.mean(preds == labels)),
-        "log_loss": float(-np.mean(log_softmax(logits)[np.arange(len(labels)), labels])),
-        "per_device": dev["devices"],
-        "device_counts": dev["counts"],
-        "seen_accuracy": dev["seen"],
-        "unseen_accuracy": dev["unseen"],
-        "per_class": per_class,
-        "labels": list(LABELS),
-        "confusion": confusion.tolist(),
-    }
 
 
 # --- models ----------------------------------------------------------------------------------------
@@ -97,38 +53,18 @@ def metrics(logits: np.ndarray, labels: np.ndarray, devices: list[str]) -> dict:
 def load_logits_fn(path: str | Path, threads: int = 1) -> ModelFn:
     """A ModelFn for an ONNX file, a quantized model or a checkpoint (detected from the path)."""
     path = Path(path)
-    if not path.exists():
-        raise TfsepError(f"{path}: no such model file or folder")
-    if path.suffix.lower() == ".onnx":
+    kind = artifact_kind(path)
+    if kind is Kind.TFLITE:
+        raise TfsepError(f"{path}: evaluate takes .onnx models and PyTorch models")
+    if kind is Kind.ONNX:
         from tfsep_edge.runtime.classifier import OnnxClassifier
 
         clf = OnnxClassifier(path, threads=threads)
         desc = f"ONNX {clf.precision} C={clf.width}"
         return ModelFn(clf.run, clf.input_kind, "onnx", clf.frontend, desc)
-    import torch
-
-    torch.set_num_threads(threads)
-    from tfsep_edge.quant.quantize import is_quantized_dir, load_quantized
-
-    if is_quantized_dir(path):
-        artifact = load_quantized(path)
-
-        def quantized(x: np.ndarray) -> np.ndarray:
-            return artifact(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).float().numpy()
-
-        width = artifact.float_model.width
-        return ModelFn(quantized, "logmel", "quantized", artifact.frontend, f"PyTorch INT8 C={width}")
-    if path.is_dir():
-        raise TfsepError(f"{path}: a folder but not a `tfsep-edge quantize` output; pass a checkpoint or .onnx file")
-    from tfsep_edge.model.checkpoint import load_checkpoint
-
-    model, info = load_checkpoint(path)
-
-    @torch.no_grad()
-    def fp32(x: np.ndarray) -> np.ndarray:
-        return model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
-
-    return ModelFn(fp32, "logmel", "checkpoint", info["frontend"], f"FP32 checkpoint C={model.width}")
+    tm = load_torch_model(path, kind, threads)
+    desc = f"{'PyTorch INT8' if tm.precision == 'int8' else 'FP32 checkpoint'} C={tm.float_model.width}"
+    return ModelFn(tm.logits, "logmel", kind.value, tm.frontend, desc)
 
 
 def split_logits(model: ModelFn, split, batch: int = 64, progress: bool = True) -> np.ndarray:

@@ -45,21 +45,12 @@ from tfsep_edge.core.config import DEFAULT_FRONTEND, NUM_CLASSES
 from tfsep_edge.core.errors import TfsepError, check_at_least_one
 from tfsep_edge.core.fileio import write_bytes_atomic, write_text_atomic
 from tfsep_edge.core.progress import progress_bar
-from tfsep_edge.datasets.cache import (
-    SplitData,
-    WaveBatches,
-    concat,
-    default_cache_dir,
-    default_ir_dir,
-    epoch_batches,
-    is_synthetic,
-    load_split,
-    offline_device_simulation,
-)
+from tfsep_edge.datasets.cache import SplitData, default_cache_dir, default_ir_dir, is_synthetic, load_split
 from tfsep_edge.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from tfsep_edge.model.tfsepnet import TFSepNet, check_width
 from tfsep_edge.signal.frontend import log_mel_torch
 from tfsep_edge.train import augment
+from tfsep_edge.train.batches import WaveBatches, concat, epoch_batches, offline_device_simulation
 
 DEVSIM_MODES = ("offline", "online", "none")
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "clips_per_s", "seconds")

@@ -15,7 +15,6 @@ A quantized folder: quantize.storage_bytes of its PyTorch INT8 model (the quanti
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tfsep_edge.core.errors import TfsepError, first_line
@@ -82,44 +81,5 @@ def onnx_width(model, path: Path) -> int:
         raise TfsepError(f"{path}: no tfsep-edge width in its metadata; export it with `tfsep-edge export`") from None
 
 
-def count_onnx(path: Path, n_mels: int, frames: int):
-    """budget.Counted for an exported ONNX file.
-
-    The official count (params, MACs) is NeSsi's torchinfo count of the float TF-SepNet rebuilt
-    from the width in the file's metadata (the counts do not depend on the weights; a
-    non-default shuffle-group count is read from the budget metadata when present); the bytes
-    are those of the file's initializers.
-    """
-    from tfsep_edge.core.config import ONNX_META_BUDGET, ONNX_META_PRECISION
-    from tfsep_edge.model.budget import count_width
-
-    model = load_onnx(path)
-    width = onnx_width(model, path)
-    meta = {p.key: p.value for p in model.metadata_props}
-    counted = count_width(width, json.loads(meta.get(ONNX_META_BUDGET, "{}")).get("shuffle_groups"), n_mels, frames)
-    stored = onnx_stored_bytes(model)
-    counted.source = f"{path} (ONNX, {meta.get(ONNX_META_PRECISION, 'unknown precision')}, width {width})"
-    counted.stored_param_bytes = stored["total"]
-    counted.notes.append(
-        "params/MACs: torchinfo on the float TF-SepNet rebuilt from the width in the ONNX metadata; "
-        "bytes: the file's stored initializers by type: " + ", ".join(f"{k} {v:,}" for k, v in stored.items())
-    )
-    return counted
 
 
-def count_quantized(path: Path, n_mels: int, frames: int):
-    """budget.Counted for a `tfsep-edge quantize` folder: NeSsi on its float model + stored int8 bytes."""
-    from tfsep_edge.model.budget import _count_float
-    from tfsep_edge.quant.quantize import load_quantized, storage_bytes
-
-    art = load_quantized(path)
-    counted = _count_float(
-        art.float_model, f"{path} (quantized INT8, width {art.float_model.config.width})", n_mels, frames
-    )
-    stored = storage_bytes(art.int8_model)
-    counted.stored_param_bytes = stored["total"]
-    counted.notes.append(
-        "params/MACs: torchinfo on the quantized model's float TF-SepNet; bytes: the stored INT8 model by type: "
-        + ", ".join(f"{k} {v:,}" for k, v in stored.items())
-    )
-    return counted

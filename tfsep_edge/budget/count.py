@@ -30,8 +30,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tfsep_edge.budget.stored_bytes import load_onnx, onnx_stored_bytes, onnx_width
 from tfsep_edge.core.config import MAX_MACS, MAX_PARAM_BYTES
 from tfsep_edge.core.errors import TfsepError
+from tfsep_edge.core.kinds import Kind, artifact_kind
+from tfsep_edge.core.torch_check import require_torch
 
 DTYPE_BYTES = {"int8": 1, "float16": 2, "float32": 4}
 DEFAULT_WIDTH = 12  # the report's submitted TF-SepNet (6.83 K params, 1.65 M MACs)
@@ -188,8 +191,6 @@ def _count_float(model, source: str, n_mels: int, frames: int) -> Counted:
 
 def count_width(width: int, shuffle_groups: int | None, n_mels: int, frames: int) -> Counted:
     """An untrained TFSepNet of this width (the counts do not depend on the weights)."""
-    from tfsep_edge.cli import require_torch
-
     require_torch()
     from tfsep_edge.model.tfsepnet import TFSepNet
 
@@ -207,16 +208,13 @@ def count_model(path: Path, width: int | None, shuffle_groups: int | None, n_mel
     `model.parameters()` of a converted model, which hides the packed int8 weights.
     """
     path = Path(path)
-    from tfsep_edge.cli import require_torch
-
-    require_torch()
-    if path.suffix.lower() == ".onnx":  # stored bytes: stored_bytes.py (export issue)
-        from tfsep_edge.model.stored_bytes import count_onnx
-
+    kind = artifact_kind(path)
+    require_torch()  # the NeSsi count runs torchinfo on the float model, whatever the artifact
+    if kind is Kind.ONNX:
         return count_onnx(path, n_mels, frames)
-    if (path / "model_int8.pt").is_file() or path.name == "model_int8.pt":  # a `quantize` output
-        from tfsep_edge.model.stored_bytes import count_quantized
-
+    if kind is Kind.TFLITE:
+        raise TfsepError(f"{path}: budget does not count .tflite models yet; count its checkpoint or quantize folder")
+    if kind is Kind.QUANTIZED:
         return count_quantized(path, n_mels, frames)
     from tfsep_edge.model.checkpoint import load_checkpoint
 
@@ -305,8 +303,6 @@ def format_report(report: dict) -> str:
 
 def sweep_widths(shuffle_groups: int | None, n_mels: int, frames: int) -> dict:
     """Every valid width in SWEEP_RANGE: params, bytes per dtype, MACs, and the largest that fits."""
-    from tfsep_edge.cli import require_torch
-
     require_torch()
     from tfsep_edge.model.tfsepnet import check_width, valid_widths
 
@@ -394,3 +390,43 @@ def budget_command(
     report = budget_report(counted, dtype)
     typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
     return 0 if report["fits"] else 1
+
+
+def count_onnx(path: Path, n_mels: int, frames: int):
+    """budget.Counted for an exported ONNX file.
+
+    The official count (params, MACs) is NeSsi's torchinfo count of the float TF-SepNet rebuilt
+    from the width in the file's metadata (the counts do not depend on the weights; a
+    non-default shuffle-group count is read from the budget metadata when present); the bytes
+    are those of the file's initializers.
+    """
+    from tfsep_edge.core.config import ONNX_META_BUDGET, ONNX_META_PRECISION
+
+    model = load_onnx(path)
+    width = onnx_width(model, path)
+    meta = {p.key: p.value for p in model.metadata_props}
+    counted = count_width(width, json.loads(meta.get(ONNX_META_BUDGET, "{}")).get("shuffle_groups"), n_mels, frames)
+    stored = onnx_stored_bytes(model)
+    counted.source = f"{path} (ONNX, {meta.get(ONNX_META_PRECISION, 'unknown precision')}, width {width})"
+    counted.stored_param_bytes = stored["total"]
+    counted.notes.append(
+        "params/MACs: torchinfo on the float TF-SepNet rebuilt from the width in the ONNX metadata; "
+        "bytes: the file's stored initializers by type: " + ", ".join(f"{k} {v:,}" for k, v in stored.items())
+    )
+    return counted
+
+def count_quantized(path: Path, n_mels: int, frames: int):
+    """budget.Counted for a `tfsep-edge quantize` folder: NeSsi on its float model + stored int8 bytes."""
+    from tfsep_edge.quant.artifact import load_quantized, storage_bytes
+
+    art = load_quantized(path)
+    counted = _count_float(
+        art.float_model, f"{path} (quantized INT8, width {art.float_model.config.width})", n_mels, frames
+    )
+    stored = storage_bytes(art.int8_model)
+    counted.stored_param_bytes = stored["total"]
+    counted.notes.append(
+        "params/MACs: torchinfo on the quantized model's float TF-SepNet; bytes: the stored INT8 model by type: "
+        + ", ".join(f"{k} {v:,}" for k, v in stored.items())
+    )
+    return counted

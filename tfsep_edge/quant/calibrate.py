@@ -1,0 +1,184 @@
+"""Calibration and conversion: qconfigs, prepare, observe, GPTQ/bias-corrected weights, convert."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from tfsep_edge.core.errors import TfsepError
+from tfsep_edge.model.tfsepnet import ConvBlock, TFSepNet
+from tfsep_edge.quant.engine import engine_scope, known_warnings_silenced
+from tfsep_edge.quant.gptq import bias_corrections, gptq_round, layer_hessians
+from tfsep_edge.quant.ready import AxisMean, FloatIsland, QLayer, QTFSepNet, fused_float, layer_conv
+
+# --- qconfig, prepare, convert ----------------------------------------------------------------
+
+
+# The stem conv (and so the model input) stays float by default: +1.5 KB at C=12, measured
+# better logit SQNR (docstring above). float_layers=() quantizes it too.
+FLOAT_STEM: tuple[str, ...] = ("feature.0",)
+
+
+@dataclass(frozen=True)
+class QuantOptions:
+    engine: str = "x86"
+    observer: str = "histogram"
+    float_layers: tuple[str, ...] = FLOAT_STEM
+    float_means: bool = True
+    reduce_range: bool = False  # 7-bit activations: measured 4-5 dB worse logit SQNR, not needed (docstring)
+    bias_correction: bool = True
+    shared_add_qparams: bool = True
+    gptq: bool = True  # weight rounding: GPTQ on the calibration inputs, else round to nearest
+
+    @property
+    def act_reduce_range(self) -> bool:
+        return self.reduce_range
+
+    def with_float_layers(self, layers: Iterable[str]) -> QuantOptions:
+        return dataclasses.replace(self, float_layers=tuple(layers))
+
+
+class FixedScaleWeightObserver(torch.ao.quantization.observer.PerChannelMinMaxObserver):
+    """Per-channel symmetric qint8 with given scales: the weights were already rounded onto
+    that grid (GPTQ), and a min/max observer would pick a slightly different scale."""
+
+    def __init__(self, scales: torch.Tensor | None = None, **kwargs):
+        super().__init__(dtype=torch.qint8, qscheme=torch.per_channel_symmetric, **kwargs)
+        self.fixed_scales = scales
+
+    def calculate_qparams(self):
+        if self.fixed_scales is None:
+            return super().calculate_qparams()
+        return self.fixed_scales.clone(), torch.zeros(len(self.fixed_scales), dtype=torch.int64)
+
+
+def make_qconfig(options: QuantOptions) -> torch.ao.quantization.QConfig:
+    obs = torch.ao.quantization.observer
+    act_cls = obs.HistogramObserver if options.observer == "histogram" else obs.MinMaxObserver
+    activation = act_cls.with_args(
+        dtype=torch.quint8, qscheme=torch.per_tensor_affine, reduce_range=options.act_reduce_range
+    )
+    weight = obs.PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric)
+    return torch.ao.quantization.QConfig(activation=activation, weight=weight)
+
+
+def _assign_qconfig(qm: QTFSepNet, qconfig) -> None:
+    """qconfig everywhere except the float parts: AdaResNorm bodies and float-island conv bodies."""
+    qm.qconfig = qconfig
+    if qm.feature[0].float_island:  # a float stem: the input is never quantized, and the stem's
+        qm.quant.qconfig = None  # output goes straight on into the float AdaResNorm island
+        qm.feature[0].quant.qconfig = None
+    for m in qm.modules():
+        if isinstance(m, FloatIsland):
+            m.body.qconfig = None
+        elif isinstance(m, AxisMean) and not m.float_island:
+            m.quant.qconfig = None
+            m.dequant.qconfig = None
+        elif isinstance(m, QLayer):
+            if m.float_island:
+                m.body.qconfig = None
+            else:  # stubs unused: keep them plain (no observer, no int8 module)
+                m.quant.qconfig = None
+                m.dequant.qconfig = None
+
+
+def prepare(qm: QTFSepNet, options: QuantOptions, scales: dict[str, torch.Tensor] | None = None) -> nn.Module:
+    qconfig = make_qconfig(options)
+    _assign_qconfig(qm, qconfig)
+    for name, s in (scales or {}).items():  # weights already on their grids: keep those scales
+        layer = qm.get_submodule(name)
+        if not layer.float_island:
+            weight = FixedScaleWeightObserver.with_args(scales=s)
+            layer.body.qconfig = torch.ao.quantization.QConfig(activation=qconfig.activation, weight=weight)
+    with known_warnings_silenced():
+        return torch.ao.quantization.prepare(qm, inplace=True)  # callers pass a fresh model
+
+
+def _observer_sources(prepared: nn.Module, shared_add_qparams: bool = True) -> dict[str, str]:
+    """For every observer, the observer of the all-int8 calibration model that saw the same tensor.
+
+    A float-island QLayer's output QuantStub sees what the conv's output observer saw (eager
+    calibration runs float ops throughout), so one calibration serves every float-layer set.
+    With shared_add_qparams the residual adds take the concat's observer: the concat then
+    only copies integers (its inputs already have its scale and zero point), one rounding
+    per branch instead of two.
+    """
+    out = {}
+    for name in dict(prepared.named_modules()):
+        if not name.endswith("activation_post_process"):
+            continue
+        owner = name[: -len(".activation_post_process")]
+        src = name
+        if owner.endswith(".quant"):
+            layer = owner[: -len(".quant")]
+            parent = prepared.get_submodule(layer)
+            if isinstance(parent, QLayer):
+                body = parent.body
+                inner = "body.conv" if isinstance(body, ConvBlock) else "body"
+                src = f"{layer}.{inner}.activation_post_process"
+        elif shared_add_qparams and owner.endswith(("freq_add", "temp_add")):
+            src = owner.rsplit(".", 1)[0] + ".concat.activation_post_process"
+        out[name] = src
+    return out
+
+
+@dataclass
+class Calibration:
+    """Observers of the all-int8 model after the calibration data, and the bias corrections.
+
+    One calibration serves every float-layer set and both mean modes (see _observer_sources).
+    """
+
+    prepared: nn.Module
+    bias_delta: dict[str, torch.Tensor]
+    rounded: dict[str, tuple[torch.Tensor, torch.Tensor]]  # GPTQ weights (empty: round to nearest)
+    observer: str
+    reduce_range: bool
+    windows: int
+
+
+def convert(calibration: Calibration, model: TFSepNet, options: QuantOptions) -> nn.Module:
+    """INT8 model for options.float_layers, from the observers of the calibrated all-int8 model."""
+    key = (options.observer, options.act_reduce_range, options.gptq)
+    if (calibration.observer, calibration.reduce_range, bool(calibration.rounded)) != key:
+        raise ValueError("calibration was made with another observer / activation range / weight rounding")
+    delta = calibration.bias_delta if options.bias_correction else None
+    rounded = calibration.rounded or None
+    scales = {n: sc for n, (_w, sc) in calibration.rounded.items()}
+    # Every activation observer is replaced by a calibrated one below: cheap placeholders here.
+    placeholder = dataclasses.replace(options, observer="minmax")
+    qm = fused_float(model, options.float_layers, options.float_means, delta, rounded)
+    prepared = prepare(qm, placeholder, scales)
+    for name, src in _observer_sources(prepared, options.shared_add_qparams).items():
+        parent_name, _, attr = name.rpartition(".")
+        # Shared, not copied: convert only reads an observer's statistics, and the variant's
+        # prepared model is never run.
+        setattr(prepared.get_submodule(parent_name), attr, calibration.prepared.get_submodule(src))
+    with known_warnings_silenced(), engine_scope(options.engine):
+        return torch.ao.quantization.convert(prepared, inplace=True).eval()
+
+
+def calibrate(model: TFSepNet, batches: Iterable[torch.Tensor], options: QuantOptions) -> Calibration:
+    """Bias corrections, then the all-int8 model's observers over the calibration batches."""
+    batches = list(batches)
+    count = sum(int(b.shape[0]) for b in batches)
+    if count == 0:
+        raise TfsepError("calibration: no calibration windows; give at least 2 audio files")
+    float_qm = fused_float(model)
+    rounded = {}
+    if options.gptq:
+        hessians = layer_hessians(float_qm, batches)
+        rounded = {n: gptq_round(layer_conv(float_qm.get_submodule(n)).weight, h) for n, h in hessians.items()}
+    delta = bias_corrections(float_qm, batches, rounded)
+    # Every mean as an island here so its output observer exists for variants that need it.
+    base = dataclasses.replace(options, float_layers=(), float_means=True)
+    qm = fused_float(model, (), True, delta if options.bias_correction else None, rounded or None)
+    prepared = prepare(qm, base, {n: sc for n, (_w, sc) in rounded.items()})
+    with torch.no_grad(), known_warnings_silenced():
+        for batch in batches:
+            prepared(batch)
+    return Calibration(prepared, delta, rounded, options.observer, options.act_reduce_range, count)

@@ -1,0 +1,146 @@
+"""The fake-quant twin: float ops with fake quantization at exactly the INT8 model's points,
+scales and zero points. The INT8 ONNX mirrors it op for op, and export validation compares with it."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from tfsep_edge.model.tfsepnet import ConvBlock
+from tfsep_edge.quant.ready import FloatIsland, QBlock, QLayer, QTFSepNet
+
+# --- fake-quant twin ----------------------------------------------------------------------------
+
+
+def _act_range(dtype: str) -> tuple[int, int, int]:
+    """(quant_min, quant_max, zero-point shift) to express a quint8 activation in `dtype`."""
+    if dtype == "int8":
+        return -128, 127, -128
+    if dtype == "uint8":
+        return 0, 255, 0
+    raise ValueError(f"act_dtype {dtype!r}: use 'int8' or 'uint8'")
+
+
+class FakeQuant(nn.Module):
+    """Per-tensor fake quantization with fixed qparams (exports to QuantizeLinear/DequantizeLinear)."""
+
+    def __init__(self, scale: float, zero_point: int, act_dtype: str):
+        super().__init__()
+        qmin, qmax, shift = _act_range(act_dtype)
+        self.scale, self.zero_point = float(scale), int(zero_point) + shift
+        self.quant_min, self.quant_max = qmin, qmax
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.fake_quantize_per_tensor_affine(x, self.scale, self.zero_point, self.quant_min, self.quant_max)
+
+
+class FakeQuantConv(nn.Module):
+    """Conv2d (+ReLU) with per-channel fake-quantized weights and a fake-quantized output."""
+
+    def __init__(self, qconv: nn.Module, relu: bool, act_dtype: str):
+        super().__init__()
+        w = qconv.weight()
+        self.weight = nn.Parameter(w.dequantize(), requires_grad=False)
+        self.register_buffer("w_scale", w.q_per_channel_scales().to(torch.float32))
+        self.register_buffer("w_zero_point", w.q_per_channel_zero_points().to(torch.int32))
+        bias = qconv.bias()
+        self.bias = nn.Parameter(bias.detach().clone(), requires_grad=False) if bias is not None else None
+        self.stride, self.padding = qconv.stride, qconv.padding
+        self.dilation, self.groups = qconv.dilation, qconv.groups
+        self.relu = relu
+        self.out = FakeQuant(qconv.scale, qconv.zero_point, act_dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = torch.fake_quantize_per_channel_affine(self.weight, self.w_scale, self.w_zero_point, 0, -128, 127)
+        y = nn.functional.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        if self.relu:
+            y = torch.relu(y)
+        return self.out(y)
+
+
+class FakeQuantFunctional(nn.Module):
+    """FloatFunctional's add/cat followed by fake quantization with the int8 op's qparams."""
+
+    def __init__(self, scale: float, zero_point: int, act_dtype: str):
+        super().__init__()
+        self.out = FakeQuant(scale, zero_point, act_dtype)
+
+    def add(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.out(a + b)
+
+    def cat(self, xs: list[torch.Tensor], dim: int = 0) -> torch.Tensor:
+        return self.out(torch.cat(xs, dim=dim))
+
+
+class FakeQuantMean(nn.Module):
+    """Mean over one axis, requantized to its input's qparams (what quantized mean does)."""
+
+    def __init__(self, dim: int, scale: float, zero_point: int, act_dtype: str):
+        super().__init__()
+        self.dim = dim
+        self.out = FakeQuant(scale, zero_point, act_dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(x.mean(self.dim, keepdim=True))
+
+
+def _qconv_of(layer: nn.Module) -> tuple[nn.Module, bool]:
+    """The quantized conv inside an int8 QLayer, and whether it has a fused ReLU."""
+    body = layer.body
+    conv = body.conv if isinstance(body, ConvBlock) or hasattr(body, "conv") else body
+    return conv, "ReLU" in type(conv).__name__
+
+
+def build_fake_quant(int8_model: nn.Module, float_qready: QTFSepNet, act_dtype: str = "int8") -> QTFSepNet:
+    """Float twin of `int8_model`: same structure as `float_qready`, every int8 op replaced by its
+    float op + fake quantization with the int8 model's scales/zero points."""
+    fq = copy.deepcopy(float_qready).eval()
+    stem_float = fq.feature[0].float_island
+    if stem_float:
+        fq.quant = nn.Identity()
+    else:
+        fq.quant = FakeQuant(int8_model.quant.scale.item(), int8_model.quant.zero_point.item(), act_dtype)
+    fq.dequant = nn.Identity()
+    for name, m in list(fq.named_modules()):
+        if not isinstance(m, (FloatIsland, QLayer, QBlock)):
+            continue
+        q = int8_model.get_submodule(name)
+        if isinstance(m, FloatIsland):
+            m.dequant = nn.Identity()
+            m.quant = FakeQuant(q.quant.scale.item(), q.quant.zero_point.item(), act_dtype)
+        elif isinstance(m, QLayer):
+            if m.float_island:
+                m.dequant = nn.Identity()
+                if stem_float and m is fq.feature[0]:
+                    m.quant = nn.Identity()
+                else:
+                    m.quant = FakeQuant(q.quant.scale.item(), q.quant.zero_point.item(), act_dtype)
+            else:
+                qconv, relu = _qconv_of(q)
+                m.body = FakeQuantConv(qconv, relu, act_dtype)
+        elif isinstance(m, QBlock):
+            for branch, dim in (("freq", 2), ("temp", 3)):
+                prev = q.get_submodule(f"{branch}_dw_conv")
+                mean = q.get_submodule(f"{branch}_mean")
+                if mean.float_island:  # own output qparams
+                    s, z = mean.quant.scale.item(), mean.quant.zero_point.item()
+                elif prev.float_island:
+                    s, z = prev.quant.scale.item(), prev.quant.zero_point.item()
+                else:
+                    qconv, _ = _qconv_of(prev)
+                    s, z = qconv.scale, qconv.zero_point
+                setattr(m, f"{branch}_mean", FakeQuantMean(dim, s, z, act_dtype))
+                add = q.get_submodule(f"{branch}_add")
+                setattr(m, f"{branch}_add", FakeQuantFunctional(add.scale, add.zero_point, act_dtype))
+            m.concat = FakeQuantFunctional(q.concat.scale, q.concat.zero_point, act_dtype)
+    return fq
+
+
+def output_step(fq: QTFSepNet) -> float:
+    """The scale of the twin's last quantization point (the classifier's output): logits are means
+    of integers on this grid, so export validation states its INT8 tolerance in these steps."""
+    cls = fq.classifier
+    point = cls.body.out if isinstance(cls.body, FakeQuantConv) else cls.quant
+    return float(point.scale)
