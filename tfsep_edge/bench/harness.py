@@ -1,14 +1,7 @@
-"""`tfsep-edge bench`: latency of ONNX models (onnxruntime) and, where torch is installed, PyTorch
-FP32 checkpoints and PyTorch INT8 quantized models, side by side on the same inputs.
+"""`tfsep-edge bench`: one timing harness for every runtime, side by side in one process.
 
-Method: every model is loaded (timed) and called once (first inference, timed); then all models
-are called round-robin in short blocks (BLOCK calls of one model, then the next), so slow drift
-of the machine (clock, heat, other processes) hits them alike. The first call of each block is
-not recorded: it pays for refilling the caches the other model evicted (measured: alternating
-single calls with a PyTorch model made ORT's C=12 p50 0.40 ms instead of 0.28 ms), which a
-device running one model never sees. Warm-up rounds are not recorded. Each call is timed alone with
-time.perf_counter_ns; inputs are prepared before the loop. An empty call timed the same way gives
-the harness's own overhead (reported, not subtracted). torch is imported only for torch models.
+Why it works this way, with the measurements that decided it:
+docs/bench.md (figures go stale in code, so they live there).
 """
 
 from __future__ import annotations

@@ -1,21 +1,7 @@
-"""Training and evaluation data on the TAU22 layout, cached so it scales to the real 230k files.
+"""Training and evaluation data on the TAU22 layout, decoded once into a memory-mapped waveform cache.
 
-Each split is decoded once (audio.load_audio: mono, resampled to 32 kHz, first 1-s window)
-into a float16 memory-mapped array (N, 32000) under a cache folder, with a progress bar; later
-runs map it in without touching the WAVs. The real development set takes ~14.7 GB this way
-(float16 halves float32; the source is 16-bit PCM, so nothing audible is lost). Evaluation
-caches float32 instead (`dtype="float32"`): its figures must be those of the deployed path
-(load_audio -> log_mel), and float16's ~-66 dB rounding flipped 1 of 400 low-margin clips. Waveforms, not
-log-mels, are cached because device simulation convolves the waveform; the log-mel is then
-computed per batch by the one front end (frontend.log_mel_torch in training, frontend.log_mel
-in evaluation), which costs little next to the model.
-
-A cache entry is valid when its index.json says complete and its key matches (absolute data
-path, split, file list, meta.csv size and mtime, front-end rate and clip length); the array is
-written to a temporary name and renamed last, so a killed build is simply rebuilt.
-
-This module imports no torch at module level (evaluation of ONNX models stays torch-free);
-train.batches builds the training set on top of it (offline device simulation, batches).
+Why it works this way, with the measurements that decided it:
+docs/data.md (figures go stale in code, so they live there).
 """
 
 from __future__ import annotations

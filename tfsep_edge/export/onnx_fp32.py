@@ -1,27 +1,7 @@
-"""Hand-built ONNX graphs of TF-SepNet (and the log-mel front end) from a model's weights.
+"""Hand-built FP32 ONNX graphs of TF-SepNet (and the log-mel front end) from a model's weights.
 
-Why by hand: a traced export keeps the channel shuffle (Reshape/Transpose/Reshape), the Split
-and the Concat of every block, unfolded BatchNorms and AdaResNorm's seven elementwise ops.
-Here every node is chosen (each choice measured with onnxruntime, batch 1, one thread;
-benchmarks/export_speed.py keeps the comparison with a plain torch.onnx.export):
-- BatchNorm folded into the conv before it (weights scaled, bias added).
-- The channel shuffle is folded into weights: a transition conv's output rows are permuted so
-  a Split hands each path its channels; after a block without transition the shuffle+split
-  are two constant-index Gathers (no Shape/Reshape/Transpose chains). (A variant that ran the
-  whole block on the unsplit tensor with zero-padded weights was slower: twice the broadcast
-  work.)
-- onnxruntime's broadcasting elementwise ops are slow on (B,C,F,1)/(B,C,1,T) operands (short
-  innermost runs), ~3x slower than same-shape ops: such operands are spelled out first (Expand
-  along F, a K=1 MatMul with a row of ones along T), exactly.
-- AdaResNorm becomes s*(x - mean) + (a*mean + beta), a = rho*gamma, s = a + (1-rho)*gamma/std:
-  constants precomputed, statistics reduced over T then C, two full-size passes.
-- The classifier's 1x1 conv and the final mean commute: the last AdaResNorm returns only its
-  mean over (F, T), then a (C x 10) Gemm.
-The front end: pre-emphasis, reflect pad, framing from hop-sized blocks (Slices + Concat; a
-per-sample Gather was 15x slower), the DFT as two real matmuls of a 2048 = 32 x 64
-Cooley-Tukey split with twiddles (~6x fewer multiply-adds than a dense DFT; onnxruntime's STFT
-op took twice as long), power, the project's mel filterbank as a constant (rows permuted to the
-split's bin order; ONNX's MelWeightMatrix is a different filterbank), log and normalisation.
+Why each node or step is built the way it is, with the measurements that decided it:
+docs/export.md (figures go stale in code, so they live there).
 """
 
 from __future__ import annotations

@@ -1,28 +1,7 @@
-"""Hand-built INT8 QDQ ONNX graph from the quantize step's fake-quant twin.
+"""Hand-built INT8 QDQ ONNX graph, op for op the quantize step's fake-quant twin.
 
-Why not onnxruntime's quantize_static: this way the ONNX model IS the PyTorch INT8 model. Every
-quantization point of it (input stub, each conv output, the AdaResNorm float islands' requant,
-the mean requant, residual adds, concat) becomes a QuantizeLinear with that point's scale and
-zero point, read from QuantizedArtifact.fake_quant_model(); weights are int8 initializers with
-PyTorch's per-channel scales (symmetric, zero point 0); biases are int32 at scale
-s_in * s_w (what int8 kernels add; rounding moves a logit by < half a step of that scale).
-Activations: the twin's dtype (quantize.py's default expresses each quint8 (s, z) as qint8
-(s, z - 128), the same values). x86 vs ARM: onnxruntime on x86 rewrites adjacent int8 Q/DQ
-pairs as uint8 and fuses u8s8 QLinearConvs, whose AVX2 kernels (no VNNI) saturate with
-full-range activations; `keep_int8` stops that, so on x86 every conv runs in float on exactly
-dequantized values, while ARM runs exact int8 convs. Checked: x86 (VNNI) vs `qemu-x86_64 -cpu
-Haswell` identical (0.22 apart before keep_int8); x86 vs aarch64 emulation (cortex-a72/a76)
-6e-8 on spectrogram input, 4e-4 with the waveform front end inside (a float front-end
-difference can move one input value across a rounding step).
-Quantized tensors pass as int8 through Split, Gather and the block's Concat (PyTorch moves
-quantized values the same way; the residual adds share the concat's qparams, so its requant is
-the identity) and each has one DequantizeLinear, shared by its consumers. MaxPool runs on the float
-AdaResNorm output before its QuantizeLinear: Q is monotonic, so Q(max(y)) == max(Q(y)), what
-PyTorch computes, bit for bit (onnxruntime's int8 MaxPool is slow and Q then sees 4x fewer values).
-The float parts (AdaResNorm, the shuffle folding, the spelled-out broadcasts) are onnx_graph's.
-Speed on this CPU (benchmarks/results/export_speed.md): slower than FP32, since every
-quantization point costs a Q and a DQ node; runtime.session_options turns off onnxruntime's
-QDQ fusions on x86 (nothing to fuse there) so it folds the constant weight/bias DQs.
+Why each node or step is built the way it is, with the measurements that decided it:
+docs/export.md (figures go stale in code, so they live there).
 """
 
 from __future__ import annotations

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# What users install: build the wheel, install it into clean venvs outside the repo, and run the
+# pipeline from an empty folder. Heavy venv ([torch]): synth -> train (2 epochs, default options)
+# -> quantize -> export FP32 and INT8 -> budget -> predict -> bench. Light venv (no extras):
+# torch must not import; predict and bench of the exported models must work.
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+PY=${PY:-$REPO/.venv/bin/python}
+WORK=$(mktemp -d /tmp/tfsep-wheel.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+start=$(date +%s)
+step() { echo "== $* ($(( $(date +%s) - start )) s)"; }
+
+step "build the wheel"
+"$PY" -m pip wheel -q --no-deps --no-build-isolation -w "$WORK/dist" "$REPO" 2>/dev/null \
+    || "$PY" -m pip wheel -q --no-deps -w "$WORK/dist" "$REPO"
+WHEEL=$(ls "$WORK"/dist/tfsep_edge-*.whl)
+unzip -l "$WHEEL" | grep -q "tfsep_edge/assets/micirp/Altec_639.wav" || { echo "wheel lacks the MicIRP assets"; exit 1; }
+
+step "heavy venv: $WHEEL[torch]"
+python3 -m venv "$WORK/heavy"
+"$WORK/heavy/bin/pip" install -q "$WHEEL[torch]"
+step "light venv: $WHEEL"
+python3 -m venv "$WORK/light"
+"$WORK/light/bin/pip" install -q "$WHEEL"
+
+mkdir "$WORK/run" && cd "$WORK/run"  # an empty folder: nothing of the checkout is reachable
+H="$WORK/heavy/bin/tfsep-edge"
+L="$WORK/light/bin/tfsep-edge"
+step "synth, train (default options)"
+"$H" synth data --clips-per-class 12
+"$H" train data --epochs 2 --warmup-epochs 1 -o run 2>&1 | tee train.log
+grep -q "66 impulse responses" train.log || { echo "training did not use the 66 packaged responses"; exit 1; }
+step "quantize, export, budget"
+"$H" quantize run/best.pt --calib data -o int8 --no-sensitivity
+"$H" export run/best.pt --onnx fp32.onnx
+"$H" export int8 --int8 --onnx int8.onnx | tee export.log
+grep -q "MicIRP microphone recordings" export.log || { echo "export validated without the packaged audio"; exit 1; }
+"$H" budget int8.onnx
+step "predict, bench (heavy)"
+"$H" predict int8.onnx data/audio --csv heavy.tsv >/dev/null
+"$H" bench fp32.onnx int8.onnx run/best.pt --seconds 1 --warmup 5
+
+step "light venv: no torch, predict and bench"
+if "$WORK/light/bin/python" -c "import torch" 2>/dev/null; then echo "torch imports in the light venv"; exit 1; fi
+"$L" predict int8.onnx data/audio --csv light.tsv >/dev/null
+cmp heavy.tsv light.tsv
+"$L" bench fp32.onnx int8.onnx --seconds 1 --warmup 5
+step "wheel pipeline passed"
