@@ -81,3 +81,31 @@ def write_bytes_atomic(target: str | Path, data: bytes) -> None:
 
 def write_text_atomic(target: str | Path, text: str) -> None:
     write_bytes_atomic(target, text.encode("utf-8"))
+
+
+class AppendOnlyTable:
+    """A text table that is complete up to its last row at every moment: for outputs of streams.
+
+    A stream's timeline (`listen --csv`, `predict --timeline --csv`) may run for days and end by
+    SIGTERM, SIGKILL or a power cut, so the atomic rename at the end that every other output gets
+    would leave nothing visible until then, and nothing at all if the end never comes. Instead the
+    header goes through `atomic_path` (an earlier file is replaced at once by a valid empty table,
+    never truncated in place), then each row is appended whole, one write and flush per row, so
+    a killed process leaves whole rows only, and the file can be read (or `tail -f`-ed) while it
+    grows. Rows are not fsynced one by one (an SD card would pay for it); `close` fsyncs.
+    """
+
+    def __init__(self, target: str | Path, header: str):
+        self.path = Path(target)
+        write_text_atomic(self.path, header)
+        self._file = open(self.path, "a", encoding="utf-8", newline="")
+
+    def append(self, row: str) -> None:
+        self._file.write(row)
+        self._file.flush()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
