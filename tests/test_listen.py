@@ -28,7 +28,7 @@ from conftest import REPO, run_cli
 
 from tfsep_edge.core import config
 from tfsep_edge.core.errors import TfsepError
-from tfsep_edge.runtime import listen
+from tfsep_edge.runtime import listen, sources
 from tfsep_edge.runtime.classifier import OnnxClassifier, softmax
 from tfsep_edge.signal.audio import StreamResampler, load_audio, resample, split_windows
 
@@ -167,7 +167,7 @@ def test_file_stream_windows_equal_whole_file_windows(tmp_path, hop_s):
     path = rm.write_wav(tmp_path / "s.wav", 4.3, rate=44_100, channels=2, seed=3)
     hop = round(hop_s * RATE)
     got: list[listen.Window] = []
-    listen.run_pull(listen.FileSource(path), listen.WindowStream(hop), lambda w, _d: got.append(w))
+    listen.run_pull(sources.FileSource(path), listen.WindowStream(hop), lambda w, _d: got.append(w))
     whole = load_audio(path)
     ends = list(range(CLIP, len(whole) + 1, hop))
     assert [w.end for w in got] == ends
@@ -269,7 +269,7 @@ def test_smoothing_averages_the_last_n_windows(band_model, tmp_path):
     path = write(tmp_path / "s.wav", tone_sequence([1, 3, 5, 7], 1.0), RATE)
     clf = OnnxClassifier(band_model)
     windows: list[listen.Window] = []
-    listen.run_pull(listen.FileSource(path), listen.WindowStream(RATE // 2), lambda w, _d: windows.append(w))
+    listen.run_pull(sources.FileSource(path), listen.WindowStream(RATE // 2), lambda w, _d: windows.append(w))
     runs = {}
     for n in (1, 3):
         classify = listen.WindowClassifier(clf, n, clf.frontend)
@@ -354,7 +354,7 @@ def test_windows_a_slow_model_misses_are_dropped_and_counted(band_model, tmp_pat
     hop = RATE // 20
     started = time.monotonic()
     listen.run_live(
-        listen.FileSource(path), listen.WindowStream(hop), lambda w, d: results.append(classify(w, d)), True
+        sources.FileSource(path), listen.WindowStream(hop), lambda w, d: results.append(classify(w, d)), True
     )
     assert time.monotonic() - started >= 2.4  # paced: the file took its own length to arrive
     tally = classify.tally
@@ -639,14 +639,14 @@ class FakeSoundDevice:
 def test_devices_that_do_not_exist_or_do_not_open_are_one_line_errors():
     sd = FakeSoundDevice()
     with pytest.raises(TfsepError, match=r"--device webcam: no such input device .*--list-devices"):
-        listen.DeviceSource(sd, "webcam")
+        sources.DeviceSource(sd, "webcam")
     with pytest.raises(
         TfsepError, match=r"--device USB \(USB mic\): does not open at 44100, 48000, 32000, 16000, 8000 Hz"
     ):
-        listen.DeviceSource(sd, "USB")
+        sources.DeviceSource(sd, "USB")
     with pytest.raises(TfsepError, match=r"does not open at 22050 Hz"):
-        listen.DeviceSource(sd, "0", rate=22_050)
-    assert listen.list_input_devices(sd) == [
+        sources.DeviceSource(sd, "0", rate=22_050)
+    assert sources.list_input_devices(sd) == [
         {"index": 0, "name": "USB mic", "channels": 1, "rate": 44100, "default": True}
     ]
 
