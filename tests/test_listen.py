@@ -565,15 +565,19 @@ def test_bad_options_are_one_line_exit_2(band_model, tmp_path, args, needles):
     assert done.stdout == ""
 
 
-def test_stdin_that_ends_mid_sample_is_one_line_exit_2(band_model):
+def test_stdin_that_ends_mid_sample_is_one_line_exit_2(band_model, tmp_path):
+    earlier = tmp_path / "earlier.tsv"
+    earlier.write_text("an earlier run's timeline\n")
+    args = ["listen", str(band_model), "-", "--rate", "8000", "--channels", "2", "--csv", str(earlier)]
     done = subprocess.run(
-        [sys.executable, "-m", "tfsep_edge.cli", "listen", str(band_model), "-", "--rate", "8000", "--channels", "2"],
+        [sys.executable, "-m", "tfsep_edge.cli", *args],
         input=b"\x01\x00" * 1001,  # 500 whole frames of 2 x s16, then half of one
         capture_output=True,
         cwd=REPO,
     )
     done.stderr = done.stderr.decode()
     one_line_exit_2(done, "stdin", "mid-sample", "--channels")
+    assert earlier.read_text() == "an earlier run's timeline\n"  # no window, so the file is left alone
 
 
 def test_stdin_that_ends_mid_sample_after_windows_keeps_them(band_model, tmp_path):
@@ -610,7 +614,9 @@ def test_predict_timeline_options_and_short_files(band_model, tmp_path):
     one_line_exit_2(invoke("predict", band_model, wav, "--timeline", "--batch", "4"), "--batch")
     one_line_exit_2(invoke("predict", band_model, wav, "--timeline", "--hop", "0"), "--hop 0")
     short = rm.write_wav(tmp_path / "short.wav", 0.4)
-    one_line_exit_2(invoke("predict", band_model, short, "--timeline"), "short.wav", "shorter than one")
+    out = tmp_path / "t.tsv"
+    one_line_exit_2(invoke("predict", band_model, short, "--timeline", "--csv", out), "short.wav", "shorter than one")
+    assert not out.exists()
     both = invoke("predict", band_model, wav, short, "--timeline")  # one good file: exit 1, the other reported
     assert both.exit_code == 1 and "short.wav" in both.stderr
     assert [line.split("\t")[1] for line in both.stdout.splitlines()] == ["1.000", "1.500"]

@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import signal
 import sys
 import threading
 import time
@@ -398,12 +400,12 @@ class Sinks:
         elif result.skipped is not None or self.notices.reason is not None:
             self.notices.see(result)
 
-    def close(self) -> None:
+    def close(self, complete: bool = True) -> None:
         if self.status is not None:
             self.status.clear()
         self.notices.close()
         if self.table is not None:
-            self.table.close()
+            self.table.close(complete)
 
 
 def _isatty(stream) -> bool:
@@ -560,16 +562,16 @@ def listen_command(
     live = realtime or isinstance(source, DeviceSource)
     classify = WindowClassifier(clf, smooth, cfg)
     windows = WindowStream(hop_samples, cfg)
+    sinks = Sinks(source.name, hop_samples / cfg.sample_rate, as_json, csv)
+    tally = classify.tally
     stopper = stop_on_signals()
 
     def handle(window: Window, dropped_before: int) -> None:
         with stopper.deferred():  # a window is counted and written whole, or not at all
-            if not classify.tally.windows:  # said once audio flows: an error before it stays one line
+            if not tally.windows:  # said once audio flows: an error before it stays one line
                 print(describe(source, cfg, live), file=sys.stderr, flush=True)
             sinks.write(classify(window, dropped_before), getattr(source, "overflows", 0))
 
-    sinks = Sinks(source.name, hop_samples / cfg.sample_rate, as_json, csv)
-    tally = classify.tally
     with stopper:
         failed = True
         try:
@@ -584,9 +586,10 @@ def listen_command(
             tally.stopped_by, failed = "stdout closed", False
             silence_stdout()
         finally:
+            stopper.ignore()  # the summary is written whatever signal comes now
             tally.audio_seconds = windows.total / cfg.sample_rate
             tally.overflows = getattr(source, "overflows", 0)
-            sinks.close()
+            sinks.close(complete=not failed)
             if tally.windows or not failed:  # an error before any window stays a one-line error
                 report(tally, hop_samples / cfg.sample_rate, as_json and tally.stopped_by != "stdout closed", csv)
     return 0
@@ -623,7 +626,9 @@ class StopListening(Exception):
 class stop_on_signals:
     """SIGINT and SIGTERM raise StopListening in the main thread, so that a blocking read or wait
     is interrupted too; inside `deferred()` (one window being classified and written) the stop
-    waits for the block to end. Later signals, while the summary is written, are ignored."""
+    waits for the block to end. After the first signal, or `ignore()`, signals are ignored."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self._depth = 0
@@ -631,21 +636,20 @@ class stop_on_signals:
         self._saved: dict = {}
 
     def __enter__(self):
-        import signal
-
-        self._saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-        for sig in self._saved:
+        self._saved = {sig: signal.getsignal(sig) for sig in self.SIGNALS}
+        for sig in self.SIGNALS:
             signal.signal(sig, self._on_signal)
         return self
 
     def _on_signal(self, signum, frame):
-        import signal
-
-        for sig in self._saved:
-            signal.signal(sig, signal.SIG_IGN)
+        self.ignore()
         self._pending = signal.Signals(signum).name
         if self._depth == 0:
             raise StopListening(self._pending)
+
+    def ignore(self) -> None:
+        for sig in self.SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
 
     @contextlib.contextmanager
     def deferred(self):
@@ -658,8 +662,6 @@ class stop_on_signals:
             raise StopListening(self._pending)
 
     def __exit__(self, exc_type, exc, tb):
-        import signal
-
         for sig, handler in self._saved.items():
             signal.signal(sig, handler)
         return False
@@ -667,8 +669,6 @@ class stop_on_signals:
 
 def silence_stdout() -> None:
     """Point stdout at /dev/null, so that Python's flush at exit does not fail a second time."""
-    import os
-
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
@@ -690,9 +690,7 @@ def timeline_command(model: Path, audio: list[Path], csv: Path | None, hop: floa
         raise TfsepError("no audio files given; pass WAV files or folders")
     clf = OnnxClassifier(model, threads=threads)
     hop_samples = check_hop(hop, clf.frontend)
-    table = None
-    if csv is not None:
-        table = AppendOnlyTable(csv, timeline_header())
+    table = AppendOnlyTable(csv, timeline_header()) if csv is not None else None
     errors: list[str] = []
     try:
         for path, name in entries:
@@ -704,7 +702,7 @@ def timeline_command(model: Path, audio: list[Path], csv: Path | None, hop: floa
                     print(f"error: {exc}; skipped", file=sys.stderr)
     finally:
         if table is not None:
-            table.close()
+            table.close(complete=len(errors) < len(entries))
     if len(errors) == len(entries):
         raise TfsepError(errors[0] if len(entries) == 1 else f"none of the {len(entries)} audio files could be read")
     done = len(entries) - len(errors)
