@@ -251,7 +251,7 @@ class Tally:
     compute_seconds: float = 0.0
     audio_seconds: float = 0.0
     overflows: int = 0
-    stopped_by: str | None = None  # "signal" when Ctrl-C or SIGTERM ended the run
+    stopped_by: str | None = None  # "SIGINT", "SIGTERM" or "stdout closed" when one ended the run
 
     @property
     def windows(self) -> int:
