@@ -110,15 +110,71 @@ def predict(
     csv: Optional[Path] = typer.Option(None, "--csv", help="write the DCASE Task 1 output (tab-separated)"),
     top: int = typer.Option(1, "--top", help="print the K most likely scenes per file"),
     threads: int = typer.Option(1, "--threads", help="onnxruntime intra-op threads"),
-    batch: int = typer.Option(16, "--batch", help="1-s windows per inference call"),
+    batch: Optional[int] = typer.Option(None, "--batch", help="1-s windows per inference call [16]"),
+    timeline: bool = typer.Option(
+        False, "--timeline", help="one result per 1-s window, --hop apart, each file streamed (long recordings)"
+    ),
+    hop: Optional[float] = typer.Option(None, "--hop", help="with --timeline: seconds between windows [0.5]"),
 ) -> None:
     """Classify audio files with an ONNX model, torch-free (the edge runtime)."""
     from tfsep_edge.bench.machine import pin_blas_threads
 
     pin_blas_threads(max(threads, 1))  # the numpy front end's products stay on --threads cores too
+    if timeline:
+        if batch is not None:
+            raise TfsepError("--batch does not apply to --timeline (windows are classified one at a time, as listen)")
+        from tfsep_edge.runtime.listen import DEFAULT_HOP, timeline_command
+
+        raise typer.Exit(timeline_command(model, audio, csv, DEFAULT_HOP if hop is None else hop, top, threads))
+    if hop is not None:
+        raise TfsepError("--hop applies to --timeline only (without it, a file gets one label)")
     from tfsep_edge.runtime.classifier import predict_command
 
-    raise typer.Exit(predict_command(model, audio, csv, top, threads, batch))
+    raise typer.Exit(predict_command(model, audio, csv, top, threads, 16 if batch is None else batch))
+
+
+@app.command()
+@user_errors
+def listen(
+    model: Optional[Path] = typer.Argument(None, help="ONNX model (not needed with --list-devices)"),
+    source: Optional[str] = typer.Argument(None, help="same as --input: a recording, or - for raw PCM on stdin"),
+    device: Optional[str] = typer.Option(
+        None, "--device", help="microphone, as PortAudio names it or its index (--list-devices) [the default input]"
+    ),
+    input_: Optional[str] = typer.Option(None, "--input", help="a recording to stream, or - for raw PCM on stdin"),
+    hop: float = typer.Option(0.5, "--hop", help="seconds between windows (0 < HOP <= 1)"),
+    smooth: int = typer.Option(1, "--smooth", help="average the probabilities of the last N windows"),
+    threads: int = typer.Option(1, "--threads", help="onnxruntime intra-op threads"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per window on stdout, then a summary"),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="write the timeline (DCASE columns and a time column)"),
+    realtime: bool = typer.Option(
+        False, "--realtime", help="treat --input as live: pace a file like a microphone; never block a pipe (drop)"
+    ),
+    rate: Optional[int] = typer.Option(None, "--rate", help="sample rate of raw PCM on stdin; or open a device at it"),
+    channels: Optional[int] = typer.Option(None, "--channels", help="channels of raw PCM [1]; or of a device"),
+    pcm_format: str = typer.Option("s16le", "--format", help="raw PCM on stdin: s16le | s32le | f32le"),
+    list_devices: bool = typer.Option(False, "--list-devices", help="list the input devices and exit"),
+) -> None:
+    """Classify a microphone, a stream on stdin or a long recording, a 1-s window every --hop seconds.
+
+    Windows the classifier has no time for (live sources) are dropped and counted; memory stays
+    flat however long it runs. Ctrl-C or SIGTERM ends it with a summary. Needs the [listen] extra
+    for microphones.
+    """
+    from tfsep_edge.runtime.listen import list_devices_command, listen_command
+
+    if list_devices:
+        raise typer.Exit(list_devices_command())
+    if model is None:
+        raise TfsepError("give the ONNX model: tfsep-edge listen MODEL [--device NAME | --input FILE | -]")
+    if source is not None and input_ is not None and source != input_:
+        raise TfsepError(f"give the input once: {source} or --input {input_}")
+    from tfsep_edge.bench.machine import pin_blas_threads
+
+    pin_blas_threads(max(threads, 1))
+    options = dict(hop=hop, smooth=smooth, threads=threads, as_json=as_json, csv=csv, realtime=realtime)
+    pcm = dict(rate=rate, channels=channels, pcm_format=pcm_format)
+    raise typer.Exit(listen_command(model, device, input_ or source, **options, **pcm))
 
 
 @app.command()

@@ -81,3 +81,41 @@ def write_bytes_atomic(target: str | Path, data: bytes) -> None:
 
 def write_text_atomic(target: str | Path, text: str) -> None:
     write_bytes_atomic(target, text.encode("utf-8"))
+
+
+class AppendOnlyTable:
+    """A text table that is complete up to its last row at every moment: for outputs of streams.
+
+    A stream's timeline (`listen --csv`, `predict --timeline --csv`) may run for days and end by
+    SIGTERM, SIGKILL or a power cut, so the atomic rename at the end that every other output gets
+    would leave nothing visible until then, and nothing at all if the end never comes. Instead, at
+    the first row, the header goes through `atomic_path` (an earlier file is replaced at once by a
+    valid table, never truncated in place; a run that fails before its first row leaves it alone),
+    then each row is appended whole, one write and flush per row, so a killed process leaves whole
+    rows only and the file can be read (or `tail -f`-ed) while it grows. Rows are not fsynced one
+    by one (an SD card would pay for it); `close` fsyncs.
+    """
+
+    def __init__(self, target: str | Path, header: str):
+        self.path = check_output_file(target)
+        self.header = header
+        self.rows = 0
+        self._file = None
+
+    def append(self, row: str) -> None:
+        if self._file is None:
+            write_text_atomic(self.path, self.header)
+            self._file = open(self.path, "a", encoding="utf-8", newline="")
+        self._file.write(row)
+        self._file.flush()
+        self.rows += 1
+
+    def close(self, complete: bool = True) -> None:
+        """Flush and fsync; a run that ended well without a row still leaves its (empty) table."""
+        if self._file is None:
+            if complete:
+                write_text_atomic(self.path, self.header)
+            return
+        if not self._file.closed:
+            os.fsync(self._file.fileno())
+            self._file.close()

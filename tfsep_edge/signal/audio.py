@@ -12,15 +12,48 @@ from tfsep_edge.core.errors import TfsepError, first_line
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
 
+# One quality setting for the whole-file and the streaming resampler: same soxr filter, same output.
+RESAMPLE_QUALITY = "HQ"
+
+
 def resample(wave: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     """Band-limited resampling with soxr (high quality), float32 out."""
     if orig_rate == target_rate:
         return wave.astype(np.float32, copy=False)
     import soxr
 
-    return soxr.resample(wave.astype(np.float32, copy=False), orig_rate, target_rate, quality="HQ").astype(
+    return soxr.resample(wave.astype(np.float32, copy=False), orig_rate, target_rate, quality=RESAMPLE_QUALITY).astype(
         np.float32, copy=False
     )
+
+
+class StreamResampler:
+    """`resample` block by block, for streams that are never whole (a microphone, stdin, a long file).
+
+    soxr's streaming resampler with the same filter as `resample`; it keeps its state between
+    blocks and compensates its delay, so the blocks' outputs concatenated are the whole-signal
+    output (tests/test_listen.py checks it). Output comes in bursts: a block may give no samples
+    and a later one more than its share. `last=True` flushes what the filter still holds.
+    """
+
+    def __init__(self, orig_rate: int, target_rate: int):
+        self.orig_rate, self.target_rate = orig_rate, target_rate
+        self._stream = None
+        if orig_rate != target_rate:
+            import soxr
+
+            self._stream = soxr.ResampleStream(orig_rate, target_rate, 1, dtype="float32", quality=RESAMPLE_QUALITY)
+
+    def process(self, mono: np.ndarray, last: bool = False) -> np.ndarray:
+        mono = mono.astype(np.float32, copy=False)
+        if self._stream is None:
+            return mono
+        return self._stream.resample_chunk(mono, last=last).astype(np.float32, copy=False)
+
+
+def downmix(data: np.ndarray) -> np.ndarray:
+    """(frames, channels) -> (frames,) mono, the mean of the channels (files and streams alike)."""
+    return data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
 
 
 def check_wav_complete(path: Path) -> None:
@@ -51,8 +84,8 @@ def check_wav_complete(path: Path) -> None:
             pos += 8 + chunk_size + (chunk_size & 1)
 
 
-def load_audio(path: str | Path, cfg: FrontendConfig = DEFAULT_FRONTEND) -> np.ndarray:
-    """Mono float32 waveform at cfg.sample_rate; TfsepError (naming the file) on bad audio."""
+def open_audio_file(path: str | Path):
+    """An open soundfile.SoundFile; TfsepError (naming the file) if it is missing, truncated or not audio."""
     import soundfile as sf
 
     path = Path(path)
@@ -60,15 +93,28 @@ def load_audio(path: str | Path, cfg: FrontendConfig = DEFAULT_FRONTEND) -> np.n
         raise TfsepError(f"{path}: no such audio file")
     check_wav_complete(path)
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        return sf.SoundFile(str(path))
     except Exception as exc:  # soundfile raises several types for broken files
-        reason = first_line(exc)
-        raise TfsepError(f"{path}: cannot read as audio ({reason}); re-export it as a WAV file") from None
+        raise unreadable_audio(path, exc) from None
+
+
+def unreadable_audio(path: Path, exc: BaseException) -> TfsepError:
+    return TfsepError(f"{path}: cannot read as audio ({first_line(exc)}); re-export it as a WAV file")
+
+
+def load_audio(path: str | Path, cfg: FrontendConfig = DEFAULT_FRONTEND) -> np.ndarray:
+    """Mono float32 waveform at cfg.sample_rate; TfsepError (naming the file) on bad audio."""
+    path = Path(path)
+    with open_audio_file(path) as f:
+        try:
+            data, rate = f.read(dtype="float32", always_2d=True), f.samplerate
+        except Exception as exc:  # a header that opened over data that does not decode
+            raise unreadable_audio(path, exc) from None
     if data.shape[0] == 0:
         raise TfsepError(f"{path}: has 0 samples; nothing to classify")
     if not np.isfinite(data).all():
         raise TfsepError(f"{path}: contains NaN or infinite samples; re-export the audio")
-    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    mono = downmix(data)
     if not np.any(mono):
         raise TfsepError(f"{path}: is digital silence (all samples zero); nothing to classify")
     return resample(mono, rate, cfg.sample_rate)
