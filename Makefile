@@ -11,7 +11,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[torch,dev,listen]'
+	$(PY) -m pip install -q -e '.[torch,tflite,listen,dev]'
 	touch $(STAMP)
 
 demo: setup

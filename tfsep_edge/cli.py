@@ -25,6 +25,7 @@ app = typer.Typer(
     help="TF-SepNet from a PyTorch checkpoint to a verified INT8 model on an edge CPU.",
 )
 
+
 def fail(message: str, code: int = 2) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
@@ -50,7 +51,7 @@ def user_errors(fn):
 @user_errors
 def budget(
     model: Optional[Path] = typer.Argument(
-        None, help="checkpoint (tfsep-edge or reference state_dict); none: an untrained model of --width"
+        None, help="checkpoint, quantize folder, .onnx or .tflite; none: an untrained model of --width"
     ),
     width: Optional[int] = typer.Option(
         None, "--width", help="count an untrained model of this width (default 12); with MODEL: must match it"
@@ -105,18 +106,18 @@ def synth(
 @app.command()
 @user_errors
 def predict(
-    model: Path = typer.Argument(..., help="ONNX model (from `tfsep-edge export`)"),
+    model: Path = typer.Argument(..., help="ONNX or .tflite model (from `tfsep-edge export`)"),
     audio: list[Path] = typer.Argument(..., help="audio files or folders (searched recursively)"),
     csv: Optional[Path] = typer.Option(None, "--csv", help="write the DCASE Task 1 output (tab-separated)"),
     top: int = typer.Option(1, "--top", help="print the K most likely scenes per file"),
-    threads: int = typer.Option(1, "--threads", help="onnxruntime intra-op threads"),
+    threads: int = typer.Option(1, "--threads", help="onnxruntime / LiteRT threads"),
     batch: Optional[int] = typer.Option(None, "--batch", help="1-s windows per inference call [16]"),
     timeline: bool = typer.Option(
         False, "--timeline", help="one result per 1-s window, --hop apart, each file streamed (long recordings)"
     ),
     hop: Optional[float] = typer.Option(None, "--hop", help="with --timeline: seconds between windows [0.5]"),
 ) -> None:
-    """Classify audio files with an ONNX model, torch-free (the edge runtime)."""
+    """Classify audio files with an ONNX or .tflite model, torch-free (the edge runtime)."""
     from tfsep_edge.bench.machine import pin_blas_threads
 
     pin_blas_threads(max(threads, 1))  # the numpy front end's products stay on --threads cores too
@@ -136,7 +137,7 @@ def predict(
 @app.command()
 @user_errors
 def listen(
-    model: Optional[Path] = typer.Argument(None, help="ONNX model (not needed with --list-devices)"),
+    model: Optional[Path] = typer.Argument(None, help="ONNX or .tflite model (not needed with --list-devices)"),
     source: Optional[str] = typer.Argument(None, help="same as --input: a recording, or - for raw PCM on stdin"),
     device: Optional[str] = typer.Option(
         None, "--device", help="microphone, as PortAudio names it or its index (--list-devices) [the default input]"
@@ -144,7 +145,7 @@ def listen(
     input_: Optional[str] = typer.Option(None, "--input", help="a recording to stream, or - for raw PCM on stdin"),
     hop: float = typer.Option(0.5, "--hop", help="seconds between windows (0 < HOP <= 1)"),
     smooth: int = typer.Option(1, "--smooth", help="average the probabilities of the last N windows"),
-    threads: int = typer.Option(1, "--threads", help="onnxruntime intra-op threads"),
+    threads: int = typer.Option(1, "--threads", help="onnxruntime / LiteRT threads"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object per window on stdout, then a summary"),
     csv: Optional[Path] = typer.Option(None, "--csv", help="write the timeline (DCASE columns and a time column)"),
     realtime: bool = typer.Option(
@@ -181,9 +182,9 @@ def listen(
 @user_errors
 def bench(
     models: list[Path] = typer.Argument(
-        ..., help="ONNX files, checkpoints (.pt), quantized model folders; with --compare: JSON results"
+        ..., help="ONNX / .tflite files, checkpoints (.pt), quantized model folders; with --compare: JSON results"
     ),
-    threads: int = typer.Option(1, "--threads", help="intra-op threads (onnxruntime and torch)"),
+    threads: int = typer.Option(1, "--threads", help="intra-op threads (onnxruntime, LiteRT and torch)"),
     warmup: int = typer.Option(50, "--warmup", help="unrecorded rounds before measuring"),
     runs: Optional[int] = typer.Option(None, "--runs", help="measured rounds (default 1000 or 10 s, whichever first)"),
     seconds: Optional[float] = typer.Option(None, "--seconds", help="measure for this long instead of a run count"),
@@ -196,7 +197,7 @@ def bench(
     compare: bool = typer.Option(False, "--compare", help="merge result files from bench --json into one table"),
     plot: Optional[Path] = typer.Option(None, "--plot", help="with --compare: draw a latency chart (PNG)"),
 ) -> None:
-    """Latency of ONNX (onnxruntime) and PyTorch FP32/INT8 models side by side, round-robin, one machine."""
+    """Latency of ONNX (onnxruntime), .tflite (LiteRT) and PyTorch FP32/INT8 models side by side, round-robin."""
     from tfsep_edge.bench.machine import pin_blas_threads
 
     pin_blas_threads(max(threads, 1))
@@ -265,7 +266,7 @@ def train(
 @app.command()
 @user_errors
 def evaluate(
-    model: Path = typer.Argument(..., help="checkpoint, `tfsep-edge quantize` output or .onnx file"),
+    model: Path = typer.Argument(..., help="checkpoint, `tfsep-edge quantize` output, .onnx or .tflite file"),
     data: Path = typer.Argument(..., help="data folder in the TAU22 layout"),
     split: str = typer.Option("evaluate", "--split", help="evaluate | train"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write every number to this JSON file"),
@@ -297,26 +298,42 @@ def evaluate(
 @user_errors
 def export(
     model: Path = typer.Argument(..., help="checkpoint (FP32) or `tfsep-edge quantize` output folder (--int8)"),
-    onnx_out: Path = typer.Option(..., "--onnx", help="the ONNX file to write (OUT.onnx)"),
-    int8: bool = typer.Option(False, "--int8", help="INT8 QDQ graph with PyTorch's calibrated scales"),
+    onnx_out: Optional[Path] = typer.Option(None, "--onnx", help="the ONNX file to write (OUT.onnx)"),
+    tflite_out: Optional[Path] = typer.Option(None, "--tflite", help="the LiteRT file to write (OUT.tflite)"),
+    int8: bool = typer.Option(False, "--int8", help="INT8 with PyTorch's calibrated scales (QDQ ONNX or int8 TFLite)"),
     frontend: bool = typer.Option(
-        False, "--frontend/--no-frontend", help="take raw 32 kHz waveform (batch, 32000) with the log-mel inside"
+        False, "--frontend/--no-frontend", help="ONNX: take raw 32 kHz waveform (batch, 32000) with the log-mel inside"
     ),
-    opset: int = typer.Option(17, "--opset", help="ONNX opset: 17..20"),
+    opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset: 17..20 [17]"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
 ) -> None:
-    """Export a clean, validated ONNX model (exit 1 and no file if validation fails)."""
+    """Export a clean, validated ONNX or TFLite model (exit 1 and no file if validation fails)."""
+    if (onnx_out is None) == (tflite_out is None):
+        given = "both --onnx and --tflite" if onnx_out is not None else "neither --onnx nor --tflite"
+        raise TfsepError(f"{model}: {given} given; export writes one file: pass --onnx OUT.onnx or --tflite OUT.tflite")
+    if tflite_out is not None and (frontend or opset is not None):
+        flag = "--frontend" if frontend else "--opset"
+        raise TfsepError(
+            f"{tflite_out}: {flag} applies to ONNX only; a .tflite takes log-mels (the runtime computes them)"
+        )
     require_torch()
     import json
 
-    from tfsep_edge.export.onnx_export import ExportValidationError
-    from tfsep_edge.export.onnx_export import export as run_export
+    from tfsep_edge.export.rule import ExportValidationError
 
+    out = onnx_out if onnx_out is not None else tflite_out
     echo = (lambda _text: None) if as_json else typer.echo
     try:
-        summary = run_export(model, onnx_out, int8=int8, frontend=frontend, opset=opset, echo=echo)
+        if tflite_out is not None:
+            from tfsep_edge.export.tflite_export import export_tflite
+
+            summary = export_tflite(model, tflite_out, int8=int8, echo=echo)
+        else:
+            from tfsep_edge.export.onnx_export import export as run_export
+
+            summary = run_export(model, onnx_out, int8=int8, frontend=frontend, opset=opset or 17, echo=echo)
     except ExportValidationError as exc:
-        typer.echo(f"error: validation failed, nothing written to {onnx_out}: {exc}", err=True)
+        typer.echo(f"error: validation failed, nothing written to {out}: {exc}", err=True)
         raise typer.Exit(1) from None
     if as_json:
         typer.echo(json.dumps(summary, sort_keys=True))

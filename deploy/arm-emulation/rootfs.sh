@@ -10,9 +10,11 @@ ROOT="$CACHE/rootfs"
 WHEELS="$CACHE/wheels"
 SITE="$ROOT/opt/site"
 PIP=${PIP:-.venv/bin/pip}
-PKGS="onnxruntime numpy soundfile soxr typer tqdm"
-PLAT=(--only-binary=:all: --platform manylinux_2_28_aarch64 --platform manylinux2014_aarch64
-      --platform manylinux_2_17_aarch64 --python-version 3.11 --implementation cp --abi cp311)
+PKGS="onnxruntime numpy soundfile soxr typer tqdm ai-edge-litert==2.3.0"
+# manylinux_2_27: ai-edge-litert's aarch64 wheel carries that tag alone
+PLAT=(--only-binary=:all: --platform manylinux_2_28_aarch64 --platform manylinux_2_27_aarch64
+      --platform manylinux2014_aarch64 --platform manylinux_2_17_aarch64 --python-version 3.11
+      --implementation cp --abi cp311)
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need qemu-aarch64-static || ! need debootstrap; then

@@ -4,7 +4,7 @@
 # within tolerance (see check.py). Correctness only:
 # times under emulation are ~100x off and never reported.
 # Steps: cached arm64 rootfs + aarch64 wheels (rootfs.sh); models made on the host with the
-# project's own export (FP32, INT8 QDQ); a few WAVs; the same check.py on x86 and on each CPU.
+# project's own export (FP32, INT8 QDQ ONNX; FP32, INT8 .tflite); a few WAVs; the same check.py on x86 and on each CPU.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
@@ -32,6 +32,13 @@ for note in models.notes:
 if models.onnx_fp32 is None:
     sys.exit("error: could not export the FP32 ONNX model")
 names = [models.onnx_fp32] + ([models.onnx_int8] if models.onnx_int8 else [])
+# The LiteRT (.tflite) targets of the same weights, exported as a user would.
+from tfsep_edge.export.tflite_export import export_tflite  # noqa: E402
+
+quiet = {"echo": lambda _s: None, "timing": False}
+names.append(export_tflite(models.checkpoint, work / "models" / "tfsep12_fp32.tflite", **quiet)["out"])
+if models.quantized:
+    names.append(export_tflite(models.quantized, work / "models" / "tfsep12_int8.tflite", int8=True, **quiet)["out"])
 (work / "models.txt").write_text("\n".join(map(str, names)) + "\n")
 write_wav(work / "wavs" / "stereo48k_2s5.wav", 2.5, rate=48_000, channels=2, seed=7)
 write_wav(work / "wavs" / "mono16k_0s7.wav", 0.7, rate=16_000, seed=8)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the light tfsep-edge runtime (numpy, onnxruntime, soundfile, soxr, typer, tqdm; no torch)
-# into a virtual environment. Run on the Pi (64-bit Raspberry Pi OS, Python 3.11):
+# plus LiteRT for .tflite models (the [tflite] extra: ai-edge-litert, its XNNPACK CPU kernels;
+# LITERT=0 leaves it out) into a virtual environment. Run on the Pi (64-bit Raspberry Pi OS, Python 3.11):
 #   bash install.sh SOURCE [VENV]
 # SOURCE: a tfsep-edge wheel (tfsep_edge-*.whl) or a checkout of the repository.
 # VENV:   where the environment goes (default ~/tfsep-edge-venv).
@@ -23,17 +24,23 @@ fi
 
 python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
-# The base install only: no extras, so no torch (the Pi never needs it).
-"$VENV/bin/python" -m pip install -q "$SOURCE"
+# The base install (+ [tflite] unless LITERT=0): never the torch extra (the Pi does not need it).
+if [ "${LITERT:-1}" = 0 ]; then
+    "$VENV/bin/python" -m pip install -q "$SOURCE"
+else
+    "$VENV/bin/python" -m pip install -q "$SOURCE[tflite]"
+fi
 
 # Prove the install is the light one and works.
 "$VENV/bin/python" - <<'PY'
 import importlib.util, sys
 assert importlib.util.find_spec("torch") is None, "torch is installed in this venv; it is not needed"
 import onnxruntime, numpy
-from tfsep_edge.machine import machine_info
+from tfsep_edge.machine import machine_info, package_version
 m = machine_info(1)
+litert = package_version("ai-edge-litert")
 print(f"tfsep-edge ready: {m['cpu_model']} ({m['arch']}), ISA {','.join(m['isa'])}, "
-      f"onnxruntime {onnxruntime.__version__}, numpy {numpy.__version__}, Python {sys.version.split()[0]}")
+      f"onnxruntime {onnxruntime.__version__}, LiteRT {litert or 'not installed'}, numpy {numpy.__version__}, "
+      f"Python {sys.version.split()[0]}")
 PY
 echo "activate with: source $VENV/bin/activate   (then: tfsep-edge --help)"

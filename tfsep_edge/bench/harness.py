@@ -64,7 +64,7 @@ class Runner:
 
     name: str
     path: str
-    runtime: str  # "onnxruntime" | "torch-fp32" | "torch-int8"
+    runtime: str  # "onnxruntime" | "litert" | "torch-fp32" | "torch-int8"
     precision: str
     width: int | None
     input_kind: str  # what the timed model call takes: "logmel" or "waveform"
@@ -97,21 +97,25 @@ def count_macs_width(width: int | None, cfg: FrontendConfig) -> tuple[int | None
 
 
 def load_onnx(path: Path, threads: int) -> Runner:
-    from tfsep_edge.runtime.classifier import OnnxClassifier
+    """An ONNX file on onnxruntime, or a .tflite on LiteRT (XNNPACK): runtime.classifier.open_classifier decides."""
+    from tfsep_edge.runtime.classifier import open_classifier
 
     before = rss_mb()
     t0 = time.perf_counter_ns()
-    clf = OnnxClassifier(path, threads=threads, check=False)  # its first inference is measured below
+    clf = open_classifier(path, threads=threads, check=False)  # its first inference is measured below
     load_ms = (time.perf_counter_ns() - t0) / 1e6
+    litert = type(clf).__name__ == "TfliteClassifier"
     macs = clf.info.budget.get("macs")
     known = isinstance(macs, (int, float)) and macs > 0
+    meta = "TFLite" if litert else "ONNX"
     macs, source = (
-        (int(macs), "ONNX metadata (tfsep_edge.budget)") if known else count_macs_width(clf.width, clf.frontend)
+        (int(macs), f"{meta} metadata (tfsep_edge.budget)") if known else count_macs_width(clf.width, clf.frontend)
     )
+    threads_key = "litert_threads" if litert else "onnxruntime_threads"
     return Runner(
         name=path.name,
         path=str(path),
-        runtime="onnxruntime",
+        runtime="litert" if litert else "onnxruntime",
         precision=clf.precision,
         width=clf.width,
         input_kind=clf.input_kind,
@@ -120,7 +124,7 @@ def load_onnx(path: Path, threads: int) -> Runner:
         model=clf.run,
         macs=macs,
         macs_source=source,
-        extra={"onnxruntime_threads": threads, "frontend_in_model": clf.input_kind == "waveform"},
+        extra={threads_key: threads, "frontend_in_model": clf.input_kind == "waveform"},
         rss_load_mb=_delta(before),
     )
 
@@ -164,9 +168,7 @@ def load_runner(path: Path, threads: int) -> Runner:
     kind = artifact_kind(path)
     if kind.needs_torch:
         return load_torch(path, kind, threads)
-    if kind is Kind.ONNX:
-        return load_onnx(path, threads)
-    raise TfsepError(f"{path}: a {kind.value} model; bench times .onnx models and PyTorch models")
+    return load_onnx(path, threads)  # Kind.ONNX or Kind.TFLITE
 
 
 def summarize(samples_ns: list[int] | np.ndarray) -> dict:
@@ -288,7 +290,9 @@ def measure(
             raise
         except Exception as exc:  # a graph whose symbolic input dims hide another shape, a broken model
             reason = first_line(exc, 200)
-            hint = "make it with `tfsep-edge export`" if r.runtime == "onnxruntime" else "check the model file"
+            hint = (
+                "make it with `tfsep-edge export`" if r.runtime in ("onnxruntime", "litert") else "check the model file"
+            )
             raise TfsepError(f"{r.path}: its first inference failed ({reason}); {hint}") from None
         firsts.append((time.perf_counter_ns() - t0) / 1e6 if include_frontend else total / 1e6)
         calls.append(call)
@@ -487,7 +491,8 @@ def machine_line(m: dict) -> str:
         f"{m.get('cpu_model')} ({m.get('arch')}, {m.get('cores')} cores"
         + (f", {freq:.0f} MHz" if freq else "")
         + f"; {isa}); {m.get('os')}; Python {m.get('python')}, onnxruntime {v.get('onnxruntime')}, "
-        f"numpy {v.get('numpy')}, torch {v.get('torch') or 'not installed'}"
+        + (f"LiteRT {v['ai-edge-litert']}, " if v.get("ai-edge-litert") else "")
+        + f"numpy {v.get('numpy')}, torch {v.get('torch') or 'not installed'}"
     )
 
 
@@ -497,6 +502,22 @@ def _frontend_cell(r: dict) -> str:
     if r.get("frontend_in_model"):
         return "in graph"
     return "-" if r["frontend_share"] is None else f"{100 * r['frontend_share']:.0f}%"
+
+
+def precision_advice(models: list[dict]) -> list[str]:
+    """Which precision to deploy, per runtime and width measured in both: the faster median here
+    (int8 pays only where the CPU's int8 kernels beat its float ones)."""
+    groups: dict[tuple, dict[str, dict]] = {}
+    for r in models:
+        if r["precision"] in ("fp32", "int8") and r["width"] is not None:
+            groups.setdefault((r["runtime"], r["width"]), {})[r["precision"]] = r
+    lines = []
+    for (runtime, width), by in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        if len(by) == 2:
+            f, i = by["fp32"]["latency_ms"]["p50"], by["int8"]["latency_ms"]["p50"]
+            best = "INT8" if i < f else "FP32"
+            lines.append(f"deploy on this machine, {runtime} C={width}: {best} (p50 INT8 {i:.3f} ms, FP32 {f:.3f} ms)")
+    return lines
 
 
 def format_report(result: dict, markdown: bool = False) -> str:
@@ -521,6 +542,7 @@ def format_report(result: dict, markdown: bool = False) -> str:
             else "not measured"
         ),
         f"peak RSS of the process: {result['peak_rss_mb']:.0f} MB (torch {torch_state})",
+        *precision_advice(result["models"]),
     ]
     table = _grid([h for h, _ in COLUMNS], rows, markdown)
     prefix = "- " if markdown else ""

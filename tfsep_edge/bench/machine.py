@@ -186,7 +186,9 @@ def machine_info(threads: int) -> dict:
         "isa": isa_features(fields),
         "os": os_name(),
         "python": platform.python_version(),
-        "versions": {name: package_version(name) for name in ("onnxruntime", "numpy", "torch", "tfsep-edge")},
+        "versions": {
+            name: package_version(name) for name in ("onnxruntime", "ai-edge-litert", "numpy", "torch", "tfsep-edge")
+        },
         "threads": threads,
         "thread_env": {k: os.environ[k] for k in THREAD_ENV if k in os.environ},
         "board": raspberry_pi_status(),

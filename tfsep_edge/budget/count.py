@@ -212,8 +212,8 @@ def count_model(path: Path, width: int | None, shuffle_groups: int | None, n_mel
     require_torch()  # the NeSsi count runs torchinfo on the float model, whatever the artifact
     if kind is Kind.ONNX:
         return count_onnx(path, n_mels, frames)
-    if kind is Kind.TFLITE:
-        raise TfsepError(f"{path}: budget does not count .tflite models yet; count its checkpoint or quantize folder")
+    if kind is Kind.TFLITE:  # stored bytes: the flatbuffer's constant buffers
+        return count_tflite(path, n_mels, frames)
     if kind is Kind.QUANTIZED:
         return count_quantized(path, n_mels, frames)
     from tfsep_edge.model.checkpoint import load_checkpoint
@@ -415,6 +415,7 @@ def count_onnx(path: Path, n_mels: int, frames: int):
     )
     return counted
 
+
 def count_quantized(path: Path, n_mels: int, frames: int):
     """budget.Counted for a `tfsep-edge quantize` folder: NeSsi on its float model + stored int8 bytes."""
     from tfsep_edge.quant.artifact import load_quantized, storage_bytes
@@ -428,5 +429,33 @@ def count_quantized(path: Path, n_mels: int, frames: int):
     counted.notes.append(
         "params/MACs: torchinfo on the quantized model's float TF-SepNet; bytes: the stored INT8 model by type: "
         + ", ".join(f"{k} {v:,}" for k, v in stored.items())
+    )
+    return counted
+
+
+def count_tflite(path: Path, n_mels: int, frames: int):
+    """budget.Counted for an exported .tflite: NeSsi on the float TF-SepNet of the width in its
+    metadata (as count_onnx), bytes from the file's constant buffers by type
+    (core.tflite_format.stored_bytes)."""
+    from tfsep_edge.core.config import ONNX_META_BUDGET, ONNX_META_PRECISION, ONNX_META_WIDTH
+    from tfsep_edge.core.tflite_format import read_metadata, read_model, stored_bytes
+
+    data = read_model(path)
+    meta = read_metadata(data)
+    try:
+        width = int(meta[ONNX_META_WIDTH])
+    except (KeyError, ValueError):
+        raise TfsepError(f"{path}: no tfsep-edge width in its metadata; export it with `tfsep-edge export`") from None
+    try:
+        groups = json.loads(meta.get(ONNX_META_BUDGET, "{}")).get("shuffle_groups")
+    except (ValueError, AttributeError):
+        groups = None
+    counted = count_width(width, groups, n_mels, frames)
+    stored = stored_bytes(data)
+    counted.source = f"{path} (TFLite, {meta.get(ONNX_META_PRECISION, 'unknown precision')}, width {width})"
+    counted.stored_param_bytes = stored["total"]
+    counted.notes.append(
+        "params/MACs: torchinfo on the float TF-SepNet rebuilt from the width in the TFLite metadata; "
+        "bytes: the file's constant buffers by type: " + ", ".join(f"{k} {v:,}" for k, v in stored.items())
     )
     return counted

@@ -21,7 +21,7 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
 _ZIP = b"PK\x03\x04"  # torch.save's format since torch 1.6
 _PICKLE = b"\x80"  # the legacy torch.save / pickle protocol 2+
-_TFLITE_ID = b"TFL3"  # flatbuffer file identifier, bytes 4..8
+TFLITE_ID = b"TFL3"  # flatbuffer file identifier, bytes 4..8
 
 
 class Kind(str, Enum):
@@ -62,7 +62,7 @@ def artifact_kind(path: str | Path) -> Kind:
         head = f.read(8)
     if suffix in CHECKPOINT_SUFFIXES or head.startswith((_ZIP, _PICKLE)):
         return Kind.CHECKPOINT
-    if head[4:8] == _TFLITE_ID:
+    if head[4:8] == TFLITE_ID:
         return Kind.TFLITE
     raise TfsepError(f"{path}: not a model tfsep-edge reads; give {KNOWN} (an ONNX file must end in .onnx)")
 

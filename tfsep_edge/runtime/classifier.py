@@ -1,5 +1,8 @@
 """The light edge runtime: an onnxruntime session plus the numpy front end. No torch.
 
+`open_classifier` picks the runtime from the file: onnxruntime for ONNX, LiteRT for .tflite
+(runtime/tflite_classifier.py, the same interface).
+
 `OnnxClassifier` reads what the model takes from its metadata (config.ONNX_META_*), checks the
 input shape, and classifies log-mels, waveforms or files. `predict_stream` classifies many files
 in fixed-size batches and yields one result per file, so memory does not grow with the count.
@@ -18,7 +21,8 @@ import numpy as np
 from tfsep_edge.core import config
 from tfsep_edge.core.config import DEFAULT_FRONTEND, LABELS, NUM_CLASSES, FrontendConfig
 from tfsep_edge.core.errors import TfsepError, check_at_least_one, first_line
-from tfsep_edge.core.kinds import Kind, require_kind
+from tfsep_edge.core.kinds import Kind, artifact_kind, require_kind
+from tfsep_edge.runtime.model_info import ModelInfo
 from tfsep_edge.signal.audio import load_audio, split_windows
 from tfsep_edge.signal.frontend import log_mel
 
@@ -75,19 +79,6 @@ def open_session(path: Path, threads: int = 1):
 
 def _static(dim) -> int | None:
     return dim if isinstance(dim, int) and dim > 0 else None
-
-
-@dataclass
-class ModelInfo:
-    """What the metadata (or, failing that, the graph) says about a model."""
-
-    input_kind: str
-    labels: tuple[str, ...]
-    frontend: FrontendConfig
-    precision: str
-    width: int | None
-    budget: dict
-    fixed_batch: int | None  # a static batch size baked into the graph (None: dynamic)
 
 
 def read_model_info(session, path: Path) -> ModelInfo:
@@ -239,6 +230,16 @@ class OnnxClassifier:
         return self.logits_from_waveforms(windows).mean(axis=0)
 
 
+def open_classifier(path: str | Path, threads: int = 1, check: bool = True):
+    """The classifier for what the file is: TfliteClassifier (LiteRT) for a .tflite, else OnnxClassifier."""
+    from tfsep_edge.runtime.tflite_classifier import TfliteClassifier
+
+    path = Path(path)
+    if path.exists() and artifact_kind(path) is Kind.TFLITE:  # a missing file: OnnxClassifier says so
+        return TfliteClassifier(path, threads=threads, check=check)
+    return OnnxClassifier(path, threads=threads, check=check)
+
+
 @dataclass
 class FileResult:
     path: Path
@@ -337,8 +338,8 @@ def predict_command(
     entries = audio_entries(audio)
     if not entries:
         raise TfsepError("no audio files given; pass WAV files or folders")
-    require_kind(model, (Kind.ONNX,), "predict", EXPORT_HINT)
-    clf = OnnxClassifier(model, threads=threads)
+    require_kind(model, (Kind.ONNX, Kind.TFLITE), "predict", EXPORT_HINT)
+    clf = open_classifier(model, threads=threads)
     single = len(entries) == 1
     errors: list[str] = []
 

@@ -4,6 +4,7 @@ One code path for every model: a `logits_fn(batch) -> (B, 10)` where batch is th
 log-mel (B, 1, 128, 44) from frontend.log_mel (or the 1-s waveforms, for ONNX models with the
 front end inside). `load_logits_fn` builds it from a path:
   *.onnx                        -> runtime.OnnxClassifier (onnxruntime, no torch)
+  *.tflite                      -> tflite_runtime.TfliteClassifier (LiteRT + XNNPACK, no torch)
   a `tfsep-edge quantize` output -> quantize.load_quantized (PyTorch INT8)
   anything else                 -> checkpoint.load_checkpoint (FP32 TF-SepNet)
 so FP32 and INT8 numbers come from the same features, batches and metrics.
@@ -41,12 +42,6 @@ class ModelFn:
 # --- metrics (numpy only; the quantize helper reuses per_device_accuracy) ----------------------
 
 
-
-
-
-
-
-
 # --- models ----------------------------------------------------------------------------------------
 
 
@@ -54,14 +49,12 @@ def load_logits_fn(path: str | Path, threads: int = 1) -> ModelFn:
     """A ModelFn for an ONNX file, a quantized model or a checkpoint (detected from the path)."""
     path = Path(path)
     kind = artifact_kind(path)
-    if kind is Kind.TFLITE:
-        raise TfsepError(f"{path}: evaluate takes .onnx models and PyTorch models")
-    if kind is Kind.ONNX:
-        from tfsep_edge.runtime.classifier import OnnxClassifier
+    if kind in (Kind.ONNX, Kind.TFLITE):
+        from tfsep_edge.runtime.classifier import open_classifier
 
-        clf = OnnxClassifier(path, threads=threads)
-        desc = f"ONNX {clf.precision} C={clf.width}"
-        return ModelFn(clf.run, clf.input_kind, "onnx", clf.frontend, desc)
+        clf = open_classifier(path, threads=threads)
+        desc = f"{'TFLite' if kind is Kind.TFLITE else 'ONNX'} {clf.precision} C={clf.width}"
+        return ModelFn(clf.run, clf.input_kind, kind.value, clf.frontend, desc)
     tm = load_torch_model(path, kind, threads)
     desc = f"{'PyTorch INT8' if tm.precision == 'int8' else 'FP32 checkpoint'} C={tm.float_model.width}"
     return ModelFn(tm.logits, "logmel", kind.value, tm.frontend, desc)

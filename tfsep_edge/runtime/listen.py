@@ -3,7 +3,7 @@
     source blocks (sources.py: a file, stdin, a PortAudio device; native rate and channels)
       -> Conditioner: audio.downmix + audio.StreamResampler (the project's one audio path)
       -> WindowStream: a fixed ring buffer; a 1-s window ends every --hop seconds
-      -> OnnxClassifier (numpy log-mel + onnxruntime), batch 1 -> Smoother (--smooth N)
+      -> the classifier (numpy log-mel + onnxruntime or LiteRT), batch 1 -> Smoother (--smooth N)
       -> sinks: JSON lines, the timeline CSV, plain lines, the terminal's status line; a Tally
 
 Two ways to drive it. Pull (a file as fast as it reads, stdin by default): the source waits for
@@ -34,7 +34,7 @@ import numpy as np
 from tfsep_edge.core.config import DEFAULT_FRONTEND, LABELS, NUM_CLASSES, FrontendConfig
 from tfsep_edge.core.errors import TfsepError, check_at_least_one
 from tfsep_edge.core.fileio import AppendOnlyTable, check_output_file
-from tfsep_edge.runtime.classifier import OnnxClassifier, audio_entries, csv_row, softmax, top_line
+from tfsep_edge.runtime.classifier import audio_entries, csv_row, open_classifier, softmax, top_line
 from tfsep_edge.runtime.sources import DeviceSource, FileSource, import_sounddevice, list_input_devices, open_source
 from tfsep_edge.signal.audio import StreamResampler, downmix
 
@@ -556,7 +556,7 @@ def listen_command(
     if csv is not None:
         check_output_file(csv)
     source = open_source(device, input_, rate, channels, pcm_format)
-    clf = OnnxClassifier(model, threads=threads)
+    clf = open_classifier(model, threads=threads)
     cfg = clf.frontend
     hop_samples = check_hop(hop, cfg)
     live = realtime or isinstance(source, DeviceSource)
@@ -688,7 +688,7 @@ def timeline_command(model: Path, audio: list[Path], csv: Path | None, hop: floa
     entries = audio_entries(audio)
     if not entries:
         raise TfsepError("no audio files given; pass WAV files or folders")
-    clf = OnnxClassifier(model, threads=threads)
+    clf = open_classifier(model, threads=threads)
     hop_samples = check_hop(hop, clf.frontend)
     table = AppendOnlyTable(csv, timeline_header()) if csv is not None else None
     errors: list[str] = []

@@ -1,0 +1,190 @@
+"""`tfsep-edge export MODEL --tflite OUT.tflite [--int8]`: one verified LiteRT model.
+
+FP32 from a checkpoint (tflite_fp32.build_fp32), INT8 from a `tfsep-edge quantize` folder
+(tflite_int8.build_int8 from the fake-quant twin: the scales, zero points and int8 weights of
+the PyTorch INT8 model and the INT8 ONNX). Labels, front end, width, precision and budget go
+into the file's metadata under the ONNX export's keys, so the runtime needs nothing else.
+
+Validation before OUT exists (written next to it, checked, renamed), by export/rule.py, the one rule
+every export uses, on onnx_export's validation set through the one front end, run in LiteRT with
+XNNPACK as users run it: FP32 against the PyTorch float model, INT8 against the fake-quant twin in
+output steps (agreement with PyTorch INT8 reported as information), and each input alone
+against the batch (the batch axis is dynamic).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tfsep_edge.core import config
+from tfsep_edge.core.config import LABELS, FrontendConfig
+from tfsep_edge.core.errors import TfsepError
+from tfsep_edge.core.fileio import atomic_path, check_output_file
+from tfsep_edge.export import rule
+from tfsep_edge.export.onnx_export import (
+    Source,
+    budget_figures,
+    int8_references,
+    load_source,
+    reference_logits,
+    validation_set,
+)
+from tfsep_edge.export.rule import ExportValidationError
+
+
+def metadata(precision: str, width: int, cfg: FrontendConfig, budget: dict) -> dict[str, str]:
+    return {
+        config.ONNX_META_INPUT: "logmel",
+        config.ONNX_META_LABELS: json.dumps(list(LABELS)),
+        config.ONNX_META_FRONTEND: json.dumps(cfg.to_dict(), sort_keys=True),
+        config.ONNX_META_WIDTH: str(width),
+        config.ONNX_META_PRECISION: precision,
+        config.ONNX_META_VERSION: config.VERSION,
+        config.ONNX_META_BUDGET: json.dumps(budget, sort_keys=True),
+    }
+
+
+def build(source: Source, int8: bool) -> bytes:
+    """The flatbuffer with its metadata: the budget's stored bytes are counted on the graph itself."""
+    from tfsep_edge.core.tflite_format import stored_bytes
+
+    if int8:
+        from tfsep_edge.export.tflite_int8 import build_int8
+
+        graph, x_in, out = build_int8(source.artifact.fake_quant_model("int8"), source.frontend)
+    else:
+        from tfsep_edge.export.tflite_fp32 import build_fp32
+
+        graph, x_in, out = build_fp32(source.float_model, source.frontend)
+    precision, width = ("int8" if int8 else "fp32"), source.float_model.config.width
+    desc = f"TF-SepNet width {width}, {precision}, input logmel; made by tfsep-edge {config.VERSION}"
+    draft = graph.pack([x_in], [out], {}, desc)
+    budget = budget_figures(source.float_model, stored_bytes(draft), source.frontend)
+    return graph.pack([x_in], [out], metadata(precision, width, source.frontend, budget), desc)
+
+
+def validate(path: Path, source: Source, int8: bool, waves: np.ndarray) -> dict:
+    """LiteRT (XNNPACK) on `waves` through the one front end, by export/rule.py; raises ExportValidationError."""
+    from tfsep_edge.runtime.tflite_classifier import TfliteClassifier
+
+    mels, float_logits = reference_logits(source, waves)
+    try:
+        clf = TfliteClassifier(path, threads=1)
+    except TfsepError as exc:
+        raise ExportValidationError(f"LiteRT cannot load or run the model: {exc}") from None
+    out = clf.run(mels)
+    single = np.concatenate([clf.run(mels[i : i + 1]) for i in range(len(mels))])
+    result = {"inputs": int(len(waves))}
+    if int8:
+        twin, step, pytorch_int8 = int8_references(source, mels)
+        result |= rule.check_int8(single, twin, step, pytorch_int8)
+        result |= rule.check_batch(single, out, rule.int8_tolerance(step))
+    else:
+        result |= rule.check_fp32(single, float_logits, False)
+        result |= rule.check_batch(single, out, rule.fp32_tolerance(float_logits, False))
+    return result
+
+
+def median_ms(clf, x: np.ndarray, runs: int = 40) -> float:
+    for _ in range(10):
+        clf.run(x)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        clf.run(x)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1e3)
+
+
+def compare_precisions(int8_path: Path, source: Source, x: np.ndarray) -> dict:
+    """This INT8 file against the FP32 graph of the same float weights, interleaved, on LiteRT."""
+    import tempfile
+
+    from tfsep_edge.runtime.tflite_classifier import TfliteClassifier
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32_path = Path(tmp) / "fp32.tflite"
+        fp32_path.write_bytes(build(Source(source.path, source.float_model, source.frontend), False))
+        c8, c32 = TfliteClassifier(int8_path), TfliteClassifier(fp32_path)
+        int8_ms = min(median_ms(c8, x) for _ in range(3))
+        fp32_ms = min(median_ms(c32, x) for _ in range(3))
+    return {"int8_ms": int8_ms, "fp32_ms": fp32_ms, "faster": "int8" if int8_ms < fp32_ms else "fp32"}
+
+
+def export_tflite(model_path: str | Path, out: str | Path, int8: bool = False, timing: bool = True, echo=print) -> dict:
+    """Build, validate and atomically write the .tflite; returns a summary dict.
+
+    Raises TfsepError (user error: exit 2) or ExportValidationError (exit 1, nothing at OUT).
+    """
+    from tfsep_edge.core.tflite_format import operator_counts, read_metadata, schema
+
+    model_path, out = Path(model_path), Path(out)
+    if out.suffix.lower() != ".tflite":
+        raise TfsepError(f"{out}: the output must end in .tflite")
+    check_output_file(out)
+    schema()  # a clear install hint before any work
+    source = load_source(model_path, int8)
+    started = time.perf_counter()
+    data = build(source, int8)
+    waves, described = validation_set(source.frontend)
+    with atomic_path(out, suffix=".tflite") as tmp:
+        tmp.write_bytes(data)
+        check = validate(tmp, source, int8, waves) | {"input_sources": described}
+        summary = {
+            "out": str(out),
+            "source": str(model_path),
+            "format": "tflite",
+            "precision": "int8" if int8 else "fp32",
+            "input": "logmel",
+            "bytes": len(data),
+            "operators": operator_counts(data),
+            "validation": check,
+            "budget": json.loads(read_metadata(data)[config.ONNX_META_BUDGET]),
+        }
+        if timing:
+            x = reference_logits(source, waves[:1])[0]
+            if int8:
+                summary["latency"] = compare_precisions(tmp, source, x)
+            else:
+                from tfsep_edge.runtime.tflite_classifier import TfliteClassifier
+
+                summary["latency"] = {"fp32_ms": min(median_ms(TfliteClassifier(tmp), x) for _ in range(2))}
+    summary["seconds"] = round(time.perf_counter() - started, 2)
+    echo(format_summary(summary))
+    return summary
+
+
+def format_summary(s: dict) -> str:
+    v, b = s["validation"], s["budget"]
+    ops = sum(s["operators"].values())
+    lines = [
+        f"wrote {s['out']}: {s['precision'].upper()} TFLite, input logmel, {s['bytes']:,} bytes, {ops} operators",
+        f"validated on {v['inputs']} inputs ({v.get('input_sources', 'audio')}) in LiteRT (XNNPACK) against the "
+        f"{v['reference']}: max |d logit| {v['max_abs_logit_diff']:.3g} ({v['threshold']}), top-1 agreement "
+        f"{v['top1_agreement']:.1%}",
+    ]
+    if "output_step" in v:
+        p = v["vs_pytorch_int8"]
+        lines.append(
+            f"  = {v['max_diff_output_steps']:.2f} output steps of {v['output_step']:.3g}; vs PyTorch INT8 "
+            f"(information: its x86 kernels round differently): agreement {p['top1_agreement']:.1%}, "
+            f"max |d logit| {p['max_abs_logit_diff']:.3g}"
+        )
+    lines.append(f"  each input alone vs in the batch: {v['batch1_max_abs_diff']:.3g}")
+    lines.append(
+        f"budget: {b['params']:,} params, {b['macs']:,} MACs (NeSsi, float model); stored weights "
+        f"{b['stored_param_bytes']:,} bytes"
+    )
+    lat = s.get("latency")
+    if lat and "int8_ms" in lat:
+        lines.append(
+            f"LiteRT here (batch 1, 1 thread, short timing): INT8 {lat['int8_ms']:.3f} ms, FP32 "
+            f"{lat['fp32_ms']:.3f} ms -> {lat['faster'].upper()} is faster on this machine"
+        )
+    elif lat:
+        lines.append(f"LiteRT here (batch 1, 1 thread, short timing): {lat['fp32_ms']:.3f} ms")
+    return "\n".join(lines)

@@ -1,0 +1,378 @@
+"""Hand-built FP32 TFLite graph of TF-SepNet, written straight into the flatbuffer.
+
+Why not `litert_torch.convert`: the converter keeps PyTorch's NCHW semantics and surrounds
+layout-sensitive ops with TRANSPOSEs, keeps the shuffle's reshape/transpose chains and
+AdaResNorm's seven elementwise ops, and it pulls jax, transformers and its converter into the
+export install (the measurements behind each choice: docs/tflite.md). Written here, in NHWC (TFLite's layout) from
+the input on, every op is one XNNPACK runs (benchmarks/results/peers.md has the comparison):
+- the (B, 1, F, T) log-mel input is reshaped to (B, F, T, 1) (free: one channel);
+- BatchNorm folded into each conv, ReLU fused into it; the stem's (2, 2) padding is one PAD
+  (TFLite's SAME pads (1, 2) at stride 2, PyTorch pads (2, 2));
+- a transition conv is written as two convs, one per half, with the shuffle folded into their
+  output rows: no shuffle and no split at run time; in a block without transition the shuffle
+  is two 0/1 1x1 convs up to PERMUTE_BY_CONV_MAX channels, else one reshape-transpose-reshape
+  and a SPLIT (see shuffle_split; two variants tried and dropped are in docs/tflite.md);
+- AdaResNorm is s*(x - mean) + shift with its constants folded (onnx_fp32.add_adaresnorm's
+  algebra): per-(example, frequency) statistics are MEANs over (T, C), the per-channel scale
+  and shift are built on the small (B, F, 1, C) tensors, two full-size passes;
+- the classifier's 1x1 conv commutes with the global mean: the last norm returns only its
+  mean over (F, T), then one FULLY_CONNECTED.
+No torch at import (add_model imports it to tell the layers apart).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfsep_edge.core.config import DEFAULT_FRONTEND, FrontendConfig
+from tfsep_edge.export.tflite_flatbuffer import FlatGraph, Quant, Tensor
+
+INPUT_NAME = "logmel"
+OUTPUT_NAME = "logits"
+
+
+def f64(t) -> np.ndarray:
+    return t.detach().cpu().double().numpy()
+
+
+def fold_bn(conv, bn) -> tuple[np.ndarray, np.ndarray]:
+    """Conv (no bias) followed by eval-mode BatchNorm -> (OIHW weight, bias) in float64."""
+    scale = f64(bn.weight) / np.sqrt(f64(bn.running_var) + bn.eps)
+    return f64(conv.weight) * scale[:, None, None, None], f64(bn.bias) - f64(bn.running_mean) * scale
+
+
+def pre_shuffle(j: int, channels: int, groups: int) -> int:
+    """The channel that shuffled channel j comes from (the reference's (c/g, g) -> (g, c/g))."""
+    per = channels // groups
+    return (j % per) * groups + j // per
+
+
+# --- op helpers (NHWC) -----------------------------------------------------------------------
+
+
+def broadcast_shape(a: tuple, b: tuple) -> tuple:
+    return tuple(np.broadcast_shapes(a, b))
+
+
+def binary(g: FlatGraph, code: str, a: Tensor, b: Tensor, name: str, quant: Quant | None = None) -> Tensor:
+    dtype = "INT8" if quant is not None else "FLOAT32"
+    out = g.activation(name, broadcast_shape(a.shape, b.shape), dtype, quant)
+    opts = {"ADD": "AddOptions", "MUL": "MulOptions", "SUB": "SubOptions"}[code]
+    g.op(code, [a, b], [out], g.options(opts))
+    return out
+
+
+def unary(g: FlatGraph, code: str, x: Tensor, name: str) -> Tensor:
+    out = g.activation(name, x.shape, x.dtype, x.quant)
+    g.op(code, [x], [out])
+    return out
+
+
+def mean(g: FlatGraph, x: Tensor, axes: list[int], name: str, quant: Quant | None = None, keep: bool = True) -> Tensor:
+    if keep:
+        shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+    else:
+        shape = tuple(d for i, d in enumerate(x.shape) if i not in axes)
+    out = g.activation(name, shape, x.dtype, quant if quant is not None else x.quant)
+    g.op(
+        "MEAN",
+        [x, g.const(f"{name}.axes", np.array(axes, np.int32))],
+        [out],
+        g.options("ReducerOptions", keepDims=keep),
+    )
+    return out
+
+
+def reshape(g: FlatGraph, x: Tensor, shape: tuple, name: str) -> Tensor:
+    out = g.activation(name, shape, x.dtype, x.quant)
+    new_shape = np.array([-1, *shape[1:]], np.int32)
+    g.op("RESHAPE", [x, g.const(f"{name}.shape", new_shape)], [out], g.options("ReshapeOptions", newShape=new_shape))
+    return out
+
+
+def transpose(g: FlatGraph, x: Tensor, perm: list[int], name: str) -> Tensor:
+    out = g.activation(name, tuple(x.shape[p] for p in perm), x.dtype, x.quant)
+    g.op("TRANSPOSE", [x, g.const(f"{name}.perm", np.array(perm, np.int32))], [out])
+    return out
+
+
+def split_channels(g: FlatGraph, x: Tensor, name: str) -> tuple[Tensor, Tensor]:
+    half = x.shape[-1] // 2
+    outs = [g.activation(f"{name}.{i}", (*x.shape[:-1], half), x.dtype, x.quant) for i in (1, 2)]
+    g.op(
+        "SPLIT",
+        [g.const(f"{name}.axis", np.array(len(x.shape) - 1, np.int32)), x],
+        outs,
+        g.options("SplitOptions", numSplits=2),
+    )
+    return outs[0], outs[1]
+
+
+def concat_channels(g: FlatGraph, parts: list[Tensor], name: str, quant: Quant | None = None) -> Tensor:
+    shape = (*parts[0].shape[:-1], sum(p.shape[-1] for p in parts))
+    out = g.activation(name, shape, parts[0].dtype, quant if quant is not None else parts[0].quant)
+    g.op("CONCATENATION", parts, [out], g.options("ConcatenationOptions", axis=len(shape) - 1))
+    return out
+
+
+def pad(g: FlatGraph, x: Tensor, pads: list[tuple[int, int]], name: str) -> Tensor:
+    shape = tuple(d + a + b for d, (a, b) in zip(x.shape, pads, strict=True))
+    out = g.activation(name, shape, x.dtype, x.quant)
+    g.op("PAD", [x, g.const(f"{name}.pads", np.array(pads, np.int32))], [out])
+    return out
+
+
+def max_pool(g: FlatGraph, x: Tensor, name: str) -> Tensor:
+    b, h, w, c = x.shape
+    out = g.activation(name, (b, h // 2, w // 2, c), x.dtype, x.quant)
+    s = g.s
+    opts = g.options("Pool2DOptions", padding=s.Padding.VALID, strideW=2, strideH=2, filterWidth=2, filterHeight=2)
+    g.op("MAX_POOL_2D", [x], [out], opts)
+    return out
+
+
+def conv(
+    g: FlatGraph,
+    x: Tensor,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    name: str,
+    relu: bool,
+    stride: int = 1,
+    same: bool = False,
+    wq: tuple[np.ndarray, np.ndarray] | None = None,
+    out_quant: Quant | None = None,
+) -> Tensor:
+    """CONV_2D, or DEPTHWISE_CONV_2D for a (C, 1, kh, kw) weight on C channels. `w` is OIHW float.
+
+    INT8 (wq = (int8 OIHW weight, per-channel scales)): int32 bias at scale s_in * s_w.
+    """
+    s = g.s
+    out_ch, in_per_group, kh, kw = w.shape
+    depthwise = in_per_group == 1 and x.shape[-1] == out_ch and out_ch > 1
+    b_, h, wd, _ = x.shape
+    oh, ow = (
+        ((h - 1) // stride + 1, (wd - 1) // stride + 1) if same else ((h - kh) // stride + 1, (wd - kw) // stride + 1)
+    )
+    padding = s.Padding.SAME if same else s.Padding.VALID
+    act = s.ActivationFunctionType.RELU if relu else s.ActivationFunctionType.NONE
+    bias = np.zeros(out_ch) if b is None else b
+    if wq is None:
+        weight = w.astype(np.float32)
+        weight = weight.transpose(1, 2, 3, 0) if depthwise else weight.transpose(0, 2, 3, 1)
+        wt = g.const(f"{name}.weight", np.ascontiguousarray(weight))
+        bt = g.const(f"{name}.bias", bias.astype(np.float32))
+        out = g.activation(name, (b_, oh, ow, out_ch))
+        version = 1
+    else:
+        q, scales = wq
+        q = q.transpose(1, 2, 3, 0) if depthwise else q.transpose(0, 2, 3, 1)
+        axis = 3 if depthwise else 0
+        wt = g.const(
+            f"{name}.weight", np.ascontiguousarray(q.astype(np.int8)), Quant(tuple(scales), (0,) * out_ch, axis)
+        )
+        bscale = x.quant.scale[0] * scales.astype(np.float64)
+        bq = np.clip(np.round(bias / bscale), -(2**31), 2**31 - 1).astype(np.int32)
+        bt = g.const(f"{name}.bias", bq, Quant(tuple(bscale), (0,) * out_ch, 0))
+        out = g.activation(name, (b_, oh, ow, out_ch), "INT8", out_quant)
+        version = 3
+    if depthwise:
+        opts = g.options(
+            "DepthwiseConv2DOptions",
+            padding=padding,
+            strideW=stride,
+            strideH=stride,
+            depthMultiplier=1,
+            fusedActivationFunction=act,
+            dilationWFactor=1,
+            dilationHFactor=1,
+        )
+        g.op("DEPTHWISE_CONV_2D", [x, wt, bt], [out], opts, version=version)
+    else:
+        opts = g.options(
+            "Conv2DOptions",
+            padding=padding,
+            strideW=stride,
+            strideH=stride,
+            fusedActivationFunction=act,
+            dilationWFactor=1,
+            dilationHFactor=1,
+        )
+        g.op("CONV_2D", [x, wt, bt], [out], opts, version=version)
+    return out
+
+
+def fully_connected(g: FlatGraph, x: Tensor, w: np.ndarray, b: np.ndarray, name: str) -> Tensor:
+    wt = g.const(f"{name}.weight", w.astype(np.float32))
+    bt = g.const(f"{name}.bias", b.astype(np.float32))
+    out = g.activation(name, (x.shape[0], w.shape[0]))
+    g.op("FULLY_CONNECTED", [x, wt, bt], [out], g.options("FullyConnectedOptions", keepNumDims=False))
+    return out
+
+
+# --- model parts -------------------------------------------------------------------------------
+
+
+def stem_input(g: FlatGraph, cfg: FrontendConfig) -> tuple[Tensor, Tensor]:
+    """The (B, 1, n_mels, frames) float input and its NHWC view (B, n_mels, frames, 1)."""
+    x_in = g.activation(INPUT_NAME, (1, 1, cfg.n_mels, cfg.n_frames))
+    return x_in, reshape(g, x_in, (1, cfg.n_mels, cfg.n_frames, 1), "input.nhwc")
+
+
+def stem(g: FlatGraph, x: Tensor, weight: np.ndarray, name: str, **q) -> Tensor:
+    """5x5 stride-2 conv with PyTorch's (2, 2) padding: PAD then VALID."""
+    kh = weight.shape[2]
+    x = pad(g, x, [(0, 0), (kh // 2, kh // 2), (kh // 2, kh // 2), (0, 0)], f"{name}.pad")
+    return conv(g, x, weight, None, name, relu=False, stride=2, **q)
+
+
+def adaresnorm(g: FlatGraph, x: Tensor, norm, order: list[int], name: str, pooled: bool = False) -> Tensor:
+    """gamma*(rho*x + (1-rho)*(x - mean)/sqrt(var + eps)) + beta; var unbiased over (T, C) per (example, F).
+
+    = s*(x - mean) + (a*mean + beta), a = rho*gamma, s = a + (1-rho)*gamma/std. With n values per
+    statistic, 1/std = sqrt((n-1)/n) * rsqrt(mean_sq + eps*(n-1)/n): sqrt((n-1)/n) goes into the
+    constant. `pooled`: return only the mean over (F, T) of the result (B, 1, 1, C).
+    """
+    rho, gamma, beta = (f64(p).reshape(-1)[order] for p in (norm.rho, norm.gamma, norm.beta))
+    _, _, t_len, c = x.shape
+    n = c * t_len
+    a = rho * gamma
+    k = (1.0 - rho) * gamma * np.sqrt((n - 1) / n)
+    mu = mean(g, x, [2, 3], f"{name}.mean")  # (B, F, 1, 1)
+    sq = g.activation(f"{name}.sq", x.shape)
+    g.op("SQUARED_DIFFERENCE", [x, mu], [sq])  # (x - mean)^2 in one pass
+    ms = mean(g, sq, [2, 3], f"{name}.mean_sq")
+    eps = g.const(f"{name}.eps", np.array(norm.eps * (n - 1) / n, np.float32))
+    inv_std = unary(g, "RSQRT", binary(g, "ADD", ms, eps, f"{name}.var"), f"{name}.inv_std")
+    a_t = g.const(f"{name}.a", a.astype(np.float32))
+    scale = binary(
+        g,
+        "ADD",
+        binary(g, "MUL", inv_std, g.const(f"{name}.k", k.astype(np.float32)), f"{name}.k_inv"),
+        a_t,
+        f"{name}.scale",
+    )  # (B, F, 1, C)
+    # s*(x - mean) + a*mean + beta = s*x + (beta - k*inv_std*mean): one MUL and one ADD at full size
+    k_mean = binary(
+        g,
+        "MUL",
+        binary(g, "MUL", inv_std, mu, f"{name}.inv_std_mean"),
+        g.const(f"{name}.k", k.astype(np.float32)),
+        f"{name}.k_mean",
+    )
+    shift = binary(g, "SUB", g.const(f"{name}.beta", beta.astype(np.float32)), k_mean, f"{name}.shift")
+    if pooled:  # mean over (F, T) of s*x + shift = mean_F(s*mean_T(x) + shift)
+        small = binary(
+            g,
+            "ADD",
+            binary(g, "MUL", mean(g, x, [2], f"{name}.mean_t"), scale, f"{name}.scaled_t"),
+            shift,
+            f"{name}.out_t",
+        )
+        return mean(g, small, [1], f"{name}.pooled")
+    return binary(g, "ADD", binary(g, "MUL", x, scale, f"{name}.scaled"), shift, f"{name}.out")
+
+
+PERMUTE_BY_CONV_MAX = 32  # channels up to which the shuffle is a 0/1 1x1 conv (faster there: docs/tflite.md)
+
+
+def shuffle_split(g: FlatGraph, x: Tensor, groups: int, name: str) -> tuple[Tensor, Tensor]:
+    """Channel shuffle of a natural-order tensor, then its two halves.
+
+    Up to PERMUTE_BY_CONV_MAX channels: two 1x1 convs whose weights are rows of the permutation
+    matrix (exact: each output is one input times 1.0 plus zeros); XNNPACK's transpose of the
+    (pixels, c/g, g) view moves one element at a time, and the conv's c*c multiply-adds per
+    pixel cost less while c is small. Wider: reshape-transpose-reshape and a SPLIT.
+    """
+    c = x.shape[-1]
+    if c > PERMUTE_BY_CONV_MAX:
+        return shuffle_transpose(g, x, groups, name)
+    rows = [pre_shuffle(j, c, groups) for j in range(c)]
+    perm = np.eye(c)[rows][:, :, None, None]
+    halves = (slice(0, c // 2), slice(c // 2, c))
+    return tuple(conv(g, x, perm[s], None, f"{name}.{i}", relu=False) for i, s in enumerate(halves))
+
+
+def shuffle_transpose(g: FlatGraph, x: Tensor, groups: int, name: str) -> tuple[Tensor, Tensor]:
+    """The shuffle as data movement (any dtype): NHWC reshape-transpose-reshape, then SPLIT."""
+    b, h, w, c = x.shape
+    v = reshape(g, x, (b, h, w, c // groups, groups), f"{name}.grouped")
+    t = transpose(g, v, [0, 1, 2, 4, 3], f"{name}.transposed")
+    return split_channels(g, reshape(g, t, (b, h, w, c), f"{name}.shuffled"), f"{name}.split")
+
+
+def block(g: FlatGraph, x: Tensor, blk, order: list[int], groups: int, name: str) -> Tensor:
+    """One TF-SepConv block on `x` whose storage position p holds logical channel order[p];
+    returns the output in natural channel order."""
+    c, half = blk.half * 2, blk.half
+    if blk.transition:
+        w, b = fold_bn(blk.trans_conv.conv, blk.trans_conv.bn)
+        rows = [pre_shuffle(j, c, groups) for j in range(c)]
+        w, b = w[rows][:, order], b[rows]
+        halves_in = [
+            conv(g, x, w[s], b[s], f"{name}.trans{i}", relu=True)
+            for i, s in enumerate((slice(0, half), slice(half, c)))
+        ]
+    else:
+        if order != list(range(c)):
+            raise ValueError("a block without transition expects its input in natural channel order")
+        halves_in = list(shuffle_split(g, x, groups, f"{name}.shuffle"))
+    outs = []
+    for path, xi, dw, pw, axis in (
+        ("freq", halves_in[0], blk.freq_dw_conv, blk.freq_pw_conv, 1),
+        ("time", halves_in[1], blk.temp_dw_conv, blk.temp_pw_conv, 2),
+    ):
+        wd, bd = fold_bn(dw.conv, dw.bn)
+        d = conv(g, xi, wd, bd, f"{name}.{path}.dw", relu=True, same=True)
+        m = mean(g, d, [axis], f"{name}.{path}.mean")
+        wp, bp = fold_bn(pw.conv, pw.bn)
+        p = conv(g, m, wp, bp, f"{name}.{path}.pw", relu=True)
+        outs.append(binary(g, "ADD", xi, p, f"{name}.{path}.residual"))
+    return concat_channels(g, outs, f"{name}.out")
+
+
+def add_model(g: FlatGraph, x: Tensor, model, until: int | None = None) -> Tensor:
+    """TFSepNet body on the NHWC log-mel -> (B, classes) logits. `until`: stop before feature
+    layer `until` and return that tensor (the per-layer profile of benchmarks/peers.py)."""
+    from torch import nn
+
+    from tfsep_edge.model.tfsepnet import AdaResNorm, TimeFreqSepConvs
+
+    groups = model.config.groups
+    order = [0]
+    last = len(model.feature) - 1
+    pooled = None
+    for i, layer in enumerate(model.feature):
+        name = f"feature.{i}"
+        if i == until:
+            return x
+        if i == last and isinstance(layer, AdaResNorm):
+            pooled = adaresnorm(g, x, layer, order, name, pooled=True)
+            break
+        if isinstance(layer, nn.Conv2d):
+            x = stem(g, x, f64(layer.weight), name)
+            order = list(range(layer.out_channels))
+        elif isinstance(layer, AdaResNorm):
+            x = adaresnorm(g, x, layer, order, name)
+        elif isinstance(layer, nn.MaxPool2d):
+            x = max_pool(g, x, f"{name}.pool")
+        elif isinstance(layer, TimeFreqSepConvs):
+            x = block(g, x, layer, order, groups, name)
+            order = list(range(2 * layer.half))
+        else:
+            raise TypeError(f"unexpected layer {type(layer).__name__}")
+    if pooled is None:
+        pooled = mean(g, x, [1, 2], "pool")
+    flat = reshape(g, pooled, (pooled.shape[0], pooled.shape[-1]), "flatten")
+    w = f64(model.classifier.weight)[:, :, 0, 0][:, order]
+    out = fully_connected(g, flat, w, f64(model.classifier.bias), OUTPUT_NAME)
+    return out
+
+
+def build_fp32(
+    model, cfg: FrontendConfig = DEFAULT_FRONTEND, until: int | None = None
+) -> tuple[FlatGraph, Tensor, Tensor]:
+    """The FP32 graph of `model` (eval mode): (graph, input, output); pack it with metadata."""
+    g = FlatGraph()
+    x_in, x = stem_input(g, cfg)
+    return g, x_in, add_model(g, x, model, until)
