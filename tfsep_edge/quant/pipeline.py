@@ -278,6 +278,7 @@ class QuantizeRequest:
     seed: int = DEFAULT_SEED
     sensitivity: bool = True
     float_stem: bool = True
+    train_split: Path | None = None  # calibrate from this DCASE training subset only
 
 
 def default_out(checkpoint: Path) -> Path:
@@ -304,6 +305,23 @@ def check_request(req: QuantizeRequest) -> tuple[QuantOptions, Path]:
     return QuantOptions(engine, req.observer, float_layers), out
 
 
+def calibration_subset(req: QuantizeRequest, ck_info: dict, log: Callable[[str], None]) -> Path | None:
+    """--train-split, else the subset the checkpoint was trained on when --calib is its data set
+    (calibration must not see clips outside the training subset)."""
+    if req.train_split is not None:
+        return Path(req.train_split)
+    options = (ck_info.get("meta") or {}).get("options") or {}
+    trained_on, data = options.get("train_split"), (ck_info.get("meta") or {}).get("data")
+    if not trained_on or not data or Path(req.calib).resolve() != Path(data).resolve():
+        return None
+    if not Path(trained_on).is_file():
+        raise TfsepError(
+            f"{req.checkpoint}: trained on the subset {trained_on}, which is gone; pass --train-split FILE"
+        )
+    log(f"calibrating from the training subset {trained_on} (the checkpoint was trained on it)")
+    return Path(trained_on)
+
+
 def run_quantize(req: QuantizeRequest, log: Callable[[str], None] = print, warn=None) -> tuple[Path, dict]:
     """Everything `tfsep-edge quantize` does; returns (OUT, report)."""
     warn = warn or log
@@ -312,7 +330,8 @@ def run_quantize(req: QuantizeRequest, log: Callable[[str], None] = print, warn=
     model, ck_info = load_checkpoint(req.checkpoint)
     frontend = ck_info["frontend"]
 
-    audio = select_calibration(req.calib, req.num_calib, req.seed)
+    subset = calibration_subset(req, ck_info, log)
+    audio = select_calibration(req.calib, req.num_calib, req.seed, subset)
     calib_windows, audio = load_calibration(audio, frontend, warn)
     calib = torch.from_numpy(calib_windows)
 
