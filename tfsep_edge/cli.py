@@ -309,9 +309,17 @@ def quantize(
         "[the subset the checkpoint was trained on, when --calib is its data set]",
     ),
     sensitivity: bool = typer.Option(True, "--sensitivity/--no-sensitivity", help="per-layer float-fallback scan"),
+    finetune: Optional[Path] = typer.Option(
+        None,
+        "--finetune",
+        help="INT8 fine-tuning after PTQ on this TAU22 folder's train split: from the calibrated quantization "
+        "points, through fake quantization (STE), BatchNorm frozen, the FP32 model as KD teacher",
+    ),
+    finetune_epochs: int = typer.Option(3, "--finetune-epochs", help="epochs of INT8 fine-tuning"),
     as_json: bool = typer.Option(False, "--json", help="print the report as one JSON object"),
 ) -> None:
-    """Static INT8 quantization (fused Conv-BN-ReLU, calibrated) with a fidelity report."""
+    """Static INT8 quantization (fused Conv-BN-ReLU, calibrated) with a fidelity report; optionally
+    INT8 fine-tuning (--finetune), reported before/after."""
     require_torch()
     from tfsep_edge.quant.pipeline import quantize_command
 
@@ -326,6 +334,8 @@ def quantize(
         out=out,
         seed=seed,
         train_split=train_split,
+        finetune=finetune,
+        finetune_epochs=finetune_epochs,
         sensitivity=sensitivity,
         as_json=as_json,
     )
