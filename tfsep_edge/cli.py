@@ -94,13 +94,17 @@ def synth(
     clips_per_class: int = typer.Option(20, "--clips-per-class", help="clips per scene class (about 40% evaluate)"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """Write a small SYNTHETIC data set in the TAU22 layout (for the demo and tests)."""
+    """Write a small SYNTHETIC data set in the TAU22 layout (for the demo and tests), with DCASE
+    2024/2025-style training subsets split_setup/split5.csv ... split100.csv (for --train-split)."""
     from tfsep_edge.datasets.synth import synthesize
     from tfsep_edge.datasets.tau import read_split
 
     path = synthesize(out, clips_per_class=clips_per_class, seed=seed)
     counts = {s: len(read_split(path, s)) for s in ("train", "evaluate")}
-    typer.echo(f"wrote SYNTHETIC TAU22-layout set {path}: {counts['train']} train, {counts['evaluate']} evaluate clips")
+    typer.echo(
+        f"wrote SYNTHETIC TAU22-layout set {path}: {counts['train']} train, {counts['evaluate']} evaluate clips; "
+        f"training subsets in {path / 'split_setup'}"
+    )
 
 
 @app.command()
@@ -229,11 +233,22 @@ def train(
     devsim: Optional[str] = typer.Option(None, "--devsim", help="device simulation: offline | online | none [offline]"),
     devsim_p: Optional[float] = typer.Option(None, "--devsim-p", help="online: probability per device-A clip [0.5]"),
     devsim_irs: Optional[int] = typer.Option(None, "--devsim-irs", help="offline: impulse responses [32]"),
-    devsim_clips: Optional[int] = typer.Option(None, "--devsim-clips", help="offline: device-A clips per IR [7500]"),
+    devsim_clips: Optional[int] = typer.Option(
+        None,
+        "--devsim-clips",
+        help="offline: device-A clips per response, as a count [the report's proportion: 7.34% of the device-A "
+        "clips per response (its 7,500 of TAU22's 102,150), at most 7,500; the run's log states the figures]",
+    ),
     ir_dir: Optional[str] = typer.Option(
         None, "--dir-path", help="impulse-response folder [the 66 MicIRP responses shipped with tfsep-edge]"
     ),
     val_split: Optional[str] = typer.Option(None, "--val-split", help="split validated each epoch [evaluate]"),
+    train_split: Optional[str] = typer.Option(
+        None,
+        "--train-split",
+        help="train on a DCASE 2024/2025 subset list of fold1_train.csv (split5.csv ... split100.csv, tab-separated "
+        "filename, scene_label; 2025 uses split25); device simulation draws from it only [the whole train split]",
+    ),
     seed: Optional[int] = typer.Option(None, "--seed", help="[0]"),
     workers: Optional[int] = typer.Option(None, "--workers", help="data loader / caching processes [0]"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per process [1]"),
@@ -241,7 +256,14 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="continue the run in -o from its last.pt"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
 ) -> None:
-    """Train TF-SepNet with the report's recipe (runs under torchrun for DDP)."""
+    """Train TF-SepNet with the report's recipe (runs under torchrun for DDP).
+
+    Offline device simulation (the default) convolves device-A clips with 32 impulse responses, one
+    new device per response, in the report's proportion: it simulated 7,500 clips per response
+    from TAU22's 102,150 device-A clips (each new device the size of a real non-A device), so here
+    each response takes 7.34% of the training set's device-A clips (at least 1, at most 7,500).
+    --devsim-clips N takes N per response instead.
+    """
     given = {k: v for k, v in locals().items() if k not in ("data", "out", "resume", "as_json")}
     require_torch()
     import json
@@ -353,10 +375,24 @@ def quantize(
     ),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="output folder (default: <checkpoint stem>-int8)"),
     seed: int = typer.Option(0, "--seed", help="seed of the calibration subset choice"),
+    train_split: Optional[Path] = typer.Option(
+        None,
+        "--train-split",
+        help="calibrate only from this DCASE training subset list (split25.csv ...) of --calib's TAU22 set "
+        "[the subset the checkpoint was trained on, when --calib is its data set]",
+    ),
     sensitivity: bool = typer.Option(True, "--sensitivity/--no-sensitivity", help="per-layer float-fallback scan"),
+    finetune: Optional[Path] = typer.Option(
+        None,
+        "--finetune",
+        help="INT8 fine-tuning after PTQ on this TAU22 folder's train split: from the calibrated quantization "
+        "points, through fake quantization (STE), BatchNorm frozen, the FP32 model as KD teacher",
+    ),
+    finetune_epochs: int = typer.Option(3, "--finetune-epochs", help="epochs of INT8 fine-tuning"),
     as_json: bool = typer.Option(False, "--json", help="print the report as one JSON object"),
 ) -> None:
-    """Static INT8 quantization (fused Conv-BN-ReLU, calibrated) with a fidelity report."""
+    """Static INT8 quantization (fused Conv-BN-ReLU, calibrated) with a fidelity report; optionally
+    INT8 fine-tuning (--finetune), reported before/after."""
     require_torch()
     from tfsep_edge.quant.pipeline import quantize_command
 
@@ -370,6 +406,9 @@ def quantize(
         max_drop=max_drop,
         out=out,
         seed=seed,
+        train_split=train_split,
+        finetune=finetune,
+        finetune_epochs=finetune_epochs,
         sensitivity=sensitivity,
         as_json=as_json,
     )

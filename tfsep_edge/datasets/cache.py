@@ -19,7 +19,7 @@ from tfsep_edge.core.config import DEFAULT_FRONTEND, FrontendConfig
 from tfsep_edge.core.errors import TfsepError
 from tfsep_edge.core.fileio import write_text_atomic
 from tfsep_edge.core.progress import progress_bar
-from tfsep_edge.datasets.tau import Clip, read_split
+from tfsep_edge.datasets.tau import Clip, read_split, read_train_subset
 from tfsep_edge.signal.audio import load_audio, split_windows
 
 CACHE_VERSION = 1
@@ -216,10 +216,15 @@ def load_split(
     workers: int = 0,
     progress: bool = True,
     dtype: str = "float16",
+    subset: str | Path | None = None,
 ) -> SplitData:
-    """Read a split of the TAU22 layout (validated by tau.read_split) and its cached waveforms."""
+    """Read a split of the TAU22 layout (validated by tau.read_split) and its cached waveforms.
+
+    `subset`: a DCASE subset list (split25.csv ...) restricting the train split to its clips;
+    its cache is keyed by the clips it holds, so it never mixes with the full split's.
+    """
     root = Path(root)
-    clips = read_split(root, split)
+    clips = read_split(root, split) if subset is None else read_train_subset(root, subset)
     cache = Path(cache_dir) if cache_dir else default_cache_dir(root)
     waves = cache_split(clips, root, split, cache, cfg, workers, progress, dtype)
     labels = np.array([c.label_index for c in clips], dtype=np.int64)

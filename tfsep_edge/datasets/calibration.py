@@ -22,7 +22,7 @@ import numpy as np
 
 from tfsep_edge.core.config import DEFAULT_FRONTEND, LABELS, FrontendConfig
 from tfsep_edge.core.errors import TfsepError
-from tfsep_edge.datasets.tau import device_of, is_tau_layout, read_split
+from tfsep_edge.datasets.tau import device_of, is_tau_layout, read_split, read_train_subset
 from tfsep_edge.signal.audio import find_audio, load_audio, split_windows
 from tfsep_edge.signal.frontend import log_mel
 
@@ -92,19 +92,30 @@ def _read_list(path: Path) -> list[Path]:
     return files
 
 
-def select_calibration(calib: str | Path, num: int | None = DEFAULT_NUM_CALIB, seed: int = DEFAULT_SEED) -> AudioSet:
-    """The calibration files CALIB names (see module docstring); num=None takes all."""
+def select_calibration(
+    calib: str | Path,
+    num: int | None = DEFAULT_NUM_CALIB,
+    seed: int = DEFAULT_SEED,
+    subset: str | Path | None = None,
+) -> AudioSet:
+    """The calibration files CALIB names (see module docstring); num=None takes all.
+
+    `subset` (a DCASE training subset list, for a TAU22 layout only) restricts the choice to the
+    clips the model was trained on, as the DCASE 2024/2025 rules require.
+    """
     calib = Path(calib)
     if num is not None and num < 1:
         raise TfsepError(f"--num-calib {num}: must be at least {MIN_CALIB_FILES}")
     if not calib.exists():
         raise TfsepError(f"{calib}: no such calibration folder, list or TAU data set")
     if calib.is_dir() and is_tau_layout(calib):
-        clips = read_split(calib, "train")
+        clips = read_split(calib, "train") if subset is None else read_train_subset(calib, subset)
         keys = [(c.label or "", c.device) for c in clips]
         idx = _balanced_pick(keys, len(clips) if num is None else min(num, len(clips)), seed)
         files = tuple(clips[i].path for i in idx)
         return AudioSet(files, tuple(clips[i].label for i in idx), tuple(clips[i].device for i in idx), "tau", calib)
+    if subset is not None:
+        raise TfsepError(f"--train-split {subset}: needs --calib to be the TAU22 data folder, not {calib}")
     if calib.is_dir():
         found = find_audio([calib])
         if not found:

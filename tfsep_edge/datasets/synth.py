@@ -266,6 +266,22 @@ def _plan(clips_per_class: int, seed: int) -> list[tuple[str, str, str, str, str
     return plan
 
 
+SUBSET_PERCENTS = (5, 10, 25, 50, 100)  # the DCASE 2024/2025 training subsets
+
+
+def subset_rows(train_rows: list[str], percent: int, seed: int) -> list[str]:
+    """The rows of a DCASE-style training subset: `percent` of each scene's train clips (at
+    least one), nested like the official lists (split5 inside split10 ... inside split100)."""
+    by_label: dict[str, list[int]] = {}
+    for i, row in enumerate(train_rows):
+        by_label.setdefault(row.split("\t")[1], []).append(i)
+    keep = []
+    for label, rows in by_label.items():
+        order = np.random.default_rng([seed, 2024, LABELS.index(label)]).permutation(rows)  # one order: nested
+        keep += order[: max(1, round(len(rows) * percent / 100))].tolist()
+    return [train_rows[i] for i in sorted(keep)]
+
+
 README = """SYNTHETIC DATA - NOT TAU Urban Acoustic Scenes 2022 Mobile.
 
 Written by `tfsep-edge synth` (tfsep_edge/synth.py) with seed {seed}, {per_class} clips per class.
@@ -276,6 +292,8 @@ hums, babble, chirps, clicks); the devices are fixed filters. Accuracy measured 
 says nothing about real acoustic scenes: label every figure made from it as synthetic.
 
 {n_train} train clips, {n_eval} evaluate clips (fold1_test.csv lists the evaluate files unlabelled).
+split_setup/split5.csv ... split100.csv: training subsets in the DCASE 2024/2025 format (for
+`train --train-split`), that share of each scene's train clips, nested.
 """
 
 
@@ -322,6 +340,10 @@ def synthesize(
     write_text_atomic(out / "evaluation_setup" / "fold1_train.csv", "\n".join([header, *rows["train"]]) + "\n")
     write_text_atomic(out / "evaluation_setup" / "fold1_evaluate.csv", "\n".join([header, *rows["evaluate"]]) + "\n")
     test = ["filename", *(r.split("\t")[0] for r in rows["evaluate"])]
+    (out / "split_setup").mkdir(exist_ok=True)
+    for percent in SUBSET_PERCENTS:
+        subset = subset_rows(rows["train"], percent, seed)
+        write_text_atomic(out / "split_setup" / f"split{percent}.csv", "\n".join([header, *subset]) + "\n")
     write_text_atomic(out / "evaluation_setup" / "fold1_test.csv", "\n".join(test) + "\n")
     write_text_atomic(
         out / "README.txt",

@@ -7,6 +7,10 @@
     ROOT/audio/<scene>-<city>-<location>-<segment>-<device>.wav
 
 All files are tab-separated with a header row. Used by training, evaluation, calibration.
+
+DCASE 2024/2025 train on subsets of fold1_train.csv: the official lists split5.csv, split10.csv,
+split25.csv, split50.csv, split100.csv (same format: filename, scene_label; the 2025 task uses
+split25). `read_train_subset` reads one of them against the data set's train split.
 """
 
 from __future__ import annotations
@@ -93,6 +97,35 @@ def read_split(root: str | Path, split: str = "train", check_files: bool = True)
             f"(first: {', '.join(missing[:3])})"
         )
     return clips
+
+
+def read_train_subset(root: str | Path, subset_file: str | Path) -> list[Clip]:
+    """The train-split clips a DCASE subset list names, in fold1_train.csv order.
+
+    Every name must be a clip of meta.csv and of the train split (a subset of the evaluate
+    split would leak the validation data into training).
+    """
+    subset_file = Path(subset_file)
+    if not subset_file.is_file():
+        raise TfsepError(f"{subset_file}: no such split file; pass a DCASE subset list such as split25.csv")
+    wanted = [r["filename"] for r in _read_tsv(subset_file) if r.get("filename")]
+    if not wanted:
+        raise TfsepError(f"{subset_file}: the subset is empty; it needs rows of filename<TAB>scene_label")
+    root = Path(root)
+    train = read_split(root, "train")
+    in_meta = {r["filename"] for r in _read_tsv(root / "meta.csv")}
+    in_train = {c.filename for c in train}
+    for names, where, fix in (
+        ([n for n in wanted if n not in in_meta], "meta.csv", "is it the subset list of another data set?"),
+        ([n for n in wanted if n not in in_train], "fold1_train.csv", "a training subset may hold train clips only"),
+    ):
+        if names:
+            raise TfsepError(
+                f"{subset_file}: {len(names)} of {len(wanted)} clips are not in {root / where} "
+                f"(first: {', '.join(names[:3])}); {fix}"
+            )
+    keep = set(wanted)
+    return [c for c in train if c.filename in keep]
 
 
 def device_names() -> tuple[str, ...]:

@@ -43,6 +43,7 @@ from tfsep_edge.quant.analysis import layer_sqnr, run_float, run_int8, sqnr_db
 from tfsep_edge.quant.artifact import QuantizedArtifact, is_quantized_dir, save_quantized
 from tfsep_edge.quant.calibrate import FLOAT_STEM, Calibration, QuantOptions
 from tfsep_edge.quant.engine import ENGINES, OBSERVERS, default_engine
+from tfsep_edge.quant.finetune import FinetuneOptions, check_finetune_data, finetune
 from tfsep_edge.quant.quantize import quantize_model
 from tfsep_edge.quant.ready import conv_layers
 
@@ -278,6 +279,9 @@ class QuantizeRequest:
     seed: int = DEFAULT_SEED
     sensitivity: bool = True
     float_stem: bool = True
+    train_split: Path | None = None  # calibrate from this DCASE training subset only
+    finetune: Path | None = None  # INT8 fine-tuning on this TAU22 folder's train split (quant/finetune.py)
+    finetune_epochs: int = 3
 
 
 def default_out(checkpoint: Path) -> Path:
@@ -300,8 +304,34 @@ def check_request(req: QuantizeRequest) -> tuple[QuantOptions, Path]:
     check_writable_dir(out)
     if out.exists() and not is_quantized_dir(out):
         raise TfsepError(f"{out}: exists and is not a `tfsep-edge quantize` output; choose another -o folder")
+    if req.finetune is not None:
+        FinetuneOptions(epochs=req.finetune_epochs).check()
+        check_finetune_data(req.finetune)
     float_layers = FLOAT_STEM if req.float_stem else ()
     return QuantOptions(engine, req.observer, float_layers), out
+
+
+def calibration_subset(req: QuantizeRequest, ck_info: dict, log: Callable[[str], None]) -> Path | None:
+    """--train-split, else the subset the checkpoint was trained on when --calib is its data set
+    (calibration must not see clips outside the training subset)."""
+    if req.train_split is not None:
+        return Path(req.train_split)
+    options = (ck_info.get("meta") or {}).get("options") or {}
+    trained_on, data = options.get("train_split"), (ck_info.get("meta") or {}).get("data")
+    if not trained_on or not data or Path(req.calib).resolve() != Path(data).resolve():
+        return None
+    if not Path(trained_on).is_file():
+        raise TfsepError(
+            f"{req.checkpoint}: trained on the subset {trained_on}, which is gone; pass --train-split FILE"
+        )
+    log(f"calibrating from the training subset {trained_on} (the checkpoint was trained on it)")
+    return Path(trained_on)
+
+
+def fidelity_row(measured: dict) -> dict:
+    """The figures a before/after fine-tuning row shows."""
+    keys = ("agreement", "logit_sqnr_db", "fp32_accuracy", "int8_accuracy", "accuracy_drop_pp")
+    return {k: measured.get(k) for k in keys}
 
 
 def run_quantize(req: QuantizeRequest, log: Callable[[str], None] = print, warn=None) -> tuple[Path, dict]:
@@ -312,7 +342,8 @@ def run_quantize(req: QuantizeRequest, log: Callable[[str], None] = print, warn=
     model, ck_info = load_checkpoint(req.checkpoint)
     frontend = ck_info["frontend"]
 
-    audio = select_calibration(req.calib, req.num_calib, req.seed)
+    subset = calibration_subset(req, ck_info, log)
+    audio = select_calibration(req.calib, req.num_calib, req.seed, subset)
     calib_windows, audio = load_calibration(audio, frontend, warn)
     calib = torch.from_numpy(calib_windows)
 
@@ -341,6 +372,19 @@ def run_quantize(req: QuantizeRequest, log: Callable[[str], None] = print, warn=
         artifact, fallback_summary = fallback(model, calibration, options, evaluator, ranking, req.max_drop, log)
 
     overall = evaluator.measure(artifact)
+    finetune_summary = None
+    if req.finetune is not None:
+        same_data = Path(req.finetune).resolve() == Path(req.calib).resolve()
+        artifact, finetune_summary = finetune(
+            artifact,
+            Path(req.finetune),
+            FinetuneOptions(epochs=req.finetune_epochs, seed=req.seed),
+            subset if same_data else None,
+            log,
+        )
+        after = evaluator.measure(artifact)
+        finetune_summary["before"], finetune_summary["after"] = fidelity_row(overall), fidelity_row(after)
+        overall = after
     report = {
         "checkpoint": str(req.checkpoint),
         "out": str(out),
@@ -358,6 +402,7 @@ def run_quantize(req: QuantizeRequest, log: Callable[[str], None] = print, warn=
         "layer_sensitivity": rows,
         "design_choices": choices,
         "max_drop": fallback_summary,
+        "finetune": finetune_summary,
         "seconds": round(time.perf_counter() - started, 1),
     }
     artifact.info["calibration_list"] = CALIB_LIST_FILE
@@ -431,6 +476,15 @@ def format_report(report: dict, top: int = 10) -> str:
                 f"  {r['variant']:72s}{_pct(r['agreement']):>7s}{('inf' if sq is None else f'{sq:.1f} dB'):>9s}"
                 f"{r['bytes']:>8d} B"
             )
+    ft = report.get("finetune")
+    if ft:
+        lines.append(f"INT8 fine-tuning: {ft['epochs']} epochs on {ft['clips']} clips of {ft['data']} (KD from FP32)")
+        for name in ("before", "after"):
+            r, sq = ft[name], ft[name]["logit_sqnr_db"]
+            acc = "" if r["int8_accuracy"] is None else f", INT8 accuracy {_pct(r['int8_accuracy'])}"
+            drop = "" if r["accuracy_drop_pp"] is None else f" (drop {r['accuracy_drop_pp']:+.2f} points)"
+            sq_text = "identical" if sq is None else f"{sq:.1f} dB"
+            lines.append(f"  {name:6s} agreement {_pct(r['agreement'])}, logit SQNR {sq_text}{acc}{drop}")
     md = report.get("max_drop")
     if md:
         kept = ", ".join(md["layers_left_float"]) or "none"

@@ -13,22 +13,52 @@ from tfsep_edge.core.errors import TfsepError
 from tfsep_edge.core.fileio import write_text_atomic
 from tfsep_edge.datasets.cache import CACHE_VERSION, SplitData, WaveStore, build_store
 
+# The report's data set: the TAU22 fold-1 train split holds 102,150 device-A clips and 7,500 of
+# each real non-A device; its 7,500 clips per response make each simulated device the size of a
+# real non-A one. Scaled to another data set, that is this share of its device-A clips.
+REPORT_DEVICE_A_CLIPS = 102_150
+REPORT_CLIPS_PER_RESPONSE = 7_500
+REPORT_SHARE = REPORT_CLIPS_PER_RESPONSE / REPORT_DEVICE_A_CLIPS
+PROPORTION_RULE = (
+    f"per response {REPORT_SHARE:.2%} of the device-A clips (the report's 7,500 of TAU22's 102,150), "
+    f"at least 1, at most {REPORT_CLIPS_PER_RESPONSE:,}"
+)
+
+
+def clips_per_response(n_device_a: int, absolute: int | None = None) -> int:
+    """Device-A clips convolved with each response: `absolute` if given, else the report's
+    proportion of the n_device_a clips there are; never more than exist."""
+    if absolute is None:
+        absolute = min(REPORT_CLIPS_PER_RESPONSE, max(1, round(REPORT_SHARE * n_device_a)))
+    return min(absolute, n_device_a)
+
+
+def devsim_summary(n_irs: int, per_ir: int, n_device_a: int, n_real: int, absolute: int | None) -> str:
+    """One log line with the figures, e.g. '32 responses x 40 device-A clips each (7.3% of 550) ...'."""
+    rule = "the report's proportion" if absolute is None else f"--devsim-clips {absolute}"
+    return (
+        f"{n_irs} responses x {per_ir:,} device-A clips each ({per_ir / n_device_a:.1%} of {n_device_a:,}; {rule})"
+        f" = {n_irs * per_ir:,} simulated clips for {n_real:,} real"
+    )
+
 
 def offline_device_simulation(
     train: SplitData,
     ir_names: list[str],
     irs: list[np.ndarray],
     n_irs: int,
-    clips_per_ir: int,
+    clips_per_ir: int | None,
     seed: int,
     cache_dir: Path,
     progress: bool = True,
+    source_name: str = "the train split",
 ) -> SplitData:
     """The report's setting: n_irs responses x clips_per_ir random device-A clips = new devices.
 
-    Responses and clips are drawn with the seed (without replacement; counts are capped by
-    what exists). The simulated clips are cached like a split; their device is `sim-<IR name>`
-    and `source` holds the train row each came from (for precomputed teacher logits).
+    clips_per_ir None takes the report's proportion (`clips_per_response`). Responses and clips
+    are drawn with the seed (without replacement; counts are capped by what exists). The
+    simulated clips are cached like a split; their device is `sim-<IR name>` and `source` holds
+    the train row each came from (for precomputed teacher logits).
     """
     import torch
 
@@ -36,10 +66,12 @@ def offline_device_simulation(
 
     a_rows = np.array([i for i, d in enumerate(train.devices) if d == "a"], dtype=np.int64)
     if len(a_rows) == 0:
-        raise TfsepError("device simulation: the train split has no device-A clips; use --devsim none or online")
+        raise TfsepError(
+            f"{source_name}: no device-A clips to simulate devices from; use --devsim none or online"
+        )
     rng = np.random.default_rng([seed, 2_3])
     chosen = sorted(rng.choice(len(irs), size=min(n_irs, len(irs)), replace=False).tolist())
-    m = min(clips_per_ir, len(a_rows))
+    m = clips_per_response(len(a_rows), clips_per_ir)
     plan = [(k, np.sort(rng.choice(a_rows, size=m, replace=False))) for k in chosen]
     source = np.concatenate([rows for _, rows in plan])
     h = hashlib.sha1(f"{CACHE_VERSION}|{train.waves.parts}|{ir_names}|{chosen}|{m}|{seed}".encode())

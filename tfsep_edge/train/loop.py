@@ -2,8 +2,11 @@
 
 Recipe (every part an option, defaults as the report): Adam, batch 32, 200 epochs, learning
 rate warmed up linearly 0 -> 0.01 over 10 epochs then cosine-annealed to 0 (set every step);
-device simulation with MicIRP responses (offline: 32 responses x 7,500 device-A clips as new
-devices; or online: each device-A clip convolved with a random response with probability p);
+device simulation with MicIRP responses (offline: 32 responses, each convolved with device-A
+clips to make a new device, in the report's proportion: its 7,500 clips per response are 7.34%
+of TAU22's 102,150 device-A clips, so each response takes that share of the data set's device-A
+clips, at most 7,500; --devsim-clips N sets the count instead; or online: each device-A clip
+convolved with a random response with probability p);
 Freq-MixStyle (alpha 0.3, p 0.5) and Mixup (alpha 0.3) on the log-mel; dropout 0.2;
 knowledge distillation from a teacher.
 
@@ -50,7 +53,13 @@ from tfsep_edge.model.checkpoint import load_checkpoint, read_checkpoint, save_c
 from tfsep_edge.model.tfsepnet import TFSepNet, check_width
 from tfsep_edge.signal.frontend import log_mel_torch
 from tfsep_edge.train import augment
-from tfsep_edge.train.batches import WaveBatches, concat, epoch_batches, offline_device_simulation
+from tfsep_edge.train.batches import (
+    WaveBatches,
+    concat,
+    devsim_summary,
+    epoch_batches,
+    offline_device_simulation,
+)
 
 DEVSIM_MODES = ("offline", "online", "none")
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "clips_per_s", "seconds")
@@ -74,13 +83,14 @@ class TrainOptions:
     devsim: str = "offline"  # offline | online | none
     devsim_p: float = 0.5  # online: probability a device-A clip is convolved
     devsim_irs: int = 32  # offline: responses used
-    devsim_clips: int = 7500  # offline: device-A clips per response
+    devsim_clips: int | None = None  # offline: device-A clips per response; None: the report's proportion
     ir_dir: str | None = None  # default: the 66 MicIRP responses shipped as package data
     seed: int = 0
     workers: int = 0
     threads: int | None = None
     cache_dir: str | None = None
     val_split: str = "evaluate"
+    train_split: str | None = None  # a DCASE subset list (split25.csv ...) of fold1_train.csv
 
     def check(self) -> None:
         """Every user-facing value, validated with a one-line error."""
@@ -111,8 +121,12 @@ class TrainOptions:
             raise TfsepError(f"--kd-temperature {self.kd_temperature}: must be positive")
         if self.devsim not in DEVSIM_MODES:
             raise TfsepError(f"--devsim {self.devsim}: choose one of {', '.join(DEVSIM_MODES)}")
-        if self.devsim_irs < 1 or self.devsim_clips < 1:
-            raise TfsepError("--devsim-irs and --devsim-clips must be at least 1")
+        if self.devsim_irs < 1:
+            raise TfsepError(f"--devsim-irs {self.devsim_irs}: must be at least 1")
+        if self.devsim_clips is not None and self.devsim_clips < 1:
+            raise TfsepError(
+                f"--devsim-clips {self.devsim_clips}: must be at least 1 (leave it out for the report's proportion)"
+            )
         if self.device not in ("cpu", "cuda"):
             raise TfsepError(f"--device {self.device}: choose cpu or cuda")
         check_at_least_one("--threads", self.threads)
@@ -195,6 +209,9 @@ def load_teacher_logits(path: Path, filenames: list[str]) -> np.ndarray:
         logits = logits.numpy() if isinstance(logits, torch.Tensor) else np.asarray(logits)
     if logits.ndim != 2 or logits.shape[1] != NUM_CLASSES:
         raise TfsepError(f"{path}: teacher logits of shape {logits.shape}; expected (N, {NUM_CLASSES})")
+    if names is not None and len(names) != len(filenames) and set(filenames) <= set(names):
+        row_of = {n: i for i, n in enumerate(names)}  # full-split logits, training on a subset of it
+        logits, names = logits[[row_of[n] for n in filenames]], list(filenames)
     if len(logits) != len(filenames):
         raise TfsepError(
             f"{path}: {len(logits)} teacher logit rows for {len(filenames)} training files; "
@@ -252,6 +269,13 @@ def save_teacher_logits(
     return Path(out)
 
 
+def offline_summary(train_set: SplitData, sim: SplitData, absolute: int | None) -> str:
+    """The figures of an offline simulation, for the log."""
+    n_irs = len(set(sim.devices))
+    n_a = sum(d == "a" for d in train_set.devices)
+    return devsim_summary(n_irs, len(sim) // n_irs, n_a, len(train_set), absolute)
+
+
 def metrics_text(rows: list[dict]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS)
@@ -304,6 +328,8 @@ def train(
             raise TfsepError(f"{out}: already holds a run (last.pt); pass --resume to continue it or choose another -o")
         opts = TrainOptions.resolve(given or {})
     opts.check()
+    if opts.train_split:  # absolute, so quantize and --resume find it from anywhere
+        opts.train_split = str(Path(opts.train_split).resolve())
     warmup = opts.warmup_epochs
     if warmup >= opts.epochs:
         warmup = opts.epochs * 0.05  # the report's 10 of 200 epochs
@@ -322,7 +348,12 @@ def train(
     # Data: rank 0 builds the caches (progress bars), the others then map them in.
     cache_dir = Path(opts.cache_dir) if opts.cache_dir else default_cache_dir(data)
     with _rank0_first(world, master):
-        train_set = load_split(data, "train", cache_dir, workers=opts.workers, progress=progress and master)
+        subset = Path(opts.train_split) if opts.train_split else None
+        train_set = load_split(
+            data, "train", cache_dir, workers=opts.workers, progress=progress and master, subset=subset
+        )
+        if subset is not None:
+            log(f"training subset {subset}: {len(train_set)} of the train split's clips")
         train_filenames = train_set.filenames  # fold1_train.csv order, before simulated clips
         val_set = load_split(data, opts.val_split, cache_dir, workers=opts.workers, progress=progress and master)
         irs: list[torch.Tensor] = []
@@ -340,8 +371,9 @@ def train(
                     opts.seed,
                     cache_dir,
                     progress and master,
+                    source_name=str(subset) if subset else f"{data}: the train split",
                 )
-                log(f"device simulation: {len(sim)} simulated clips added to {len(train_set)} training clips")
+                log(f"device simulation (offline): {offline_summary(train_set, sim, opts.devsim_clips)}")
                 train_set = concat(train_set, sim)
             else:
                 irs = [torch.from_numpy(h).to(device) for h in ir_arrays]

@@ -1,0 +1,107 @@
+"""INT8 fidelity before and after `quantize --finetune` (PTQ vs INT8 fine-tuning), C=12 and C=40,
+on briefly trained models (SYNTHETIC data).
+
+For each width: train with the project's loop (no device simulation, a few epochs) on a
+SYNTHETIC TAU22-layout set, take last.pt, then run the quantize command's code with
+--finetune on the same set's train split (engine x86, histogram observer, no sensitivity scan),
+evaluated on the held-out evaluate split. One report holds both rows (before = PTQ).
+
+    .venv/bin/python benchmarks/finetune_fidelity.py [--widths 12 40] [--epochs 6] [--clips-per-class 30]
+
+Writes benchmarks/results/finetune_fidelity.json and .md. SYNTHETIC data, reduced scale: the
+figures show the method works end to end, not the issue's targets on real data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tfsep_edge.core.fileio import write_text_atomic  # noqa: E402
+from tfsep_edge.datasets.synth import synthesize  # noqa: E402
+
+OUT = REPO / "benchmarks" / "results"
+
+
+def one_width(data: Path, work: Path, width: int, epochs: int, ft_epochs: int) -> dict:
+    from tfsep_edge.quant.pipeline import QuantizeRequest, run_quantize
+    from tfsep_edge.train.loop import train
+
+    given = {"width": width, "epochs": epochs, "devsim": "none", "warmup_epochs": 1, "lr": 0.005, "threads": 1}
+    train(data, work / f"c{width}", given=given, progress=False)
+    req = QuantizeRequest(
+        checkpoint=work / f"c{width}" / "last.pt",
+        calib=data,
+        eval=data,
+        engine="x86",
+        sensitivity=False,
+        out=work / f"c{width}-int8",
+        finetune=data,
+        finetune_epochs=ft_epochs,
+    )
+    _, report = run_quantize(req, log=lambda m: print(m, flush=True))
+    ft = report["finetune"]
+    return {"width": width, "train_epochs": epochs, "finetune_epochs": ft_epochs, "clips": ft["clips"], **ft}
+
+
+def markdown(rows: list[dict], meta: dict) -> str:
+    lines = [
+        "# INT8 fidelity: PTQ vs INT8 fine-tuning (`quantize --finetune`)",
+        "",
+        f"SYNTHETIC data, reduced scale ({meta['clips_per_class']} clips per class; models trained "
+        f"{meta['epochs']} epochs, devsim none; engine x86, histogram observer; held-out evaluate split). "
+        "Figures show the method end to end, not the issue's targets on real data.",
+        "",
+        "| C | stage | top-1 agreement FP32 vs INT8 | logit SQNR dB | FP32 acc | INT8 acc | drop pp |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        for stage in ("before", "after"):
+            m = r[stage]
+            sq = "inf" if m["logit_sqnr_db"] is None else f"{m['logit_sqnr_db']:.1f}"
+            name = "PTQ" if stage == "before" else f"fine-tuned {r['finetune_epochs']} epochs"
+            lines.append(
+                f"| {r['width']} | {name} | {m['agreement']:.1%} | {sq} | {m['fp32_accuracy']:.1%} | "
+                f"{m['int8_accuracy']:.1%} | {m['accuracy_drop_pp']:+.2f} |"
+            )
+    lines += [
+        "",
+        "Reading: at this scale the FP32 models are near chance (10 classes), so accuracy columns mean little;",
+        "agreement and SQNR show the INT8 model's distance from its FP32 teacher before and after fine-tuning.",
+        "The issue's targets (>= 98.5% agreement, INT8 within 0.2 pp) are for trained models on real data",
+        "and are not tested here.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def rewrite_markdown() -> None:
+    """Rebuild the .md from the committed .json (after a change of the table's text only)."""
+    saved = json.loads((OUT / "finetune_fidelity.json").read_text())
+    write_text_atomic(OUT / "finetune_fidelity.md", markdown(saved["rows"], saved["meta"]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--widths", type=int, nargs="+", default=[12, 40])
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--finetune-epochs", type=int, default=3)
+    ap.add_argument("--clips-per-class", type=int, default=30)
+    args = ap.parse_args()
+    meta = {"data": "SYNTHETIC, reduced scale", "clips_per_class": args.clips_per_class, "epochs": args.epochs}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = synthesize(Path(tmp) / "synth", clips_per_class=args.clips_per_class, seed=0)
+        rows = [one_width(data, Path(tmp), w, args.epochs, args.finetune_epochs) for w in args.widths]
+    OUT.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(OUT / "finetune_fidelity.json", json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    write_text_atomic(OUT / "finetune_fidelity.md", markdown(rows, meta))
+    print(markdown(rows, meta))
+
+
+if __name__ == "__main__":
+    main()
