@@ -78,7 +78,7 @@ def openvino_runner(path: Path, name: str, width: int, precision: str):
     """A bench.Runner for an ONNX file compiled by OpenVINO's CPU plugin, one inference thread."""
     import openvino as ov
 
-    from tfsep_edge.bench.harness import Runner
+    from tfsep_edge.bench.runners import Runner
     from tfsep_edge.core.config import DEFAULT_FRONTEND
     from tfsep_edge.signal.frontend import log_mel
 
@@ -129,7 +129,7 @@ def make_artifacts(width: int, folder: Path) -> tuple[dict[str, Path], object]:
 
 
 def runners_for(width: int, paths: dict[str, Path]) -> dict[str, object]:
-    from tfsep_edge.bench.harness import load_runner
+    from tfsep_edge.bench.runners import load_runner
 
     # onnxruntime for .onnx, LiteRT for .tflite, PyTorch eager for the checkpoint
     out = {key: load_runner(path, 1) for key, path in paths.items()}

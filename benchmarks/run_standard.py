@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.models import ModelSet, make_models  # noqa: E402
-from tfsep_edge.bench.harness import format_report, machine_line  # noqa: E402
+from tfsep_edge.bench.report import format_report, machine_line  # noqa: E402
 from tfsep_edge.core.fileio import write_text_atomic  # noqa: E402
 
 # Targets of the runtime issue, checked as ratios measured on this machine in one run each.

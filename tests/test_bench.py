@@ -9,8 +9,8 @@ import pytest
 import runtime_models as rm
 from conftest import run_cli
 
-from tfsep_edge.bench.harness import SCHEMA, compare_rows, load_result
 from tfsep_edge.bench.machine import isa_features, machine_info
+from tfsep_edge.bench.report import SCHEMA, compare_rows, load_result
 
 STATS = {"min", "p50", "p90", "p99", "max", "mean", "std"}
 TINY = ("--runs", "4", "--warmup", "1")
@@ -72,7 +72,7 @@ def test_include_frontend_reports_its_share(onnx_model, tmp_path):
 
 def test_frontend_share_of_a_waveform_model_says_in_graph():
     """Its front end runs inside the graph: the numpy-side share (an input copy) is not its share."""
-    from tfsep_edge.bench.harness import _frontend_cell
+    from tfsep_edge.bench.report import _frontend_cell
 
     assert _frontend_cell({"frontend_in_model": True, "frontend_share": 0.002}) == "in graph"
     assert _frontend_cell({"frontend_in_model": False, "frontend_share": 0.25}) == "25%"

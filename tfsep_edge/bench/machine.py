@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -242,3 +243,28 @@ def measure_peak_macs(threads: int, n: int = 1024, seconds: float = 1.0) -> dict
     result["threads"] = threads
     result["method"] = f"numpy float32 matmul {n}x{n}x{n}, best of {result['reps']}"
     return result
+
+
+def rss_mb() -> float | None:
+    """Current resident memory of this process (Linux /proc/self/statm)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * resource.getpagesize() / 2**20
+
+def ru_maxrss_mb() -> float:
+    """getrusage's peak (KiB on Linux, bytes on macOS). Caveat: Linux carries it across exec, so a
+    process started by a big parent (a test runner, a benchmark script) inherits the parent's peak."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process: VmHWM (this address space only), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return ru_maxrss_mb()
