@@ -131,3 +131,15 @@ def test_no_import_cycles():
 def test_every_stage_is_a_package_of_the_layout():
     on_disk = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
     assert on_disk == set(STAGES) - {"top"}, on_disk
+
+
+def test_the_readme_layout_table_lists_every_module():
+    import re
+
+    readme = (PACKAGE.parent / "README.md").read_text()
+    table = readme[readme.index("## Layout") :]
+    for stage in set(STAGES) - {"top"}:
+        row = next(line for line in table.splitlines() if line.startswith(f"| `{stage}/`"))
+        listed = set(re.findall(r"`([a-z_0-9]+)`", row.split("|")[2]))
+        on_disk = {p.stem for p in (PACKAGE / stage).glob("*.py") if p.stem != "__init__"}
+        assert listed == on_disk, (stage, sorted(listed ^ on_disk))

@@ -100,7 +100,7 @@ def test_fake_quant_twin_matches_int8(tiny, artifact):
     assert torch.equal(outs["int8"], outs["uint8"])  # the same values, zero point shifted by 128
     # qnnpack computes the int8 convs exactly (on every CPU): the twin then differs only by
     # rare one-step rounding. fbgemm/oneDNN (engine x86) do not with full 8-bit activations on
-    # some x86 CPUs (saturating pair sums: 33.6 dB on an AVX-512 VNNI EPYC, > 35 dB elsewhere),
+    # x86 without VNNI (saturating pair sums: 33.6 dB on an AVX2 EPYC, > 35 dB with VNNI),
     # which is why export validation compares with the twin, not with PyTorch INT8.
     exact, _ = quantize_model(tiny["model"], tiny["calib"].split(64), QuantOptions(engine="qnnpack"))
     fq = run_float(exact.fake_quant_model(), tiny["eval"])

@@ -13,9 +13,9 @@ Why it is sound:
   point's integers times its scale s_out, so |d logit| is measured in steps of s_out (the
   "output step"): such flips stay around one step; a wrong scale, a swapped channel or a dropped
   bias moves logits by many (tests/test_export_rule.py measures both halves). The twin, not
-  PyTorch's INT8 kernels, is the reference: on x86, fbgemm/oneDNN do not compute full-range
-  8-bit convs exactly (the pattern of saturating 16-bit pair sums; qnnpack does), so PyTorch
-  INT8 is tens of output steps from exact int8 arithmetic. Agreement with it is reported as information, with the
+  PyTorch's INT8 kernels, is the reference: on x86 without VNNI, fbgemm/oneDNN saturate 16-bit
+  pair sums with full-range 8-bit activations (qnnpack computes exactly), so PyTorch INT8 can be
+  tens of output steps from exact int8 arithmetic. Agreement with it is reported as information, with the
   largest PyTorch-INT8 margin among the inputs that disagree: once the twin check passes, that
   margin is at most twice the bound (tolerance + measured twin-vs-PyTorch difference, by the
   triangle inequality), i.e. every disagreement is one a rounding difference explains.
