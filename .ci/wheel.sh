@@ -15,7 +15,10 @@ step "build the wheel"
 "$PY" -m pip wheel -q --no-deps --no-build-isolation -w "$WORK/dist" "$REPO" 2>/dev/null \
     || "$PY" -m pip wheel -q --no-deps -w "$WORK/dist" "$REPO"
 WHEEL=$(ls "$WORK"/dist/tfsep_edge-*.whl)
-unzip -l "$WHEEL" | grep -q "tfsep_edge/assets/micirp/Altec_639.wav" || { echo "wheel lacks the MicIRP assets"; exit 1; }
+# (zipfile, not `unzip -l | grep -q`: grep's early exit is a SIGPIPE that pipefail reports as failure)
+"$PY" -c "import sys, zipfile; names = zipfile.ZipFile(sys.argv[1]).namelist()
+sys.exit(sum(n.startswith('tfsep_edge/assets/micirp/') and n.endswith('.wav') for n in names) != 66)" "$WHEEL" \
+    || { echo "wheel lacks the 66 MicIRP assets"; exit 1; }
 
 step "heavy venv: $WHEEL[torch]"
 python3 -m venv "$WORK/heavy"
