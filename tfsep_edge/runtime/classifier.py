@@ -22,9 +22,8 @@ from tfsep_edge.core import config
 from tfsep_edge.core.config import DEFAULT_FRONTEND, LABELS, NUM_CLASSES, FrontendConfig
 from tfsep_edge.core.errors import TfsepError, check_at_least_one, first_line
 from tfsep_edge.core.kinds import Kind, artifact_kind, require_kind
-from tfsep_edge.runtime.model_info import ModelInfo
+from tfsep_edge.runtime.model_info import Classifier, ModelInfo
 from tfsep_edge.signal.audio import load_audio, split_windows
-from tfsep_edge.signal.frontend import log_mel
 
 INPUT_KINDS = ("logmel", "waveform")
 EXPORT_HINT = "export it with `tfsep-edge export`"
@@ -133,7 +132,7 @@ def read_model_info(session, path: Path) -> ModelInfo:
     )
 
 
-class OnnxClassifier:
+class OnnxClassifier(Classifier):
     """A TF-SepNet ONNX model on onnxruntime's CPU provider (1 thread by default: the edge case)."""
 
     def __init__(self, path: str | Path, threads: int = 1, check: bool = True):
@@ -166,39 +165,7 @@ class OnnxClassifier:
                 f"{EXPORT_HINT}"
             )
 
-    # Short names other modules code against.
-    @property
-    def input_kind(self) -> str:
-        return self.info.input_kind
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return self.info.labels
-
-    @property
-    def frontend(self) -> FrontendConfig:
-        return self.info.frontend
-
-    @property
-    def precision(self) -> str:
-        return self.info.precision
-
-    @property
-    def width(self) -> int | None:
-        return self.info.width
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Feed the model's own input as is -> (B, 10) logits. A graph with a baked-in batch size
-        (some exporters do that) is fed that many rows at a time."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        step = self.info.fixed_batch
-        if step is None or len(x) == step:
-            return self._session_run(x)
-        if len(x) % step:
-            raise TfsepError(f"{self.path}: takes batches of exactly {step}; got {len(x)} (use --batch {step})")
-        return np.concatenate([self._session_run(x[i : i + step]) for i in range(0, len(x), step)])
-
-    def _session_run(self, x: np.ndarray) -> np.ndarray:
+    def _infer(self, x: np.ndarray) -> np.ndarray:
         try:
             return self.session.run([self.output_name], {self.input_name: x})[0]
         except Exception as exc:  # a graph that loaded and passed check_runs but fails on this input
@@ -206,28 +173,6 @@ class OnnxClassifier:
             raise TfsepError(
                 f"{self.path}: onnxruntime failed on a {x.shape} input ({reason}); {EXPORT_HINT}"
             ) from None
-
-    def logits_from_logmel(self, x: np.ndarray) -> np.ndarray:
-        """(B, 1, n_mels, frames) log-mel -> (B, 10) logits."""
-        if self.input_kind != "logmel":
-            raise TfsepError(f"{self.path}: takes waveforms (front end inside the model), not log-mels")
-        return self.run(x)
-
-    def model_input(self, windows: np.ndarray) -> np.ndarray:
-        """What `run` takes for (B, clip_samples) windows: the waveform itself or its numpy log-mel."""
-        windows = np.asarray(windows, dtype=np.float32)
-        if self.input_kind == "waveform":
-            return windows
-        return np.ascontiguousarray(log_mel(windows, self.frontend)[:, None])  # ORT takes contiguous input
-
-    def logits_from_waveforms(self, windows: np.ndarray) -> np.ndarray:
-        """(B, clip_samples) waveforms at the front end's rate -> (B, 10) logits."""
-        return self.run(self.model_input(windows))
-
-    def predict_file(self, path: str | Path) -> np.ndarray:
-        """(10,) logits of one audio file: the mean of its 1-s window logits."""
-        windows = split_windows(load_audio(path, self.frontend), self.frontend)
-        return self.logits_from_waveforms(windows).mean(axis=0)
 
 
 def open_classifier(path: str | Path, threads: int = 1, check: bool = True):

@@ -1,11 +1,17 @@
-"""What an exported model takes and is, as its metadata (or, failing that, its graph) says: one
-record for every runtime's classifier (runtime/classifier.py, runtime/tflite_classifier.py)."""
+"""What an exported model takes and is, as its metadata (or, failing that, its graph) says, and
+the interface every runtime's classifier shares (runtime/classifier.py, tflite_classifier.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 
 from tfsep_edge.core.config import FrontendConfig
+from tfsep_edge.core.errors import TfsepError
+from tfsep_edge.signal.audio import load_audio, split_windows
+from tfsep_edge.signal.frontend import log_mel
 
 
 @dataclass
@@ -19,3 +25,67 @@ class ModelInfo:
     width: int | None
     budget: dict
     fixed_batch: int | None  # a static batch size baked into the graph (None: dynamic)
+
+
+class Classifier:
+    """What predict, listen, bench and evaluate call, whatever the runtime. A subclass sets `path`
+    and `info` and runs one batch in `_infer` (the model's own input -> (B, 10) logits)."""
+
+    path: Path
+    info: ModelInfo
+
+    def _infer(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def input_kind(self) -> str:
+        return self.info.input_kind
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.info.labels
+
+    @property
+    def frontend(self) -> FrontendConfig:
+        return self.info.frontend
+
+    @property
+    def precision(self) -> str:
+        return self.info.precision
+
+    @property
+    def width(self) -> int | None:
+        return self.info.width
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Feed the model's own input as is -> (B, 10) logits. A model with a baked-in batch size
+        (some exporters do that) is fed that many rows at a time."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        step = self.info.fixed_batch
+        if step is None or len(x) == step:
+            return self._infer(x)
+        if len(x) % step:
+            raise TfsepError(f"{self.path}: takes batches of exactly {step}; got {len(x)} (use --batch {step})")
+        return np.concatenate([self._infer(x[i : i + step]) for i in range(0, len(x), step)])
+
+    def logits_from_logmel(self, x: np.ndarray) -> np.ndarray:
+        """(B, 1, n_mels, frames) log-mel -> (B, 10) logits."""
+        if self.input_kind != "logmel":
+            raise TfsepError(f"{self.path}: takes waveforms (front end inside the model), not log-mels")
+        return self.run(x)
+
+    def model_input(self, windows: np.ndarray) -> np.ndarray:
+        """What `run` takes for (B, clip_samples) windows: the waveform itself or its numpy log-mel."""
+        windows = np.asarray(windows, dtype=np.float32)
+        if self.input_kind == "waveform":
+            return windows
+        return np.ascontiguousarray(log_mel(windows, self.frontend)[:, None])  # runtimes take contiguous input
+
+    def logits_from_waveforms(self, windows: np.ndarray) -> np.ndarray:
+        """(B, clip_samples) waveforms at the front end's rate -> (B, 10) logits."""
+        return self.run(self.model_input(windows))
+
+    def predict_file(self, path: str | Path) -> np.ndarray:
+        """(10,) logits of one audio file: the mean of its 1-s window logits."""
+        windows = split_windows(load_audio(path, self.frontend), self.frontend)
+        return self.logits_from_waveforms(windows).mean(axis=0)

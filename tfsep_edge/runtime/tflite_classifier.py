@@ -20,9 +20,7 @@ from tfsep_edge.core import config
 from tfsep_edge.core.config import DEFAULT_FRONTEND, LABELS, NUM_CLASSES, FrontendConfig
 from tfsep_edge.core.errors import TfsepError, check_at_least_one, first_line
 from tfsep_edge.core.tflite_format import EXPORT_HINT, HINT, read_metadata, read_model
-from tfsep_edge.runtime.model_info import ModelInfo
-from tfsep_edge.signal.audio import load_audio, split_windows
-from tfsep_edge.signal.frontend import log_mel
+from tfsep_edge.runtime.model_info import Classifier, ModelInfo
 
 
 @contextlib.contextmanager
@@ -121,7 +119,7 @@ def model_info(path: Path, meta: dict[str, str], inp: dict, out: dict) -> ModelI
     )
 
 
-class TfliteClassifier:
+class TfliteClassifier(Classifier):
     """A TF-SepNet .tflite model on LiteRT with XNNPACK (1 thread by default: the edge case)."""
 
     def __init__(self, path: str | Path, threads: int = 1, check: bool = True):
@@ -151,33 +149,13 @@ class TfliteClassifier:
         if out.shape != (batch, NUM_CLASSES):
             raise TfsepError(f"{self.path}: returns {list(out.shape)} for a batch of {batch}; {EXPORT_HINT}")
 
-    @property
-    def input_kind(self) -> str:
-        return self.info.input_kind
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return self.info.labels
-
-    @property
-    def frontend(self) -> FrontendConfig:
-        return self.info.frontend
-
-    @property
-    def precision(self) -> str:
-        return self.info.precision
-
-    @property
-    def width(self) -> int | None:
-        return self.info.width
-
     def _resize(self, batch: int) -> None:
         idx = self._in["index"]
         self.interpreter.resize_tensor_input(idx, [batch, *self._in["shape"][1:]], strict=True)
         self.interpreter.allocate_tensors()
         self._batch = batch
 
-    def _invoke(self, x: np.ndarray) -> np.ndarray:
+    def _infer(self, x: np.ndarray) -> np.ndarray:
         if len(x) != self._batch:
             self._resize(len(x))
         if self._in_q is not None:
@@ -195,28 +173,3 @@ class TfliteClassifier:
             s, z = self._out_q
             return (out.astype(np.float32) - z) * np.float32(s)
         return out.copy()
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """(B, 1, n_mels, frames) log-mels -> (B, 10) logits; a fixed-batch model is fed that many rows at a time."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        step = self.info.fixed_batch
-        if step is None or len(x) == step:
-            return self._invoke(x)
-        if len(x) % step:
-            raise TfsepError(f"{self.path}: takes batches of exactly {step}; got {len(x)} (use --batch {step})")
-        return np.concatenate([self._invoke(x[i : i + step]) for i in range(0, len(x), step)])
-
-    def logits_from_logmel(self, x: np.ndarray) -> np.ndarray:
-        return self.run(x)
-
-    def model_input(self, windows: np.ndarray) -> np.ndarray:
-        """The numpy log-mel of (B, clip_samples) windows, as `run` takes it."""
-        windows = np.asarray(windows, dtype=np.float32)
-        return np.ascontiguousarray(log_mel(windows, self.frontend)[:, None])
-
-    def logits_from_waveforms(self, windows: np.ndarray) -> np.ndarray:
-        return self.run(self.model_input(windows))
-
-    def predict_file(self, path: str | Path) -> np.ndarray:
-        windows = split_windows(load_audio(path, self.frontend), self.frontend)
-        return self.logits_from_waveforms(windows).mean(axis=0)
