@@ -192,6 +192,25 @@ def test_cli_quantize_report_and_determinism(tiny, tmp_path):
     assert (out1 / QUANTIZED_FILE).read_bytes() == (out2 / QUANTIZED_FILE).read_bytes()
 
 
+def test_cli_reduce_range_gives_7bit_activations_and_a_valid_export(tiny, tmp_path):
+    out = tmp_path / "q7"
+    args = ("quantize", tiny["ckpt"], "--calib", tiny["data"], "--num-calib", "40", "--no-sensitivity")
+    r = run_cli(*args, "--reduce-range", "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert "7-bit activations" in r.stdout
+    report = json.loads((out / "quant_report.json").read_text())
+    assert report["quantization"]["activation_reduce_range"] is True
+    # 7-bit quint8 activations: every zero point of the INT8 model lies in [0, 127].
+    points = [
+        int(mod.zero_point)
+        for _name, mod in load_quantized(out).int8_model.named_modules()
+        if hasattr(mod, "scale") and hasattr(mod, "zero_point")
+    ]
+    assert len(points) > 10 and all(0 <= z <= 127 for z in points)
+    r = run_cli("export", out, "--int8", "--onnx", tmp_path / "q7.onnx")
+    assert r.returncode == 0, r.stderr  # the export rule accepts it (validated against its twin)
+
+
 def test_gptq_rounding_lowers_layer_output_error(tiny):
     """GPTQ weights sit on the int8 grid with round-to-nearest's scales and give a smaller
     output error on the calibration inputs than rounding each weight to nearest."""

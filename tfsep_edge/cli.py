@@ -382,6 +382,12 @@ def quantize(
         "[the subset the checkpoint was trained on, when --calib is its data set]",
     ),
     sensitivity: bool = typer.Option(True, "--sensitivity/--no-sensitivity", help="per-layer float-fallback scan"),
+    reduce_range: bool = typer.Option(
+        False,
+        "--reduce-range",
+        help="7-bit activations, for x86 int8 kernels without VNNI (OpenVINO, PyTorch fbgemm on AVX2) whose "
+        "16-bit sums of two u8 x s8 products saturate: exact there, at some logit SQNR (docs/export.md)",
+    ),
     finetune: Optional[Path] = typer.Option(
         None,
         "--finetune",
@@ -410,6 +416,7 @@ def quantize(
         finetune=finetune,
         finetune_epochs=finetune_epochs,
         sensitivity=sensitivity,
+        reduce_range=reduce_range,
         as_json=as_json,
     )
     raise typer.Exit(code)

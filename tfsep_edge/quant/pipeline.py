@@ -279,6 +279,7 @@ class QuantizeRequest:
     seed: int = DEFAULT_SEED
     sensitivity: bool = True
     float_stem: bool = True
+    reduce_range: bool = False  # 7-bit activations: no u8 x s8 pair-sum overflow in x86 int8 kernels without VNNI
     train_split: Path | None = None  # calibrate from this DCASE training subset only
     finetune: Path | None = None  # INT8 fine-tuning on this TAU22 folder's train split (quant/finetune.py)
     finetune_epochs: int = 3
@@ -308,7 +309,7 @@ def check_request(req: QuantizeRequest) -> tuple[QuantOptions, Path]:
         FinetuneOptions(epochs=req.finetune_epochs).check()
         check_finetune_data(req.finetune)
     float_layers = FLOAT_STEM if req.float_stem else ()
-    return QuantOptions(engine, req.observer, float_layers), out
+    return QuantOptions(engine, req.observer, float_layers, reduce_range=req.reduce_range), out
 
 
 def calibration_subset(req: QuantizeRequest, ck_info: dict, log: Callable[[str], None]) -> Path | None:
@@ -422,7 +423,7 @@ def format_report(report: dict, top: int = 10) -> str:
     q, ev = report["quantization"], report["evaluation"]
     lines = [
         f"INT8 model: {report['out']}  (engine {q['engine']}, observer {q['observer']}, "
-        f"torch {q['versions']['torch']})",
+        f"{'7-bit' if q.get('activation_reduce_range') else '8-bit'} activations, torch {q['versions']['torch']})",
         f"calibration: {report['calibration']['files']} files, {report['calibration']['windows']} windows "
         f"({report['calibration']['source']}); list in {report['calibration']['list_file']}",
         f"evaluation on {ev['data']}: {ev['clips']} clips",
