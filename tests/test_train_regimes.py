@@ -92,8 +92,10 @@ def test_read_train_subset_keeps_train_order(tiny):
     assert len(names) == len(_rows(tiny / "split_setup" / "split50.csv"))
 
 
-def _write_split(path: Path, names: list[str]) -> Path:
-    path.write_text("filename\tscene_label\n" + "".join(f"{n}\tpark\n" for n in names))
+def _write_split(path: Path, names: list[str], label: str | None = None) -> Path:
+    """A subset list; each clip's label from its synthetic name (audio/<label>-...) unless `label`."""
+    rows = "".join(f"{n}\t{label or Path(n).name.split('-')[0]}\n" for n in names)
+    path.write_text("filename\tscene_label\n" + rows)
     return path
 
 
@@ -108,6 +110,11 @@ def test_bad_subset_lists_name_the_file_and_the_fix(tiny, tmp_path):
         read_train_subset(tiny, leak)
     with pytest.raises(TfsepError, match="the subset is empty"):
         read_train_subset(tiny, _write_split(tmp_path / "empty.csv", []))
+    park = [c.filename for c in read_split(tiny, "train") if c.label == "park"][:1]
+    others = [c.filename for c in read_split(tiny, "train") if c.label != "park"][:3]
+    relabelled = _write_split(tmp_path / "relabelled.csv", [*park, *others], label="park")
+    with pytest.raises(TfsepError, match=r"relabelled.csv: 3 of 4 clips have another scene_label than in .*fold1"):
+        read_train_subset(tiny, relabelled)
     with pytest.raises(TfsepError, match="no such split file"):
         read_train_subset(tiny, tmp_path / "missing.csv")
 
@@ -144,6 +151,7 @@ def test_subset_without_device_a_under_offline_simulation_is_one_line_exit_2(tin
     errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0] == res.stderr.strip().splitlines()[-1]
     assert "no_a.csv: no device-A clips" in errors[0] and "--devsim none" in errors[0]
+    assert "training subset" not in res.stderr  # refused before the subset's audio is decoded and cached
 
 
 def test_bad_training_options_name_the_fix(tiny, tmp_path):

@@ -108,7 +108,8 @@ def read_train_subset(root: str | Path, subset_file: str | Path) -> list[Clip]:
     subset_file = Path(subset_file)
     if not subset_file.is_file():
         raise TfsepError(f"{subset_file}: no such split file; pass a DCASE subset list such as split25.csv")
-    wanted = [r["filename"] for r in _read_tsv(subset_file) if r.get("filename")]
+    rows = [r for r in _read_tsv(subset_file) if r.get("filename")]
+    wanted = [r["filename"] for r in rows]
     if not wanted:
         raise TfsepError(f"{subset_file}: the subset is empty; it needs rows of filename<TAB>scene_label")
     root = Path(root)
@@ -124,6 +125,14 @@ def read_train_subset(root: str | Path, subset_file: str | Path) -> list[Clip]:
                 f"{subset_file}: {len(names)} of {len(wanted)} clips are not in {root / where} "
                 f"(first: {', '.join(names[:3])}); {fix}"
             )
+    label_of = {c.filename: c.label for c in train}
+    relabelled = [r["filename"] for r in rows if r.get("scene_label") and r["scene_label"] != label_of[r["filename"]]]
+    if relabelled:
+        raise TfsepError(
+            f"{subset_file}: {len(relabelled)} of {len(wanted)} clips have another scene_label than in "
+            f"{root / 'evaluation_setup' / 'fold1_train.csv'} (first: {', '.join(relabelled[:3])}); "
+            "is it the subset list of another data set?"
+        )
     keep = set(wanted)
     return [c for c in train if c.filename in keep]
 

@@ -42,6 +42,14 @@ def devsim_summary(n_irs: int, per_ir: int, n_device_a: int, n_real: int, absolu
     )
 
 
+def require_device_a(devices: list[str], source_name: str) -> np.ndarray:
+    """Rows of the device-A clips, which offline device simulation convolves; none is an error."""
+    a_rows = np.array([i for i, d in enumerate(devices) if d == "a"], dtype=np.int64)
+    if len(a_rows) == 0:
+        raise TfsepError(f"{source_name}: no device-A clips to simulate devices from; use --devsim none or online")
+    return a_rows
+
+
 def offline_device_simulation(
     train: SplitData,
     ir_names: list[str],
@@ -64,11 +72,7 @@ def offline_device_simulation(
 
     from tfsep_edge.train.augment import convolve
 
-    a_rows = np.array([i for i, d in enumerate(train.devices) if d == "a"], dtype=np.int64)
-    if len(a_rows) == 0:
-        raise TfsepError(
-            f"{source_name}: no device-A clips to simulate devices from; use --devsim none or online"
-        )
+    a_rows = require_device_a(train.devices, source_name)
     rng = np.random.default_rng([seed, 2_3])
     chosen = sorted(rng.choice(len(irs), size=min(n_irs, len(irs)), replace=False).tolist())
     m = clips_per_response(len(a_rows), clips_per_ir)

@@ -49,6 +49,7 @@ from tfsep_edge.core.errors import TfsepError, check_at_least_one
 from tfsep_edge.core.fileio import write_bytes_atomic, write_text_atomic
 from tfsep_edge.core.progress import progress_bar
 from tfsep_edge.datasets.cache import SplitData, default_cache_dir, default_ir_dir, is_synthetic, load_split
+from tfsep_edge.datasets.tau import read_split, read_train_subset
 from tfsep_edge.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from tfsep_edge.model.tfsepnet import TFSepNet, check_width
 from tfsep_edge.signal.frontend import log_mel_torch
@@ -59,6 +60,7 @@ from tfsep_edge.train.batches import (
     devsim_summary,
     epoch_batches,
     offline_device_simulation,
+    require_device_a,
 )
 
 DEVSIM_MODES = ("offline", "online", "none")
@@ -347,8 +349,12 @@ def train(
 
     # Data: rank 0 builds the caches (progress bars), the others then map them in.
     cache_dir = Path(opts.cache_dir) if opts.cache_dir else default_cache_dir(data)
+    subset = Path(opts.train_split) if opts.train_split else None
+    source_name = str(subset) if subset else f"{data}: the train split"
+    if opts.devsim == "offline":  # before the caches are built: an error now, not after minutes of decoding
+        clips = read_train_subset(data, subset) if subset else read_split(data, "train")
+        require_device_a([c.device for c in clips], source_name)
     with _rank0_first(world, master):
-        subset = Path(opts.train_split) if opts.train_split else None
         train_set = load_split(
             data, "train", cache_dir, workers=opts.workers, progress=progress and master, subset=subset
         )
@@ -371,7 +377,7 @@ def train(
                     opts.seed,
                     cache_dir,
                     progress and master,
-                    source_name=str(subset) if subset else f"{data}: the train split",
+                    source_name=source_name,
                 )
                 log(f"device simulation (offline): {offline_summary(train_set, sim, opts.devsim_clips)}")
                 train_set = concat(train_set, sim)
