@@ -28,7 +28,7 @@ from tfsep_edge.datasets.cache import load_split
 from tfsep_edge.datasets.tau import is_tau_layout
 from tfsep_edge.quant.artifact import QuantizedArtifact
 from tfsep_edge.quant.engine import engine_scope, known_warnings_silenced
-from tfsep_edge.quant.twin import FakeQuantConv, _qconv_of
+from tfsep_edge.quant.twin import FakeQuantConv, qconv_of
 from tfsep_edge.signal.frontend import log_mel_torch
 from tfsep_edge.train.batches import epoch_batches
 from tfsep_edge.train.loop import kd_loss, soft_cross_entropy
@@ -77,7 +77,7 @@ def write_back(artifact: QuantizedArtifact, fq: torch.nn.Module) -> torch.nn.Mod
         for name, m in fq.named_modules():
             if not isinstance(m, FakeQuantConv):
                 continue
-            qconv, _ = _qconv_of(int8.get_submodule(name.rsplit(".", 1)[0]))
+            qconv, _ = qconv_of(int8.get_submodule(name.rsplit(".", 1)[0]))
             w = m.weight.detach()
             qw = torch.quantize_per_channel(w, m.w_scale.double(), m.w_zero_point.long(), 0, torch.qint8)
             qconv.set_weight_bias(qw, None if m.bias is None else m.bias.detach().clone())

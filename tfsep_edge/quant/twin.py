@@ -86,7 +86,7 @@ class FakeQuantMean(nn.Module):
         return self.out(x.mean(self.dim, keepdim=True))
 
 
-def _qconv_of(layer: nn.Module) -> tuple[nn.Module, bool]:
+def qconv_of(layer: nn.Module) -> tuple[nn.Module, bool]:
     """The quantized conv inside an int8 QLayer, and whether it has a fused ReLU."""
     body = layer.body
     conv = body.conv if isinstance(body, ConvBlock) or hasattr(body, "conv") else body
@@ -118,7 +118,7 @@ def build_fake_quant(int8_model: nn.Module, float_qready: QTFSepNet, act_dtype: 
                 else:
                     m.quant = FakeQuant(q.quant.scale.item(), q.quant.zero_point.item(), act_dtype)
             else:
-                qconv, relu = _qconv_of(q)
+                qconv, relu = qconv_of(q)
                 m.body = FakeQuantConv(qconv, relu, act_dtype)
         elif isinstance(m, QBlock):
             for branch, dim in (("freq", 2), ("temp", 3)):
@@ -129,7 +129,7 @@ def build_fake_quant(int8_model: nn.Module, float_qready: QTFSepNet, act_dtype: 
                 elif prev.float_island:
                     s, z = prev.quant.scale.item(), prev.quant.zero_point.item()
                 else:
-                    qconv, _ = _qconv_of(prev)
+                    qconv, _ = qconv_of(prev)
                     s, z = qconv.scale, qconv.zero_point
                 setattr(m, f"{branch}_mean", FakeQuantMean(dim, s, z, act_dtype))
                 add = q.get_submodule(f"{branch}_add")
