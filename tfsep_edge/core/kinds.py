@@ -31,6 +31,16 @@ class Kind(str, Enum):
     TFLITE = "tflite"  # an exported model (light runtime)
 
     @property
+    def described(self) -> str:
+        """The kind in a sentence: 'an ONNX model', 'a quantize folder'..."""
+        return {
+            "checkpoint": "a float checkpoint",
+            "quantized": "a `tfsep-edge quantize` folder",
+            "onnx": "an ONNX model",
+            "tflite": "a .tflite model",
+        }[self.value]
+
+    @property
     def needs_torch(self) -> bool:
         return self in (Kind.CHECKPOINT, Kind.QUANTIZED)
 
@@ -71,5 +81,6 @@ def require_kind(path: str | Path, allowed: tuple[Kind, ...], command: str, hint
     """artifact_kind, and a one-line error naming the fix when this command does not take that kind."""
     kind = artifact_kind(path)
     if kind not in allowed:
-        raise TfsepError(f"{path}: a {kind.value}; {command} takes {' or '.join(k.value for k in allowed)}: {hint}")
+        takes = " or ".join(k.described for k in allowed)
+        raise TfsepError(f"{path}: {kind.described}; {command} takes {takes}: {hint}")
     return kind
