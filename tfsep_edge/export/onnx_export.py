@@ -29,6 +29,7 @@ from tfsep_edge.core.fileio import atomic_path, check_output_file
 from tfsep_edge.core.kinds import Kind, require_kind
 from tfsep_edge.export import rule
 from tfsep_edge.export.rule import ExportValidationError
+from tfsep_edge.export.summary import closing_lines, fp32_timing, precision_timing, step_lines
 
 OPSETS = (17, 18, 19, 20)  # 17: first with LayerNorm/STFT-era ops ORT runs everywhere; 20: newest we test
 DEFAULT_OPSET = 17
@@ -263,23 +264,8 @@ def validate(path: Path, source: Source, int8: bool, frontend: bool, waves: np.n
     return result
 
 
-def median_latency_ms(path_or_model, feed: np.ndarray, runs: int = 60) -> float:
-    """A short timing (batch 1, one thread): enough to say which precision is faster here."""
-    session = ort_session(path_or_model) if isinstance(path_or_model, Path) else path_or_model
-    name = session.get_inputs()[0].name
-    x = feed[:1]
-    for _ in range(10):
-        session.run(None, {name: x})
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        session.run(None, {name: x})
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times) * 1e3)
-
-
 def compare_precisions(path: Path, source: Source, frontend: bool, opset: int, feed: np.ndarray) -> dict:
-    """Time this INT8 file against the FP32 graph of the same float weights, interleaved."""
+    """Time this INT8 file against the FP32 graph of the same float weights."""
     import tempfile
 
     import onnx
@@ -289,10 +275,14 @@ def compare_precisions(path: Path, source: Source, frontend: bool, opset: int, f
     with tempfile.TemporaryDirectory() as tmp:
         fp32_path = Path(tmp) / "fp32.onnx"
         onnx.save(build_fp32(source.float_model, frontend, opset, source.frontend), str(fp32_path))
-        s8, s32 = ort_session(path), ort_session(fp32_path)
-        int8_ms = min(median_latency_ms(s8, feed, 40) for _ in range(3))
-        fp32_ms = min(median_latency_ms(s32, feed, 40) for _ in range(3))
-    return {"int8_ms": int8_ms, "fp32_ms": fp32_ms, "faster": "int8" if int8_ms < fp32_ms else "fp32"}
+        return precision_timing(session_runner(path), session_runner(fp32_path), feed[:1])
+
+
+def session_runner(path: Path):
+    """x -> logits in a one-thread onnxruntime session of `path`."""
+    session = ort_session(path)
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})
 
 
 # --- the command ---------------------------------------------------------------------------------
@@ -340,42 +330,25 @@ def export(
             if int8:
                 summary["latency"] = compare_precisions(tmp, source, frontend, opset, feed)
             else:
-                summary["latency"] = {"fp32_ms": min(median_latency_ms(tmp, feed, 40) for _ in range(2))}
+                summary["latency"] = fp32_timing(session_runner(tmp), feed[:1])
     summary["seconds"] = round(time.perf_counter() - started, 2)
     echo(format_summary(summary))
     return summary
 
 
 def format_summary(s: dict) -> str:
-    v, b = s["validation"], s["budget"]
+    v = s["validation"]
     lines = [
         f"wrote {s['out']}: {s['precision'].upper()} ONNX (opset {s['opset']}), input {s['input']}, "
         f"{s['bytes']:,} bytes, one file",
         f"validated on {v['inputs']} inputs ({v.get('input_sources', 'audio')}) against the {v['reference']}: "
         f"max |d logit| {v['max_abs_logit_diff']:.3g} ({v['threshold']}), top-1 agreement {v['top1_agreement']:.1%}",
     ]
-    if "output_step" in v:
-        p = v["vs_pytorch_int8"]
-        lines.append(
-            f"  = {v['max_diff_output_steps']:.2f} output steps of {v['output_step']:.3g}; vs PyTorch INT8 "
-            f"(information only; its kernels are not exact int8 arithmetic): agreement {p['top1_agreement']:.1%}, "
-            f"max |d logit| {p['max_abs_logit_diff']:.3g}"
-        )
+    lines += step_lines(v)
     checks = ["onnx.checker full check passed", f"each input alone vs in the batch: {v['batch1_max_abs_diff']:.3g}"]
     if "frontend_max_abs_diff" in v:
         diff, tol = v["frontend_max_abs_diff"], v["frontend_tolerance"]
         checks.append(f"in-graph front end vs log_mel: {diff:.2g} (<= {tol:g})")
     lines.append("  " + "; ".join(checks))
-    lines.append(
-        f"budget: {b['params']:,} params, {b['macs']:,} MACs (NeSsi, float model); stored weights "
-        f"{b['stored_param_bytes']:,} bytes"
-    )
-    lat = s.get("latency")
-    if lat and "int8_ms" in lat:
-        lines.append(
-            f"onnxruntime here (batch 1, 1 thread, short timing): INT8 {lat['int8_ms']:.3f} ms, FP32 "
-            f"{lat['fp32_ms']:.3f} ms -> {lat['faster'].upper()} is faster on this machine"
-        )
-    elif lat:
-        lines.append(f"onnxruntime here (batch 1, 1 thread, short timing): {lat['fp32_ms']:.3f} ms")
+    lines += closing_lines(s, "onnxruntime")
     return "\n".join(lines)

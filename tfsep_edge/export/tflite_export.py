@@ -34,6 +34,7 @@ from tfsep_edge.export.onnx_export import (
     validation_set,
 )
 from tfsep_edge.export.rule import ExportValidationError
+from tfsep_edge.export.summary import closing_lines, fp32_timing, precision_timing, step_lines
 
 
 def metadata(precision: str, width: int, cfg: FrontendConfig, budget: dict) -> dict[str, str]:
@@ -89,19 +90,8 @@ def validate(path: Path, source: Source, int8: bool, waves: np.ndarray) -> dict:
     return result
 
 
-def median_ms(clf, x: np.ndarray, runs: int = 40) -> float:
-    for _ in range(10):
-        clf.run(x)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        clf.run(x)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times) * 1e3)
-
-
 def compare_precisions(int8_path: Path, source: Source, x: np.ndarray) -> dict:
-    """This INT8 file against the FP32 graph of the same float weights, interleaved, on LiteRT."""
+    """This INT8 file against the FP32 graph of the same float weights, on LiteRT."""
     import tempfile
 
     from tfsep_edge.runtime.tflite_classifier import TfliteClassifier
@@ -109,10 +99,7 @@ def compare_precisions(int8_path: Path, source: Source, x: np.ndarray) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         fp32_path = Path(tmp) / "fp32.tflite"
         fp32_path.write_bytes(build(Source(source.path, source.float_model, source.frontend), False))
-        c8, c32 = TfliteClassifier(int8_path), TfliteClassifier(fp32_path)
-        int8_ms = min(median_ms(c8, x) for _ in range(3))
-        fp32_ms = min(median_ms(c32, x) for _ in range(3))
-    return {"int8_ms": int8_ms, "fp32_ms": fp32_ms, "faster": "int8" if int8_ms < fp32_ms else "fp32"}
+        return precision_timing(TfliteClassifier(int8_path).run, TfliteClassifier(fp32_path).run, x)
 
 
 def export_tflite(model_path: str | Path, out: str | Path, int8: bool = False, timing: bool = True, echo=print) -> dict:
@@ -152,14 +139,14 @@ def export_tflite(model_path: str | Path, out: str | Path, int8: bool = False, t
             else:
                 from tfsep_edge.runtime.tflite_classifier import TfliteClassifier
 
-                summary["latency"] = {"fp32_ms": min(median_ms(TfliteClassifier(tmp), x) for _ in range(2))}
+                summary["latency"] = fp32_timing(TfliteClassifier(tmp).run, x)
     summary["seconds"] = round(time.perf_counter() - started, 2)
     echo(format_summary(summary))
     return summary
 
 
 def format_summary(s: dict) -> str:
-    v, b = s["validation"], s["budget"]
+    v = s["validation"]
     ops = sum(s["operators"].values())
     lines = [
         f"wrote {s['out']}: {s['precision'].upper()} TFLite, input logmel, {s['bytes']:,} bytes, {ops} operators",
@@ -167,24 +154,7 @@ def format_summary(s: dict) -> str:
         f"{v['reference']}: max |d logit| {v['max_abs_logit_diff']:.3g} ({v['threshold']}), top-1 agreement "
         f"{v['top1_agreement']:.1%}",
     ]
-    if "output_step" in v:
-        p = v["vs_pytorch_int8"]
-        lines.append(
-            f"  = {v['max_diff_output_steps']:.2f} output steps of {v['output_step']:.3g}; vs PyTorch INT8 "
-            f"(information: its x86 kernels round differently): agreement {p['top1_agreement']:.1%}, "
-            f"max |d logit| {p['max_abs_logit_diff']:.3g}"
-        )
+    lines += step_lines(v)
     lines.append(f"  each input alone vs in the batch: {v['batch1_max_abs_diff']:.3g}")
-    lines.append(
-        f"budget: {b['params']:,} params, {b['macs']:,} MACs (NeSsi, float model); stored weights "
-        f"{b['stored_param_bytes']:,} bytes"
-    )
-    lat = s.get("latency")
-    if lat and "int8_ms" in lat:
-        lines.append(
-            f"LiteRT here (batch 1, 1 thread, short timing): INT8 {lat['int8_ms']:.3f} ms, FP32 "
-            f"{lat['fp32_ms']:.3f} ms -> {lat['faster'].upper()} is faster on this machine"
-        )
-    elif lat:
-        lines.append(f"LiteRT here (batch 1, 1 thread, short timing): {lat['fp32_ms']:.3f} ms")
+    lines += closing_lines(s, "LiteRT")
     return "\n".join(lines)
