@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What users install: build the wheel, install it into clean venvs outside the repo, and run the
-# pipeline from an empty folder. Heavy venv ([torch]): synth -> train (2 epochs, default options)
-# -> quantize -> export FP32 and INT8 -> budget -> predict -> bench. Light venv (no extras):
-# torch must not import; predict and bench of the exported models must work.
+# pipeline from an empty folder. Heavy venv ([torch,tflite]): synth -> train (2 epochs, default
+# options) -> quantize -> export FP32 and INT8 ONNX and .tflite -> budget -> predict -> bench.
+# Light venv (no extras): torch must not import; predict and bench of the ONNX models must work;
+# then with the [tflite] extra added, the same for the .tflite models.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PY:-$REPO/.venv/bin/python}
@@ -20,9 +21,9 @@ WHEEL=$(ls "$WORK"/dist/tfsep_edge-*.whl)
 sys.exit(sum(n.startswith('tfsep_edge/assets/micirp/') and n.endswith('.wav') for n in names) != 66)" "$WHEEL" \
     || { echo "wheel lacks the 66 MicIRP assets"; exit 1; }
 
-step "heavy venv: $WHEEL[torch]"
+step "heavy venv: $WHEEL[torch,tflite]"
 python3 -m venv "$WORK/heavy"
-"$WORK/heavy/bin/pip" install -q "$WHEEL[torch]"
+"$WORK/heavy/bin/pip" install -q "$WHEEL[torch,tflite]"
 step "light venv: $WHEEL"
 python3 -m venv "$WORK/light"
 "$WORK/light/bin/pip" install -q "$WHEEL"
@@ -40,13 +41,25 @@ step "quantize, export, budget"
 "$H" export int8 --int8 --onnx int8.onnx | tee export.log
 grep -q "MicIRP microphone recordings" export.log || { echo "export validated without the packaged audio"; exit 1; }
 "$H" budget int8.onnx
+"$H" export run/best.pt --tflite fp32.tflite
+"$H" export int8 --int8 --tflite int8.tflite
+"$H" budget int8.tflite
 step "predict, bench (heavy)"
 "$H" predict int8.onnx data/audio --csv heavy.tsv >/dev/null
-"$H" bench fp32.onnx int8.onnx run/best.pt --seconds 1 --warmup 5
+"$H" predict int8.tflite data/audio --csv heavy_tflite.tsv >/dev/null
+"$H" bench fp32.onnx int8.onnx fp32.tflite int8.tflite run/best.pt --seconds 1 --warmup 5
 
 step "light venv: no torch, predict and bench"
 if "$WORK/light/bin/python" -c "import torch" 2>/dev/null; then echo "torch imports in the light venv"; exit 1; fi
 "$L" predict int8.onnx data/audio --csv light.tsv >/dev/null
 cmp heavy.tsv light.tsv
 "$L" bench fp32.onnx int8.onnx --seconds 1 --warmup 5
+if "$L" predict int8.tflite data/audio >/dev/null 2>lite.err; then echo ".tflite ran without LiteRT installed"; exit 1; fi
+grep -q "tflite" lite.err || { echo "no install hint for LiteRT:"; cat lite.err; exit 1; }
+step "light venv + [tflite]: predict and bench the .tflite models, torch-free"
+"$WORK/light/bin/pip" install -q "$WHEEL[tflite]"
+if "$WORK/light/bin/python" -c "import torch" 2>/dev/null; then echo "[tflite] pulled torch in"; exit 1; fi
+"$L" predict int8.tflite data/audio --csv light_tflite.tsv >/dev/null
+cmp heavy_tflite.tsv light_tflite.tsv
+"$L" bench fp32.tflite int8.tflite --seconds 1 --warmup 5
 step "wheel pipeline passed"

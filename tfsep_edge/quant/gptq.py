@@ -17,6 +17,23 @@ def weight_qparams(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return obs.calculate_qparams()
 
 
+def run_with_conv_hooks(qm: QTFSepNet, batches: list[torch.Tensor], on_input) -> dict[str, nn.Conv2d]:
+    """Run the float model over `batches`, calling on_input(layer name, conv, its input) at every
+    conv layer; returns the layers. The hooks are removed whatever happens."""
+    layers = {n: layer_conv(qm.get_submodule(n)) for n in conv_layers(qm)}
+    hooks = [
+        c.register_forward_hook(lambda mod, inputs, _out, n=n: on_input(n, mod, inputs[0])) for n, c in layers.items()
+    ]
+    try:
+        with torch.no_grad():
+            for b in batches:
+                qm(b)
+    finally:
+        for h in hooks:
+            h.remove()
+    return layers
+
+
 def bias_corrections(
     qm: QTFSepNet, batches: list[torch.Tensor], rounded: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
 ) -> dict[str, torch.Tensor]:
@@ -36,48 +53,28 @@ def bias_corrections(
             wq = torch.fake_quantize_per_channel_affine(c.weight.detach(), scale, zp.to(torch.int32), 0, -128, 127)
         errors[n] = wq - c.weight.detach()
 
-    hooks = []
-    for n, c in layers.items():
+    def accumulate(n: str, mod: nn.Conv2d, x: torch.Tensor) -> None:
+        d = nn.functional.conv2d(x, errors[n], None, mod.stride, mod.padding, mod.dilation, mod.groups)
+        sums[n] += d.double().sum((0, 2, 3))
+        counts[n] += d.shape[0] * d.shape[2] * d.shape[3]
 
-        def hook(mod, inputs, _out, n=n):
-            d = nn.functional.conv2d(inputs[0], errors[n], None, mod.stride, mod.padding, mod.dilation, mod.groups)
-            sums[n] += d.double().sum((0, 2, 3))
-            counts[n] += d.shape[0] * d.shape[2] * d.shape[3]
-
-        hooks.append(c.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            for b in batches:
-                qm(b)
-    finally:
-        for h in hooks:
-            h.remove()
+    run_with_conv_hooks(qm, batches, accumulate)
     return {n: (sums[n] / max(counts[n], 1)).float() for n in layers}
 
 
 def layer_hessians(qm: QTFSepNet, batches: list[torch.Tensor]) -> dict[str, torch.Tensor]:
     """Per conv layer and group, sum of x x^T over its input patches (float model, calibration
     data): (groups, k, k) with k = in-channels-per-group * kh * kw."""
-    layers = {n: layer_conv(qm.get_submodule(n)) for n in conv_layers(qm)}
     sums: dict[str, torch.Tensor] = {}
-    hooks = []
-    for n, c in layers.items():
 
-        def hook(mod, inputs, _out, n=n):
-            kh, kw = mod.kernel_size
-            u = nn.functional.unfold(inputs[0], (kh, kw), padding=mod.padding, stride=mod.stride)  # (B, Cin*k, L)
-            u = u.transpose(1, 2).reshape(-1, mod.groups, u.shape[1] // mod.groups).double()  # (B*L, G, k)
-            h = torch.einsum("ngi,ngj->gij", u, u)
-            sums[n] = sums[n] + h if n in sums else h
+    def accumulate(n: str, mod: nn.Conv2d, x: torch.Tensor) -> None:
+        kh, kw = mod.kernel_size
+        u = nn.functional.unfold(x, (kh, kw), padding=mod.padding, stride=mod.stride)  # (B, Cin*k, L)
+        u = u.transpose(1, 2).reshape(-1, mod.groups, u.shape[1] // mod.groups).double()  # (B*L, G, k)
+        h = torch.einsum("ngi,ngj->gij", u, u)
+        sums[n] = sums[n] + h if n in sums else h
 
-        hooks.append(c.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            for b in batches:
-                qm(b)
-    finally:
-        for h in hooks:
-            h.remove()
+    run_with_conv_hooks(qm, batches, accumulate)
     return sums
 
 
