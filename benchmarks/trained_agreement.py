@@ -90,6 +90,7 @@ def one_model(data: Path, checkpoint: Path, work: Path) -> dict:
     split = load_split(data, "evaluate", progress=False, dtype="float32")
     logits = {
         "pytorch_fp32": split_logits(load_logits_fn(checkpoint), split, progress=False),
+        "pytorch_int8": split_logits(load_logits_fn(qdir), split, progress=False),
         **{key: split_logits(load_logits_fn(p), split, progress=False) for key, p in paths.items()},
     }
     mels = np.ascontiguousarray(log_mel(split.waves.get(np.arange(len(split))), load_logits_fn(qdir).frontend)[:, None])
@@ -108,6 +109,7 @@ def one_model(data: Path, checkpoint: Path, work: Path) -> dict:
         "accuracy": {k: float((v.argmax(1) == split.labels).mean()) for k, v in logits.items()},
         "tflite_int8_vs_tflite_fp32_top1": top1(logits["tflite_int8"], logits["tflite_fp32"]),
         "onnx_int8_vs_fp32_top1": top1(logits["onnx_int8"], logits["pytorch_fp32"]),
+        "pytorch_int8_vs_fp32_top1": top1(logits["pytorch_int8"], logits["pytorch_fp32"]),
         "tflite_int8_vs_onnx_int8_top1": top1(logits["tflite_int8"], logits["onnx_int8"]),
         "tflite_int8_vs_onnx_int8_max_abs": gap("tflite_int8", "onnx_int8"),
         "tflite_fp32_vs_pytorch_max_abs": gap("tflite_fp32", "pytorch_fp32"),
@@ -123,10 +125,12 @@ ROWS = (
     ("accuracy pytorch_fp32", "FP32 checkpoint (PyTorch) accuracy", "pct"),
     ("accuracy tflite_fp32", "FP32 .tflite accuracy", "pct"),
     ("accuracy tflite_int8", "INT8 .tflite accuracy", "pct"),
+    ("accuracy pytorch_int8", "PyTorch INT8 (engine x86) accuracy", "pct"),
     ("accuracy onnx_int8", "INT8 ONNX (onnxruntime) accuracy", "pct"),
     ("accuracy onnx_int8_openvino", "INT8 ONNX (OpenVINO) accuracy", "pct"),
     ("tflite_int8_vs_tflite_fp32_top1", "INT8 .tflite vs FP32 .tflite, top-1 (target >= 97%)", "pct"),
     ("onnx_int8_vs_fp32_top1", "INT8 ONNX vs FP32 checkpoint, top-1", "pct"),
+    ("pytorch_int8_vs_fp32_top1", "PyTorch INT8 (engine x86) vs FP32 checkpoint, top-1", "pct"),
     ("tflite_int8_vs_onnx_int8_top1", "INT8 .tflite vs INT8 ONNX, top-1 (target >= 99%)", "pct"),
     ("tflite_int8_vs_onnx_int8_max_abs", "INT8 .tflite vs INT8 ONNX, max abs d logit", "g"),
     ("tflite_fp32_vs_pytorch_max_abs", "FP32 .tflite vs PyTorch, max abs d logit", "g"),

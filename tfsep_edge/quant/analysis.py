@@ -64,6 +64,13 @@ def run_int8(artifact: QuantizedArtifact, x: torch.Tensor, batch: int = 256) -> 
     return torch.cat([artifact(b) for b in x.split(batch)]) if len(x) else torch.zeros(0, NUM_CLASSES)
 
 
+def run_exact_int8(artifact: QuantizedArtifact, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """The INT8 model in exact int8 arithmetic: its fake-quant twin, which every export reproduces
+    (and is validated against). PyTorch's x86 INT8 kernels saturate 16-bit pair sums on CPUs
+    without VNNI, so figures from run_int8 there would describe the kernels, not the model."""
+    return run_float(artifact.fake_quant_model(), x, batch)
+
+
 def run_float(model: nn.Module, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
     with torch.no_grad():
         return torch.cat([model(b) for b in x.split(batch)]) if len(x) else torch.zeros(0, NUM_CLASSES)
