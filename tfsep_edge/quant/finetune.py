@@ -41,6 +41,7 @@ class FinetuneOptions:
     batch_size: int = 32
     kd_lambda: float = 20.0
     kd_temperature: float = 5.0
+    label_weight: float = 1.0
     seed: int = 0
 
     def check(self) -> None:
@@ -113,7 +114,7 @@ def finetune(
                 t_probs = F.softmax(teacher(x) / options.kd_temperature, dim=1)
             logits = fq(x)
             targets = F.one_hot(labels[rows], NUM_CLASSES).float()
-            loss = soft_cross_entropy(logits, targets) + options.kd_lambda * kd_loss(
+            loss = options.label_weight * soft_cross_entropy(logits, targets) + options.kd_lambda * kd_loss(
                 logits, t_probs, options.kd_temperature
             )
             optimizer.zero_grad(set_to_none=True)

@@ -446,7 +446,7 @@ def format_report(report: dict, top: int = 10) -> str:
     fq = report["int8_vs_fake_quant"]
     lines.append(
         f"PyTorch's own INT8 kernels (engine {q['engine']}) here vs exact int8 arithmetic: agreement "
-        f"{_pct(fq['agreement'])}, max |d logit| {fq['max_abs_logit_diff']:.4f} (x86 kernels without VNNI saturate)"
+        f"{_pct(fq['agreement'])}, max |d logit| {fq['max_abs_logit_diff']:.4f} (x86 kernels without VNNI may saturate)"
     )
     sb = q["storage_bytes"]
     lines.append(
