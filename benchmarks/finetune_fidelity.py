@@ -110,7 +110,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
             m = r[stage]
             sq = "inf" if m["logit_sqnr_db"] is None else f"{m['logit_sqnr_db']:.1f}"
             lines.append(
-                f"| {r['width']} | {name} | exact int8 arithmetic (the quantize report) | {m['agreement']:.1%} | {sq} | "
+                f"| {r['width']} | {name} | exact int8 (quantize report) | {m['agreement']:.1%} | {sq} | "
                 f"{m['fp32_accuracy']:.1%} | {m['int8_accuracy']:.1%} | {m['accuracy_drop_pp']:+.2f} |"
             )
             if "deployed" in r:
