@@ -6,9 +6,10 @@ straight-through estimator (PyTorch's fake_quantize ops pass the gradient inside
 Only the quantized convs' weights and biases move; every scale and zero point stays, BatchNorm
 stays frozen (folded into the convs by fusion), and the float islands (AdaResNorm, the float
 stem) keep their float model's values, so the ONNX builders and the export rule see the same
-model structure as after PTQ. The float model is the teacher: loss = CE(labels) +
-lambda * KL(p_float^T || p_int8^T), as in train/loop.py. The trained weights are then rounded
-onto the same per-channel grids and written back into a copy of the INT8 model.
+model structure as after PTQ. The float model is the teacher: loss = lambda * KL(p_float^T ||
+p_int8^T) (train/loop.py's KD term; T = 1, no label term unless label_weight > 0). The trained
+weights are then rounded onto the same per-channel grids and written back into a copy of the
+INT8 model.
 """
 
 from __future__ import annotations
@@ -39,9 +40,12 @@ class FinetuneOptions:
     epochs: int = 3
     lr: float = 1e-4  # small: the weights start on their int8 grids and should move a few steps
     batch_size: int = 32
-    kd_lambda: float = 20.0
-    kd_temperature: float = 5.0
-    label_weight: float = 1.0
+    # Fidelity to the float model is the goal, so its outputs are the only target by default:
+    # with train's label loss added, the INT8 model went on learning the labels and away from its
+    # teacher (docs/quantization.md, "INT8 fine-tuning").
+    kd_lambda: float = 1.0
+    kd_temperature: float = 1.0
+    label_weight: float = 0.0  # > 0 adds label_weight * CE(labels)
     seed: int = 0
 
     def check(self) -> None:
