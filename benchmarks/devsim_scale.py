@@ -79,9 +79,11 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "",
         "Reading: the same number of epochs is not the same training: a setting that adds N simulated clips",
         "takes (real + N) / real times the optimizer steps per epoch. The report's proportion adds new devices",
-        "the size of a real non-A device each; the literal 7,500 per response (capped by what exists) convolves",
-        "every device-A clip with every response on a small set, many times the real data.",
+        "the size of a real non-A device each.",
     ]
+    if any("literal" in r["devsim"] for r in rows):
+        lines[-1] += " The literal 7,500 per response (capped by what exists) convolves every device-A"
+        lines.append("clip with every response on a small set: many times the real data.")
     return "\n".join(lines) + "\n"
 
 
@@ -108,7 +110,7 @@ def main() -> None:
         train_clips = read_split(data, "train")
         meta = {
             "data": "SYNTHETIC",
-            "clips_per_class": args.clips_per_class,
+            "clips_per_class": None if args.data else args.clips_per_class,
             "epochs": args.epochs,
             "threads": args.threads,
             "real_clips": len(train_clips),

@@ -31,7 +31,7 @@ from onnx import TensorProto, helper  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-  # noqa: E402
+# noqa: E402
 from tfsep_edge import __version__  # noqa: E402
 from tfsep_edge.core.config import DEFAULT_FRONTEND as CFG  # noqa: E402
 from tfsep_edge.export.onnx_export import ort_session, validation_waves  # noqa: E402

@@ -9,8 +9,8 @@ in OpenVINO vs onnxruntime.
 The last rows ask why OpenVINO and onnxruntime differ where they do: x86 int8 kernels without VNNI
 (vpmaddubsw) saturate the 16-bit sum of two u8 x s8 products, which full-range 8-bit activations
 can overflow. The same checkpoint is quantized again with `quantize --reduce-range` (7-bit
-activations, where that sum cannot overflow) and its INT8 ONNX run in both runtimes: if they then
-agree, the difference was OpenVINO's saturation; its accuracy shows what the remedy costs.
+activations: within the calibrated range that sum cannot overflow; beyond it, up to 255, it still
+can) and its INT8 ONNX run in both runtimes; its accuracy shows what the remedy costs.
 
     .venv/bin/python benchmarks/trained_agreement.py --data SYNTH --checkpoints c12/best.pt c40/best.pt
 
@@ -169,8 +169,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "Reading: the deployed INT8 formats (.tflite on LiteRT, the INT8 ONNX on onnxruntime) compute the same",
         "int8 arithmetic (their rows compare them); OpenVINO runs the same INT8 ONNX with its own int8 kernels,",
         "which on an x86 without VNNI saturate the 16-bit sum of two u8 x s8 products. The `--reduce-range`",
-        "rows (7-bit activations, where that sum cannot overflow) show how much of OpenVINO's difference that",
-        "saturation is, and what the 7-bit remedy costs against FP32.",
+        "rows (7-bit activations: no overflow within the calibrated range) show how much of OpenVINO's",
+        "difference that removes, and what the 7-bit remedy costs against FP32.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -386,7 +386,8 @@ def quantize(
         False,
         "--reduce-range",
         help="7-bit activations, for x86 int8 kernels without VNNI (OpenVINO, PyTorch fbgemm on AVX2) whose "
-        "16-bit sums of two u8 x s8 products saturate: exact there, at some logit SQNR (docs/export.md)",
+        "16-bit sums of two u8 x s8 products saturate: within the calibrated range they cannot, at some logit "
+        "SQNR (docs/export.md)",
     ),
     finetune: Optional[Path] = typer.Option(
         None,

@@ -129,8 +129,8 @@ def read_train_subset(root: str | Path, subset_file: str | Path) -> list[Clip]:
     relabelled = [r["filename"] for r in rows if r.get("scene_label") and r["scene_label"] != label_of[r["filename"]]]
     if relabelled:
         raise TfsepError(
-            f"{subset_file}: {len(relabelled)} of {len(wanted)} clips have another scene_label than in "
-            f"{root / 'evaluation_setup' / 'fold1_train.csv'} (first: {', '.join(relabelled[:3])}); "
+            f"{subset_file}: {len(relabelled)} of {len(wanted)} clips have another scene_label than the data "
+            f"set gives them in {root} (fold1_train.csv, else meta.csv; first: {', '.join(relabelled[:3])}); "
             "is it the subset list of another data set?"
         )
     keep = set(wanted)

@@ -8,7 +8,6 @@ from torch import nn
 
 from tfsep_edge.core.config import NUM_CLASSES
 from tfsep_edge.quant.artifact import QuantizedArtifact
-from tfsep_edge.quant.engine import engine_scope, known_warnings_silenced
 from tfsep_edge.quant.ready import AxisMean, FloatIsland, QBlock, QLayer
 
 # --- measurements ------------------------------------------------------------------------------
@@ -51,12 +50,12 @@ def layer_sqnr(artifact: QuantizedArtifact, x: torch.Tensor) -> dict[str, float]
     """SQNR (dB) of every unit's INT8 output against the fused float model's, on input x.
 
     Cumulative: each figure includes the error of everything upstream, as a deployed model has.
+    INT8 in exact int8 arithmetic (the fake-quant twin, as run_exact_int8): the same on every CPU.
     """
     float_qm = artifact.fused_float_model()
     names = _point_modules(float_qm)
     _, ref = _capture(float_qm, names, x)
-    with engine_scope(artifact.options.engine), known_warnings_silenced():
-        _, got = _capture(artifact.int8_model, names, x)
+    _, got = _capture(artifact.fake_quant_model(), names, x)
     return {n: sqnr_db(ref[n], got[n]) for n in names}
 
 

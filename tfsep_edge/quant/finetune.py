@@ -136,6 +136,7 @@ def finetune(
         "batch_size": options.batch_size,
         "kd_lambda": options.kd_lambda,
         "kd_temperature": options.kd_temperature,
+        "label_weight": options.label_weight,
         "final_epoch_loss": round(loss_sum / max(seen, 1), 5),
     }
     info = {**artifact.info, "finetune": summary}

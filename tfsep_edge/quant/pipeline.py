@@ -138,7 +138,7 @@ class Evaluator:
 def fake_quant_agreement(artifact: QuantizedArtifact, data: EvalData) -> dict:
     """PyTorch's INT8 kernels on this CPU vs exact int8 arithmetic (the twin the exports reproduce)."""
     int8 = run_int8(artifact, data.windows)
-    fq = run_float(artifact.fake_quant_model(), data.windows)
+    fq = run_exact_int8(artifact, data.windows)
     return {
         "windows": len(int8),
         "agreement": float((int8.argmax(1) == fq.argmax(1)).float().mean()) if len(int8) else 1.0,
