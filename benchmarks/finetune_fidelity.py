@@ -127,8 +127,9 @@ def markdown(rows: list[dict], meta: dict) -> str:
     lines += [
         "",
         f"Fine-tuning loss: {loss}; lr {r0['lr']:g}, batch {r0['batch_size']}, {r0['finetune_epochs']} epochs.",
-        "Reading: agreement and SQNR measure the INT8 model's distance from its FP32 teacher; accuracy",
-        "columns are on the same held-out clips (one clip is 1/N of a percent).",
+        "Reading: agreement and SQNR measure the INT8 model's distance from its FP32 teacher; all columns",
+        f"count the same {meta['evaluate_clips']:,} held-out clips, so one clip moves a figure by "
+        f"{100 / meta['evaluate_clips']:.2f} points.",
     ]
     return "\n".join(lines) + "\n"
 
