@@ -320,7 +320,7 @@ def markdown(rep: dict) -> str:
         "",
         f"Median ms, batch 1, one thread, model only, {rep['runs_per_model']} calls per model, all runtimes "
         "round-robin in one process (tfsep_edge.bench.measure); untrained weights with randomised statistics. "
-        f"Machine: {m.get('cpu_model')}, {m.get('cores')} cores shared with other work ({isa}); "
+        f"Machine: {m.get('cpu_model')}, {m.get('cores')} cores of a VM (read the ratios) ({isa}); "
         + ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items() if v),
         "",
         "## Latency, median ms",
