@@ -254,14 +254,22 @@ def validate(path: Path, source: Source, int8: bool, frontend: bool, waves: np.n
     result = {"inputs": int(len(waves))}
     if frontend:
         result |= rule.check_frontend(graph_logmel(path, feed), mels)
+    return result | check_logits(source, mels, float_logits, single, out, int8, frontend)
+
+
+def check_logits(
+    source: Source, mels, float_logits, single: np.ndarray, batched: np.ndarray, int8: bool, frontend: bool
+) -> dict:
+    """The export rule on a runtime's logits, each input alone (`single`) and in one batch: INT8
+    against the fake-quant twin, FP32 against the float model (every export, every runtime)."""
     if int8:
         twin, step, pytorch_int8 = int8_references(source, mels)
-        result |= rule.check_int8(single, twin, step, pytorch_int8)
-        result |= rule.check_batch(single, out, rule.int8_tolerance(step))
-    else:
-        result |= rule.check_fp32(single, float_logits, frontend)
-        result |= rule.check_batch(single, out, rule.fp32_tolerance(float_logits, frontend))
-    return result
+        return rule.check_int8(single, twin, step, pytorch_int8) | rule.check_batch(
+            single, batched, rule.int8_tolerance(step)
+        )
+    return rule.check_fp32(single, float_logits, frontend) | rule.check_batch(
+        single, batched, rule.fp32_tolerance(float_logits, frontend)
+    )
 
 
 def compare_precisions(path: Path, source: Source, frontend: bool, opset: int, feed: np.ndarray) -> dict:

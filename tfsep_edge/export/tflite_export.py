@@ -24,11 +24,10 @@ from tfsep_edge.core import config
 from tfsep_edge.core.config import LABELS, FrontendConfig
 from tfsep_edge.core.errors import TfsepError
 from tfsep_edge.core.fileio import atomic_path, check_output_file
-from tfsep_edge.export import rule
 from tfsep_edge.export.onnx_export import (
     Source,
     budget_figures,
-    int8_references,
+    check_logits,
     load_source,
     reference_logits,
     validation_set,
@@ -79,15 +78,7 @@ def validate(path: Path, source: Source, int8: bool, waves: np.ndarray) -> dict:
         raise ExportValidationError(f"LiteRT cannot load or run the model: {exc}") from None
     out = clf.run(mels)
     single = np.concatenate([clf.run(mels[i : i + 1]) for i in range(len(mels))])
-    result = {"inputs": int(len(waves))}
-    if int8:
-        twin, step, pytorch_int8 = int8_references(source, mels)
-        result |= rule.check_int8(single, twin, step, pytorch_int8)
-        result |= rule.check_batch(single, out, rule.int8_tolerance(step))
-    else:
-        result |= rule.check_fp32(single, float_logits, False)
-        result |= rule.check_batch(single, out, rule.fp32_tolerance(float_logits, False))
-    return result
+    return {"inputs": int(len(waves))} | check_logits(source, mels, float_logits, single, out, int8, False)
 
 
 def compare_precisions(int8_path: Path, source: Source, x: np.ndarray) -> dict:

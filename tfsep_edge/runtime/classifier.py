@@ -22,7 +22,7 @@ from tfsep_edge.core import config
 from tfsep_edge.core.config import DEFAULT_FRONTEND, LABELS, NUM_CLASSES, FrontendConfig
 from tfsep_edge.core.errors import TfsepError, check_at_least_one, first_line
 from tfsep_edge.core.kinds import Kind, artifact_kind, require_kind
-from tfsep_edge.runtime.model_info import Classifier, ModelInfo
+from tfsep_edge.runtime.model_info import Classifier, ModelInfo, labels_budget_width
 from tfsep_edge.signal.audio import load_audio, split_windows
 
 INPUT_KINDS = ("logmel", "waveform")
@@ -110,17 +110,7 @@ def read_model_info(session, path: Path) -> ModelInfo:
     out_shape = list(outputs[0].shape)
     if len(out_shape) != 2 or _static(out_shape[1]) not in (None, NUM_CLASSES):
         raise TfsepError(f"{path}: output is {out_shape}, expected (batch, {NUM_CLASSES}) logits; {EXPORT_HINT}")
-    try:
-        labels = tuple(json.loads(meta[config.ONNX_META_LABELS]))
-    except (KeyError, ValueError, TypeError):
-        labels = LABELS
-    if labels != LABELS:
-        raise TfsepError(f"{path}: labels {list(labels)[:3]}... are not the ten TAU22 scenes in DCASE order")
-    try:
-        budget = json.loads(meta.get(config.ONNX_META_BUDGET, "{}"))
-    except ValueError:
-        budget = {}
-    width = meta.get(config.ONNX_META_WIDTH)
+    labels, budget, width = labels_budget_width(path, meta)
     return ModelInfo(
         input_kind=kind,
         labels=labels,

@@ -3,12 +3,14 @@ the interface every runtime's classifier shares (runtime/classifier.py, tflite_c
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tfsep_edge.core.config import FrontendConfig
+from tfsep_edge.core import config
+from tfsep_edge.core.config import LABELS, FrontendConfig
 from tfsep_edge.core.errors import TfsepError
 from tfsep_edge.signal.audio import load_audio, split_windows
 from tfsep_edge.signal.frontend import log_mel
@@ -25,6 +27,22 @@ class ModelInfo:
     width: int | None
     budget: dict
     fixed_batch: int | None  # a static batch size baked into the graph (None: dynamic)
+
+
+def labels_budget_width(path: Path, meta: dict[str, str]) -> tuple[tuple[str, ...], dict, str | None]:
+    """The labels (which must be the ten TAU22 scenes in DCASE order; absent: those), the budget
+    figures ({} if absent or unreadable) and the width string of an exported model's metadata."""
+    try:
+        labels = tuple(json.loads(meta[config.ONNX_META_LABELS]))
+    except (KeyError, ValueError, TypeError):
+        labels = LABELS
+    if labels != LABELS:
+        raise TfsepError(f"{path}: labels {list(labels)[:3]}... are not the ten TAU22 scenes in DCASE order")
+    try:
+        budget = json.loads(meta.get(config.ONNX_META_BUDGET, "{}"))
+    except ValueError:
+        budget = {}
+    return labels, budget, meta.get(config.ONNX_META_WIDTH)
 
 
 class Classifier:

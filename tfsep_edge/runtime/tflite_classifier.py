@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from tfsep_edge.core import config
-from tfsep_edge.core.config import DEFAULT_FRONTEND, LABELS, NUM_CLASSES, FrontendConfig
+from tfsep_edge.core.config import DEFAULT_FRONTEND, NUM_CLASSES, FrontendConfig
 from tfsep_edge.core.errors import TfsepError, check_at_least_one, first_line
 from tfsep_edge.core.tflite_format import EXPORT_HINT, HINT, read_metadata, read_model
-from tfsep_edge.runtime.model_info import Classifier, ModelInfo
+from tfsep_edge.runtime.model_info import Classifier, ModelInfo, labels_budget_width
 
 
 @contextlib.contextmanager
@@ -95,17 +95,7 @@ def model_info(path: Path, meta: dict[str, str], inp: dict, out: dict) -> ModelI
             f"{path}: output is {np.dtype(out['dtype']).name} {out_shape}, expected (batch, {NUM_CLASSES}) "
             f"logits; {EXPORT_HINT}"
         )
-    try:
-        labels = tuple(json.loads(meta[config.ONNX_META_LABELS]))
-    except (KeyError, ValueError, TypeError):
-        labels = LABELS
-    if labels != LABELS:
-        raise TfsepError(f"{path}: labels {list(labels)[:3]}... are not the ten TAU22 scenes in DCASE order")
-    try:
-        budget = json.loads(meta.get(config.ONNX_META_BUDGET, "{}"))
-    except ValueError:
-        budget = {}
-    width = meta.get(config.ONNX_META_WIDTH)
+    labels, budget, width = labels_budget_width(path, meta)
     signature = inp.get("shape_signature", inp["shape"])
     dynamic = len(signature) > 0 and int(signature[0]) == -1
     return ModelInfo(
