@@ -115,26 +115,50 @@ def test_fp32_parity_dynamic_batch_and_metadata(fp32, ckpt):
 
 
 def test_graph_is_nhwc_without_layout_transposes(fp32):
-
     ops = operator_counts(fp32.read_bytes())
-    # C=12: every block without transition has <= 30 channels, so its shuffle is a 0/1 conv; no
-    # TRANSPOSE at all (the stock conversion has 28), no gathers or slices
-    assert 30 <= tflite_graph.PERMUTE_BY_CONV_MAX and "TRANSPOSE" not in ops, ops
-    assert not set(ops) & {"GATHER", "SLICE", "STRIDED_SLICE", "DIV", "SQRT", "BATCH_MATMUL"}, ops
+    # no TRANSPOSE at all (the stock conversion has 28), and the shuffle is a renaming: no
+    # split, concat, gather or slice moves channels
+    moves = {"TRANSPOSE", "SPLIT", "CONCATENATION", "GATHER", "SLICE", "STRIDED_SLICE"}
+    assert not set(ops) & (moves | {"DIV", "SQRT", "BATCH_MATMUL"}), ops
 
 
-def test_wide_shuffle_is_a_transpose_and_exact(tmp_path):
-    """Above PERMUTE_BY_CONV_MAX channels the shuffle moves data (C=40: 40..100 channels)."""
-    model = random_model(40, seed=1)
+@pytest.mark.parametrize("width, groups", [(40, None), (20, 2)])
+def test_shuffle_renaming_is_exact_at_other_widths_and_groups(tmp_path, width, groups):
+    """Wide blocks (C=40: 40..160 channels, 10 groups) and another group count: the channel
+    order tracked through blocks, norms, pools and the classifier gives PyTorch's logits."""
+    from tfsep_edge.model.tfsepnet import TFSepNet
+
+    model = random_model(width, seed=1)
+    if groups is not None:
+        other = TFSepNet(width, shuffle_groups=groups).eval()
+        other.load_state_dict(model.state_dict())
+        model = other
     g, x_in, out = tflite_graph.build_fp32(model, CFG)
     data = g.pack([x_in], [out], {}, "")
-    assert operator_counts(data)["TRANSPOSE"] == 5
-    path = tmp_path / "c40.tflite"
+    assert not set(operator_counts(data)) & {"TRANSPOSE", "SPLIT", "CONCATENATION"}
+    path = tmp_path / "model.tflite"
     path.write_bytes(data)
     x = _mels(2)
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()
     assert np.abs(TfliteClassifier(path, check=False).run(x) - ref).max() <= rule.FP32_ABS
+
+
+def test_a_wrong_channel_order_is_caught(tmp_path):
+    """The renaming can fail silently only if order is lost somewhere: a graph built with one
+    block's shuffle skipped must differ from PyTorch far beyond the export rule."""
+    from tfsep_edge.model.tfsepnet import TFSepNet
+
+    model = random_model(12, seed=2)
+    unshuffled = TFSepNet(12, shuffle_groups=1).eval()  # groups 1: the shuffle is the identity
+    unshuffled.load_state_dict(model.state_dict())
+    g, x_in, out = tflite_graph.build_fp32(unshuffled, CFG)
+    path = tmp_path / "wrong.tflite"
+    path.write_bytes(g.pack([x_in], [out], {}, ""))
+    x = _mels(2)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    assert np.abs(TfliteClassifier(path, check=False).run(x) - ref).max() > 100 * rule.FP32_ABS
 
 
 def test_int8_is_the_projects_quantization(int8, qdir):

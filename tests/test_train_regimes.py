@@ -152,6 +152,7 @@ def test_subset_without_device_a_under_offline_simulation_is_one_line_exit_2(tin
     assert len(errors) == 1 and errors[0] == res.stderr.strip().splitlines()[-1]
     assert "no_a.csv: no device-A clips" in errors[0] and "--devsim none" in errors[0]
     assert "training subset" not in res.stderr  # refused before the subset's audio is decoded and cached
+    assert not (tmp_path / "r").exists()  # and before the run folder is made
 
 
 def test_bad_training_options_name_the_fix(tiny, tmp_path):
@@ -161,3 +162,4 @@ def test_bad_training_options_name_the_fix(tiny, tmp_path):
         TrainOptions(devsim_clips=0).check()
     with pytest.raises(TfsepError, match="ghost.csv: no such split file"):
         train(tiny, tmp_path / "r", {"train_split": str(tmp_path / "ghost.csv"), "epochs": 1}, progress=False)
+    assert not (tmp_path / "r").exists()

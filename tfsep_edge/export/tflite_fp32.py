@@ -8,10 +8,9 @@ the input on, every op is one XNNPACK runs (benchmarks/results/peers.md has the 
 - the (B, 1, F, T) log-mel input is reshaped to (B, F, T, 1) (free: one channel);
 - BatchNorm folded into each conv, ReLU fused into it; the stem's (2, 2) padding is one PAD
   (TFLite's SAME pads (1, 2) at stride 2, PyTorch pads (2, 2));
-- a transition conv is written as two convs, one per half, with the shuffle folded into their
-  output rows: no shuffle and no split at run time; in a block without transition the shuffle
-  is two 0/1 1x1 convs up to PERMUTE_BY_CONV_MAX channels, else one reshape-transpose-reshape
-  and a SPLIT (see shuffle_split; two variants tried and dropped are in docs/tflite.md);
+- no channel shuffle, split or concat runs: a channel's place in storage is tracked instead
+  (`order`), a transition conv writes its rows in shuffled order, and each block runs its two
+  paths on the whole tensor (see block; the forms measured before it are in docs/tflite.md);
 - AdaResNorm is s*(x - mean) + shift with its constants folded (onnx_fp32.add_adaresnorm's
   algebra): per-(example, frequency) statistics are MEANs over (T, C), the per-channel scale
   and shift are built on the small (B, F, 1, C) tensors, two full-size passes;
@@ -273,62 +272,72 @@ def adaresnorm(g: FlatGraph, x: Tensor, norm, order: list[int], name: str, poole
     return binary(g, "ADD", binary(g, "MUL", x, scale, f"{name}.scaled"), shift, f"{name}.out")
 
 
-PERMUTE_BY_CONV_MAX = 32  # channels up to which the shuffle is a 0/1 1x1 conv (faster there: docs/tflite.md)
-
-
-def shuffle_split(g: FlatGraph, x: Tensor, groups: int, name: str) -> tuple[Tensor, Tensor]:
-    """Channel shuffle of a natural-order tensor, then its two halves.
-
-    Up to PERMUTE_BY_CONV_MAX channels: two 1x1 convs whose weights are rows of the permutation
-    matrix (exact: each output is one input times 1.0 plus zeros); XNNPACK's transpose of the
-    (pixels, c/g, g) view moves one element at a time, and the conv's c*c multiply-adds per
-    pixel cost less while c is small. Wider: reshape-transpose-reshape and a SPLIT.
-    """
-    c = x.shape[-1]
-    if c > PERMUTE_BY_CONV_MAX:
-        return shuffle_transpose(g, x, groups, name)
-    rows = [pre_shuffle(j, c, groups) for j in range(c)]
-    perm = np.eye(c)[rows][:, :, None, None]
-    halves = (slice(0, c // 2), slice(c // 2, c))
-    return tuple(conv(g, x, perm[s], None, f"{name}.{i}", relu=False) for i, s in enumerate(halves))
-
-
 def shuffle_transpose(g: FlatGraph, x: Tensor, groups: int, name: str) -> tuple[Tensor, Tensor]:
-    """The shuffle as data movement (any dtype): NHWC reshape-transpose-reshape, then SPLIT."""
+    """The shuffle as data movement (any dtype): NHWC reshape-transpose-reshape, then SPLIT.
+    The INT8 graph's form; the FP32 block below needs none."""
     b, h, w, c = x.shape
     v = reshape(g, x, (b, h, w, c // groups, groups), f"{name}.grouped")
     t = transpose(g, v, [0, 1, 2, 4, 3], f"{name}.transposed")
     return split_channels(g, reshape(g, t, (b, h, w, c), f"{name}.shuffled"), f"{name}.split")
 
 
-def block(g: FlatGraph, x: Tensor, blk, order: list[int], groups: int, name: str) -> Tensor:
-    """One TF-SepConv block on `x` whose storage position p holds logical channel order[p];
-    returns the output in natural channel order."""
+def shuffled_position(channels: int, groups: int) -> list[int]:
+    """Where the shuffle moves each channel: the inverse of pre_shuffle."""
+    pos = [0] * channels
+    for j in range(channels):
+        pos[pre_shuffle(j, channels, groups)] = j
+    return pos
+
+
+def path_pointwise(pw, s: np.ndarray, lo: int, half: int) -> tuple[np.ndarray, np.ndarray]:
+    """One path's 1x1 conv as a (c, c) conv over the whole tensor in storage order `s`: its
+    rows and columns at the path's channels (lo..lo+half in block order), zeros elsewhere, so
+    the other path's channels get relu(0) = 0 added."""
+    wp, bp = fold_bn(pw.conv, pw.bn)
+    c = len(s)
+    mine = np.flatnonzero((s >= lo) & (s < lo + half))
+    w, b = np.zeros((c, c, 1, 1)), np.zeros(c)
+    w[np.ix_(mine, mine)] = wp[np.ix_(s[mine] - lo, s[mine] - lo)]
+    b[mine] = bp[s[mine] - lo]
+    return w, b
+
+
+def block(g: FlatGraph, x: Tensor, blk, order: list[int], groups: int, name: str) -> tuple[Tensor, list[int]]:
+    """One TF-SepConv block on `x`, whose storage position p holds input channel order[p] ->
+    (output, its order). No shuffle, split or concat runs: the block works on the whole tensor
+    in whatever order its channels are stored and says where each output channel is.
+
+    - the shuffle is a renaming: storage p holds shuffled channel s[p]; a transition conv's
+      output rows are written in shuffled order, so there s[p] = p;
+    - both depthwise convs are one 3x3 depthwise conv (the freq kernel in the centre column of
+      a freq channel, the time kernel in the centre row of a time channel; the added taps are
+      zeros);
+    - each path's mean and 1x1 conv run on all channels with zero rows/columns off the path
+      (path_pointwise): the means are small tensors, so this costs little;
+    - the residual is out = x + p_freq + p_time: two broadcast ADDs on the whole tensor.
+    Output channel j is shuffled channel j's path result, so the output order is s.
+    """
     c, half = blk.half * 2, blk.half
     if blk.transition:
         w, b = fold_bn(blk.trans_conv.conv, blk.trans_conv.bn)
         rows = [pre_shuffle(j, c, groups) for j in range(c)]
-        w, b = w[rows][:, order], b[rows]
-        halves_in = [
-            conv(g, x, w[s], b[s], f"{name}.trans{i}", relu=True)
-            for i, s in enumerate((slice(0, half), slice(half, c)))
-        ]
+        x = conv(g, x, w[rows][:, order], b[rows], f"{name}.trans", relu=True)
+        s = np.arange(c)
     else:
-        if order != list(range(c)):
-            raise ValueError("a block without transition expects its input in natural channel order")
-        halves_in = list(shuffle_split(g, x, groups, f"{name}.shuffle"))
-    outs = []
-    for path, xi, dw, pw, axis in (
-        ("freq", halves_in[0], blk.freq_dw_conv, blk.freq_pw_conv, 1),
-        ("time", halves_in[1], blk.temp_dw_conv, blk.temp_pw_conv, 2),
-    ):
-        wd, bd = fold_bn(dw.conv, dw.bn)
-        d = conv(g, xi, wd, bd, f"{name}.{path}.dw", relu=True, same=True)
+        s = np.array(shuffled_position(c, groups))[order]
+    wf, bf = fold_bn(blk.freq_dw_conv.conv, blk.freq_dw_conv.bn)
+    wt, bt = fold_bn(blk.temp_dw_conv.conv, blk.temp_dw_conv.bn)
+    freq, time = np.flatnonzero(s < half), np.flatnonzero(s >= half)
+    w3, b3 = np.zeros((c, 1, 3, 3)), np.zeros(c)
+    w3[freq, 0, :, 1], b3[freq] = wf[s[freq], 0, :, 0], bf[s[freq]]
+    w3[time, 0, 1, :], b3[time] = wt[s[time] - half, 0, 0, :], bt[s[time] - half]
+    d = conv(g, x, w3, b3, f"{name}.dw", relu=True, same=True)
+    out = x
+    for path, pw, axis, lo in (("freq", blk.freq_pw_conv, 1, 0), ("time", blk.temp_pw_conv, 2, half)):
         m = mean(g, d, [axis], f"{name}.{path}.mean")
-        wp, bp = fold_bn(pw.conv, pw.bn)
-        p = conv(g, m, wp, bp, f"{name}.{path}.pw", relu=True)
-        outs.append(binary(g, "ADD", xi, p, f"{name}.{path}.residual"))
-    return concat_channels(g, outs, f"{name}.out")
+        wp, bp = path_pointwise(pw, s, lo, half)
+        out = binary(g, "ADD", out, conv(g, m, wp, bp, f"{name}.{path}.pw", relu=True), f"{name}.{path}.residual")
+    return out, [int(j) for j in s]
 
 
 def add_model(g: FlatGraph, x: Tensor, model, until: int | None = None) -> Tensor:
@@ -357,8 +366,7 @@ def add_model(g: FlatGraph, x: Tensor, model, until: int | None = None) -> Tenso
         elif isinstance(layer, nn.MaxPool2d):
             x = max_pool(g, x, f"{name}.pool")
         elif isinstance(layer, TimeFreqSepConvs):
-            x = block(g, x, layer, order, groups, name)
-            order = list(range(2 * layer.half))
+            x, order = block(g, x, layer, order, groups, name)
         else:
             raise TypeError(f"unexpected layer {type(layer).__name__}")
     if pooled is None:

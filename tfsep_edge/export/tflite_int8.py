@@ -15,8 +15,9 @@ output is dequantized before the global mean (PyTorch pools in float).
 
 Why written directly rather than a PT2E graph converted by litert-torch: the qparams are then
 exactly the twin's by construction (no converter re-deriving or folding them), the layout is
-the FP32 graph's (NHWC, no TRANSPOSEs, the shuffle folded into the transition convs), and the
-export install needs no converter. Where this differs from PyTorch: TFLite/XNNPACK requantize
+NHWC as in the FP32 graph (the shuffle folded into the transition convs; elsewhere a transpose,
+since the FP32 graph's whole-tensor block would merge quantization points the twin keeps
+apart), and the export install needs no converter. Where this differs from PyTorch: TFLite/XNNPACK requantize
 with their own rounding (fixed-point or float multipliers), so a value on a rounding edge can
 land one step away; export validation bounds that in steps of the output scale.
 """

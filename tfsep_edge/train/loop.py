@@ -337,6 +337,15 @@ def train(
         warmup = opts.epochs * 0.05  # the report's 10 of 200 epochs
         log(f"note: --warmup-epochs {opts.warmup_epochs} >= --epochs {opts.epochs}; warming up {warmup:g} epochs")
 
+    # The split lists, before any folder is made or audio decoded: a bad subset or no device-A
+    # clip under offline simulation is an error now, not after minutes of caching.
+    subset = Path(opts.train_split) if opts.train_split else None
+    source_name = str(subset) if subset else f"{data}: the train split"
+    if subset is not None or opts.devsim == "offline":
+        clips = read_train_subset(data, subset) if subset else read_split(data, "train")
+        if opts.devsim == "offline":
+            require_device_a([c.device for c in clips], source_name)
+
     # Processes, device, threads.
     device = resolve_device(opts.device, local_rank)
     own_group = world > 1 and not torch.distributed.is_initialized()
@@ -349,11 +358,6 @@ def train(
 
     # Data: rank 0 builds the caches (progress bars), the others then map them in.
     cache_dir = Path(opts.cache_dir) if opts.cache_dir else default_cache_dir(data)
-    subset = Path(opts.train_split) if opts.train_split else None
-    source_name = str(subset) if subset else f"{data}: the train split"
-    if opts.devsim == "offline":  # before the caches are built: an error now, not after minutes of decoding
-        clips = read_train_subset(data, subset) if subset else read_split(data, "train")
-        require_device_a([c.device for c in clips], source_name)
     with _rank0_first(world, master):
         train_set = load_split(
             data, "train", cache_dir, workers=opts.workers, progress=progress and master, subset=subset
