@@ -173,16 +173,38 @@ def test_int8_parity(work, qdir, frontend):
     budget = json.loads(meta[config.ONNX_META_BUDGET])["stored_bytes_by_type"]
     assert budget["int8_weights"] > 0 and budget["int32_biases"] > 0 and budget["float_weights"] == 0
     if platform.machine().lower() in ("x86_64", "amd64"):
-        # onnxruntime must not build u8s8 integer convs on x86: without VNNI they saturate
-        # (see onnx_qdq.keep_int8); the optimized graph keeps the convs in float there.
+        # tfsep-edge's onnxruntime must not build u8s8 integer convs on x86: without VNNI they
+        # saturate; with its session options the optimized graph keeps the convs in float.
+        from tfsep_edge.runtime.classifier import session_options
+
+        opts = session_options(1)
+        opts.optimized_model_filepath = str(work / f"int8_{frontend}.opt.onnx")
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        opts.optimized_model_filepath = str(work / f"int8_{frontend}.opt.onnx")
-        opts.log_severity_level = 3
         ort.InferenceSession(str(out), opts, providers=["CPUExecutionProvider"])
         ops = {n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node}
         assert not ops & {"QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul"}, ops
+
+
+def test_int8_onnx_runs_in_openvino(work, qdir):
+    """The INT8 ONNX is portable: OpenVINO's CPU plugin compiles it as it is (on CPUs with VNNI
+    it once failed: "No suitable implementations") and gives onnxruntime's labels. The bound
+    allows OpenVINO's own int8 arithmetic (on x86 without VNNI it saturates 16-bit pair sums:
+    docs/export.md), far below what a wrong graph gives."""
+    ov = pytest.importorskip("openvino")
+    from tfsep_edge.signal.frontend import log_mel
+
+    out = work / "int8_openvino.onnx"
+    if not out.exists():
+        _export(qdir, out, int8=True)
+    mels = log_mel(export.validation_waves(DEFAULT_FRONTEND, bundled=4, synthetic=28), DEFAULT_FRONTEND)[:, None]
+    compiled = ov.Core().compile_model(str(out), "CPU", {"INFERENCE_NUM_THREADS": 1})
+    got = np.concatenate([compiled({0: m[None]})[compiled.output(0)] for m in mels])
+    s = _session(out)
+    ref = s.run(None, {s.get_inputs()[0].name: mels})[0]
+    spread = np.ptp(ref, axis=1).mean()
+    assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.9
+    assert np.abs(got - ref).max() <= 0.1 * spread, (np.abs(got - ref).max(), spread)
 
 
 def test_failed_validation_leaves_nothing(work, ckpt, monkeypatch):
