@@ -144,23 +144,6 @@ def test_shuffle_renaming_is_exact_at_other_widths_and_groups(tmp_path, width, g
     assert np.abs(TfliteClassifier(path, check=False).run(x) - ref).max() <= rule.FP32_ABS
 
 
-def test_a_wrong_channel_order_is_caught(tmp_path):
-    """The renaming can fail silently only if order is lost somewhere: a graph built with one
-    block's shuffle skipped must differ from PyTorch far beyond the export rule."""
-    from tfsep_edge.model.tfsepnet import TFSepNet
-
-    model = random_model(12, seed=2)
-    unshuffled = TFSepNet(12, shuffle_groups=1).eval()  # groups 1: the shuffle is the identity
-    unshuffled.load_state_dict(model.state_dict())
-    g, x_in, out = tflite_graph.build_fp32(unshuffled, CFG)
-    path = tmp_path / "wrong.tflite"
-    path.write_bytes(g.pack([x_in], [out], {}, ""))
-    x = _mels(2)
-    with torch.no_grad():
-        ref = model(torch.from_numpy(x)).numpy()
-    assert np.abs(TfliteClassifier(path, check=False).run(x) - ref).max() > 100 * rule.FP32_ABS
-
-
 def test_int8_is_the_projects_quantization(int8, qdir):
     """Same int8 weights (GPTQ-rounded) and scales as the twin, and output within the bound."""
     from tfsep_edge.export.onnx_int8 import _conv_parts
@@ -209,12 +192,18 @@ def test_int8_with_int8_stem_and_means(work, qdir_all_int8):
 
 
 def test_validation_rejects_wrong_models(work, ckpt, qdir, monkeypatch):
-    """A float graph with every bias 1e-3 off, INT8 graphs with the shuffle left out or the biases
-    at the wrong scale: each fails validation and leaves nothing at OUT."""
+    """Float graphs with every bias 1e-3 off or the channel order lost, INT8 graphs with the
+    shuffle left out or the biases at the wrong scale: each fails validation and leaves nothing
+    at OUT."""
     folder = work / "rejects"
     folder.mkdir()
     real_fold = tflite_graph.fold_bn
     monkeypatch.setattr(tflite_graph, "fold_bn", lambda c, b: (lambda w, bias: (w, bias + 1e-3))(*real_fold(c, b)))
+    with pytest.raises(rule.ExportValidationError, match="differ from PyTorch"):
+        _export(ckpt, folder / "fp32.tflite")
+    monkeypatch.undo()
+    # FP32: the channel order lost (every block told the shuffle moves nothing)
+    monkeypatch.setattr(tflite_graph, "shuffled_position", lambda c, g: list(range(c)))
     with pytest.raises(rule.ExportValidationError, match="differ from PyTorch"):
         _export(ckpt, folder / "fp32.tflite")
     monkeypatch.undo()

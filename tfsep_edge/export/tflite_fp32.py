@@ -89,24 +89,6 @@ def reshape(g: FlatGraph, x: Tensor, shape: tuple, name: str) -> Tensor:
     return out
 
 
-def transpose(g: FlatGraph, x: Tensor, perm: list[int], name: str) -> Tensor:
-    out = g.activation(name, tuple(x.shape[p] for p in perm), x.dtype, x.quant)
-    g.op("TRANSPOSE", [x, g.const(f"{name}.perm", np.array(perm, np.int32))], [out])
-    return out
-
-
-def split_channels(g: FlatGraph, x: Tensor, name: str) -> tuple[Tensor, Tensor]:
-    half = x.shape[-1] // 2
-    outs = [g.activation(f"{name}.{i}", (*x.shape[:-1], half), x.dtype, x.quant) for i in (1, 2)]
-    g.op(
-        "SPLIT",
-        [g.const(f"{name}.axis", np.array(len(x.shape) - 1, np.int32)), x],
-        outs,
-        g.options("SplitOptions", numSplits=2),
-    )
-    return outs[0], outs[1]
-
-
 def concat_channels(g: FlatGraph, parts: list[Tensor], name: str, quant: Quant | None = None) -> Tensor:
     shape = (*parts[0].shape[:-1], sum(p.shape[-1] for p in parts))
     out = g.activation(name, shape, parts[0].dtype, quant if quant is not None else parts[0].quant)
@@ -270,15 +252,6 @@ def adaresnorm(g: FlatGraph, x: Tensor, norm, order: list[int], name: str, poole
         )
         return mean(g, small, [1], f"{name}.pooled")
     return binary(g, "ADD", binary(g, "MUL", x, scale, f"{name}.scaled"), shift, f"{name}.out")
-
-
-def shuffle_transpose(g: FlatGraph, x: Tensor, groups: int, name: str) -> tuple[Tensor, Tensor]:
-    """The shuffle as data movement (any dtype): NHWC reshape-transpose-reshape, then SPLIT.
-    The INT8 graph's form; the FP32 block below needs none."""
-    b, h, w, c = x.shape
-    v = reshape(g, x, (b, h, w, c // groups, groups), f"{name}.grouped")
-    t = transpose(g, v, [0, 1, 2, 4, 3], f"{name}.transposed")
-    return split_channels(g, reshape(g, t, (b, h, w, c), f"{name}.shuffled"), f"{name}.split")
 
 
 def shuffled_position(channels: int, groups: int) -> list[int]:

@@ -15,9 +15,9 @@ output is dequantized before the global mean (PyTorch pools in float).
 
 Why written directly rather than a PT2E graph converted by litert-torch: the qparams are then
 exactly the twin's by construction (no converter re-deriving or folding them), the layout is
-NHWC as in the FP32 graph (the shuffle folded into the transition convs; elsewhere a transpose,
-since the FP32 graph's whole-tensor block would merge quantization points the twin keeps
-apart), and the export install needs no converter. Where this differs from PyTorch: TFLite/XNNPACK requantize
+NHWC as in the FP32 graph (the shuffle folded into the transition convs; elsewhere two
+permutation convs, since the FP32 graph's whole-tensor block would merge quantization points the
+twin keeps apart), and the export install needs no converter. Where this differs from PyTorch: TFLite/XNNPACK requantize
 with their own rounding (fixed-point or float multipliers), so a value on a rounding edge can
 land one step away; export validation bounds that in steps of the output scale.
 """
@@ -96,6 +96,23 @@ def qadd(g: FlatGraph, a: Tensor, b: Tensor, add_module, name: str) -> Tensor:
     return quantize(g, s, q, f"{name}.out")
 
 
+def shuffle_halves(g: FlatGraph, x: Tensor, groups: int, name: str) -> list[Tensor]:
+    """The shuffle and split of an int8 tensor as two 1x1 int8 convs whose weights are rows of
+    the permutation matrix: weight 1 at scale 1, no bias, output at the input's scale and zero
+    point, so each output is its input integer exactly (requantization by 1.0). XNNPACK's int8
+    conv beat its TRANSPOSE of the (pixels, c/g, g) view at C=12 and C=40 and tied at C=60
+    (docs/tflite.md)."""
+    c = x.shape[-1]
+    half = c // 2
+    rows = [tg.pre_shuffle(j, c, groups) for j in range(c)]
+    perm = np.eye(c)[rows][:, :, None, None]
+    halves = (perm[:half], perm[half:])
+    return [
+        tg.conv(g, x, p, None, f"{name}.{i}", relu=False, wq=(p.astype(np.int8), np.ones(half)), out_quant=x.quant)
+        for i, p in enumerate(halves)
+    ]
+
+
 def qblock(g: FlatGraph, x: Tensor, blk, groups: int, name: str) -> Tensor:
     """A twin QBlock on a natural-order tensor; output in natural channel order."""
     from tfsep_edge.export.onnx_int8 import _fq_params
@@ -108,7 +125,7 @@ def qblock(g: FlatGraph, x: Tensor, blk, groups: int, name: str) -> Tensor:
             for i, s in enumerate((slice(0, half), slice(half, c)))
         ]
     else:
-        halves = list(tg.shuffle_transpose(g, x, groups, f"{name}.shuffle"))  # int8: the data-movement form
+        halves = shuffle_halves(g, x, groups, f"{name}.shuffle")
     outs = []
     for path, xi, dw, mean_m, pw, add_m, axis in (
         ("freq", halves[0], blk.freq_dw_conv, blk.freq_mean, blk.freq_pw_conv, blk.freq_add, 1),
