@@ -8,11 +8,13 @@ does not depend on the values) at each width, every artifact made by this script
   symmetric, all ops, the same 64 calibration inputs one at a time: torch.export guards batch 1),
   a plain `torch.onnx.export` (legacy exporter, opset 17);
 - runtimes: onnxruntime 1 thread, LiteRT + XNNPACK 1 thread, OpenVINO CPU (1 inference thread,
-  LATENCY hint), PyTorch eager FP32 1 thread.
+  LATENCY hint, its default inference precision: bf16 float parts on CPUs with AVX512_BF16; the
+  agreement rows also with f32), PyTorch eager FP32 1 thread.
 All of them timed by tfsep_edge.bench.measure (model only, batch 1) round-robin in ONE process,
 so the machine's load hits them alike. Then a per-layer profile of the two .tflite graphs at the
 widest width (cumulative prefixes: the graph cut before each layer, timed round-robin; the
-difference of consecutive prefixes is the layer's cost), and agreement checks (OpenVINO vs
+difference of consecutive prefixes is the layer's cost), a per-op profile at every width (each
+operator alone, summed by kind: where INT8 gains and loses), and agreement checks (OpenVINO vs
 onnxruntime on the INT8 ONNX; .tflite INT8 vs the INT8 ONNX).
 
     .venv/bin/python benchmarks/peers.py [--widths 12 40 60] [--runs 300]
@@ -74,8 +76,9 @@ def stock_tflite(model, calib, out: Path, int8: bool) -> Path:
     return out
 
 
-def openvino_runner(path: Path, name: str, width: int, precision: str):
-    """A bench.Runner for an ONNX file compiled by OpenVINO's CPU plugin, one inference thread."""
+def openvino_runner(path: Path, name: str, width: int, precision: str, f32: bool = False):
+    """A bench.Runner for an ONNX file compiled by OpenVINO's CPU plugin, one inference thread.
+    `f32`: float parts in float32; by default the plugin picks bf16 where the CPU has it."""
     import openvino as ov
 
     from tfsep_edge.bench.runners import Runner
@@ -83,9 +86,10 @@ def openvino_runner(path: Path, name: str, width: int, precision: str):
     from tfsep_edge.signal.frontend import log_mel
 
     t0 = time.perf_counter_ns()
-    compiled = ov.Core().compile_model(
-        str(path), "CPU", {"INFERENCE_NUM_THREADS": 1, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
-    )
+    config = {"INFERENCE_NUM_THREADS": 1, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+    if f32:
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    compiled = ov.Core().compile_model(str(path), "CPU", config)
     request = compiled.create_infer_request()
     load_ms = (time.perf_counter_ns() - t0) / 1e6
 
@@ -188,13 +192,80 @@ def agreement(paths: dict[str, Path], art, width: int) -> dict:
         "tflite_int8_vs_fp32_top1": float((tfl8.argmax(1) == ref.argmax(1)).mean()),
     }
     try:
-        ov = openvino_runner(paths["ort_int8"], "ov", width, "int8")
-        ovl = np.concatenate([ov.model(mels[i : i + 1]) for i in range(len(mels))])
-        res["openvino_vs_onnxruntime_int8_top1"] = float((ovl.argmax(1) == ort8.argmax(1)).mean())
-        res["openvino_vs_onnxruntime_int8_max_abs"] = float(np.abs(ovl - ort8).max())
+        for suffix, f32 in (("", False), ("_f32", True)):
+            ov = openvino_runner(paths["ort_int8"], "ov", width, "int8", f32=f32)
+            ovl = np.concatenate([ov.model(mels[i : i + 1]) for i in range(len(mels))])
+            res[f"openvino{suffix}_vs_onnxruntime_int8_top1"] = float((ovl.argmax(1) == ort8.argmax(1)).mean())
+            res[f"openvino{suffix}_vs_onnxruntime_int8_max_abs"] = float(np.abs(ovl - ort8).max())
     except Exception as exc:
         res["openvino_int8"] = f"fails: {str(exc).strip().splitlines()[0][:160]}"
     return res
+
+
+def one_op_models(g) -> list[tuple[str, bytes, list]]:
+    """(kind, one-op model, its runtime input tensors) for each operator of FlatGraph `g`: the
+    graph's own shapes, weights and qparams. Kind = op code, a conv's kernel, int8 or float in."""
+    from tfsep_edge.export.tflite_flatbuffer import Tensor
+
+    code_of = {i: code for (code, _version), (i, _oc) in g.opcodes.items()}
+    every = g.operators
+    out = []
+    try:
+        for op in every:
+            ins = [int(i) for i in op.inputs if i >= 0 and g.tensors[i].buffer == 0]
+            kind = code_of[op.opcodeIndex]
+            if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+                kh, kw = g.tensors[op.inputs[1]].shape[1:3]
+                kind = f"{kind} {kh}x{kw}"
+            kind += " (int8 in)" if g.tensors[op.inputs[0]].type == g.s.TensorType.INT8 else " (float in)"
+            g.operators = [op]
+            model = g.pack([Tensor(i, (), "") for i in ins], [Tensor(int(i), (), "") for i in op.outputs], {}, "")
+            out.append((kind, model, [g.tensors[i] for i in ins]))
+    finally:
+        g.operators = every
+    return out
+
+
+def op_profile(art, runs: int) -> dict:
+    """Each operator of the FP32 and INT8 .tflite graphs timed alone (a one-op model, XNNPACK, one
+    thread, round-robin), summed by kind: where the time goes, op by op. A one-op call also pays
+    the interpreter's per-call cost (`call_ms`, an empty-ish call), so the sums exceed the model."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfsep_edge.export.tflite_fp32 import build_fp32
+    from tfsep_edge.export.tflite_int8 import build_int8
+
+    graphs = {
+        "fp32": build_fp32(art.float_model, art.frontend)[0],
+        "int8": build_int8(art.fake_quant_model("int8"), art.frontend)[0],
+    }
+    rng = np.random.default_rng(0)
+    calls = []  # (precision, kind, interpreter)
+    for precision, g in graphs.items():
+        for kind, model, ins in one_op_models(g):
+            it = Interpreter(model_content=model, num_threads=1)
+            it.allocate_tensors()
+            for d, t in zip(it.get_input_details(), ins, strict=True):
+                if t.type == g.s.TensorType.INT8:
+                    x = rng.integers(-128, 128, d["shape"]).astype(np.int8)
+                else:
+                    x = rng.standard_normal(d["shape"]).astype(np.float32)
+                it.set_tensor(d["index"], x)
+            calls.append((precision, kind, it))
+    samples = [[] for _ in calls]
+    for _ in range(runs):
+        for k, (_, _, it) in enumerate(calls):
+            it.invoke()
+            t0 = time.perf_counter_ns()
+            it.invoke()
+            samples[k].append(time.perf_counter_ns() - t0)
+    rows: dict = {}
+    for (precision, kind, _), v in zip(calls, samples, strict=True):
+        row = rows.setdefault(kind, {"fp32_ops": 0, "fp32_ms": 0.0, "int8_ops": 0, "int8_ms": 0.0})
+        row[f"{precision}_ops"] += 1
+        row[f"{precision}_ms"] += float(np.median(v)) / 1e6
+    call_ms = min(float(np.median(v)) for v in samples) / 1e6
+    return {"width": art.float_model.config.width, "rows": rows, "fastest_op_ms": call_ms}
 
 
 def layer_profile(art, runs: int) -> list[dict]:
@@ -279,6 +350,7 @@ def main() -> None:
                 if isinstance(r, str):
                     results[w][key] = r
         profile = layer_profile(arts[max(args.widths)], args.profile_runs)
+        ops = {str(w): op_profile(arts[w], args.profile_runs) for w in args.widths}
     report = {
         "machine": machine_info(1),
         "widths": args.widths,
@@ -287,6 +359,7 @@ def main() -> None:
         "ratios": ratios(results, args.widths),
         "agreement": {str(w): checks[w] for w in args.widths},
         "layer_profile": {"width": max(args.widths), "rows": profile},
+        "op_profile": ops,
         "seconds": round(time.time() - started, 1),
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -362,8 +435,10 @@ def markdown(rep: dict) -> str:
         ("tflite_int8_vs_onnx_int8_top1", ".tflite INT8 vs INT8 ONNX (onnxruntime), top-1"),
         ("tflite_int8_vs_onnx_int8_max_abs", ".tflite INT8 vs INT8 ONNX, max abs d logit"),
         ("tflite_int8_vs_fp32_top1", ".tflite INT8 vs PyTorch FP32, top-1 (noise-like inputs, untrained model)"),
-        ("openvino_vs_onnxruntime_int8_top1", "INT8 ONNX: OpenVINO vs onnxruntime, top-1"),
-        ("openvino_vs_onnxruntime_int8_max_abs", "INT8 ONNX: OpenVINO vs onnxruntime, max abs d logit"),
+        ("openvino_vs_onnxruntime_int8_top1", "INT8 ONNX: OpenVINO (its default precision) vs onnxruntime, top-1"),
+        ("openvino_vs_onnxruntime_int8_max_abs", "INT8 ONNX: OpenVINO (default) vs onnxruntime, max abs d logit"),
+        ("openvino_f32_vs_onnxruntime_int8_top1", "INT8 ONNX: OpenVINO (f32 float parts) vs onnxruntime, top-1"),
+        ("openvino_f32_vs_onnxruntime_int8_max_abs", "INT8 ONNX: OpenVINO (f32) vs onnxruntime, max abs d logit"),
     ):
         vals = [rep["agreement"][str(w)].get(key) for w in ws]
         pct = "top1" in key
@@ -395,7 +470,47 @@ def markdown(rep: dict) -> str:
         lines.append(f"| {row['layer']} | {row['fp32_ms']:.3f} | {row['int8_ms']:.3f} |")
     f, i = sum(r["fp32_ms"] for r in prof["rows"]), sum(r["int8_ms"] for r in prof["rows"])
     lines.append(f"| all layers | {f:.3f} | {i:.3f} |")
+    if "op_profile" in rep:
+        lines += op_profile_markdown(rep["op_profile"], ws)
     return "\n".join(lines) + "\n"
+
+
+def op_profile_markdown(ops: dict, ws: list[int]) -> list[str]:
+    fastest = max(ops[str(w)]["fastest_op_ms"] for w in ws)
+    lines = [
+        "",
+        "## Per-op profile",
+        "",
+        "Each operator of the .tflite graphs timed alone (a one-op model with the graph's own shapes, weights "
+        "and qparams; LiteRT + XNNPACK, one thread, round-robin), summed by kind; ops / ms. Alone, an op "
+        "misses what XNNPACK fuses in the whole graph (the stem's PAD) and pays a per-call cost "
+        f"(the fastest op took {fastest * 1000:.1f} us), so the sums exceed the model's time.",
+        "",
+        "| op kind | " + " | ".join(f"C={w} FP32 | C={w} INT8" for w in ws) + " |",
+        "|---|" + "---|---|" * len(ws),
+    ]
+    kinds = sorted(
+        {k for w in ws for k in ops[str(w)]["rows"]},
+        key=lambda k: -sum(ops[str(w)]["rows"].get(k, {}).get(p, 0.0) for w in ws for p in ("fp32_ms", "int8_ms")),
+    )
+    empty = {"fp32_ops": 0, "fp32_ms": 0.0, "int8_ops": 0, "int8_ms": 0.0}
+
+    def cell(n: int, ms: float) -> str:
+        return f"{n} / {ms:.3f}" if n else "-"
+
+    for k in kinds:
+        cells = []
+        for w in ws:
+            r = ops[str(w)]["rows"].get(k, empty)
+            cells += [cell(r["fp32_ops"], r["fp32_ms"]), cell(r["int8_ops"], r["int8_ms"])]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    totals = []
+    for w in ws:
+        rows = ops[str(w)]["rows"].values()
+        for p in ("fp32", "int8"):
+            totals.append(cell(sum(r[f"{p}_ops"] for r in rows), sum(r[f"{p}_ms"] for r in rows)))
+    lines.append("| all ops | " + " | ".join(totals) + " |")
+    return lines
 
 
 if __name__ == "__main__":

@@ -173,17 +173,19 @@ def test_int8_parity(work, qdir, frontend):
     budget = json.loads(meta[config.ONNX_META_BUDGET])["stored_bytes_by_type"]
     assert budget["int8_weights"] > 0 and budget["int32_biases"] > 0 and budget["float_weights"] == 0
     if platform.machine().lower() in ("x86_64", "amd64"):
-        # tfsep-edge's onnxruntime must not build u8s8 integer convs on x86: without VNNI they
-        # saturate; with its session options the optimized graph keeps the convs in float.
-        from tfsep_edge.runtime.classifier import session_options
-
-        opts = session_options(1)
-        opts.optimized_model_filepath = str(work / f"int8_{frontend}.opt.onnx")
+        # onnxruntime must not build u8s8 integer convs on x86: without VNNI they saturate
+        # (see onnx_int8.keep_int8); the optimized graph keeps the convs in float there, with
+        # its default session options (any program) and with tfsep-edge's.
         import onnxruntime as ort
 
-        ort.InferenceSession(str(out), opts, providers=["CPUExecutionProvider"])
-        ops = {n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node}
-        assert not ops & {"QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul"}, ops
+        from tfsep_edge.runtime.classifier import session_options
+
+        for kind, opts in (("default", ort.SessionOptions()), ("tfsep", session_options(1))):
+            opts.optimized_model_filepath = str(work / f"int8_{frontend}.{kind}.opt.onnx")
+            opts.log_severity_level = 3
+            ort.InferenceSession(str(out), opts, providers=["CPUExecutionProvider"])
+            ops = {n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node}
+            assert not ops & {"QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul"}, (kind, ops)
 
 
 def test_int8_onnx_runs_in_openvino(work, qdir):

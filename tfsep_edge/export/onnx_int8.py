@@ -62,18 +62,37 @@ def dequantize(g: GraphBuilder, t: QTensor | str, base: str) -> str:
 
 
 def moved(g: GraphBuilder, op: str, t: QTensor, extra: list[str], bases: list[str], **attrs) -> list[QTensor]:
-    """Channel movement (Split, Gather) of a quantized tensor, as DQ -> op -> Q on its own grid.
+    """Channel movement (Split, Gather) of a quantized tensor: the op on the int8 values, then an
+    identity requantization DQ -> Q on the same grid (Q(DQ(q)) == q) before the consumer's DQ.
 
-    The same integers come out (Q(DQ(q)) == q), and every conv input's DequantizeLinear follows
-    a QuantizeLinear directly: OpenVINO's int8 pipeline on CPUs with VNNI compiles no conv whose
-    int8 input (with a nonzero zero point) arrives through a Split or Gather ("No suitable
-    implementations"). Where its QDQ fusions run (ARM), onnxruntime folds DQ -> op -> Q back into
-    the int8 op; on x86 (fusions off: runtime.session_options) the op runs on the float values.
-    Costs a few percent on x86 onnxruntime (docs/export.md).
+    Each runtime needs one half of that. OpenVINO's int8 pipeline (CPU plugin, on CPUs with
+    VNNI) compiles no conv whose int8 input, with a nonzero zero point, arrives through a Split or
+    Gather ("No suitable implementations"): the conv's DQ must follow a Q. For onnxruntime the op
+    still sits between the producer's Q and a DQ, which keeps its x86 rewrite to u8s8 integer
+    convs away (keep_int8; tests/test_export.py reads its optimized graph).
     """
-    x = dequantize(g, t, f"{bases[0]}.move")
-    outs = g.op_multi(op, [x, *extra], [f"{b}.f" for b in bases], **attrs)
-    return [quantize(g, o, t.scale, t.zero_point, b) for o, b in zip(outs, bases, strict=True)]
+    outs = g.op_multi(op, [t.name, *extra], [f"{b}.int8" for b in bases], **attrs)
+    return [
+        quantize(g, dequantize(g, QTensor(o, t.scale, t.zero_point), f"{b}.requant"), t.scale, t.zero_point, b)
+        for o, b in zip(outs, bases, strict=True)
+    ]
+
+
+def keep_int8(g: GraphBuilder, t: QTensor | str, channels: int, base: str) -> QTensor | str:
+    """An identity channel Gather between a QuantizeLinear and the DequantizeLinear of a conv input.
+
+    On x86 without VNNI onnxruntime 1.32 rewrites an adjacent int8 Q -> DQ pair as uint8 and fuses
+    DQ -> Conv -> Q into a u8s8 QLinearConv whose AVX2 kernel saturates 16-bit pair sums with
+    full-range activations: under `qemu-x86_64 -cpu Haswell` a model's logits moved by 0.22 and
+    a one-conv test lost half its value. Between Q and DQ the Gather (a copy of a tiny tensor)
+    stops that rewrite, so there the conv runs in float on the exactly dequantized values; where
+    int8 kernels are exact (ARM, VNNI) onnxruntime still fuses the int8 conv around it. Written
+    as `moved`, so that OpenVINO compiles the conv after it.
+    """
+    if not isinstance(t, QTensor):
+        return t
+    idx = g.const(f"const.identity_{channels}", np.arange(channels, dtype=np.int64))
+    return moved(g, "Gather", t, [idx], [f"{base}.keep_int8"], axis=1)[0]
 
 
 def _conv_parts(layer) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, bool, dict, tuple | None]:
@@ -158,7 +177,7 @@ def add_qblock(g: GraphBuilder, x: QTensor, block, groups: int, freqs: int, fram
         d = add_qconv(g, xi, dw, f"{base}.{name}.dw")
         m = g.reduce("ReduceMean", dequantize(g, d, f"{base}.{name}.mean_in"), [mean.dim], f"{base}.{name}.mean")
         mq = quantize(g, m, *_fq_params(mean.out), f"{base}.{name}.mean_out")
-        p = add_qconv(g, mq, pw, f"{base}.{name}.pw")
+        p = add_qconv(g, keep_int8(g, mq, half, f"{base}.{name}.mean_out"), pw, f"{base}.{name}.pw")
         p_full = spell_out(g, dequantize(g, p, f"{base}.{name}.res_p"), mean.dim, half, freqs, frames, f"{base}.{name}")
         s = g.op("Add", [dequantize(g, xi, f"{base}.{name}.res_x"), p_full], f"{base}.{name}.residual")
         halves.append(quantize(g, s, *_fq_params(add.out), f"{base}.{name}.residual_out"))
@@ -203,7 +222,7 @@ def add_qmodel(g: GraphBuilder, x: str, fq, n_mels: int, frames: int) -> str:
             channels = 2 * layer.half
         else:
             raise TypeError(f"unexpected layer {kind}")
-    c = add_qconv(g, q, fq.classifier, "classifier")
+    c = add_qconv(g, keep_int8(g, q, channels, "classifier.in"), fq.classifier, "classifier")
     pooled = g.op("GlobalAveragePool", [dequantize(g, c, "classifier.out")], "pool")
     return g.op("Flatten", [pooled], OUTPUT, axis=1)
 
