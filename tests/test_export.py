@@ -190,23 +190,33 @@ def test_int8_parity(work, qdir, frontend):
 
 def test_int8_onnx_runs_in_openvino(work, qdir):
     """The INT8 ONNX is portable: OpenVINO's CPU plugin compiles it as it is (on CPUs with VNNI
-    it once failed: "No suitable implementations") and gives onnxruntime's labels. The bound
-    allows OpenVINO's own int8 arithmetic (on x86 without VNNI it saturates 16-bit pair sums:
-    docs/export.md), far below what a wrong graph gives."""
+    an earlier graph failed: "No suitable implementations") and gives onnxruntime's labels.
+    With VNNI (32-bit int8 accumulation) and f32 float parts, OpenVINO computes the same int8
+    arithmetic: within the export rule's bound of the onnxruntime logits. Without VNNI its u8s8
+    convs saturate 16-bit pair sums (docs/export.md; up to 12% of the logit spread seen under
+    qemu -cpu Haswell), so there only the labels and a loose bound are checked."""
     ov = pytest.importorskip("openvino")
+    from tfsep_edge.bench.machine import machine_info
+    from tfsep_edge.quant.artifact import load_quantized
+    from tfsep_edge.quant.twin import output_step
     from tfsep_edge.signal.frontend import log_mel
 
     out = work / "int8_openvino.onnx"
-    if not out.exists():
-        _export(qdir, out, int8=True)
+    _export(qdir, out, int8=True)
     mels = log_mel(export.validation_waves(DEFAULT_FRONTEND, bundled=4, synthetic=28), DEFAULT_FRONTEND)[:, None]
-    compiled = ov.Core().compile_model(str(out), "CPU", {"INFERENCE_NUM_THREADS": 1})
-    got = np.concatenate([compiled({0: m[None]})[compiled.output(0)] for m in mels])
     s = _session(out)
     ref = s.run(None, {s.get_inputs()[0].name: mels})[0]
-    spread = np.ptp(ref, axis=1).mean()
+    info = machine_info(1)
+    exact = info["arch"].lower() not in ("x86_64", "amd64") or any("vnni" in f for f in info["isa"])
+    config = {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": "f32"}
+    compiled = ov.Core().compile_model(str(out), "CPU", config)
+    got = np.concatenate([compiled({0: m[None]})[compiled.output(0)] for m in mels])
     assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.9
-    assert np.abs(got - ref).max() <= 0.1 * spread, (np.abs(got - ref).max(), spread)
+    if exact:
+        bound = export_rule.int8_tolerance(output_step(load_quantized(qdir).fake_quant_model()))
+    else:
+        bound = 0.25 * np.ptp(ref, axis=1).mean()
+    assert np.abs(got - ref).max() <= bound, (np.abs(got - ref).max(), bound, exact)
 
 
 def test_failed_validation_leaves_nothing(work, ckpt, monkeypatch):
