@@ -21,6 +21,7 @@ from tfsep_edge.export.onnx_fp32 import (
     finish_model,
     spell_out,
 )
+from tfsep_edge.quant.bias_grid import int32_bias
 
 
 @dataclass(frozen=True)
@@ -137,10 +138,8 @@ def add_qconv(g: GraphBuilder, x: QTensor | str, layer, base: str, rows: list[in
         weight = g.const(f"{base}.weight", w.astype(np.float32))
     inputs = [dequantize(g, x, f"{base}.in"), weight]
     if bias is not None and scales is not None and isinstance(x, QTensor):
-        # int32 bias at scale s_in * s_w (what int8 kernels add to the accumulator; rounding it
-        # moves a logit by at most half a step of that scale): lets onnxruntime fuse QLinearConv.
-        bscale = (x.scale * scales).astype(np.float32)
-        bq = np.clip(np.round(bias / bscale.astype(np.float64)), -(2**31), 2**31 - 1).astype(np.int32)
+        # int32 bias at s_in * s_w (the twin rounds its bias the same way): lets onnxruntime fuse QLinearConv.
+        bq, bscale = int32_bias(bias, x.scale, scales)
         bs = g.const(f"{base}.bias_scale", bscale)
         bz = g.const(f"{base}.bias_zero_point", np.zeros(len(bq), np.int32))
         inputs.append(g.op("DequantizeLinear", [g.const(f"{base}.bias_int32", bq), bs, bz], f"{base}.bias", axis=0))

@@ -25,6 +25,7 @@ import numpy as np
 
 from tfsep_edge.core.config import DEFAULT_FRONTEND, FrontendConfig
 from tfsep_edge.export.tflite_flatbuffer import FlatGraph, Quant, Tensor
+from tfsep_edge.quant.bias_grid import int32_bias
 
 INPUT_NAME = "logmel"
 OUTPUT_NAME = "logits"
@@ -152,8 +153,7 @@ def conv(
         wt = g.const(
             f"{name}.weight", np.ascontiguousarray(q.astype(np.int8)), Quant(tuple(scales), (0,) * out_ch, axis)
         )
-        bscale = x.quant.scale[0] * scales.astype(np.float64)
-        bq = np.clip(np.round(bias / bscale), -(2**31), 2**31 - 1).astype(np.int32)
+        bq, bscale = int32_bias(bias, x.quant.scale[0], scales)
         bt = g.const(f"{name}.bias", bq, Quant(tuple(bscale), (0,) * out_ch, 0))
         out = g.activation(name, (b_, oh, ow, out_ch), "INT8", out_quant)
         version = 3

@@ -25,7 +25,7 @@ from tfsep_edge.model.tfsepnet import AdaResNorm, ModelConfig, TFSepNet
 from tfsep_edge.quant.calibrate import QuantOptions, prepare
 from tfsep_edge.quant.engine import engine_scope, known_warnings_silenced
 from tfsep_edge.quant.ready import QTFSepNet, fused_float
-from tfsep_edge.quant.twin import build_fake_quant
+from tfsep_edge.quant.twin import build_fake_quant, conv_input_scales
 
 FORMAT = "tfsep-edge/int8"
 FORMAT_VERSION = 1
@@ -57,8 +57,11 @@ class QuantizedArtifact:
         act_dtype "int8" (default) expresses each quint8 activation (s, z) as qint8 (s, z - 128):
         the same values and clamping, exported as S8S8 QDQ. "uint8" keeps (s, z) over 0..255.
         """
-        with known_warnings_silenced():
-            return build_fake_quant(self.int8_model, self.fused_float_model(), act_dtype)
+        cfg = self.frontend
+        example = torch.zeros(1, 1, cfg.n_mels, cfg.n_frames)
+        with engine_scope(self.options.engine), known_warnings_silenced():
+            in_scales = conv_input_scales(self.int8_model, example)
+            return build_fake_quant(self.int8_model, self.fused_float_model(), act_dtype, in_scales)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad(), engine_scope(self.options.engine), known_warnings_silenced():

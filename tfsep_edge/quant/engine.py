@@ -14,6 +14,7 @@ from tfsep_edge.core.errors import TfsepError
 ENGINES = ("x86", "qnnpack")
 OBSERVERS = ("histogram", "minmax")
 
+
 def default_engine() -> str:
     """qnnpack on ARM (Raspberry Pi), x86 (fbgemm) elsewhere."""
     machine = platform.machine().lower()

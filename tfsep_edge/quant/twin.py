@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 from torch import nn
 
 from tfsep_edge.model.tfsepnet import ConvBlock
+from tfsep_edge.quant.bias_grid import int32_bias
 from tfsep_edge.quant.ready import FloatIsland, QBlock, QLayer, QTFSepNet
 
 # --- fake-quant twin ----------------------------------------------------------------------------
@@ -37,9 +39,11 @@ class FakeQuant(nn.Module):
 
 
 class FakeQuantConv(nn.Module):
-    """Conv2d (+ReLU) with per-channel fake-quantized weights and a fake-quantized output."""
+    """Conv2d (+ReLU) with per-channel fake-quantized weights, its bias rounded onto the int32
+    accumulator grid s_in * s_w (bias_grid: as the exports store it and int8 kernels add it) when
+    the input scale is known, and a fake-quantized output."""
 
-    def __init__(self, qconv: nn.Module, relu: bool, act_dtype: str):
+    def __init__(self, qconv: nn.Module, relu: bool, act_dtype: str, in_scale: float | None = None):
         super().__init__()
         w = qconv.weight()
         self.weight = nn.Parameter(w.dequantize(), requires_grad=False)
@@ -47,14 +51,26 @@ class FakeQuantConv(nn.Module):
         self.register_buffer("w_zero_point", w.q_per_channel_zero_points().to(torch.int32))
         bias = qconv.bias()
         self.bias = nn.Parameter(bias.detach().clone(), requires_grad=False) if bias is not None else None
+        grid = None
+        if bias is not None and in_scale is not None:
+            grid = torch.from_numpy(int32_bias(np.zeros(len(self.w_scale)), in_scale, self.w_scale.numpy())[1])
+        self.register_buffer("bias_scale", grid)
         self.stride, self.padding = qconv.stride, qconv.padding
         self.dilation, self.groups = qconv.dilation, qconv.groups
         self.relu = relu
         self.out = FakeQuant(qconv.scale, qconv.zero_point, act_dtype)
 
+    def grid_bias(self) -> torch.Tensor | None:
+        """The bias on its int32 grid (bias_grid.int32_bias's rounding); gradients pass straight
+        through the rounding, so fine-tuning still moves it."""
+        if self.bias is None or self.bias_scale is None:
+            return self.bias
+        ints = torch.round(self.bias.detach().double() / self.bias_scale.double()).float()
+        return self.bias + (ints * self.bias_scale - self.bias).detach()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = torch.fake_quantize_per_channel_affine(self.weight, self.w_scale, self.w_zero_point, 0, -128, 127)
-        y = nn.functional.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        y = nn.functional.conv2d(x, w, self.grid_bias(), self.stride, self.padding, self.dilation, self.groups)
         if self.relu:
             y = torch.relu(y)
         return self.out(y)
@@ -93,9 +109,31 @@ def qconv_of(layer: nn.Module) -> tuple[nn.Module, bool]:
     return conv, "ReLU" in type(conv).__name__
 
 
-def build_fake_quant(int8_model: nn.Module, float_qready: QTFSepNet, act_dtype: str = "int8") -> QTFSepNet:
+def conv_input_scales(int8_model: nn.Module, example: torch.Tensor) -> dict[str, float]:
+    """The input scale of every int8 QLayer (by name), read off one forward pass of `int8_model`
+    (run it under its quantized engine): it places each conv's int32 bias grid."""
+    scales: dict[str, float] = {}
+    hooks = [
+        m.register_forward_pre_hook(lambda _m, args, name=name: scales.__setitem__(name, args[0].q_scale()))
+        for name, m in int8_model.named_modules()
+        if isinstance(m, QLayer) and not m.float_island
+    ]
+    try:
+        with torch.no_grad():
+            int8_model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    return scales
+
+
+def build_fake_quant(
+    int8_model: nn.Module, float_qready: QTFSepNet, act_dtype: str = "int8", in_scales: dict[str, float] | None = None
+) -> QTFSepNet:
     """Float twin of `int8_model`: same structure as `float_qready`, every int8 op replaced by its
-    float op + fake quantization with the int8 model's scales/zero points."""
+    float op + fake quantization with the int8 model's scales/zero points. `in_scales`
+    (conv_input_scales) puts each conv's bias on its int32 grid; without it biases stay float."""
+    in_scales = in_scales or {}
     fq = copy.deepcopy(float_qready).eval()
     stem_float = fq.feature[0].float_island
     if stem_float:
@@ -119,7 +157,7 @@ def build_fake_quant(int8_model: nn.Module, float_qready: QTFSepNet, act_dtype: 
                     m.quant = FakeQuant(q.quant.scale.item(), q.quant.zero_point.item(), act_dtype)
             else:
                 qconv, relu = qconv_of(q)
-                m.body = FakeQuantConv(qconv, relu, act_dtype)
+                m.body = FakeQuantConv(qconv, relu, act_dtype, in_scales.get(name))
         elif isinstance(m, QBlock):
             for branch, dim in (("freq", 2), ("temp", 3)):
                 prev = q.get_submodule(f"{branch}_dw_conv")
