@@ -310,3 +310,15 @@ def test_budget_without_torch_names_the_extra(no_torch):
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "tfsep-edge[torch]" in lines[0] and "Traceback" not in r.stderr
+
+
+def test_shuffle_permutation_is_channel_shuffle():
+    """The exporters fold the shuffle by model.shuffle's permutation: it must be ChannelShuffle's."""
+    from tfsep_edge.model.shuffle import shuffle_positions, shuffle_sources
+    from tfsep_edge.model.tfsepnet import ChannelShuffle
+
+    for channels, groups in ((8, 2), (40, 10), (60, 5), (12, 3)):
+        x = torch.randn(2, channels, 3, 4)
+        sources = shuffle_sources(channels, groups)
+        assert torch.equal(ChannelShuffle(groups)(x), x[:, sources])
+        assert [sources[p] for p in shuffle_positions(channels, groups)] == list(range(channels))

@@ -203,13 +203,13 @@ def test_validation_rejects_wrong_models(work, ckpt, qdir, monkeypatch):
         _export(ckpt, folder / "fp32.tflite")
     monkeypatch.undo()
     # FP32: the channel order lost (every block told the shuffle moves nothing)
-    monkeypatch.setattr(tflite_graph, "shuffled_position", lambda c, g: list(range(c)))
+    monkeypatch.setattr(tflite_graph, "shuffle_positions", lambda c, g: list(range(c)))
     with pytest.raises(rule.ExportValidationError, match="differ from PyTorch"):
         _export(ckpt, folder / "fp32.tflite")
     monkeypatch.undo()
     # INT8: the shuffle not folded (transition rows in natural order), and separately every
     # int8 conv's bias quantized at the weight scale alone (s_in forgotten)
-    monkeypatch.setattr(tflite_graph, "pre_shuffle", lambda j, c, g: j)
+    monkeypatch.setattr(tflite_graph, "shuffle_sources", lambda c, g: list(range(c)))
     with pytest.raises(rule.ExportValidationError, match="fake-quant twin"):
         _export(qdir, folder / "int8.tflite", int8=True)
     monkeypatch.undo()

@@ -11,6 +11,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from tfsep_edge.core.config import DEFAULT_FRONTEND, FrontendConfig
+from tfsep_edge.model.shuffle import shuffle_sources
 from tfsep_edge.signal.frontend import hann_window, mel_filterbank
 
 BATCH = "batch"
@@ -137,14 +138,11 @@ def add_block(g: GraphBuilder, x: str, block, order: list[int], groups: int, fre
     split are two constant-index Gathers (plain block copies).
     """
     c, half = block.half * 2, block.half
-    per = c // groups
-
-    def pre_shuffle(j: int) -> int:  # shuffled channel j comes from channel (j % per) * g + j // per
-        return (j % per) * groups + j // per
+    sources = shuffle_sources(c, groups)
 
     if block.transition:
         w, b = fold_bn(block.trans_conv.conv, block.trans_conv.bn)
-        rows = [pre_shuffle(j) for j in range(c)]
+        rows = sources
         x = add_conv(g, x, w[rows][:, order], b[rows], f"{base}.trans", relu=True)
         x1, x2 = g.op_multi(
             "Split",
@@ -154,7 +152,7 @@ def add_block(g: GraphBuilder, x: str, block, order: list[int], groups: int, fre
         )
     else:
         where = {ch: p for p, ch in enumerate(order)}
-        idx = np.array([where[pre_shuffle(j)] for j in range(c)], np.int64)
+        idx = np.array([where[src] for src in sources], np.int64)
         x1 = g.op("Gather", [x, g.const(f"{base}.idx1", idx[:half])], f"{base}.x1", axis=1)
         x2 = g.op("Gather", [x, g.const(f"{base}.idx2", idx[half:])], f"{base}.x2", axis=1)
     halves = []

@@ -21,6 +21,7 @@ from tfsep_edge.export.onnx_fp32 import (
     finish_model,
     spell_out,
 )
+from tfsep_edge.model.shuffle import shuffle_sources
 from tfsep_edge.quant.bias_grid import int32_bias
 
 
@@ -155,17 +156,14 @@ def add_qblock(g: GraphBuilder, x: QTensor, block, groups: int, freqs: int, fram
     """A quantized TF-SepConv block (fake-quant twin `block`); output in natural channel order."""
     half = block.half
     c = 2 * half
-    per = c // groups
-
-    def pre_shuffle(j: int) -> int:
-        return (j % per) * groups + j // per
+    sources = shuffle_sources(c, groups)
 
     if block.transition:
-        t = add_qconv(g, x, block.trans_conv, f"{base}.trans", rows=[pre_shuffle(j) for j in range(c)])
+        t = add_qconv(g, x, block.trans_conv, f"{base}.trans", rows=sources)
         sizes = g.const(f"{base}.split", np.array([half, half], np.int64))
         x1, x2 = moved(g, "Split", t, [sizes], [f"{base}.x1", f"{base}.x2"], axis=1)
     else:
-        idx = np.array([pre_shuffle(j) for j in range(c)], np.int64)
+        idx = np.array(sources, np.int64)
         (x1,) = moved(g, "Gather", x, [g.const(f"{base}.idx1", idx[:half])], [f"{base}.x1"], axis=1)
         (x2,) = moved(g, "Gather", x, [g.const(f"{base}.idx2", idx[half:])], [f"{base}.x2"], axis=1)
     halves = []

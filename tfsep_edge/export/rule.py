@@ -6,19 +6,20 @@ Why it is sound:
   differs (another runtime, another CPU's kernels), which moves a logit by ~1e-6 of its size.
   Allowed: FP32_ABS + FP32_REL * max|logit| (a wrong weight, window or layout moves logits by
   far more).
-- INT8: the graph is the fake-quant twin op for op: the same scales, zero points, int8
-  weights and int32 biases (bias_grid: the twin rounds its bias onto s_in * s_w as the graph
-  stores it), so both hold the same integers at every quantization point except where a float32
-  sum in another order pushes a value across a rounding edge and one integer moves by one step.
-  Logits are means of the last point's integers times its scale s_out, so |d logit| is measured in steps of s_out (the
-  "output step"): such flips stay around one step; a wrong scale, a swapped channel or a dropped
-  bias moves logits by many (tests/test_export_rule.py measures both halves). The twin, not
-  PyTorch's INT8 kernels, is the reference: on x86 without VNNI, fbgemm/oneDNN saturate 16-bit
+- INT8: the graph is the fake-quant twin op for op: the same scales, zero points, int8 weights and
+  int32 biases (bias_grid: the twin rounds its bias onto s_in * s_w as the graph stores it), so
+  both hold the same integers at every quantization point except where a float32 sum in another
+  order pushes a value across a rounding edge and one integer moves by one step. Logits are means
+  of the last point's integers times its scale s_out, so |d logit| is measured in steps of s_out
+  (the "output step"): such flips stay around one step; a wrong scale, a swapped channel or a
+  dropped bias moves logits by many (tests/test_export_rule.py measures both halves). The twin,
+  not PyTorch's INT8 kernels, is the reference: on x86 without VNNI, fbgemm/oneDNN saturate 16-bit
   pair sums with full-range 8-bit activations (qnnpack computes exactly), and fbgemm adds the
-  float bias, so PyTorch INT8 can be tens of output steps from exact int8 arithmetic. Agreement with it is reported as information, with the
-  largest PyTorch-INT8 margin among the inputs that disagree: once the twin check passes, that
-  margin is at most twice the bound (tolerance + measured twin-vs-PyTorch difference, by the
-  triangle inequality), i.e. every disagreement is one a rounding difference explains.
+  float bias, so PyTorch INT8 can be tens of output steps from exact int8 arithmetic. Agreement
+  with it is reported as information, with the largest PyTorch-INT8 margin among the inputs that
+  disagree: once the twin check passes, that margin is at most twice the bound (tolerance +
+  measured twin-vs-PyTorch difference, by the triangle inequality), i.e. every disagreement is one
+  a rounding difference explains.
 - Batch: each input alone must give its logits in the batch, to the same tolerance (float32
   sums in another order at another batch size); a graph mixing examples moves them by whole logits.
 - Front end inside the graph: its log-mel output is compared with the one front end

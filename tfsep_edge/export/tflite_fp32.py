@@ -25,6 +25,7 @@ import numpy as np
 
 from tfsep_edge.core.config import DEFAULT_FRONTEND, FrontendConfig
 from tfsep_edge.export.tflite_flatbuffer import FlatGraph, Quant, Tensor
+from tfsep_edge.model.shuffle import shuffle_positions, shuffle_sources
 from tfsep_edge.quant.bias_grid import int32_bias
 
 INPUT_NAME = "logmel"
@@ -39,12 +40,6 @@ def fold_bn(conv, bn) -> tuple[np.ndarray, np.ndarray]:
     """Conv (no bias) followed by eval-mode BatchNorm -> (OIHW weight, bias) in float64."""
     scale = f64(bn.weight) / np.sqrt(f64(bn.running_var) + bn.eps)
     return f64(conv.weight) * scale[:, None, None, None], f64(bn.bias) - f64(bn.running_mean) * scale
-
-
-def pre_shuffle(j: int, channels: int, groups: int) -> int:
-    """The channel that shuffled channel j comes from (the reference's (c/g, g) -> (g, c/g))."""
-    per = channels // groups
-    return (j % per) * groups + j // per
 
 
 # --- op helpers (NHWC) -----------------------------------------------------------------------
@@ -254,14 +249,6 @@ def adaresnorm(g: FlatGraph, x: Tensor, norm, order: list[int], name: str, poole
     return binary(g, "ADD", binary(g, "MUL", x, scale, f"{name}.scaled"), shift, f"{name}.out")
 
 
-def shuffled_position(channels: int, groups: int) -> list[int]:
-    """Where the shuffle moves each channel: the inverse of pre_shuffle."""
-    pos = [0] * channels
-    for j in range(channels):
-        pos[pre_shuffle(j, channels, groups)] = j
-    return pos
-
-
 def path_pointwise(pw, s: np.ndarray, lo: int, half: int) -> tuple[np.ndarray, np.ndarray]:
     """One path's 1x1 conv as a (c, c) conv over the whole tensor in storage order `s`: its
     rows and columns at the path's channels (lo..lo+half in block order), zeros elsewhere, so
@@ -293,11 +280,11 @@ def block(g: FlatGraph, x: Tensor, blk, order: list[int], groups: int, name: str
     c, half = blk.half * 2, blk.half
     if blk.transition:
         w, b = fold_bn(blk.trans_conv.conv, blk.trans_conv.bn)
-        rows = [pre_shuffle(j, c, groups) for j in range(c)]
+        rows = shuffle_sources(c, groups)
         x = conv(g, x, w[rows][:, order], b[rows], f"{name}.trans", relu=True)
         s = np.arange(c)
     else:
-        s = np.array(shuffled_position(c, groups))[order]
+        s = np.array(shuffle_positions(c, groups))[order]
     wf, bf = fold_bn(blk.freq_dw_conv.conv, blk.freq_dw_conv.bn)
     wt, bt = fold_bn(blk.temp_dw_conv.conv, blk.temp_dw_conv.bn)
     freq, time = np.flatnonzero(s < half), np.flatnonzero(s >= half)

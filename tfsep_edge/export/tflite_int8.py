@@ -104,7 +104,7 @@ def shuffle_halves(g: FlatGraph, x: Tensor, groups: int, name: str) -> list[Tens
     (docs/tflite.md)."""
     c = x.shape[-1]
     half = c // 2
-    rows = [tg.pre_shuffle(j, c, groups) for j in range(c)]
+    rows = tg.shuffle_sources(c, groups)
     perm = np.eye(c)[rows][:, :, None, None]
     halves = (perm[:half], perm[half:])
     return [
@@ -119,7 +119,7 @@ def qblock(g: FlatGraph, x: Tensor, blk, groups: int, name: str) -> Tensor:
 
     c, half = 2 * blk.half, blk.half
     if blk.transition:
-        rows = [tg.pre_shuffle(j, c, groups) for j in range(c)]
+        rows = tg.shuffle_sources(c, groups)
         halves = [
             qconv(g, x, blk.trans_conv, f"{name}.trans{i}", rows=rows[s])
             for i, s in enumerate((slice(0, half), slice(half, c)))
