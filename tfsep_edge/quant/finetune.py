@@ -85,7 +85,7 @@ def write_back(artifact: QuantizedArtifact, fq: torch.nn.Module) -> torch.nn.Mod
             qconv, _ = qconv_of(int8.get_submodule(name.rsplit(".", 1)[0]))
             w = m.weight.detach()
             qw = torch.quantize_per_channel(w, m.w_scale.double(), m.w_zero_point.long(), 0, torch.qint8)
-            qconv.set_weight_bias(qw, None if m.bias is None else m.bias.detach().clone())
+            qconv.set_weight_bias(qw, None if m.bias is None else m.grid_bias().detach().clone())
     return int8
 
 
