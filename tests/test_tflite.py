@@ -114,12 +114,21 @@ def test_fp32_parity_dynamic_batch_and_metadata(fp32, ckpt):
     assert clf.precision == "fp32" and clf.width == 12 and clf.labels == config.LABELS
 
 
+def split_transitions(model) -> int:
+    """Transition blocks after the first: add_model builds them with split_transition_block."""
+    from tfsep_edge.model.tfsepnet import TimeFreqSepConvs
+
+    return sum(1 for m in model.feature if isinstance(m, TimeFreqSepConvs) and m.transition) - 1
+
+
 def test_graph_is_nhwc_without_layout_transposes(fp32):
     ops = operator_counts(fp32.read_bytes())
     # no TRANSPOSE at all (the stock conversion has 28), and the shuffle is a renaming: no
-    # split, concat, gather or slice moves channels
-    moves = {"TRANSPOSE", "SPLIT", "CONCATENATION", "GATHER", "SLICE", "STRIDED_SLICE"}
+    # split, gather or slice moves channels; the one CONCATENATION of each transition block
+    # after the first (split_transition_block) is all that copies
+    moves = {"TRANSPOSE", "SPLIT", "GATHER", "SLICE", "STRIDED_SLICE"}
     assert not set(ops) & (moves | {"DIV", "SQRT", "BATCH_MATMUL"}), ops
+    assert ops.get("CONCATENATION", 0) == split_transitions(random_model(12)), ops
 
 
 @pytest.mark.parametrize("width, groups", [(40, None), (20, 2)])
@@ -135,7 +144,8 @@ def test_shuffle_renaming_is_exact_at_other_widths_and_groups(tmp_path, width, g
         model = other
     g, x_in, out = tflite_graph.build_fp32(model, CFG)
     data = g.pack([x_in], [out], {}, "")
-    assert not set(operator_counts(data)) & {"TRANSPOSE", "SPLIT", "CONCATENATION"}
+    ops = operator_counts(data)
+    assert not set(ops) & {"TRANSPOSE", "SPLIT"} and ops.get("CONCATENATION", 0) == split_transitions(model)
     path = tmp_path / "model.tflite"
     path.write_bytes(data)
     x = _mels(2)

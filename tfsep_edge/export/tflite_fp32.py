@@ -300,6 +300,30 @@ def block(g: FlatGraph, x: Tensor, blk, order: list[int], groups: int, name: str
     return out, [int(j) for j in s]
 
 
+def split_transition_block(
+    g: FlatGraph, x: Tensor, blk, order: list[int], groups: int, name: str
+) -> tuple[Tensor, list[int]]:
+    """A transition block as two half-width transition convs (the freq half's rows and the time
+    half's, in shuffled order: nothing to split), each path on its own half with its own kernel
+    (3 taps, not block()'s 9; (h, h) pointwise, not (c, c)), then one CONCATENATION, in shuffled
+    order. Faster than block() for transition blocks after the first, slower for the first
+    (full resolution, narrow halves): docs/tflite.md has the measurements."""
+    c, half = blk.half * 2, blk.half
+    w, b = fold_bn(blk.trans_conv.conv, blk.trans_conv.bn)
+    rows = np.array(shuffle_sources(c, groups))
+    out = []
+    paths = (("freq", blk.freq_dw_conv, blk.freq_pw_conv, 1), ("time", blk.temp_dw_conv, blk.temp_pw_conv, 2))
+    for k, (path, dw, pw, axis) in enumerate(paths):
+        r = rows[k * half : (k + 1) * half]
+        xh = conv(g, x, w[r][:, order], b[r], f"{name}.trans.{path}", relu=True)
+        wd, bd = fold_bn(dw.conv, dw.bn)
+        d = conv(g, xh, wd, bd, f"{name}.{path}.dw", relu=True, same=True)
+        m = mean(g, d, [axis], f"{name}.{path}.mean")
+        wp, bp = fold_bn(pw.conv, pw.bn)
+        out.append(binary(g, "ADD", xh, conv(g, m, wp, bp, f"{name}.{path}.pw", relu=True), f"{name}.{path}.residual"))
+    return concat_channels(g, out, f"{name}.concat"), list(range(c))
+
+
 def add_model(g: FlatGraph, x: Tensor, model, until: int | None = None) -> Tensor:
     """TFSepNet body on the NHWC log-mel -> (B, classes) logits. `until`: stop before feature
     layer `until` and return that tensor (the per-layer profile of benchmarks/peers.py)."""
@@ -311,6 +335,7 @@ def add_model(g: FlatGraph, x: Tensor, model, until: int | None = None) -> Tenso
     order = [0]
     last = len(model.feature) - 1
     pooled = None
+    blocks_seen = 0
     for i, layer in enumerate(model.feature):
         name = f"feature.{i}"
         if i == until:
@@ -326,7 +351,11 @@ def add_model(g: FlatGraph, x: Tensor, model, until: int | None = None) -> Tenso
         elif isinstance(layer, nn.MaxPool2d):
             x = max_pool(g, x, f"{name}.pool")
         elif isinstance(layer, TimeFreqSepConvs):
-            x, order = block(g, x, layer, order, groups, name)
+            if layer.transition and blocks_seen:
+                x, order = split_transition_block(g, x, layer, order, groups, name)
+            else:
+                x, order = block(g, x, layer, order, groups, name)
+            blocks_seen += 1
         else:
             raise TypeError(f"unexpected layer {type(layer).__name__}")
     if pooled is None:
