@@ -37,7 +37,10 @@ def imports(path: Path) -> list[tuple[str, bool]]:
     """(imported module, at module level?) for every import of the file."""
     tree = ast.parse(path.read_text())
     top_level = {id(n) for n in tree.body} | {
-        id(c) for n in tree.body if isinstance(n, ast.If) for c in n.body  # `if TYPE_CHECKING:`-style blocks
+        id(c)
+        for n in tree.body
+        if isinstance(n, ast.If)
+        for c in n.body  # `if TYPE_CHECKING:`-style blocks
     }
     found = []
     for node in ast.walk(tree):

@@ -28,26 +28,6 @@ MAX_RUNS = 1_000_000  # a cap on stored samples when only --seconds limits the l
 BLOCK = 10  # consecutive calls per model per round-robin turn
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def summarize(samples_ns: list[int] | np.ndarray) -> dict:
     ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
     return {
@@ -324,34 +304,6 @@ def run_bench(
         "torch_imported": "torch" in sys.modules,
         "models": results,
     }
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def bench_command(

@@ -253,11 +253,13 @@ def rss_mb() -> float | None:
         return None
     return pages * resource.getpagesize() / 2**20
 
+
 def ru_maxrss_mb() -> float:
     """getrusage's peak (KiB on Linux, bytes on macOS). Caveat: Linux carries it across exec, so a
     process started by a big parent (a test runner, a benchmark script) inherits the parent's peak."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
 
 def peak_rss_mb() -> float:
     """Peak resident memory of this process: VmHWM (this address space only), else ru_maxrss."""

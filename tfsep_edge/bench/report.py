@@ -34,6 +34,7 @@ COLUMNS = (
     ("runs", lambda m, r: str(r["runs"])),
 )
 
+
 def _grid(header: list[str], rows: list[list[str]], markdown: bool) -> str:
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -41,6 +42,7 @@ def _grid(header: list[str], rows: list[list[str]], markdown: bool) -> str:
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join([fmt.format(*header), *(fmt.format(*row) for row in rows)])
+
 
 def machine_line(m: dict) -> str:
     freq = (m.get("frequency_mhz") or {}).get("max") or (m.get("frequency_mhz") or {}).get("current")
@@ -54,12 +56,14 @@ def machine_line(m: dict) -> str:
         + f"numpy {v.get('numpy')}, torch {v.get('torch') or 'not installed'}"
     )
 
+
 def _frontend_cell(r: dict) -> str:
     """The front end's share of wav -> label; a model with the front end in its graph cannot be
     split from outside (its numpy share is only the input copy)."""
     if r.get("frontend_in_model"):
         return "in graph"
     return "-" if r["frontend_share"] is None else f"{100 * r['frontend_share']:.0f}%"
+
 
 def precision_advice(models: list[dict]) -> list[str]:
     """Which precision to deploy, per runtime and width measured in both: the faster median here
@@ -75,6 +79,7 @@ def precision_advice(models: list[dict]) -> list[str]:
             best = "INT8" if i < f else "FP32"
             lines.append(f"deploy on this machine, {runtime} C={width}: {best} (p50 INT8 {i:.3f} ms, FP32 {f:.3f} ms)")
     return lines
+
 
 def format_report(result: dict, markdown: bool = False) -> str:
     m, s = result["machine"], result["settings"]
@@ -104,6 +109,7 @@ def format_report(result: dict, markdown: bool = False) -> str:
     prefix = "- " if markdown else ""
     return table + "\n\n" + "\n".join(prefix + n for n in notes)
 
+
 def load_result(path: Path) -> dict:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -117,6 +123,7 @@ def load_result(path: Path) -> dict:
         raise TfsepError(f"{path}: not a tfsep-edge bench result (schema {SCHEMA!r}); pass files from bench --json")
     return data
 
+
 def load_results(path: Path) -> list[dict]:
     """The bench results in a file: one from `bench --json`, or every run of a
     benchmarks/run_standard.py file (schema tfsep-edge/bench-standard)."""
@@ -129,9 +136,11 @@ def load_results(path: Path) -> list[dict]:
         return [r for r in parts if isinstance(r, dict) and r.get("schema") == SCHEMA]
     return [load_result(path)]
 
+
 def machine_label(m: dict) -> str:
     board = (m.get("board") or {}).get("board")
     return board or f"{m.get('cpu_model')} {m.get('arch')}"
+
 
 def compare_rows(results: list[tuple[Path, dict]]) -> list[dict]:
     rows = []
@@ -157,6 +166,7 @@ def compare_rows(results: list[tuple[Path, dict]]) -> list[dict]:
                 }
             )
     return rows
+
 
 def format_compare(rows: list[dict], markdown: bool) -> str:
     header = [
@@ -194,6 +204,7 @@ def format_compare(rows: list[dict], markdown: bool) -> str:
     ]
     return _grid(header, body, markdown)
 
+
 def plot_compare(rows: list[dict], out: Path) -> None:
     """Horizontal bars: median latency per (machine, model, mode, threads), p90 as a whisker."""
     try:
@@ -218,6 +229,7 @@ def plot_compare(rows: list[dict], out: Path) -> None:
     with atomic_path(out, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
+
 
 def compare_command(files: list[Path], markdown: bool, plot: Path | None, json_out: Path | None) -> int:
     from tfsep_edge.core.fileio import check_output_file, write_text_atomic

@@ -33,12 +33,14 @@ class Runner:
     extra: dict = field(default_factory=dict)
     rss_load_mb: float | None = None
 
+
 def count_macs_torch(model, cfg: FrontendConfig) -> tuple[int | None, str | None]:
     """MACs of one clip by the budget's official (NeSsi/torchinfo) count; None if unavailable."""
     try:
         return official_macs(model, cfg), "counted (budget.official_count)"
     except Exception:  # a missing torchinfo must not stop a latency run
         return None, None
+
 
 def count_macs_width(width: int | None, cfg: FrontendConfig) -> tuple[int | None, str | None]:
     """For an ONNX file without a budget in its metadata: count the float model of its width, but
@@ -49,6 +51,7 @@ def count_macs_width(width: int | None, cfg: FrontendConfig) -> tuple[int | None
         return width_macs(width, cfg), "counted (budget.official_count)"
     except Exception:
         return None, None
+
 
 def load_onnx(path: Path, threads: int) -> Runner:
     """An ONNX file on onnxruntime, or a .tflite on LiteRT (XNNPACK): runtime.classifier.open_classifier decides."""
@@ -82,6 +85,7 @@ def load_onnx(path: Path, threads: int) -> Runner:
         rss_load_mb=_delta(before),
     )
 
+
 def load_torch(path: Path, kind: Kind, threads: int) -> Runner:
     """A PyTorch eager runner (runtime.torch_models loads it): MACs and width from its float model."""
     before = rss_mb()
@@ -110,9 +114,11 @@ def load_torch(path: Path, kind: Kind, threads: int) -> Runner:
         rss_load_mb=_delta(before),
     )
 
+
 def _delta(before: float | None) -> float | None:
     after = rss_mb()
     return None if before is None or after is None else round(after - before, 1)
+
 
 def load_runner(path: Path, threads: int) -> Runner:
     """Pick the runtime from what the path holds (core.kinds)."""

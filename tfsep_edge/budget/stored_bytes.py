@@ -79,7 +79,3 @@ def onnx_width(model, path: Path) -> int:
         return int(meta[ONNX_META_WIDTH])
     except (KeyError, ValueError):
         raise TfsepError(f"{path}: no tfsep-edge width in its metadata; export it with `tfsep-edge export`") from None
-
-
-
-

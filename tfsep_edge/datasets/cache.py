@@ -237,15 +237,4 @@ def is_synthetic(root: str | Path) -> bool:
     return readme.is_file() and "SYNTHETIC" in readme.read_text(errors="replace")[:200]
 
 
-
-
-
-
-
-
-
 # --- batches for torch ---------------------------------------------------------------------------
-
-
-
-

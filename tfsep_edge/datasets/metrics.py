@@ -29,9 +29,11 @@ def per_device_accuracy(preds: np.ndarray, labels: np.ndarray, devices: list[str
 
     return {"devices": accs, "counts": counts, "seen": mean(SEEN_DEVICES), "unseen": mean(UNSEEN_DEVICES)}
 
+
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
 
 def metrics(logits: np.ndarray, labels: np.ndarray, devices: list[str]) -> dict:
     """Everything `evaluate` reports, from logits (N, 10), labels (N,) and devices."""

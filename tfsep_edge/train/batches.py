@@ -105,6 +105,7 @@ def offline_device_simulation(
         source,
     )
 
+
 def concat(a: SplitData, b: SplitData) -> SplitData:
     """Train split + simulated clips as one set (b's `source` rows index into a)."""
     src_a = np.arange(len(a), dtype=np.int64)
@@ -118,6 +119,7 @@ def concat(a: SplitData, b: SplitData) -> SplitData:
         WaveStore(a.waves.parts + b.waves.parts, a.waves.samples, a.waves.dtype),
         np.concatenate([src_a, b.source if len(b.source) else np.arange(len(b))]),
     )
+
 
 class WaveBatches:
     """A torch map-style dataset whose items are whole batches: index array -> (waves, rows)."""
@@ -133,6 +135,7 @@ class WaveBatches:
 
     def __len__(self) -> int:
         return len(self.waves)
+
 
 def epoch_batches(n: int, batch_size: int, epoch: int, seed: int, rank: int = 0, world: int = 1) -> list[np.ndarray]:
     """This rank's shuffled batches for an epoch: a permutation from (seed, epoch), split evenly
