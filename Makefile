@@ -19,10 +19,12 @@ demo: setup
 
 test: setup
 	$(PY) -m ruff check tfsep_edge tests benchmarks
+	$(PY) -m ruff format --check tfsep_edge tests benchmarks
 	$(PY) -m pytest -q
 
 lint: setup
 	$(PY) -m ruff check tfsep_edge tests benchmarks
+	$(PY) -m ruff format --check tfsep_edge tests benchmarks
 
 # The light runtime on aarch64 under qemu (Pi 4/Pi 5 CPU models): same labels and logits as x86.
 # Needs root and apt the first time (qemu-user-static, debootstrap); cached under .cache/arm64.
