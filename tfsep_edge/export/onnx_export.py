@@ -151,8 +151,10 @@ def budget_figures(float_model, stored: dict, cfg: FrontendConfig) -> dict:
     }
 
 
-def set_metadata(model, kind: str, precision: str, width: int, cfg: FrontendConfig, budget: dict) -> None:
-    meta = {
+def model_metadata(kind: str, precision: str, width: int, cfg: FrontendConfig, budget: dict) -> dict[str, str]:
+    """What every exported file carries (.onnx metadata_props, .tflite metadata buffers): the
+    runtime needs nothing else (runtime/model_info.py reads it back)."""
+    return {
         config.ONNX_META_INPUT: kind,
         config.ONNX_META_LABELS: json.dumps(list(LABELS)),
         config.ONNX_META_FRONTEND: json.dumps(cfg.to_dict(), sort_keys=True),
@@ -161,6 +163,10 @@ def set_metadata(model, kind: str, precision: str, width: int, cfg: FrontendConf
         config.ONNX_META_VERSION: config.VERSION,
         config.ONNX_META_BUDGET: json.dumps(budget, sort_keys=True),
     }
+
+
+def set_metadata(model, kind: str, precision: str, width: int, cfg: FrontendConfig, budget: dict) -> None:
+    meta = model_metadata(kind, precision, width, cfg, budget)
     del model.metadata_props[:]
     for k, v in meta.items():
         entry = model.metadata_props.add()

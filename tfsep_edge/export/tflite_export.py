@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from tfsep_edge.core import config
-from tfsep_edge.core.config import LABELS, FrontendConfig
 from tfsep_edge.core.errors import TfsepError
 from tfsep_edge.core.fileio import atomic_path, check_output_file
 from tfsep_edge.export.onnx_export import (
@@ -29,23 +28,12 @@ from tfsep_edge.export.onnx_export import (
     budget_figures,
     check_logits,
     load_source,
+    model_metadata,
     reference_logits,
     validation_set,
 )
 from tfsep_edge.export.rule import ExportValidationError
 from tfsep_edge.export.summary import closing_lines, fp32_timing, precision_timing, step_lines
-
-
-def metadata(precision: str, width: int, cfg: FrontendConfig, budget: dict) -> dict[str, str]:
-    return {
-        config.ONNX_META_INPUT: "logmel",
-        config.ONNX_META_LABELS: json.dumps(list(LABELS)),
-        config.ONNX_META_FRONTEND: json.dumps(cfg.to_dict(), sort_keys=True),
-        config.ONNX_META_WIDTH: str(width),
-        config.ONNX_META_PRECISION: precision,
-        config.ONNX_META_VERSION: config.VERSION,
-        config.ONNX_META_BUDGET: json.dumps(budget, sort_keys=True),
-    }
 
 
 def build(source: Source, int8: bool) -> bytes:
@@ -64,7 +52,7 @@ def build(source: Source, int8: bool) -> bytes:
     desc = f"TF-SepNet width {width}, {precision}, input logmel; made by tfsep-edge {config.VERSION}"
     draft = graph.pack([x_in], [out], {}, desc)
     budget = budget_figures(source.float_model, stored_bytes(draft), source.frontend)
-    return graph.pack([x_in], [out], metadata(precision, width, source.frontend, budget), desc)
+    return graph.pack([x_in], [out], model_metadata("logmel", precision, width, source.frontend, budget), desc)
 
 
 def validate(path: Path, source: Source, int8: bool, waves: np.ndarray) -> dict:
