@@ -212,7 +212,7 @@ def test_validation_rejects_wrong_models(work, ckpt, qdir, monkeypatch):
     with pytest.raises(rule.ExportValidationError, match="differ from PyTorch"):
         _export(ckpt, folder / "fp32.tflite")
     monkeypatch.undo()
-    # FP32: the channel order lost (every block told the shuffle moves nothing)
+    # FP32: the channel order lost (every whole-tensor block told the shuffle moves nothing)
     monkeypatch.setattr(tflite_graph, "shuffle_positions", lambda c, g: list(range(c)))
     with pytest.raises(rule.ExportValidationError, match="differ from PyTorch"):
         _export(ckpt, folder / "fp32.tflite")

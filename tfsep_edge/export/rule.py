@@ -14,12 +14,13 @@ Why it is sound:
   (the "output step"): such flips stay around one step; a wrong scale, a swapped channel or a
   dropped bias moves logits by many (tests/test_export_rule.py measures both halves). The twin,
   not PyTorch's INT8 kernels, is the reference: on x86 without VNNI, fbgemm/oneDNN saturate 16-bit
-  pair sums with full-range 8-bit activations (qnnpack computes exactly), and fbgemm adds the
-  float bias, so PyTorch INT8 can be tens of output steps from exact int8 arithmetic. Agreement
-  with it is reported as information, with the largest PyTorch-INT8 margin among the inputs that
-  disagree: once the twin check passes, that margin is at most twice the bound (tolerance +
-  measured twin-vs-PyTorch difference, by the triangle inequality), i.e. every disagreement is one
-  a rounding difference explains.
+  pair sums with full-range 8-bit activations (qnnpack computes exactly), and artifacts made
+  before the biases were snapped to their grid run fbgemm with the float bias, so PyTorch INT8 can
+  be tens of output steps from exact int8 arithmetic. Agreement with it is reported as
+  information, with the largest PyTorch-INT8 margin among the inputs that disagree: once the twin
+  check passes, that margin is at most twice the bound (tolerance + measured twin-vs-PyTorch
+  difference, by the triangle inequality), i.e. every disagreement is one a rounding difference
+  explains.
 - Batch: each input alone must give its logits in the batch, to the same tolerance (float32
   sums in another order at another batch size); a graph mixing examples moves them by whole logits.
 - Front end inside the graph: its log-mel output is compared with the one front end

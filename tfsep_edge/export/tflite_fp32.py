@@ -8,9 +8,11 @@ the input on, every op is one XNNPACK runs (benchmarks/results/peers.md has the 
 - the (B, 1, F, T) log-mel input is reshaped to (B, F, T, 1) (free: one channel);
 - BatchNorm folded into each conv, ReLU fused into it; the stem's (2, 2) padding is one PAD
   (TFLite's SAME pads (1, 2) at stride 2, PyTorch pads (2, 2));
-- no channel shuffle, split or concat runs: a channel's place in storage is tracked instead
-  (`order`), a transition conv writes its rows in shuffled order, and each block runs its two
-  paths on the whole tensor (see block; the forms measured before it are in docs/tflite.md);
+- no channel shuffle or split runs: a channel's place in storage is tracked instead (`order`),
+  a transition conv writes its rows in shuffled order, and each block runs its two paths on
+  the whole tensor (block), except transition blocks after the first, which run each path on
+  its own half and end in one CONCATENATION (split_transition_block; the forms measured are in
+  docs/tflite.md);
 - AdaResNorm is s*(x - mean) + shift with its constants folded (onnx_fp32.add_adaresnorm's
   algebra): per-(example, frequency) statistics are MEANs over (T, C), the per-channel scale
   and shift are built on the small (B, F, 1, C) tensors, two full-size passes;
@@ -308,9 +310,10 @@ def split_transition_block(
 ) -> tuple[Tensor, list[int]]:
     """A transition block as two half-width transition convs (the freq half's rows and the time
     half's, in shuffled order: nothing to split), each path on its own half with its own kernel
-    (3 taps, not block()'s 9; (h, h) pointwise, not (c, c)), then one CONCATENATION, in shuffled
-    order. Faster than block() for transition blocks after the first, slower for the first
-    (full resolution, narrow halves): docs/tflite.md has the measurements."""
+    (one 3-tap depthwise conv, not block()'s two passes over all channels; an (h, h) pointwise
+    conv, not a zero-padded (c, c) one), then one CONCATENATION: the output is in natural order.
+    Faster than block() for transition blocks after the first, slower for the first (full
+    resolution, narrow halves): docs/tflite.md has the measurements."""
     c, half = blk.half * 2, blk.half
     w, b = fold_bn(blk.trans_conv.conv, blk.trans_conv.bn)
     rows = np.array(shuffle_sources(c, groups))

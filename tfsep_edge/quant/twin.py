@@ -65,7 +65,7 @@ class FakeQuantConv(nn.Module):
         through the rounding, so fine-tuning still moves it."""
         if self.bias is None or self.bias_scale is None:
             return self.bias
-        ints = torch.round(self.bias.detach().double() / self.bias_scale.double()).float()
+        ints = torch.round(self.bias.detach().double() / self.bias_scale.double()).clamp(-(2**31), 2**31 - 1).float()
         return self.bias + (ints * self.bias_scale - self.bias).detach()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -133,6 +133,7 @@ def build_fake_quant(
     """Float twin of `int8_model`: same structure as `float_qready`, every int8 op replaced by its
     float op + fake quantization with the int8 model's scales/zero points. `in_scales`
     (conv_input_scales) puts each conv's bias on its int32 grid; without it biases stay float."""
+    given = in_scales is not None
     in_scales = in_scales or {}
     fq = copy.deepcopy(float_qready).eval()
     stem_float = fq.feature[0].float_island
@@ -157,6 +158,8 @@ def build_fake_quant(
                     m.quant = FakeQuant(q.quant.scale.item(), q.quant.zero_point.item(), act_dtype)
             else:
                 qconv, relu = qconv_of(q)
+                if given and name not in in_scales:  # else its bias would stay float, off the exports' grid
+                    raise ValueError(f"conv_input_scales has no input scale for {name}")
                 m.body = FakeQuantConv(qconv, relu, act_dtype, in_scales.get(name))
         elif isinstance(m, QBlock):
             for branch, dim in (("freq", 2), ("temp", 3)):
