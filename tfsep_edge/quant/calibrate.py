@@ -6,14 +6,12 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
-from tfsep_edge.core.config import DEFAULT_FRONTEND
 from tfsep_edge.core.errors import TfsepError
 from tfsep_edge.model.tfsepnet import ConvBlock, TFSepNet
-from tfsep_edge.quant.bias_grid import int32_bias
+from tfsep_edge.quant.bias_grid import bias_grid, on_grid
 from tfsep_edge.quant.engine import engine_scope, known_warnings_silenced
 from tfsep_edge.quant.gptq import bias_corrections, gptq_round, layer_hessians
 from tfsep_edge.quant.ready import AxisMean, FloatIsland, QLayer, QTFSepNet, fused_float, layer_conv
@@ -171,16 +169,14 @@ def biases_on_int32_grid(int8: nn.Module) -> nn.Module:
     """Every int8 conv's float bias snapped onto its int32 grid s_in * s_w (bias_grid), in place:
     fbgemm adds the float bias as it is, qnnpack and the exported graphs add it rounded there, so
     snapped, PyTorch INT8 computes the same sums as the .onnx and .tflite files. Run under the engine."""
-    example = torch.zeros(1, 1, DEFAULT_FRONTEND.n_mels, DEFAULT_FRONTEND.n_frames)  # any shape: scales only
-    for name, in_scale in conv_input_scales(int8, example).items():
+    for name, in_scale in conv_input_scales(int8).items():
         qconv, _ = qconv_of(int8.get_submodule(name))
         bias = qconv.bias()
         if bias is None:
             continue
         w = qconv.weight()
-        ints, grid = int32_bias(bias.detach().numpy(), in_scale, w.q_per_channel_scales().float().numpy())
-        snapped = torch.from_numpy(ints.astype(np.float32) * grid).to(bias.dtype)
-        qconv.set_weight_bias(w, snapped)
+        grid = bias_grid(in_scale, w.q_per_channel_scales().float().numpy())
+        qconv.set_weight_bias(w, torch.from_numpy(on_grid(bias.detach().numpy(), grid)).to(bias.dtype))
     return int8
 
 

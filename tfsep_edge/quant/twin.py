@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
 import torch
 from torch import nn
 
+from tfsep_edge.core.config import DEFAULT_FRONTEND, FrontendConfig
 from tfsep_edge.model.tfsepnet import ConvBlock
-from tfsep_edge.quant.bias_grid import int32_bias
+from tfsep_edge.quant.bias_grid import bias_grid, on_grid
 from tfsep_edge.quant.ready import FloatIsland, QBlock, QLayer, QTFSepNet
 
 # --- fake-quant twin ----------------------------------------------------------------------------
@@ -53,7 +53,7 @@ class FakeQuantConv(nn.Module):
         self.bias = nn.Parameter(bias.detach().clone(), requires_grad=False) if bias is not None else None
         grid = None
         if bias is not None and in_scale is not None:
-            grid = torch.from_numpy(int32_bias(np.zeros(len(self.w_scale)), in_scale, self.w_scale.numpy())[1])
+            grid = torch.from_numpy(bias_grid(in_scale, self.w_scale.numpy()))
         self.register_buffer("bias_scale", grid)
         self.stride, self.padding = qconv.stride, qconv.padding
         self.dilation, self.groups = qconv.dilation, qconv.groups
@@ -61,12 +61,12 @@ class FakeQuantConv(nn.Module):
         self.out = FakeQuant(qconv.scale, qconv.zero_point, act_dtype)
 
     def grid_bias(self) -> torch.Tensor | None:
-        """The bias on its int32 grid (bias_grid.int32_bias's rounding); gradients pass straight
-        through the rounding, so fine-tuning still moves it."""
+        """The bias on its int32 grid (bias_grid.on_grid); gradients pass straight through the
+        rounding, so fine-tuning still moves it."""
         if self.bias is None or self.bias_scale is None:
             return self.bias
-        ints = torch.round(self.bias.detach().double() / self.bias_scale.double()).clamp(-(2**31), 2**31 - 1).float()
-        return self.bias + (ints * self.bias_scale - self.bias).detach()
+        snapped = torch.from_numpy(on_grid(self.bias.detach().numpy(), self.bias_scale.numpy()))
+        return self.bias + (snapped - self.bias).detach()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = torch.fake_quantize_per_channel_affine(self.weight, self.w_scale, self.w_zero_point, 0, -128, 127)
@@ -109,9 +109,11 @@ def qconv_of(layer: nn.Module) -> tuple[nn.Module, bool]:
     return conv, "ReLU" in type(conv).__name__
 
 
-def conv_input_scales(int8_model: nn.Module, example: torch.Tensor) -> dict[str, float]:
+def conv_input_scales(int8_model: nn.Module, cfg: FrontendConfig = DEFAULT_FRONTEND) -> dict[str, float]:
     """The input scale of every int8 QLayer (by name), read off one forward pass of `int8_model`
-    (run it under its quantized engine): it places each conv's int32 bias grid."""
+    on a zero log-mel of `cfg`'s shape (run it under its quantized engine): it places each
+    conv's int32 bias grid. The scales are the model's qparams, so any input gives them."""
+    example = torch.zeros(1, 1, cfg.n_mels, cfg.n_frames)
     scales: dict[str, float] = {}
     hooks = [
         m.register_forward_pre_hook(lambda _m, args, name=name: scales.__setitem__(name, args[0].q_scale()))
