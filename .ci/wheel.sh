@@ -21,9 +21,15 @@ WHEEL=$(ls "$WORK"/dist/tfsep_edge-*.whl)
 sys.exit(sum(n.startswith('tfsep_edge/assets/micirp/') and n.endswith('.wav') for n in names) != 66)" "$WHEEL" \
     || { echo "wheel lacks the 66 MicIRP assets"; exit 1; }
 
-step "heavy venv: $WHEEL[torch,tflite]"
+step "heavy venv: torch first (a user who has it), then $WHEEL[torch,tflite] must keep it"
 python3 -m venv "$WORK/heavy"
-"$WORK/heavy/bin/pip" install -q "$WHEEL[torch,tflite]"
+"$WORK/heavy/bin/pip" install -q -c "$REPO/constraints.txt" torch
+before=$("$WORK/heavy/bin/python" -c "import torch; print(torch.__version__)")
+"$WORK/heavy/bin/pip" install "$WHEEL[torch,tflite]" > "$WORK/heavy-pip.log" 2>&1 \
+    || { grep -v "WARNING: Location" "$WORK/heavy-pip.log" | tail -20; exit 1; }
+grep "Requirement already satisfied: torch" "$WORK/heavy-pip.log" | head -n1
+after=$("$WORK/heavy/bin/python" -c "import torch; print(torch.__version__)")
+[ "$before" = "$after" ] || { echo "installing the wheel replaced torch $before by $after"; exit 1; }
 step "light venv: $WHEEL"
 python3 -m venv "$WORK/light"
 "$WORK/light/bin/pip" install -q "$WHEEL"
