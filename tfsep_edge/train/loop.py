@@ -46,6 +46,7 @@ from tfsep_edge.train.processes import (
     Ranks,
     default_threads,
     distributed_env,
+    distributed_model,
     join_process_group,
     leave_process_group,
     resolve_device,
@@ -90,11 +91,7 @@ def train(
 
     clips = load_training_data(data, opts, device, ranks, progress, log)
     model, optimizer = build_model(opts, device, run, log)
-    ddp_model = model
-    if ranks.world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[ranks.local_rank] if device.type == "cuda" else None
-        )
+    ddp_model = distributed_model(model, ranks, device)  # trains; `model` validates and is saved
     teacher = open_teacher(opts.teacher, opts.kd_temperature, clips.train, clips.train_filenames, device)
     if teacher is not None:
         log(f"knowledge distillation from {Path(opts.teacher)} (lambda {opts.kd_lambda:g}, T {opts.kd_temperature:g})")
@@ -200,6 +197,7 @@ class EpochStats:
 def train_one_epoch(
     model, optimizer, clips: TrainingData, teacher: Teacher | None, run: Run, epoch: int, ranks: Ranks, device, progress
 ) -> EpochStats:
+    """One pass over this rank's shuffled batches, the learning rate set every step."""
     opts = run.opts
     started = time.perf_counter()
     seed = opts.seed * 1_000_003 + epoch * 101 + ranks.rank

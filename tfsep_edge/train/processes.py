@@ -60,6 +60,14 @@ def join_process_group(ranks: Ranks, device: torch.device) -> bool:
     return True
 
 
+def distributed_model(model: torch.nn.Module, ranks: Ranks, device: torch.device) -> torch.nn.Module:
+    """`model` wrapped in DistributedDataParallel under torchrun; itself with one process."""
+    if ranks.world == 1:
+        return model
+    device_ids = [ranks.local_rank] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
 def leave_process_group(ranks: Ranks, own_group: bool) -> None:
     if ranks.world > 1:
         torch.distributed.barrier()
