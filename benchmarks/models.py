@@ -1,9 +1,9 @@
 """Make the models a latency benchmark (or the aarch64 check) needs, with the project's own tools.
 
 Untrained TF-SepNets with randomised BatchNorm and AdaResNorm statistics
-(tfsep_edge.model.random_model): latency does not depend on the weights, and random weights
+(tfsep_edge.model.tfsepnet.random_model): latency does not depend on the weights, and random weights
 give every op real (non-degenerate) work. INT8 models come from
-`tfsep_edge.quantize` (PyTorch eager INT8, calibrated on noise log-mels) and ONNX files from
+`tfsep_edge.quant.quantize` (PyTorch eager INT8, calibrated on noise log-mels) and ONNX files from
 `tfsep_edge.export` (FP32 and INT8 QDQ, validated against PyTorch as every export is). A
 producer that is missing or fails is reported as a note and its variant is skipped.
 """

@@ -1,6 +1,6 @@
 """INT8 fidelity of `tfsep-edge quantize` on briefly trained TF-SepNet C=12 and C=40 (SYNTHETIC data).
 
-For each width: train with the project's own loop (tfsep_edge.train.train, no device
+For each width: train with the project's own loop (tfsep_edge.train.loop.train, no device
 simulation, a few epochs) on a SYNTHETIC TAU22-layout set, take last.pt (not best.pt: best is
 chosen on the evaluate split this benchmark reports on), then run the quantize command's code
 (`quantize_report.run_quantize`: 256 balanced calibration clips from the train split, the
@@ -156,7 +156,8 @@ def main() -> None:
                 flush=True,
             )
     results = {
-        "note": "SYNTHETIC data (tfsep_edge.synth, seed 1): numbers show the quantization method, not TAU22 accuracy. "
+        "note": "SYNTHETIC data (tfsep_edge.datasets.synth, seed 1): numbers show the quantization method, "
+        "not TAU22 accuracy. "
         "Models trained briefly with tfsep_edge.train (no device simulation); last epoch's weights.",
         "torch": torch.__version__,
         "clips": f"{args.clips_per_class} clips per class (60% train, 40% evaluate incl. unseen devices s4-s6)",

@@ -1,6 +1,6 @@
 """Training throughput (clips/s) for TF-SepNet C=12 and C=40, and the data cache's build time.
 
-Runs the real `tfsep_edge.train.train` loop (the report's recipe: Freq-MixStyle, Mixup, online
+Runs the real `tfsep_edge.train.loop.train` loop (the report's recipe: Freq-MixStyle, Mixup, online
 device simulation with the bundled MicIRP responses, Adam, batch 32) on a SYNTHETIC data set
 in the TAU22 layout, and reads the per-epoch `clips_per_s` (training part only: loading,
 augmentation, front end, forward, backward) from metrics.csv; the first epoch is dropped as

@@ -3,7 +3,7 @@
 30 one-second clips (3 per scene class), devices cycled over the six training devices
 (a, b, c, s1, s2, s3), written as 32 kHz mono 16-bit WAVs (the front end's rate, so no
 resampling), file names in the TAU style `<scene>-synthdemo-<i>-<device>.wav`. Deterministic:
-clip i is drawn from numpy's default_rng([SEED, i]) through tfsep_edge.synth.synth_clip.
+clip i is drawn from numpy's default_rng([SEED, i]) through tfsep_edge.datasets.synth.synth_clip.
 
     .venv/bin/python calibration/make_demo.py
 """

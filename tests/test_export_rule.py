@@ -1,4 +1,4 @@
-"""The export validation rule (tfsep_edge/export_rule.py), both halves.
+"""The export validation rule (tfsep_edge/export/rule.py), both halves.
 
 No false rejection: models trained with 8 seeds at widths 12 and 40 on a synthetic set,
 quantized and exported to INT8 (spectrogram and waveform input), all pass; the worst figures

@@ -48,7 +48,7 @@ def imports(path: Path) -> list[tuple[str, bool]]:
             found += [(a.name, id(node) in top_level) for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.append((node.module, id(node) in top_level))
-            if node.module == "tfsep_edge" or node.module.count(".") == 1:  # `from tfsep_edge.x import module`
+            if node.module == "tfsep_edge" or node.module.count(".") == 1:  # `from tfsep_edge.<stage> import module`
                 found += [(f"{node.module}.{a.name}", id(node) in top_level) for a in node.names]
     return found
 

@@ -28,8 +28,11 @@ from conftest import REPO, run_cli
 
 from tfsep_edge.core import config
 from tfsep_edge.core.errors import TfsepError
-from tfsep_edge.runtime import listen, sources
+from tfsep_edge.runtime import sources
 from tfsep_edge.runtime.classifier import OnnxClassifier, softmax
+from tfsep_edge.runtime.drivers import run_live, run_pull
+from tfsep_edge.runtime.scoring import Result, WindowClassifier
+from tfsep_edge.runtime.stream import DEFAULT_HOP, RingBuffer, Window, WindowStream
 from tfsep_edge.signal.audio import StreamResampler, load_audio, resample, split_windows
 
 RATE = config.DEFAULT_FRONTEND.sample_rate
@@ -150,7 +153,7 @@ def test_stream_resampler_equals_whole_signal_resample(rate):
 
 
 def test_ring_buffer_keeps_the_last_samples_and_refuses_older_ones():
-    ring = listen.RingBuffer(10)
+    ring = RingBuffer(10)
     stream = np.arange(37, dtype=np.float32)
     for block in np.split(stream, [3, 4, 15, 15, 30]):  # wraps, one write longer than the buffer
         ring.write(block)
@@ -166,8 +169,8 @@ def test_ring_buffer_keeps_the_last_samples_and_refuses_older_ones():
 def test_file_stream_windows_equal_whole_file_windows(tmp_path, hop_s):
     path = rm.write_wav(tmp_path / "s.wav", 4.3, rate=44_100, channels=2, seed=3)
     hop = round(hop_s * RATE)
-    got: list[listen.Window] = []
-    listen.run_pull(sources.FileSource(path), listen.WindowStream(hop), lambda w, _d: got.append(w))
+    got: list[Window] = []
+    run_pull(sources.FileSource(path), WindowStream(hop), lambda w, _d: got.append(w))
     whole = load_audio(path)
     ends = list(range(CLIP, len(whole) + 1, hop))
     assert [w.end for w in got] == ends
@@ -189,7 +192,7 @@ def test_listen_file_equals_predict_windows_and_timeline(model, tmp_path):
     done = run_cli("listen", model, "--input", path, "--json", "--csv", out)
     assert done.returncode == 0, done.stderr
     windows, summary = json_lines(done.stdout)
-    ends, probs = reference_probs(OnnxClassifier(model), load_audio(path), listen.DEFAULT_HOP)
+    ends, probs = reference_probs(OnnxClassifier(model), load_audio(path), DEFAULT_HOP)
     assert [w["t"] for w in windows] == pytest.approx(ends.tolist())
     np.testing.assert_allclose([w["probs"] for w in windows], probs, atol=PROB_ATOL)
     assert [w["label"] for w in windows] == [config.LABELS[i] for i in probs.argmax(axis=1)]
@@ -224,7 +227,7 @@ def test_stdin_from_a_sox_pipe_equals_the_file(band_model, tmp_path, pcm_format)
     sox.stdout.close()
     assert sox.wait() == 0 and piped.returncode == 0, piped.stderr
     got, summary = json_lines(piped.stdout)
-    ends, probs = reference_probs(OnnxClassifier(band_model), load_audio(path), listen.DEFAULT_HOP)
+    ends, probs = reference_probs(OnnxClassifier(band_model), load_audio(path), DEFAULT_HOP)
     assert [w["t"] for w in got] == pytest.approx(ends.tolist()) and summary["classified"] == 5
     np.testing.assert_allclose([w["probs"] for w in got], probs, atol=PROB_ATOL)
 
@@ -268,11 +271,11 @@ def test_nan_and_silence_are_reported_per_window_and_the_stream_goes_on(band_mod
 def test_smoothing_averages_the_last_n_windows(band_model, tmp_path):
     path = write(tmp_path / "s.wav", tone_sequence([1, 3, 5, 7], 1.0), RATE)
     clf = OnnxClassifier(band_model)
-    windows: list[listen.Window] = []
-    listen.run_pull(sources.FileSource(path), listen.WindowStream(RATE // 2), lambda w, _d: windows.append(w))
+    windows: list[Window] = []
+    run_pull(sources.FileSource(path), WindowStream(RATE // 2), lambda w, _d: windows.append(w))
     runs = {}
     for n in (1, 3):
-        classify = listen.WindowClassifier(clf, n, clf.frontend)
+        classify = WindowClassifier(clf, n, clf.frontend)
         runs[n] = np.array([classify(w).probs for w in windows])
     raw = runs[1]
     expected = np.array([raw[max(0, i - 2) : i + 1].mean(axis=0) for i in range(len(raw))])
@@ -349,13 +352,11 @@ def test_windows_a_slow_model_misses_are_dropped_and_counted(band_model, tmp_pat
     Only a lower bound on the sleep matters, so a slower machine drops more, never fewer than the
     assertion needs (at most one window per 0.25 s can be classified)."""
     path = rm.write_wav(tmp_path / "paced.wav", 2.5, seed=4)
-    classify = listen.WindowClassifier(SlowClassifier(OnnxClassifier(band_model), 0.25), 1, config.DEFAULT_FRONTEND)
-    results: list[listen.Result] = []
+    classify = WindowClassifier(SlowClassifier(OnnxClassifier(band_model), 0.25), 1, config.DEFAULT_FRONTEND)
+    results: list[Result] = []
     hop = RATE // 20
     started = time.monotonic()
-    listen.run_live(
-        sources.FileSource(path), listen.WindowStream(hop), lambda w, d: results.append(classify(w, d)), True
-    )
+    run_live(sources.FileSource(path), WindowStream(hop), lambda w, d: results.append(classify(w, d)), True)
     assert time.monotonic() - started >= 2.4  # paced: the file took its own length to arrive
     tally = classify.tally
     due = (5 * RATE // 2 - CLIP) // hop + 1  # window ends 1.00, 1.05, ..., 2.50 s

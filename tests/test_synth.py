@@ -36,6 +36,13 @@ def test_synth_layout_is_read_by_tau(tmp_path):
     assert all(line.endswith("SYNTHETIC") for line in (root / "meta.csv").read_text().splitlines()[1:])
 
 
+def test_synth_readme_names_the_command_that_remakes_it(tmp_path):
+    readme = (synthesize(tmp_path / "s", clips_per_class=2, seed=4) / "README.txt").read_text()
+    assert "`tfsep-edge synth OUT --clips-per-class 2 --seed 4` (tfsep_edge/datasets/synth.py)" in readme
+    odd = (synthesize(tmp_path / "o", clips_per_class=2, seed=4, overlap=0.1) / "README.txt").read_text()
+    assert "`synthesize(OUT, clips_per_class=2, seed=4, overlap=0.1)`" in odd  # the command has no --overlap
+
+
 def test_synth_is_deterministic_for_a_seed(tmp_path):
     a = synthesize(tmp_path / "a", clips_per_class=3, seed=5)
     b = synthesize(tmp_path / "b", clips_per_class=3, seed=5)

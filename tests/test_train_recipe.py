@@ -8,7 +8,8 @@ import torch
 
 from tfsep_edge.signal.audio import load_audio
 from tfsep_edge.train import augment
-from tfsep_edge.train.loop import kd_loss, lr_at, soft_cross_entropy
+from tfsep_edge.train.loop import lr_at
+from tfsep_edge.train.losses import kd_loss, soft_cross_entropy
 
 
 def test_mixup_uses_the_same_lambda_for_inputs_and_labels():

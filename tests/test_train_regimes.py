@@ -156,7 +156,8 @@ def test_subset_without_device_a_under_offline_simulation_is_one_line_exit_2(tin
 
 
 def test_bad_training_options_name_the_fix(tiny, tmp_path):
-    from tfsep_edge.train.loop import TrainOptions, train
+    from tfsep_edge.train.loop import train
+    from tfsep_edge.train.options import TrainOptions
 
     with pytest.raises(TfsepError, match="--devsim-clips 0: must be at least 1"):
         TrainOptions(devsim_clips=0).check()

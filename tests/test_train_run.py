@@ -20,6 +20,7 @@ from tfsep_edge.datasets.synth import synthesize
 from tfsep_edge.datasets.tau import read_split
 from tfsep_edge.model.checkpoint import load_checkpoint, read_checkpoint
 from tfsep_edge.train import loop as train_mod
+from tfsep_edge.train.teacher import save_teacher_logits
 
 FAST = {"mixup_alpha": 0, "mixstyle_p": 0, "devsim": "none", "threads": 1, "batch_size": 16}
 
@@ -191,7 +192,7 @@ def test_teacher_logits_must_align(tiny, tmp_path):
     opts = {**FAST, "epochs": 1, "teacher": str(good)}
     train_mod.train(tiny, tmp_path / "ok", opts, progress=False)
     # A teacher checkpoint, and logits precomputed from it, both train.
-    saved = train_mod.save_teacher_logits(tmp_path / "ok" / "best.pt", tiny, tmp_path / "t.pt")
+    saved = save_teacher_logits(tmp_path / "ok" / "best.pt", tiny, tmp_path / "t.pt")
     assert torch.load(saved, weights_only=True)["filenames"] == names
     train_mod.train(tiny, tmp_path / "ok2", {**opts, "teacher": str(saved)}, progress=False)
     ckpt_teacher = {**opts, "teacher": str(tmp_path / "ok" / "best.pt"), "mixup_alpha": 0.3}

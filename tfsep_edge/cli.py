@@ -128,7 +128,8 @@ def predict(
     if timeline:
         if batch is not None:
             raise TfsepError("--batch does not apply to --timeline (windows are classified one at a time, as listen)")
-        from tfsep_edge.runtime.listen import DEFAULT_HOP, timeline_command
+        from tfsep_edge.runtime.stream import DEFAULT_HOP
+        from tfsep_edge.runtime.timeline import timeline_command
 
         raise typer.Exit(timeline_command(model, audio, csv, DEFAULT_HOP if hop is None else hop, top, threads))
     if hop is not None:

@@ -61,8 +61,8 @@ def frontend_comparison(windows: np.ndarray, cfg: FrontendConfig, runs: int, sec
     """The numpy front end against the straightforward float64/dense one on the same input.
 
     Alternates in blocks of `block` calls and drops each block's first call: whichever runs right
-    after the other pays for its memory traffic (seen: +0.25 ms on log_mel right after the
-    reference), which is not the steady state `predict` runs in.
+    after the other pays for its memory traffic, which is not the steady state `predict` runs
+    in.
     """
     from tfsep_edge.signal.frontend import _RFFT_HAS_OUT, _frames, log_mel, log_mel_reference, rfft_frames
 

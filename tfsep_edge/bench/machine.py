@@ -203,7 +203,7 @@ def pin_blas_threads(threads: int) -> None:
     """Give numpy's BLAS the benchmark's thread count (unless the user set it), before numpy loads.
 
     Otherwise a large product (the reference front end) wakes BLAS threads on every core, which
-    then spin and slow whatever runs next: seen to add 0.3-0.6 ms to the next front-end call.
+    then spin and slow whatever runs next, the next front-end call included.
     """
     if "numpy" not in sys.modules:
         for var in BLAS_ENV:

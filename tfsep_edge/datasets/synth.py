@@ -284,7 +284,7 @@ def subset_rows(train_rows: list[str], percent: int, seed: int) -> list[str]:
 
 README = """SYNTHETIC DATA - NOT TAU Urban Acoustic Scenes 2022 Mobile.
 
-Written by `tfsep-edge synth` (tfsep_edge/synth.py) with seed {seed}, {per_class} clips per class.
+Written by {made_by} (tfsep_edge/datasets/synth.py).
 It copies the TAU22 layout (meta.csv, evaluation_setup/fold1_*.csv, audio/*.wav; 44.1 kHz 1-s
 16-bit mono WAVs; devices a, b, c, s1..s6 with s4..s6 only in the evaluate split) so the demo
 and the tests run without the real data set. The sounds are synthetic textures (coloured noise,
@@ -345,8 +345,17 @@ def synthesize(
         subset = subset_rows(rows["train"], percent, seed)
         write_text_atomic(out / "split_setup" / f"split{percent}.csv", "\n".join([header, *subset]) + "\n")
     write_text_atomic(out / "evaluation_setup" / "fold1_test.csv", "\n".join(test) + "\n")
+    made_by = remake_command(clips_per_class, seed, overlap)
     write_text_atomic(
         out / "README.txt",
-        README.format(seed=seed, per_class=clips_per_class, n_train=len(rows["train"]), n_eval=len(rows["evaluate"])),
+        README.format(made_by=made_by, n_train=len(rows["train"]), n_eval=len(rows["evaluate"])),
     )
     return out
+
+
+def remake_command(clips_per_class: int, seed: int, overlap: float) -> str:
+    """How to write this set again: the command, or the Python call where the command has no
+    option for `overlap`. OUT stays a placeholder: the same seed gives the same files anywhere."""
+    if overlap == DEFAULT_OVERLAP:
+        return f"`tfsep-edge synth OUT --clips-per-class {clips_per_class} --seed {seed}`"
+    return f"`synthesize(OUT, clips_per_class={clips_per_class}, seed={seed}, overlap={overlap:g})`"

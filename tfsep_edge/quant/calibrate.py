@@ -20,8 +20,8 @@ from tfsep_edge.quant.twin import conv_input_scales, qconv_of
 # --- qconfig, prepare, convert ----------------------------------------------------------------
 
 
-# The stem conv (and so the model input) stays float by default: +1.5 KB at C=12, measured
-# better logit SQNR (docstring above). float_layers=() quantizes it too.
+# The stem conv (and so the model input) stays float by default: a few KB more for a better
+# logit SQNR (docs/quantization.md, "Stem conv"). float_layers=() quantizes it too.
 FLOAT_STEM: tuple[str, ...] = ("feature.0",)
 
 
@@ -31,7 +31,9 @@ class QuantOptions:
     observer: str = "histogram"
     float_layers: tuple[str, ...] = FLOAT_STEM
     float_means: bool = True
-    reduce_range: bool = False  # 7-bit activations (--reduce-range): 4-5 dB worse logit SQNR; for x86 without VNNI
+    # 7-bit activations (--reduce-range), for x86 int8 kernels without VNNI; their SQNR cost is
+    # in docs/quantization.md
+    reduce_range: bool = False
     bias_correction: bool = True
     shared_add_qparams: bool = True
     gptq: bool = True  # weight rounding: GPTQ on the calibration inputs, else round to nearest

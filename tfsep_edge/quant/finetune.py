@@ -7,7 +7,7 @@ Only the quantized convs' weights and biases move; every scale and zero point st
 stays frozen (folded into the convs by fusion), and the float islands (AdaResNorm, the float
 stem) keep their float model's values, so the ONNX builders and the export rule see the same
 model structure as after PTQ. The float model is the teacher: loss = lambda * KL(p_float^T ||
-p_int8^T) (train/loop.py's KD term; T = 1, no label term unless label_weight > 0). The trained
+p_int8^T) (train/losses.py's KD term; T = 1, no label term unless label_weight > 0). The trained
 weights are then rounded onto the same per-channel grids and written back into a copy of the
 INT8 model.
 """
@@ -32,7 +32,7 @@ from tfsep_edge.quant.engine import engine_scope, known_warnings_silenced
 from tfsep_edge.quant.twin import FakeQuantConv, qconv_of
 from tfsep_edge.signal.frontend import log_mel_torch
 from tfsep_edge.train.batches import epoch_batches
-from tfsep_edge.train.loop import kd_loss, soft_cross_entropy
+from tfsep_edge.train.losses import kd_loss, soft_cross_entropy, softened
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def finetune(
             for group in optimizer.param_groups:  # cosine to 0: the last steps settle on the grid
                 group["lr"] = options.lr * 0.5 * (1 + math.cos(math.pi * step / steps_total))
             with torch.no_grad():
-                t_probs = F.softmax(teacher(x) / options.kd_temperature, dim=1)
+                t_probs = softened(teacher(x), options.kd_temperature)
             logits = fq(x)
             targets = F.one_hot(labels[rows], NUM_CLASSES).float()
             loss = options.label_weight * soft_cross_entropy(logits, targets) + options.kd_lambda * kd_loss(

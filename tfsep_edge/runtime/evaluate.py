@@ -94,7 +94,7 @@ def evaluate(
     if split == "test":
         raise TfsepError("split 'test' has no labels in the TAU22 layout; evaluate on 'evaluate' (or 'train')")
     fn = model if isinstance(model, ModelFn) else load_logits_fn(model, threads)
-    # float32 cache: the figures are those of the deployed path, bit for bit (see data.py).
+    # float32 cache: the figures are those of the deployed path, bit for bit (see docs/data.md).
     data_split = load_split(data, split, cache_dir, fn.frontend, progress=progress, dtype="float32")
     logits = split_logits(fn, data_split, batch, progress)
     result = metrics(logits, data_split.labels, data_split.devices)

@@ -103,13 +103,13 @@ def _frames(
     return np.multiply(frames, window.astype(frames.dtype), out=out)
 
 
-# Per-thread buffers reused by log_mel across calls of one input shape. Allocating ~1 MB of
-# temporaries per call costs page faults and glibc mmap/trim churn that was seen to triple the
-# front end's time when other work (another model, the reference front end) runs in between.
+# Per-thread buffers reused by log_mel across calls of one input shape. Allocating the
+# temporaries on every call costs page faults and glibc mmap/trim churn, which slowed the front
+# end when other work (another model, the reference front end) ran in between.
 _WORKSPACE = threading.local()
 _RFFT_HAS_OUT = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
-# numpy's rfft ran 4x slower per frame from 64 frames (2048 points) up: a batch is transformed in
-# pieces of at most this many frames (a 1-s clip has 44).
+# numpy's rfft gets much slower per frame from 64 frames (2048 points) up: a batch is
+# transformed in pieces of at most this many frames (a 1-s clip has 44).
 _FFT_ROWS = 48
 
 
