@@ -121,6 +121,7 @@ def test_cli_folder_without_audio(tmp_path, ckpt):
     assert not (tmp_path / "q").exists()
 
 
+@pytest.mark.slow
 def test_cli_single_file_calibration(tmp_path, ckpt):
     one = wav(tmp_path / "one.wav", 0)
     one_line_error(run_cli("quantize", ckpt, "--calib", one, "-o", tmp_path / "q"), "1 file")
@@ -129,6 +130,7 @@ def test_cli_single_file_calibration(tmp_path, ckpt):
     assert not (tmp_path / "q").exists()
 
 
+@pytest.mark.slow
 def test_cli_bad_wavs_among_good(tmp_path, ckpt):
     folder = wav_folder(tmp_path / "w", MIN_CALIB_FILES + 1)
     (folder / "corrupt-9-a.wav").write_bytes(b"not a wav at all")
@@ -164,6 +166,7 @@ def test_cli_bad_options(tmp_path, ckpt, extra, words):
     assert not (tmp_path / "q").exists()
 
 
+@pytest.mark.slow
 def test_cli_out_in_missing_folder(tmp_path, ckpt):
     calib = wav_folder(tmp_path / "c", MIN_CALIB_FILES)
     r = run_cli("quantize", ckpt, "--calib", calib, "-o", tmp_path / "nope" / "q")

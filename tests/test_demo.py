@@ -9,6 +9,7 @@ import pytest
 from conftest import REPO
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end_and_summarises(tmp_path):
     out = tmp_path / "demo"
     proc = subprocess.run(

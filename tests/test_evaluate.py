@@ -47,6 +47,7 @@ def test_metrics_log_loss_and_confusion():
     assert np.array(m["confusion"]).sum() == 2 and m["confusion"][1][0] == 1
 
 
+@pytest.mark.slow
 def test_cli_evaluate_json_and_plot(trained, tmp_path):
     data, ckpt = trained
     res = run_cli("evaluate", ckpt, data, "--json", tmp_path / "r.json", "--plot", tmp_path / "r.png")

@@ -281,6 +281,7 @@ def test_budget_on_onnx_and_quantized(work, qdir):
     assert "Warning" not in r.stderr, r.stderr  # torch's deprecation notices on loading quantized tensors
 
 
+@pytest.mark.slow
 def test_bad_inputs(work, ckpt):
     cases = [
         (["export", ckpt, "--onnx", work / "x.onnx", "--int8"], "quantize"),

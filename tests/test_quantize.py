@@ -88,6 +88,7 @@ def test_fusion_matches_unfused_model():
         assert torch.allclose(fused(x), model(x), atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_int8_agrees_with_fp32(tiny, artifact):
     fp32 = run_float(tiny["model"], tiny["eval"])
     int8 = run_int8(artifact, tiny["eval"])
@@ -170,6 +171,7 @@ def test_fallback_leaves_layers_float(tiny):
     assert summary["met"] and summary["layers_left_float"] == []
 
 
+@pytest.mark.slow
 def test_cli_quantize_report_and_determinism(tiny, tmp_path):
     out1, out2 = tmp_path / "q1", tmp_path / "q2"
     args = ("quantize", tiny["ckpt"], "--eval", tiny["data"], "--num-calib", "40", "--max-drop", "100")
@@ -195,6 +197,7 @@ def test_cli_quantize_report_and_determinism(tiny, tmp_path):
     assert (out1 / QUANTIZED_FILE).read_bytes() == (out2 / QUANTIZED_FILE).read_bytes()
 
 
+@pytest.mark.slow
 def test_cli_reduce_range_gives_7bit_activations_and_a_valid_export(tiny, tmp_path):
     out = tmp_path / "q7"
     args = ("quantize", tiny["ckpt"], "--calib", tiny["data"], "--num-calib", "40", "--no-sensitivity")

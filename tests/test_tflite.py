@@ -323,6 +323,7 @@ def test_predict_bench_budget_torch_free(work, fp32, int8, ckpt, data_dir, no_to
     assert 0 < rep["param_bytes"] < 6838 * 4
 
 
+@pytest.mark.slow
 def test_bad_inputs(work, ckpt, fp32, data_dir):
     notes = work / "notes.tflite"
     notes.write_text("not a flatbuffer")

@@ -40,6 +40,7 @@ def _metrics(run) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_a_few_epochs_beat_chance_clearly(synth, tmp_path):
     summary = train_mod.train(synth, tmp_path / "run", {**FAST, "epochs": 12, "warmup_epochs": 1}, progress=False)
     rows = _metrics(tmp_path / "run")
@@ -106,6 +107,7 @@ def test_killed_run_leaves_a_loadable_last_checkpoint(tiny, tmp_path):
     assert res.returncode == 0, res.stderr
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_give_a_working_checkpoint(tiny, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     cmd += ["-m", "tfsep_edge.cli", "train", str(tiny), "-o", str(tmp_path / "ddp"), "--epochs", "2"]
