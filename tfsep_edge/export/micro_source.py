@@ -142,14 +142,13 @@ def render(data: bytes, name: str, source: str, arena_measured: int, arena_size:
             f"constexpr int {n}_{role}_elements = {int(np.prod(t['shape']))};",
             f"constexpr bool {n}_{role}_is_int8 = {'true' if t['type'] == 'INT8' else 'false'};",
         ]
-        if t["scale"] is not None:
-            lines += [
-                f"constexpr float {n}_{role}_scale = {_c_float(t['scale'])};",
-                f"constexpr int {n}_{role}_zero_point = {t['zero_point']};",
-            ]
-        else:
-            lines.append(f"// ({role} is not per-tensor quantized: no scale or zero point)")
-        return lines
+        if t["scale"] is None:
+            lines.append(f"// ({role} is not per-tensor quantized: scale 0 and zero point 0 say so)")
+        return [
+            *lines,
+            f"constexpr float {n}_{role}_scale = {_c_float(t['scale'] or 0.0)};",
+            f"constexpr int {n}_{role}_zero_point = {t['zero_point'] or 0};",
+        ]
 
     if kind == "logmel":
         layout = [
