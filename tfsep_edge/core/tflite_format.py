@@ -121,3 +121,32 @@ def stored_bytes(data: bytes) -> dict:
             out["graph_constants"] += nbytes
     out["total"] = sum(out[k] for k in STORED_TYPES)
     return out
+
+
+FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16")
+
+
+def float_activations(data: bytes) -> dict:
+    """The float runtime tensors (no stored data; the model's input and output included) of the
+    first subgraph, and {op name: count} of the operators that read or write one: both empty
+    for an integer-only model (what TFLite Micro's integer kernels need from input to logits)."""
+    s = schema()
+    names = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
+    floats = {getattr(s.TensorType, t) for t in FLOAT_TYPES if hasattr(s.TensorType, t)}
+    model = s.ModelT.InitFromPackedBuf(data, 0)
+    sub = model.subgraphs[0]
+
+    def is_float(i: int) -> bool:
+        t = sub.tensors[i]
+        stored = model.buffers[t.buffer].data
+        return t.type in floats and (stored is None or len(stored) == 0)
+
+    tensors = sorted({int(i) for o in sub.operators for i in [*o.inputs, *o.outputs] if i >= 0 and is_float(i)})
+    tensors += [int(i) for i in [*sub.inputs, *sub.outputs] if is_float(int(i)) and int(i) not in tensors]
+    ops: dict[str, int] = {}
+    for o in sub.operators:
+        if any(i >= 0 and is_float(int(i)) for i in [*o.inputs, *o.outputs]):
+            oc = model.operatorCodes[o.opcodeIndex]
+            name = names.get(max(oc.builtinCode, oc.deprecatedBuiltinCode), str(oc.builtinCode))
+            ops[name] = ops.get(name, 0) + 1
+    return {"tensors": [sub.tensors[i].name.decode("utf-8", "replace") for i in tensors], "ops": ops}
