@@ -104,24 +104,24 @@ def test_graph_is_clean(fp32_logmel):
     assert all(i.data_location == onnx.TensorProto.DEFAULT and not i.external_data for i in m.graph.initializer)
     assert not list(fp32_logmel.parent.glob("*.data"))
     assert {p.key for p in m.metadata_props} == {
-        config.ONNX_META_INPUT,
-        config.ONNX_META_LABELS,
-        config.ONNX_META_FRONTEND,
-        config.ONNX_META_WIDTH,
-        config.ONNX_META_PRECISION,
-        config.ONNX_META_VERSION,
-        config.ONNX_META_BUDGET,
+        config.META_INPUT,
+        config.META_LABELS,
+        config.META_FRONTEND,
+        config.META_WIDTH,
+        config.META_PRECISION,
+        config.META_VERSION,
+        config.META_BUDGET,
     }  # and nothing else (no stack traces)
     onnx.checker.check_model(str(fp32_logmel), full_check=True)
 
 
 def test_metadata(fp32_logmel):
     meta = {p.key: p.value for p in onnx.load(str(fp32_logmel)).metadata_props}
-    assert meta[config.ONNX_META_INPUT] == "logmel"
-    assert json.loads(meta[config.ONNX_META_LABELS]) == list(config.LABELS)
-    assert json.loads(meta[config.ONNX_META_FRONTEND]) == DEFAULT_FRONTEND.to_dict()
-    assert meta[config.ONNX_META_WIDTH] == "12" and meta[config.ONNX_META_PRECISION] == "fp32"
-    budget = json.loads(meta[config.ONNX_META_BUDGET])
+    assert meta[config.META_INPUT] == "logmel"
+    assert json.loads(meta[config.META_LABELS]) == list(config.LABELS)
+    assert json.loads(meta[config.META_FRONTEND]) == DEFAULT_FRONTEND.to_dict()
+    assert meta[config.META_WIDTH] == "12" and meta[config.META_PRECISION] == "fp32"
+    budget = json.loads(meta[config.META_BUDGET])
     assert budget["params"] == 6838 and budget["macs"] > 1_000_000  # the report's C=12 count
     assert budget["stored_param_bytes"] == budget["stored_bytes_by_type"]["total"] > 0
 
@@ -142,7 +142,7 @@ def test_fp32_waveform_parity(work, ckpt):
     assert np.abs(got - ref).max() <= 1e-3
     assert np.allclose(s.run(None, {"waveform": waves[:1].numpy()})[0], got[:1], atol=1e-5)
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
-    assert meta[config.ONNX_META_INPUT] == "waveform"
+    assert meta[config.META_INPUT] == "waveform"
 
 
 @pytest.mark.parametrize("frontend", [False, True])
@@ -167,10 +167,10 @@ def test_int8_parity(work, qdir, frontend):
     assert np.abs(got - ref).max() <= export_rule.int8_tolerance(output_step(twin))
     m = onnx.load(str(out))
     meta = {p.key: p.value for p in m.metadata_props}
-    assert meta[config.ONNX_META_PRECISION] == "int8"
+    assert meta[config.META_PRECISION] == "int8"
     types = {i.data_type for i in m.graph.initializer}
     assert onnx.TensorProto.INT8 in types and onnx.TensorProto.UINT8 not in types  # S8S8: x86 = ARM
-    budget = json.loads(meta[config.ONNX_META_BUDGET])["stored_bytes_by_type"]
+    budget = json.loads(meta[config.META_BUDGET])["stored_bytes_by_type"]
     assert budget["int8_weights"] > 0 and budget["int32_biases"] > 0 and budget["float_weights"] == 0
     if platform.machine().lower() in ("x86_64", "amd64"):
         # onnxruntime must not build u8s8 integer convs on x86: without VNNI they saturate

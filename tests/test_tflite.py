@@ -107,10 +107,10 @@ def test_fp32_parity_dynamic_batch_and_metadata(fp32, ckpt):
     for n in (1, 3, 5, 2):  # the interpreter is resized per batch size
         assert np.abs(clf.run(x[:n]) - ref[:n]).max() <= rule.FP32_ABS
     meta = read_metadata(fp32.read_bytes())
-    assert json.loads(meta[config.ONNX_META_LABELS]) == list(config.LABELS)
-    assert meta[config.ONNX_META_WIDTH] == "12" and meta[config.ONNX_META_PRECISION] == "fp32"
-    assert json.loads(meta[config.ONNX_META_FRONTEND]) == CFG.to_dict()
-    assert json.loads(meta[config.ONNX_META_BUDGET])["macs"] == 1_650_149
+    assert json.loads(meta[config.META_LABELS]) == list(config.LABELS)
+    assert meta[config.META_WIDTH] == "12" and meta[config.META_PRECISION] == "fp32"
+    assert json.loads(meta[config.META_FRONTEND]) == CFG.to_dict()
+    assert json.loads(meta[config.META_BUDGET])["macs"] == 1_650_149
     assert clf.precision == "fp32" and clf.width == 12 and clf.labels == config.LABELS
 
 

@@ -400,14 +400,14 @@ def count_onnx(path: Path, n_mels: int, frames: int):
     non-default shuffle-group count is read from the budget metadata when present); the bytes
     are those of the file's initializers.
     """
-    from tfsep_edge.core.config import ONNX_META_BUDGET, ONNX_META_PRECISION
+    from tfsep_edge.core.config import META_BUDGET, META_PRECISION
 
     model = load_onnx(path)
     width = onnx_width(model, path)
     meta = {p.key: p.value for p in model.metadata_props}
-    counted = count_width(width, json.loads(meta.get(ONNX_META_BUDGET, "{}")).get("shuffle_groups"), n_mels, frames)
+    counted = count_width(width, json.loads(meta.get(META_BUDGET, "{}")).get("shuffle_groups"), n_mels, frames)
     stored = onnx_stored_bytes(model)
-    counted.source = f"{path} (ONNX, {meta.get(ONNX_META_PRECISION, 'unknown precision')}, width {width})"
+    counted.source = f"{path} (ONNX, {meta.get(META_PRECISION, 'unknown precision')}, width {width})"
     counted.stored_param_bytes = stored["total"]
     counted.notes.append(
         "params/MACs: torchinfo on the float TF-SepNet rebuilt from the width in the ONNX metadata; "
@@ -437,22 +437,22 @@ def count_tflite(path: Path, n_mels: int, frames: int):
     """budget.Counted for an exported .tflite: NeSsi on the float TF-SepNet of the width in its
     metadata (as count_onnx), bytes from the file's constant buffers by type
     (core.tflite_format.stored_bytes)."""
-    from tfsep_edge.core.config import ONNX_META_BUDGET, ONNX_META_PRECISION, ONNX_META_WIDTH
+    from tfsep_edge.core.config import META_BUDGET, META_PRECISION, META_WIDTH
     from tfsep_edge.core.tflite_format import read_metadata, read_model, stored_bytes
 
     data = read_model(path)
     meta = read_metadata(data)
     try:
-        width = int(meta[ONNX_META_WIDTH])
+        width = int(meta[META_WIDTH])
     except (KeyError, ValueError):
         raise TfsepError(f"{path}: no tfsep-edge width in its metadata; export it with `tfsep-edge export`") from None
     try:
-        groups = json.loads(meta.get(ONNX_META_BUDGET, "{}")).get("shuffle_groups")
+        groups = json.loads(meta.get(META_BUDGET, "{}")).get("shuffle_groups")
     except (ValueError, AttributeError):
         groups = None
     counted = count_width(width, groups, n_mels, frames)
     stored = stored_bytes(data)
-    counted.source = f"{path} (TFLite, {meta.get(ONNX_META_PRECISION, 'unknown precision')}, width {width})"
+    counted.source = f"{path} (TFLite, {meta.get(META_PRECISION, 'unknown precision')}, width {width})"
     counted.stored_param_bytes = stored["total"]
     counted.notes.append(
         "params/MACs: torchinfo on the float TF-SepNet rebuilt from the width in the TFLite metadata; "

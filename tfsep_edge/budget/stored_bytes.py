@@ -72,10 +72,10 @@ def load_onnx(path: Path):
 
 def onnx_width(model, path: Path) -> int:
     """The model width from the export metadata (the float model's config)."""
-    from tfsep_edge.core.config import ONNX_META_WIDTH
+    from tfsep_edge.core.config import META_WIDTH
 
     meta = {p.key: p.value for p in model.metadata_props}
     try:
-        return int(meta[ONNX_META_WIDTH])
+        return int(meta[META_WIDTH])
     except (KeyError, ValueError):
         raise TfsepError(f"{path}: no tfsep-edge width in its metadata; export it with `tfsep-edge export`") from None

@@ -155,13 +155,13 @@ def model_metadata(kind: str, precision: str, width: int, cfg: FrontendConfig, b
     """What every exported file carries (.onnx metadata_props, .tflite metadata buffers): the
     runtime needs nothing else (runtime/model_info.py reads it back)."""
     return {
-        config.ONNX_META_INPUT: kind,
-        config.ONNX_META_LABELS: json.dumps(list(LABELS)),
-        config.ONNX_META_FRONTEND: json.dumps(cfg.to_dict(), sort_keys=True),
-        config.ONNX_META_WIDTH: str(width),
-        config.ONNX_META_PRECISION: precision,
-        config.ONNX_META_VERSION: config.VERSION,
-        config.ONNX_META_BUDGET: json.dumps(budget, sort_keys=True),
+        config.META_INPUT: kind,
+        config.META_LABELS: json.dumps(list(LABELS)),
+        config.META_FRONTEND: json.dumps(cfg.to_dict(), sort_keys=True),
+        config.META_WIDTH: str(width),
+        config.META_PRECISION: precision,
+        config.META_VERSION: config.VERSION,
+        config.META_BUDGET: json.dumps(budget, sort_keys=True),
     }
 
 
@@ -337,7 +337,7 @@ def export(
             "opset": opset,
             "bytes": tmp.stat().st_size,
             "validation": check,
-            "budget": json.loads(next(p.value for p in model.metadata_props if p.key == config.ONNX_META_BUDGET)),
+            "budget": json.loads(next(p.value for p in model.metadata_props if p.key == config.META_BUDGET)),
         }
         if timing:
             feed = waves if frontend else reference_logits(source, waves[:1])[0]

@@ -109,7 +109,7 @@ def export_tflite(model_path: str | Path, out: str | Path, int8: bool = False, t
             "bytes": len(data),
             "operators": operator_counts(data),
             "validation": check,
-            "budget": json.loads(read_metadata(data)[config.ONNX_META_BUDGET]),
+            "budget": json.loads(read_metadata(data)[config.META_BUDGET]),
         }
         if timing:
             x = reference_logits(source, waves[:1])[0]
