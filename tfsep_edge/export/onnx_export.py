@@ -175,7 +175,7 @@ def set_metadata(model, kind: str, precision: str, width: int, cfg: FrontendConf
 
 
 def build_graph(source: Source, int8: bool, frontend: bool, opset: int):
-    from tfsep_edge.budget.stored_bytes import onnx_stored_bytes
+    from tfsep_edge.budget.stored_bytes import onnx_constants, stored_bytes
     from tfsep_edge.export.onnx_fp32 import build_fp32
     from tfsep_edge.export.onnx_int8 import build_int8
 
@@ -183,7 +183,7 @@ def build_graph(source: Source, int8: bool, frontend: bool, opset: int):
         model = build_int8(source.artifact.fake_quant_model(), frontend, opset, source.frontend)
     else:
         model = build_fp32(source.float_model, frontend, opset, source.frontend)
-    budget = budget_figures(source.float_model, onnx_stored_bytes(model), source.frontend)
+    budget = budget_figures(source.float_model, stored_bytes(onnx_constants(model)), source.frontend)
     kind = "waveform" if frontend else "logmel"
     set_metadata(model, kind, "int8" if int8 else "fp32", source.float_model.config.width, source.frontend, budget)
     return model

@@ -38,7 +38,7 @@ from tfsep_edge.export.summary import closing_lines, fp32_timing, precision_timi
 
 def build(source: Source, int8: bool) -> bytes:
     """The flatbuffer with its metadata: the budget's stored bytes are counted on the graph itself."""
-    from tfsep_edge.core.tflite_format import stored_bytes
+    from tfsep_edge.budget.stored_bytes import stored_bytes, tflite_constants
 
     if int8:
         from tfsep_edge.export.tflite_int8 import build_int8
@@ -51,7 +51,7 @@ def build(source: Source, int8: bool) -> bytes:
     precision, width = ("int8" if int8 else "fp32"), source.float_model.config.width
     desc = f"TF-SepNet width {width}, {precision}, input logmel; made by tfsep-edge {config.VERSION}"
     draft = graph.pack([x_in], [out], {}, desc)
-    budget = budget_figures(source.float_model, stored_bytes(draft), source.frontend)
+    budget = budget_figures(source.float_model, stored_bytes(tflite_constants(draft)), source.frontend)
     return graph.pack([x_in], [out], model_metadata("logmel", precision, width, source.frontend, budget), desc)
 
 
