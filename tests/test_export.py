@@ -26,6 +26,7 @@ from tfsep_edge.export import onnx_export as export  # noqa: E402
 
 # noqa: E402
 from tfsep_edge.export import rule as export_rule  # noqa: E402
+from tfsep_edge.export.reference import validation_waves  # noqa: E402
 from tfsep_edge.model.tfsepnet import random_model  # noqa: E402
 
 
@@ -52,7 +53,7 @@ def qdir(work, ckpt) -> Path:
     from tfsep_edge.quant.quantize import quantize_model
     from tfsep_edge.signal.frontend import log_mel_torch
 
-    waves = torch.from_numpy(export.validation_waves(DEFAULT_FRONTEND, bundled=4, synthetic=12))
+    waves = torch.from_numpy(validation_waves(DEFAULT_FRONTEND, bundled=4, synthetic=12))
     batches = [log_mel_torch(waves[:8]), log_mel_torch(waves[8:])]
     art = quantize_model(load_model(ckpt), batches, QuantOptions(engine="x86", observer="minmax", float_layers=()))[0]
     out = work / "q12"
@@ -133,7 +134,7 @@ def test_fp32_waveform_parity(work, ckpt):
     out = work / "fp32_wave.onnx"
     summary = _export(ckpt, out, frontend=True)
     assert summary["validation"]["max_abs_logit_diff"] <= 1e-3
-    waves = torch.from_numpy(export.validation_waves(DEFAULT_FRONTEND, bundled=2, synthetic=3))
+    waves = torch.from_numpy(validation_waves(DEFAULT_FRONTEND, bundled=2, synthetic=3))
     with torch.no_grad():
         ref = load_model(ckpt)(log_mel_torch(waves)).numpy()
     s = _session(out)
@@ -157,7 +158,7 @@ def test_int8_parity(work, qdir, frontend):
     assert v["max_diff_output_steps"] <= export_rule.INT8_OUTPUT_STEPS and "twin" in v["reference"]
     # On other inputs too: the file is the fake-quant twin up to rounding (export_rule's docstring).
     art = load_quantized(qdir)
-    waves = torch.from_numpy(export.validation_waves(DEFAULT_FRONTEND, bundled=4, synthetic=20))
+    waves = torch.from_numpy(validation_waves(DEFAULT_FRONTEND, bundled=4, synthetic=20))
     mels = log_mel_torch(waves)
     twin = art.fake_quant_model()
     with torch.no_grad():
@@ -203,7 +204,7 @@ def test_int8_onnx_runs_in_openvino(work, qdir):
 
     out = work / "int8_openvino.onnx"
     _export(qdir, out, int8=True)
-    mels = log_mel(export.validation_waves(DEFAULT_FRONTEND, bundled=4, synthetic=28), DEFAULT_FRONTEND)[:, None]
+    mels = log_mel(validation_waves(DEFAULT_FRONTEND, bundled=4, synthetic=28), DEFAULT_FRONTEND)[:, None]
     s = _session(out)
     ref = s.run(None, {s.get_inputs()[0].name: mels})[0]
     info = machine_info(1)

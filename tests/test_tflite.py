@@ -22,6 +22,7 @@ from tfsep_edge.core.tflite_format import operator_counts, read_metadata, schema
 from tfsep_edge.export import onnx_export as export  # noqa: E402
 from tfsep_edge.export import rule, tflite_export  # noqa: E402
 from tfsep_edge.export import tflite_fp32 as tflite_graph  # noqa: E402
+from tfsep_edge.export.reference import validation_waves  # noqa: E402
 from tfsep_edge.export.tflite_flatbuffer import FlatGraph, Quant  # noqa: E402
 from tfsep_edge.model.tfsepnet import random_model  # noqa: E402
 from tfsep_edge.runtime.tflite_classifier import TfliteClassifier  # noqa: E402
@@ -51,7 +52,7 @@ def _quantized(work: Path, ckpt: Path, name: str, **options) -> Path:
     from tfsep_edge.quant.quantize import quantize_model
     from tfsep_edge.signal.frontend import log_mel_torch
 
-    waves = torch.from_numpy(export.validation_waves(CFG, bundled=4, synthetic=12))
+    waves = torch.from_numpy(validation_waves(CFG, bundled=4, synthetic=12))
     batches = [log_mel_torch(waves[:8]), log_mel_torch(waves[8:])]
     art = quantize_model(load_model(ckpt), batches, QuantOptions(engine="x86", **options))[0]
     out = work / name
@@ -92,7 +93,7 @@ def int8(work, qdir) -> Path:
 def _mels(n: int, seed: int = 0) -> np.ndarray:
     from tfsep_edge.signal.frontend import log_mel
 
-    waves = export.validation_waves(CFG, bundled=0, synthetic=n)
+    waves = validation_waves(CFG, bundled=0, synthetic=n)
     return np.ascontiguousarray(log_mel(waves, CFG)[:, None]).astype(np.float32)
 
 
@@ -156,11 +157,11 @@ def test_shuffle_renaming_is_exact_at_other_widths_and_groups(tmp_path, width, g
 
 def test_int8_is_the_projects_quantization(int8, qdir):
     """Same int8 weights (GPTQ-rounded) and scales as the twin, and output within the bound."""
-    from tfsep_edge.export.onnx_int8 import _conv_parts
     from tfsep_edge.quant.artifact import load_quantized
 
     fq = load_quantized(qdir).fake_quant_model("int8")
-    w, _, scales, *_ = _conv_parts(fq.feature[2].freq_dw_conv)  # a depthwise int8 conv of block 1
+    body = fq.feature[2].freq_dw_conv.body  # a depthwise int8 conv of block 1 (the twin's FakeQuantConv)
+    w, scales = body.weight.double().numpy(), body.w_scale.double().numpy()
     s = schema()
     model = s.ModelT.InitFromPackedBuf(int8.read_bytes(), 0)
     tensors = {t.name.decode(): t for t in model.subgraphs[0].tensors}
@@ -184,7 +185,7 @@ def test_int8_agrees_with_the_int8_onnx(work, qdir, int8):
     export.export(qdir, onnx_path, int8=True, timing=False, echo=lambda _s: None)
     from tfsep_edge.runtime.classifier import OnnxClassifier
 
-    waves = export.validation_waves(CFG)
+    waves = validation_waves(CFG)
     a = TfliteClassifier(int8).logits_from_waveforms(waves)
     b = OnnxClassifier(onnx_path).logits_from_waveforms(waves)
     assert (a.argmax(1) == b.argmax(1)).mean() >= 0.99
