@@ -343,3 +343,68 @@ def test_read_only_folder_reported(work, ckpt, monkeypatch):
     result = CliRunner().invoke(app, ["export", str(ckpt), "--onnx", str(work / "ro2.onnx")])
     assert result.exit_code == 2 and "not writable" in result.output
     assert not (work / "ro2.onnx").exists()
+
+
+def test_metadata_keys_keep_their_stored_names():
+    """config.META_* name the keys for every format; the strings stored in files never change,
+    so models exported before the rename still load."""
+    keys = [config.META_INPUT, config.META_LABELS, config.META_FRONTEND, config.META_WIDTH, config.META_PRECISION]
+    keys += [config.META_VERSION, config.META_BUDGET]
+    names = ("input", "labels", "frontend", "width", "precision", "version", "budget")
+    assert keys == [f"tfsep_edge.{name}" for name in names]
+
+
+def _verify(*args):
+    from typer.testing import CliRunner
+
+    from tfsep_edge.cli import app
+
+    return CliRunner().invoke(app, ["verify", *map(str, args)])
+
+
+def test_verify_accepts_the_export_and_rejects_an_altered_weight(work, ckpt, fp32_logmel):
+    """`verify` on the untouched file passes with export's summary lines; one float initializer
+    changed after export (a classifier bias + 0.01, ~90x the FP32 tolerance) fails, exit 1."""
+    from onnx import numpy_helper
+
+    r = _verify(fp32_logmel, ckpt)
+    assert r.exit_code == 0, r.output
+    assert f"verified {fp32_logmel}: FP32 ONNX (opset 17), input logmel" in r.output
+    assert "against the PyTorch float model" in r.output and "onnx.checker full check passed" in r.output
+    model = onnx.load(str(fp32_logmel))
+    bias = next(i for i in model.graph.initializer if i.name == "classifier.bias")
+    values = numpy_helper.to_array(bias).copy()
+    values[3] += 0.01
+    bias.CopyFrom(numpy_helper.from_array(values, bias.name))
+    altered = work / "altered.onnx"
+    onnx.save(model, str(altered))
+    r = _verify(altered, ckpt)
+    assert r.exit_code == 1 and "fails the export rule" in r.output and "differ from PyTorch" in r.output, r.output
+
+
+def test_verify_reads_a_file_without_metadata_from_its_graph(work, ckpt, fp32_logmel):
+    """A file another tool made carries no tfsep-edge metadata: precision and input from the graph."""
+    model = onnx.load(str(fp32_logmel))
+    del model.metadata_props[:]
+    bare = work / "bare.onnx"
+    onnx.save(model, str(bare))
+    r = _verify(bare, ckpt, "--json")
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output.strip().splitlines()[-1])
+    assert summary["precision"] == "fp32" and summary["input"] == "logmel" and summary["budget"]["params"] == 6838
+
+
+def test_verify_bad_inputs(work, ckpt, fp32_logmel):
+    cut = work / "cut.onnx"
+    cut.write_bytes(fp32_logmel.read_bytes()[:2000])
+    cases = [
+        ((ckpt, ckpt), "verify takes an ONNX model or a .tflite model"),  # the source given as MODEL_FILE
+        ((fp32_logmel, fp32_logmel), "give the checkpoint or `tfsep-edge quantize` folder"),
+        ((work / "missing.onnx", ckpt), "no such model file"),
+        ((cut, ckpt), "not a readable ONNX file"),
+    ]
+    for args, needle in cases:
+        r = _verify(*args)
+        assert r.exit_code == 2, (args, r.output)
+        lines = r.output.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0], (args, r.output)

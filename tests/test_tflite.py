@@ -344,3 +344,42 @@ def test_bad_inputs(work, ckpt, fp32, data_dir):
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and needle in lines[0], (args, r.stderr)
     assert not (work / "x.tflite").exists() and not (work / "x.onnx").exists()
+
+
+def _verify(*args):
+    from typer.testing import CliRunner
+
+    from tfsep_edge.cli import app
+
+    return CliRunner().invoke(app, ["verify", *map(str, args)])
+
+
+def _alter_int8_weight(src: Path, dst: Path, tensor: str) -> None:
+    """`src` with one byte of an int8 weight changed in place: its largest-magnitude entry
+    pushed to the other end of the int8 range."""
+    s = schema()
+    data = bytearray(src.read_bytes())
+    model = s.Model.GetRootAs(data, 0)
+    sub = model.Subgraphs(0)
+    t = next(sub.Tensors(i) for i in range(sub.TensorsLength()) if sub.Tensors(i).Name().decode() == tensor)
+    w = model.Buffers(t.Buffer()).DataAsNumpy().view(np.int8)  # a view into `data`
+    i = int(np.abs(w.astype(int)).argmax())
+    w[i] = 127 if w[i] < 0 else -127
+    dst.write_bytes(bytes(data))
+
+
+def test_verify_accepts_the_export_and_rejects_an_altered_int8_weight(work, ckpt, qdir, int8):
+    """`verify` on the untouched INT8 file passes against the twin; one int8 byte of the
+    classifier's weight changed after export fails (tens of output steps), exit 1; the INT8
+    file given its float checkpoint is a user error, exit 2."""
+    r = _verify(int8, qdir)
+    assert r.exit_code == 0, r.output
+    assert f"verified {int8}: INT8 TFLite, input logmel" in r.output and "in LiteRT (XNNPACK)" in r.output
+    assert "output steps" in r.output
+    altered = work / "altered_int8.tflite"
+    _alter_int8_weight(int8, altered, "classifier.weight")
+    r = _verify(altered, qdir)
+    assert r.exit_code == 1 and "fails the export rule" in r.output and "fake-quant twin" in r.output, r.output
+    r = _verify(int8, ckpt)
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    assert "is INT8; give the `tfsep-edge quantize` folder" in r.output
