@@ -32,7 +32,7 @@ def load_source(path: Path, int8: bool) -> Source:
     hint = "it is already exported; pass its checkpoint or quantize folder"
     kind = require_kind(path, (Kind.CHECKPOINT, Kind.QUANTIZED), "export", hint)
     if kind is Kind.QUANTIZED:
-        art = load_quantized(path)  # it silences quantize.py's list of torch 2.13 notices itself
+        art = load_quantized(path)  # it silences the torch 2.13 notices it triggers (quant/engine.py)
         return Source(path, art.float_model, art.frontend, art if int8 else None)
     if int8:
         from tfsep_edge.model.checkpoint import read_checkpoint
