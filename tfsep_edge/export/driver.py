@@ -34,10 +34,8 @@ class FileFacts:
 
     int8: bool
     frontend: bool  # waveform input (front end inside the graph)
-    opset: int | None  # ONNX only
-    width: int | None
-    input_shape: tuple  # without the batch axis
-    meta: dict
+    width: int | None  # None: no tfsep-edge metadata says
+    input_shape: tuple  # without the batch axis; None where a dimension is symbolic
 
 
 class Backend(Protocol):

@@ -155,7 +155,7 @@ def file_facts(model) -> FileFacts:
         )
     frontend = meta[META_INPUT] == "waveform" if META_INPUT in meta else len(dims) == 2
     width = meta.get(META_WIDTH, "")
-    return FileFacts(int8, frontend, opset_of(model), int(width) if width.isdigit() else None, dims[1:], meta)
+    return FileFacts(int8, frontend, int(width) if width.isdigit() else None, dims[1:])
 
 
 class OnnxBackend:
@@ -189,7 +189,8 @@ class OnnxBackend:
         return {"opset": opset_of(onnx.load_from_string(data))}
 
     def headline(self, s: dict) -> str:
-        return f"{s['precision'].upper()} ONNX (opset {s['opset']}), input {s['input']}, {s['bytes']:,} bytes, one file"
+        what = f"{s['precision'].upper()} {self.name} (opset {s['opset']})"
+        return f"{what}, input {s['input']}, {s['bytes']:,} bytes, one file"
 
     def checks(self, validation: dict) -> list[str]:
         return ["onnx.checker full check passed"]

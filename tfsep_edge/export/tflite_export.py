@@ -80,7 +80,7 @@ def file_facts(path: Path, data: bytes) -> FileFacts:
             f"{path}: takes waveforms; tfsep-edge checks .tflite models that take log-mels, as it exports them"
         )
     width = meta.get(META_WIDTH, "")
-    return FileFacts(int8, False, None, int(width) if width.isdigit() else None, shape[1:], meta)
+    return FileFacts(int8, False, int(width) if width.isdigit() else None, shape[1:])
 
 
 class TfliteBackend:
@@ -124,7 +124,7 @@ class TfliteBackend:
 
     def headline(self, s: dict) -> str:
         ops = sum(s["operators"].values())
-        return f"{s['precision'].upper()} TFLite, input logmel, {s['bytes']:,} bytes, {ops} operators"
+        return f"{s['precision'].upper()} {self.name}, input logmel, {s['bytes']:,} bytes, {ops} operators"
 
     def checks(self, validation: dict) -> list[str]:
         return []

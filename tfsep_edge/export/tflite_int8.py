@@ -81,12 +81,10 @@ def qconv(g: FlatGraph, x: Tensor, op: Conv, name: str, rows=None) -> Tensor:
         op = op.rows(rows)
     same = op.stride == 1 and any(op.padding)
     if op.stride > 1 and any(op.padding):
-        (ph, pw), pads = op.padding, None
-        pads = [(0, 0), (ph, ph), (pw, pw), (0, 0)]
-        x = tg.pad(g, x, pads, f"{name}.pad")  # int8 PAD fills with the zero point
-    if isinstance(op, FloatConv) or x.dtype != "INT8":
-        w = op.weight if isinstance(op, FloatConv) else op.float_weight()
-        y = tg.conv(g, dequantize(g, x, f"{name}.in"), w, op.bias, name, relu=op.relu, stride=op.stride, same=same)
+        ph, pw = op.padding
+        x = tg.pad(g, x, [(0, 0), (ph, ph), (pw, pw), (0, 0)], f"{name}.pad")  # int8 PAD fills with the zero point
+    if isinstance(op, FloatConv):
+        y = tg.conv(g, dequantize(g, x, f"{name}.in"), op.weight, op.bias, name, op.relu, op.stride, same)
         return quantize(g, y, _quant(op.out), f"{name}.out")
     # tg.conv rounds the float bias onto s_in * s_w itself: the integers of op.bias_int32()
     wq = (op.weight, op.w_scales.astype(np.float64))
