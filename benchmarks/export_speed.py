@@ -34,9 +34,10 @@ sys.path.insert(0, str(REPO))
 # noqa: E402
 from tfsep_edge import __version__  # noqa: E402
 from tfsep_edge.core.config import DEFAULT_FRONTEND as CFG  # noqa: E402
-from tfsep_edge.export.onnx_export import ort_session, validation_waves  # noqa: E402
+from tfsep_edge.export.onnx_export import ort_session  # noqa: E402
 from tfsep_edge.export.onnx_fp32 import GraphBuilder, add_frontend, build_fp32  # noqa: E402
 from tfsep_edge.export.onnx_int8 import build_int8  # noqa: E402
+from tfsep_edge.export.reference import validation_waves  # noqa: E402
 from tfsep_edge.model.tfsepnet import random_model  # noqa: E402
 from tfsep_edge.signal.frontend import log_mel, log_mel_torch, mel_filterbank  # noqa: E402
 

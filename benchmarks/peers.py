@@ -2,7 +2,8 @@
 
 Same untrained TF-SepNets (benchmarks/models.py: randomised BN/AdaResNorm statistics; latency
 does not depend on the values) at each width, every artifact made by this script:
-- tfsep-edge: FP32/INT8 ONNX and FP32/INT8 .tflite (`tfsep_edge.export`, `tfsep_edge.export.tflite_export`,
+- tfsep-edge: FP32/INT8 ONNX and FP32/INT8 .tflite (`tfsep_edge.export.onnx_export`,
+  `tfsep_edge.export.tflite_export`,
   validated as every export is; INT8 from one quantize run on 64 noise log-mels);
 - stock: `litert_torch.convert(model)` FP32, litert-torch's PT2E INT8 (PT2EQuantizer, per-channel
   symmetric, all ops, the same 64 calibration inputs one at a time: torch.export guards batch 1),
@@ -169,7 +170,7 @@ def agreement(paths: dict[str, Path], art, width: int) -> dict:
     import models
     import torch
 
-    from tfsep_edge.export.onnx_export import validation_waves
+    from tfsep_edge.export.reference import validation_waves
     from tfsep_edge.runtime.classifier import open_classifier
     from tfsep_edge.signal.frontend import log_mel
 

@@ -28,14 +28,14 @@ def set_metadata(model_proto, values: dict[str, str]) -> None:
 
 def standard_meta(kind: str, width: int | None, precision: str = "fp32") -> dict[str, str]:
     meta = {
-        config.ONNX_META_INPUT: kind,
-        config.ONNX_META_LABELS: json.dumps(list(config.LABELS)),
-        config.ONNX_META_FRONTEND: json.dumps(config.DEFAULT_FRONTEND.to_dict()),
-        config.ONNX_META_PRECISION: precision,
-        config.ONNX_META_VERSION: "test",
+        config.META_INPUT: kind,
+        config.META_LABELS: json.dumps(list(config.LABELS)),
+        config.META_FRONTEND: json.dumps(config.DEFAULT_FRONTEND.to_dict()),
+        config.META_PRECISION: precision,
+        config.META_VERSION: "test",
     }
     if width is not None:
-        meta[config.ONNX_META_WIDTH] = str(width)
+        meta[config.META_WIDTH] = str(width)
     return meta
 
 

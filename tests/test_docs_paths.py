@@ -31,10 +31,6 @@ NOT_IN_THE_REPO = (
     "benchmarks/results/pi/",  # deploy/raspberry-pi/README.md: the reader copies the Pi's results there
     "sounddevice.py",  # tests/test_listen.py writes a stand-in that blocks the real module
 )
-# Stale names in files another change is rewriting right now; to be emptied, not added to.
-STALE_PENDING_REWRITE = {
-    "tfsep_edge/export/onnx_export.py": ("onnx_graph.py", "onnx_qdq.py"),
-}
 
 # A path-like token: one with a slash (`a/b`, `docs/`, `../x.md`) or a .py/.md name; not inside a URL.
 _PART = r"\.?[\w*<>{}-][\w.*<>{}-]*"
@@ -164,20 +160,11 @@ def test_every_repository_path_named_exists():
     found = {}
     for f in read_files():
         broken = broken_names(f, own_text(f))
-        broken = [b for b in broken if b not in STALE_PENDING_REWRITE.get(f, ())]
         if broken:
             found[f] = sorted(set(broken))
     assert not found, "names of files or folders that do not exist:\n" + "\n".join(
         f"  {f}: {', '.join(names)}" for f, names in sorted(found.items())
     )
-
-
-def test_the_pending_allow_list_is_still_needed():
-    """An entry that no longer matches is removed, so the list only shrinks."""
-    for f, names in STALE_PENDING_REWRITE.items():
-        path = REPO / f
-        still = set(broken_names(f, own_text(f))) if path.is_file() else set()
-        assert set(names) <= still, f"{f}: {sorted(set(names) - still)} fixed; drop it from STALE_PENDING_REWRITE"
 
 
 def test_the_rule_catches_what_it_should_and_nothing_else():

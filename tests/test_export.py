@@ -26,6 +26,7 @@ from tfsep_edge.export import onnx_export as export  # noqa: E402
 
 # noqa: E402
 from tfsep_edge.export import rule as export_rule  # noqa: E402
+from tfsep_edge.export.reference import validation_waves  # noqa: E402
 from tfsep_edge.model.tfsepnet import random_model  # noqa: E402
 
 
@@ -52,7 +53,7 @@ def qdir(work, ckpt) -> Path:
     from tfsep_edge.quant.quantize import quantize_model
     from tfsep_edge.signal.frontend import log_mel_torch
 
-    waves = torch.from_numpy(export.validation_waves(DEFAULT_FRONTEND, bundled=4, synthetic=12))
+    waves = torch.from_numpy(validation_waves(DEFAULT_FRONTEND, bundled=4, synthetic=12))
     batches = [log_mel_torch(waves[:8]), log_mel_torch(waves[8:])]
     art = quantize_model(load_model(ckpt), batches, QuantOptions(engine="x86", observer="minmax", float_layers=()))[0]
     out = work / "q12"
@@ -104,24 +105,24 @@ def test_graph_is_clean(fp32_logmel):
     assert all(i.data_location == onnx.TensorProto.DEFAULT and not i.external_data for i in m.graph.initializer)
     assert not list(fp32_logmel.parent.glob("*.data"))
     assert {p.key for p in m.metadata_props} == {
-        config.ONNX_META_INPUT,
-        config.ONNX_META_LABELS,
-        config.ONNX_META_FRONTEND,
-        config.ONNX_META_WIDTH,
-        config.ONNX_META_PRECISION,
-        config.ONNX_META_VERSION,
-        config.ONNX_META_BUDGET,
+        config.META_INPUT,
+        config.META_LABELS,
+        config.META_FRONTEND,
+        config.META_WIDTH,
+        config.META_PRECISION,
+        config.META_VERSION,
+        config.META_BUDGET,
     }  # and nothing else (no stack traces)
     onnx.checker.check_model(str(fp32_logmel), full_check=True)
 
 
 def test_metadata(fp32_logmel):
     meta = {p.key: p.value for p in onnx.load(str(fp32_logmel)).metadata_props}
-    assert meta[config.ONNX_META_INPUT] == "logmel"
-    assert json.loads(meta[config.ONNX_META_LABELS]) == list(config.LABELS)
-    assert json.loads(meta[config.ONNX_META_FRONTEND]) == DEFAULT_FRONTEND.to_dict()
-    assert meta[config.ONNX_META_WIDTH] == "12" and meta[config.ONNX_META_PRECISION] == "fp32"
-    budget = json.loads(meta[config.ONNX_META_BUDGET])
+    assert meta[config.META_INPUT] == "logmel"
+    assert json.loads(meta[config.META_LABELS]) == list(config.LABELS)
+    assert json.loads(meta[config.META_FRONTEND]) == DEFAULT_FRONTEND.to_dict()
+    assert meta[config.META_WIDTH] == "12" and meta[config.META_PRECISION] == "fp32"
+    budget = json.loads(meta[config.META_BUDGET])
     assert budget["params"] == 6838 and budget["macs"] > 1_000_000  # the report's C=12 count
     assert budget["stored_param_bytes"] == budget["stored_bytes_by_type"]["total"] > 0
 
@@ -133,7 +134,7 @@ def test_fp32_waveform_parity(work, ckpt):
     out = work / "fp32_wave.onnx"
     summary = _export(ckpt, out, frontend=True)
     assert summary["validation"]["max_abs_logit_diff"] <= 1e-3
-    waves = torch.from_numpy(export.validation_waves(DEFAULT_FRONTEND, bundled=2, synthetic=3))
+    waves = torch.from_numpy(validation_waves(DEFAULT_FRONTEND, bundled=2, synthetic=3))
     with torch.no_grad():
         ref = load_model(ckpt)(log_mel_torch(waves)).numpy()
     s = _session(out)
@@ -142,7 +143,7 @@ def test_fp32_waveform_parity(work, ckpt):
     assert np.abs(got - ref).max() <= 1e-3
     assert np.allclose(s.run(None, {"waveform": waves[:1].numpy()})[0], got[:1], atol=1e-5)
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
-    assert meta[config.ONNX_META_INPUT] == "waveform"
+    assert meta[config.META_INPUT] == "waveform"
 
 
 @pytest.mark.parametrize("frontend", [False, True])
@@ -157,7 +158,7 @@ def test_int8_parity(work, qdir, frontend):
     assert v["max_diff_output_steps"] <= export_rule.INT8_OUTPUT_STEPS and "twin" in v["reference"]
     # On other inputs too: the file is the fake-quant twin up to rounding (export_rule's docstring).
     art = load_quantized(qdir)
-    waves = torch.from_numpy(export.validation_waves(DEFAULT_FRONTEND, bundled=4, synthetic=20))
+    waves = torch.from_numpy(validation_waves(DEFAULT_FRONTEND, bundled=4, synthetic=20))
     mels = log_mel_torch(waves)
     twin = art.fake_quant_model()
     with torch.no_grad():
@@ -167,10 +168,10 @@ def test_int8_parity(work, qdir, frontend):
     assert np.abs(got - ref).max() <= export_rule.int8_tolerance(output_step(twin))
     m = onnx.load(str(out))
     meta = {p.key: p.value for p in m.metadata_props}
-    assert meta[config.ONNX_META_PRECISION] == "int8"
+    assert meta[config.META_PRECISION] == "int8"
     types = {i.data_type for i in m.graph.initializer}
     assert onnx.TensorProto.INT8 in types and onnx.TensorProto.UINT8 not in types  # S8S8: x86 = ARM
-    budget = json.loads(meta[config.ONNX_META_BUDGET])["stored_bytes_by_type"]
+    budget = json.loads(meta[config.META_BUDGET])["stored_bytes_by_type"]
     assert budget["int8_weights"] > 0 and budget["int32_biases"] > 0 and budget["float_weights"] == 0
     if platform.machine().lower() in ("x86_64", "amd64"):
         # onnxruntime must not build u8s8 integer convs on x86: without VNNI they saturate
@@ -203,7 +204,7 @@ def test_int8_onnx_runs_in_openvino(work, qdir):
 
     out = work / "int8_openvino.onnx"
     _export(qdir, out, int8=True)
-    mels = log_mel(export.validation_waves(DEFAULT_FRONTEND, bundled=4, synthetic=28), DEFAULT_FRONTEND)[:, None]
+    mels = log_mel(validation_waves(DEFAULT_FRONTEND, bundled=4, synthetic=28), DEFAULT_FRONTEND)[:, None]
     s = _session(out)
     ref = s.run(None, {s.get_inputs()[0].name: mels})[0]
     info = machine_info(1)
@@ -343,3 +344,68 @@ def test_read_only_folder_reported(work, ckpt, monkeypatch):
     result = CliRunner().invoke(app, ["export", str(ckpt), "--onnx", str(work / "ro2.onnx")])
     assert result.exit_code == 2 and "not writable" in result.output
     assert not (work / "ro2.onnx").exists()
+
+
+def test_metadata_keys_keep_their_stored_names():
+    """config.META_* name the keys for every format; the strings stored in files never change,
+    so models exported before the rename still load."""
+    keys = [config.META_INPUT, config.META_LABELS, config.META_FRONTEND, config.META_WIDTH, config.META_PRECISION]
+    keys += [config.META_VERSION, config.META_BUDGET]
+    names = ("input", "labels", "frontend", "width", "precision", "version", "budget")
+    assert keys == [f"tfsep_edge.{name}" for name in names]
+
+
+def _verify(*args):
+    from typer.testing import CliRunner
+
+    from tfsep_edge.cli import app
+
+    return CliRunner().invoke(app, ["verify", *map(str, args)])
+
+
+def test_verify_accepts_the_export_and_rejects_an_altered_weight(work, ckpt, fp32_logmel):
+    """`verify` on the untouched file passes with export's summary lines; one float initializer
+    changed after export (a classifier bias + 0.01, ~90x the FP32 tolerance) fails, exit 1."""
+    from onnx import numpy_helper
+
+    r = _verify(fp32_logmel, ckpt)
+    assert r.exit_code == 0, r.output
+    assert f"verified {fp32_logmel}: FP32 ONNX (opset 17), input logmel" in r.output
+    assert "against the PyTorch float model" in r.output and "onnx.checker full check passed" in r.output
+    model = onnx.load(str(fp32_logmel))
+    bias = next(i for i in model.graph.initializer if i.name == "classifier.bias")
+    values = numpy_helper.to_array(bias).copy()
+    values[3] += 0.01
+    bias.CopyFrom(numpy_helper.from_array(values, bias.name))
+    altered = work / "altered.onnx"
+    onnx.save(model, str(altered))
+    r = _verify(altered, ckpt)
+    assert r.exit_code == 1 and "fails the export rule" in r.output and "differ from PyTorch" in r.output, r.output
+
+
+def test_verify_reads_a_file_without_metadata_from_its_graph(work, ckpt, fp32_logmel):
+    """A file another tool made carries no tfsep-edge metadata: precision and input from the graph."""
+    model = onnx.load(str(fp32_logmel))
+    del model.metadata_props[:]
+    bare = work / "bare.onnx"
+    onnx.save(model, str(bare))
+    r = _verify(bare, ckpt, "--json")
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output.strip().splitlines()[-1])
+    assert summary["precision"] == "fp32" and summary["input"] == "logmel" and summary["budget"]["params"] == 6838
+
+
+def test_verify_bad_inputs(work, ckpt, fp32_logmel):
+    cut = work / "cut.onnx"
+    cut.write_bytes(fp32_logmel.read_bytes()[:2000])
+    cases = [
+        ((ckpt, ckpt), "verify takes an ONNX model or a .tflite model"),  # the source given as MODEL_FILE
+        ((fp32_logmel, fp32_logmel), "give the checkpoint or `tfsep-edge quantize` folder"),
+        ((work / "missing.onnx", ckpt), "no such model file"),
+        ((cut, ckpt), "not a readable ONNX file"),
+    ]
+    for args, needle in cases:
+        r = _verify(*args)
+        assert r.exit_code == 2, (args, r.output)
+        lines = r.output.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0], (args, r.output)

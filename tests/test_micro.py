@@ -78,17 +78,17 @@ def tiny_int8(seed: int = 0, float_head: bool = False) -> bytes:
         y = g.activation("logits", (1, 10), "INT8", OUT_Q)
         g.op("FULLY_CONNECTED", [h, wt, bt], [y], opts)
     meta = {
-        config.ONNX_META_INPUT: "logmel",
-        config.ONNX_META_LABELS: json.dumps(list(LABELS)),
-        config.ONNX_META_FRONTEND: json.dumps(CFG.to_dict()),
-        config.ONNX_META_PRECISION: "int8",
-        config.ONNX_META_WIDTH: "tiny",
+        config.META_INPUT: "logmel",
+        config.META_LABELS: json.dumps(list(LABELS)),
+        config.META_FRONTEND: json.dumps(CFG.to_dict()),
+        config.META_PRECISION: "int8",
+        config.META_WIDTH: "tiny",
     }
     return g.pack([x], [y], meta, "tiny int8")
 
 
 def mels(n: int) -> np.ndarray:
-    from tfsep_edge.export.onnx_export import validation_waves
+    from tfsep_edge.export.reference import validation_waves
     from tfsep_edge.signal.frontend import log_mel
 
     waves = validation_waves(CFG, bundled=0, synthetic=n)
@@ -275,7 +275,7 @@ def exports(tmp_path_factory) -> dict[str, Path]:
     torch = pytest.importorskip("torch")
     from tfsep_edge.core.kinds import QUANTIZED_FILE
     from tfsep_edge.export import tflite_export
-    from tfsep_edge.export.onnx_export import validation_waves
+    from tfsep_edge.export.reference import validation_waves
     from tfsep_edge.model.checkpoint import load_model, save_checkpoint
     from tfsep_edge.model.tfsepnet import random_model
     from tfsep_edge.quant.artifact import artifact_payload

@@ -22,6 +22,7 @@ from tfsep_edge.core.tflite_format import operator_counts, read_metadata, schema
 from tfsep_edge.export import onnx_export as export  # noqa: E402
 from tfsep_edge.export import rule, tflite_export  # noqa: E402
 from tfsep_edge.export import tflite_fp32 as tflite_graph  # noqa: E402
+from tfsep_edge.export.reference import validation_waves  # noqa: E402
 from tfsep_edge.export.tflite_flatbuffer import FlatGraph, Quant  # noqa: E402
 from tfsep_edge.model.tfsepnet import random_model  # noqa: E402
 from tfsep_edge.runtime.tflite_classifier import TfliteClassifier  # noqa: E402
@@ -51,7 +52,7 @@ def _quantized(work: Path, ckpt: Path, name: str, **options) -> Path:
     from tfsep_edge.quant.quantize import quantize_model
     from tfsep_edge.signal.frontend import log_mel_torch
 
-    waves = torch.from_numpy(export.validation_waves(CFG, bundled=4, synthetic=12))
+    waves = torch.from_numpy(validation_waves(CFG, bundled=4, synthetic=12))
     batches = [log_mel_torch(waves[:8]), log_mel_torch(waves[8:])]
     art = quantize_model(load_model(ckpt), batches, QuantOptions(engine="x86", **options))[0]
     out = work / name
@@ -92,7 +93,7 @@ def int8(work, qdir) -> Path:
 def _mels(n: int, seed: int = 0) -> np.ndarray:
     from tfsep_edge.signal.frontend import log_mel
 
-    waves = export.validation_waves(CFG, bundled=0, synthetic=n)
+    waves = validation_waves(CFG, bundled=0, synthetic=n)
     return np.ascontiguousarray(log_mel(waves, CFG)[:, None]).astype(np.float32)
 
 
@@ -107,10 +108,10 @@ def test_fp32_parity_dynamic_batch_and_metadata(fp32, ckpt):
     for n in (1, 3, 5, 2):  # the interpreter is resized per batch size
         assert np.abs(clf.run(x[:n]) - ref[:n]).max() <= rule.FP32_ABS
     meta = read_metadata(fp32.read_bytes())
-    assert json.loads(meta[config.ONNX_META_LABELS]) == list(config.LABELS)
-    assert meta[config.ONNX_META_WIDTH] == "12" and meta[config.ONNX_META_PRECISION] == "fp32"
-    assert json.loads(meta[config.ONNX_META_FRONTEND]) == CFG.to_dict()
-    assert json.loads(meta[config.ONNX_META_BUDGET])["macs"] == 1_650_149
+    assert json.loads(meta[config.META_LABELS]) == list(config.LABELS)
+    assert meta[config.META_WIDTH] == "12" and meta[config.META_PRECISION] == "fp32"
+    assert json.loads(meta[config.META_FRONTEND]) == CFG.to_dict()
+    assert json.loads(meta[config.META_BUDGET])["macs"] == 1_650_149
     assert clf.precision == "fp32" and clf.width == 12 and clf.labels == config.LABELS
 
 
@@ -156,11 +157,11 @@ def test_shuffle_renaming_is_exact_at_other_widths_and_groups(tmp_path, width, g
 
 def test_int8_is_the_projects_quantization(int8, qdir):
     """Same int8 weights (GPTQ-rounded) and scales as the twin, and output within the bound."""
-    from tfsep_edge.export.onnx_int8 import _conv_parts
     from tfsep_edge.quant.artifact import load_quantized
 
     fq = load_quantized(qdir).fake_quant_model("int8")
-    w, _, scales, *_ = _conv_parts(fq.feature[2].freq_dw_conv)  # a depthwise int8 conv of block 1
+    body = fq.feature[2].freq_dw_conv.body  # a depthwise int8 conv of block 1 (the twin's FakeQuantConv)
+    w, scales = body.weight.double().numpy(), body.w_scale.double().numpy()
     s = schema()
     model = s.ModelT.InitFromPackedBuf(int8.read_bytes(), 0)
     tensors = {t.name.decode(): t for t in model.subgraphs[0].tensors}
@@ -184,7 +185,7 @@ def test_int8_agrees_with_the_int8_onnx(work, qdir, int8):
     export.export(qdir, onnx_path, int8=True, timing=False, echo=lambda _s: None)
     from tfsep_edge.runtime.classifier import OnnxClassifier
 
-    waves = export.validation_waves(CFG)
+    waves = validation_waves(CFG)
     a = TfliteClassifier(int8).logits_from_waveforms(waves)
     b = OnnxClassifier(onnx_path).logits_from_waveforms(waves)
     assert (a.argmax(1) == b.argmax(1)).mean() >= 0.99
@@ -344,3 +345,42 @@ def test_bad_inputs(work, ckpt, fp32, data_dir):
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and needle in lines[0], (args, r.stderr)
     assert not (work / "x.tflite").exists() and not (work / "x.onnx").exists()
+
+
+def _verify(*args):
+    from typer.testing import CliRunner
+
+    from tfsep_edge.cli import app
+
+    return CliRunner().invoke(app, ["verify", *map(str, args)])
+
+
+def _alter_int8_weight(src: Path, dst: Path, tensor: str) -> None:
+    """`src` with one byte of an int8 weight changed in place: its largest-magnitude entry
+    pushed to the other end of the int8 range."""
+    s = schema()
+    data = bytearray(src.read_bytes())
+    model = s.Model.GetRootAs(data, 0)
+    sub = model.Subgraphs(0)
+    t = next(sub.Tensors(i) for i in range(sub.TensorsLength()) if sub.Tensors(i).Name().decode() == tensor)
+    w = model.Buffers(t.Buffer()).DataAsNumpy().view(np.int8)  # a view into `data`
+    i = int(np.abs(w.astype(int)).argmax())
+    w[i] = 127 if w[i] < 0 else -127
+    dst.write_bytes(bytes(data))
+
+
+def test_verify_accepts_the_export_and_rejects_an_altered_int8_weight(work, ckpt, qdir, int8):
+    """`verify` on the untouched INT8 file passes against the twin; one int8 byte of the
+    classifier's weight changed after export fails (tens of output steps), exit 1; the INT8
+    file given its float checkpoint is a user error, exit 2."""
+    r = _verify(int8, qdir)
+    assert r.exit_code == 0, r.output
+    assert f"verified {int8}: INT8 TFLite, input logmel" in r.output and "in LiteRT (XNNPACK)" in r.output
+    assert "output steps" in r.output
+    altered = work / "altered_int8.tflite"
+    _alter_int8_weight(int8, altered, "classifier.weight")
+    r = _verify(altered, qdir)
+    assert r.exit_code == 1 and "fails the export rule" in r.output and "fake-quant twin" in r.output, r.output
+    r = _verify(int8, ckpt)
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    assert "is INT8; give the `tfsep-edge quantize` folder" in r.output

@@ -364,6 +364,37 @@ def export(
 
 @app.command()
 @user_errors
+def verify(
+    model_file: Path = typer.Argument(..., help="an exported .onnx or .tflite (made earlier, or by another tool)"),
+    source: Path = typer.Argument(
+        ..., help="its checkpoint (FP32 file) or `tfsep-edge quantize` output folder (INT8 file)"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
+) -> None:
+    """Check an existing ONNX or TFLite model by the export rule against its source (exit 1 if it fails).
+
+    FP32 files are compared with the float model, INT8 files with the fake-quant twin, on the
+    same audio and with the same summary as `export`; what the file is comes from its metadata,
+    else from its graph.
+    """
+    require_torch()
+    import json
+
+    from tfsep_edge.export.rule import ExportValidationError
+    from tfsep_edge.export.verify import verify as run_verify
+
+    echo = (lambda _text: None) if as_json else typer.echo
+    try:
+        summary = run_verify(model_file, source, echo=echo)
+    except ExportValidationError as exc:
+        typer.echo(f"error: {model_file} fails the export rule against {source}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(summary, sort_keys=True))
+
+
+@app.command()
+@user_errors
 def quantize(
     checkpoint: Path = typer.Argument(..., help="FP32 checkpoint (tfsep-edge or reference state_dict)"),
     calib: Path = typer.Option(..., "--calib", help="calibration audio: folder of WAVs, list file, or TAU22 layout"),

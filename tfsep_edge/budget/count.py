@@ -30,7 +30,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tfsep_edge.budget.stored_bytes import load_onnx, onnx_stored_bytes, onnx_width
 from tfsep_edge.core.config import MAX_MACS, MAX_PARAM_BYTES
 from tfsep_edge.core.errors import TfsepError
 from tfsep_edge.core.kinds import Kind, artifact_kind
@@ -210,10 +209,8 @@ def count_model(path: Path, width: int | None, shuffle_groups: int | None, n_mel
     path = Path(path)
     kind = artifact_kind(path)
     require_torch()  # the NeSsi count runs torchinfo on the float model, whatever the artifact
-    if kind is Kind.ONNX:
-        return count_onnx(path, n_mels, frames)
-    if kind is Kind.TFLITE:  # stored bytes: the flatbuffer's constant buffers
-        return count_tflite(path, n_mels, frames)
+    if kind.exported:  # stored bytes: the file's constants (budget/stored_bytes.py)
+        return count_graph_file(path, kind, n_mels, frames)
     if kind is Kind.QUANTIZED:
         return count_quantized(path, n_mels, frames)
     from tfsep_edge.model.checkpoint import load_checkpoint
@@ -392,26 +389,24 @@ def budget_command(
     return 0 if report["fits"] else 1
 
 
-def count_onnx(path: Path, n_mels: int, frames: int):
-    """budget.Counted for an exported ONNX file.
+def count_graph_file(path: Path, kind: Kind, n_mels: int, frames: int):
+    """budget.Counted for an exported .onnx or .tflite file.
 
     The official count (params, MACs) is NeSsi's torchinfo count of the float TF-SepNet rebuilt
     from the width in the file's metadata (the counts do not depend on the weights; a
     non-default shuffle-group count is read from the budget metadata when present); the bytes
-    are those of the file's initializers.
+    are those of the file's stored constants by type (stored_bytes.py, one count for every format).
     """
-    from tfsep_edge.core.config import ONNX_META_BUDGET, ONNX_META_PRECISION
+    from tfsep_edge.budget.stored_bytes import read_graph_file
 
-    model = load_onnx(path)
-    width = onnx_width(model, path)
-    meta = {p.key: p.value for p in model.metadata_props}
-    counted = count_width(width, json.loads(meta.get(ONNX_META_BUDGET, "{}")).get("shuffle_groups"), n_mels, frames)
-    stored = onnx_stored_bytes(model)
-    counted.source = f"{path} (ONNX, {meta.get(ONNX_META_PRECISION, 'unknown precision')}, width {width})"
-    counted.stored_param_bytes = stored["total"]
+    graph = read_graph_file(path, kind)
+    width = graph.width()
+    counted = count_width(width, graph.shuffle_groups(), n_mels, frames)
+    counted.source = f"{path} ({graph.format}, {graph.precision}, width {width})"
+    counted.stored_param_bytes = graph.stored["total"]
     counted.notes.append(
-        "params/MACs: torchinfo on the float TF-SepNet rebuilt from the width in the ONNX metadata; "
-        "bytes: the file's stored initializers by type: " + ", ".join(f"{k} {v:,}" for k, v in stored.items())
+        f"params/MACs: torchinfo on the float TF-SepNet rebuilt from the width in the {graph.format} metadata; "
+        "bytes: the file's stored constants by type: " + ", ".join(f"{k} {v:,}" for k, v in graph.stored.items())
     )
     return counted
 
@@ -429,33 +424,5 @@ def count_quantized(path: Path, n_mels: int, frames: int):
     counted.notes.append(
         "params/MACs: torchinfo on the quantized model's float TF-SepNet; bytes: the stored INT8 model by type: "
         + ", ".join(f"{k} {v:,}" for k, v in stored.items())
-    )
-    return counted
-
-
-def count_tflite(path: Path, n_mels: int, frames: int):
-    """budget.Counted for an exported .tflite: NeSsi on the float TF-SepNet of the width in its
-    metadata (as count_onnx), bytes from the file's constant buffers by type
-    (core.tflite_format.stored_bytes)."""
-    from tfsep_edge.core.config import ONNX_META_BUDGET, ONNX_META_PRECISION, ONNX_META_WIDTH
-    from tfsep_edge.core.tflite_format import read_metadata, read_model, stored_bytes
-
-    data = read_model(path)
-    meta = read_metadata(data)
-    try:
-        width = int(meta[ONNX_META_WIDTH])
-    except (KeyError, ValueError):
-        raise TfsepError(f"{path}: no tfsep-edge width in its metadata; export it with `tfsep-edge export`") from None
-    try:
-        groups = json.loads(meta.get(ONNX_META_BUDGET, "{}")).get("shuffle_groups")
-    except (ValueError, AttributeError):
-        groups = None
-    counted = count_width(width, groups, n_mels, frames)
-    stored = stored_bytes(data)
-    counted.source = f"{path} (TFLite, {meta.get(ONNX_META_PRECISION, 'unknown precision')}, width {width})"
-    counted.stored_param_bytes = stored["total"]
-    counted.notes.append(
-        "params/MACs: torchinfo on the float TF-SepNet rebuilt from the width in the TFLite metadata; "
-        "bytes: the file's constant buffers by type: " + ", ".join(f"{k} {v:,}" for k, v in stored.items())
     )
     return counted

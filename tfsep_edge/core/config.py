@@ -72,12 +72,13 @@ class FrontendConfig:
 
 DEFAULT_FRONTEND = FrontendConfig()
 
-# Keys of the metadata stored in every exported ONNX model (metadata_props). The runtime reads
-# these to know what the model takes; values are strings (JSON where structured).
-ONNX_META_INPUT = "tfsep_edge.input"  # "logmel" (batch, 1, n_mels, frames) or "waveform" (batch, samples)
-ONNX_META_LABELS = "tfsep_edge.labels"  # JSON list, DCASE order
-ONNX_META_FRONTEND = "tfsep_edge.frontend"  # JSON of FrontendConfig.to_dict()
-ONNX_META_WIDTH = "tfsep_edge.width"
-ONNX_META_PRECISION = "tfsep_edge.precision"  # "fp32" or "int8"
-ONNX_META_VERSION = "tfsep_edge.version"
-ONNX_META_BUDGET = "tfsep_edge.budget"  # JSON: params, macs, param_bytes, ...
+# Keys of the metadata every exported model stores (.onnx metadata_props, .tflite metadata
+# buffers), whatever its format. The runtime reads these to know what the model takes; values are
+# strings (JSON where structured). The stored strings never change, so older files still load.
+META_INPUT = "tfsep_edge.input"  # "logmel" (batch, 1, n_mels, frames) or "waveform" (batch, samples)
+META_LABELS = "tfsep_edge.labels"  # JSON list, DCASE order
+META_FRONTEND = "tfsep_edge.frontend"  # JSON of FrontendConfig.to_dict()
+META_WIDTH = "tfsep_edge.width"
+META_PRECISION = "tfsep_edge.precision"  # "fp32" or "int8"
+META_VERSION = "tfsep_edge.version"
+META_BUDGET = "tfsep_edge.budget"  # JSON: params, macs, param_bytes, ...

@@ -1,8 +1,8 @@
-"""TFLite flatbuffers as files: what one is, and what it holds (metadata, operators, stored
-constants by type). No torch; the schema bindings come with the LiteRT runtime wheel
-(`ai_edge_litert.schema_py_generated`, the TFLite schema compiled with the object API), so the
-budget count, the runtime and the exporter (export/tflite_flatbuffer.py writes with the same
-module) read one definition of the format.
+"""TFLite flatbuffers as files: what one is, and what it holds (metadata, operators). No torch;
+the schema bindings come with the LiteRT runtime wheel (`ai_edge_litert.schema_py_generated`,
+the TFLite schema compiled with the object API), so the budget count (budget/stored_bytes.py),
+the runtime and the exporter (export/tflite_flatbuffer.py writes with the same module) read one
+definition of the format.
 """
 
 from __future__ import annotations
@@ -68,59 +68,6 @@ def operator_counts(data: bytes) -> dict[str, int]:
         name = names.get(max(oc.builtinCode, oc.deprecatedBuiltinCode), str(oc.builtinCode))
         counts[name] = counts.get(name, 0) + 1
     return counts
-
-
-# Which constant inputs of which ops are model parameters (the rest: axes, shapes, paddings).
-WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
-ELEMENTWISE_OPS = ("ADD", "SUB", "MUL", "SQUARED_DIFFERENCE")
-STORED_TYPES = ("int8_weights", "int32_biases", "float_qparams", "float_weights", "float_norm_params")
-
-
-def stored_bytes(data: bytes) -> dict:
-    """Bytes of the stored constants by type, as stored_bytes.onnx_stored_bytes counts an ONNX file.
-
-    int8_weights / int32_biases: conv and fully-connected filters and biases; float_weights: the
-    same in float; float_norm_params: float constants of the elementwise ops (AdaResNorm's folded
-    constants, eps); float_qparams: 4 bytes per scale and per zero point of every quantized
-    tensor; graph_constants (not in `total`): integer axes, shapes, paddings.
-    """
-    s = schema()
-    model = s.ModelT.InitFromPackedBuf(data, 0)
-    names = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
-    sub = model.subgraphs[0]
-    role: dict[int, str] = {}
-    for o in sub.operators:
-        oc = model.operatorCodes[o.opcodeIndex]
-        op = names.get(max(oc.builtinCode, oc.deprecatedBuiltinCode), "")
-        for pos, t in enumerate(o.inputs if o.inputs is not None else []):
-            if t < 0:
-                continue
-            if op in WEIGHT_OPS and pos in (1, 2):
-                role.setdefault(int(t), "weight")
-            elif op in ELEMENTWISE_OPS:
-                role.setdefault(int(t), "elementwise")
-    out = dict.fromkeys(STORED_TYPES, 0) | {"graph_constants": 0}
-    for i, t in enumerate(sub.tensors):
-        q = t.quantization
-        if q is not None and q.scale is not None:
-            out["float_qparams"] += 4 * len(q.scale) + 4 * (len(q.zeroPoint) if q.zeroPoint is not None else 0)
-        buf = model.buffers[t.buffer]
-        if buf.data is None or len(buf.data) == 0:
-            continue
-        nbytes = len(buf.data)
-        kind = role.get(i)
-        if kind == "weight" and t.type == s.TensorType.INT8:
-            out["int8_weights"] += nbytes
-        elif kind == "weight" and t.type == s.TensorType.INT32:
-            out["int32_biases"] += nbytes
-        elif kind == "weight" and t.type == s.TensorType.FLOAT32:
-            out["float_weights"] += nbytes
-        elif kind == "elementwise" and t.type == s.TensorType.FLOAT32:
-            out["float_norm_params"] += nbytes
-        else:
-            out["graph_constants"] += nbytes
-    out["total"] = sum(out[k] for k in STORED_TYPES)
-    return out
 
 
 FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16")

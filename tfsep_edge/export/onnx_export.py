@@ -1,81 +1,34 @@
-"""`tfsep-edge export`: a checkpoint or a quantized model -> one verified ONNX file.
+"""The ONNX backend of the export driver (driver.py): `tfsep-edge export MODEL --onnx OUT.onnx`.
 
-FP32 (from a checkpoint) and INT8 QDQ (from a `tfsep-edge quantize` output) graphs are built by
-hand from the weights (onnx_graph.py, onnx_qdq.py): no trace, no Shape/Gather chains, static
-shapes except the batch, no stack-trace metadata, one file. The INT8 graph carries the scales
-and zero points PyTorch's calibration chose (built from QuantizedArtifact.fake_quant_model()).
+FP32 graphs (from a checkpoint, onnx_fp32.py) and INT8 QDQ graphs (from a `tfsep-edge quantize`
+folder: onnx_int8.py writes the INT8 model described once in int8_graph.py, with the scales and
+zero points PyTorch's calibration chose) are built by hand from the weights: no trace, no
+Shape/Gather chains, static shapes except the batch, no stack-trace metadata, one file.
 
-Every export validates itself before OUT exists: it is written to a temporary file next to
-OUT, checked with onnx.checker (full check), run in onnxruntime on audio inputs (the bundled
-clips and generated ones, through the one front end; validation_set names them) against the
-model it must equal by export_rule (FP32: the float model; INT8: the fake-quant twin), and only
-then renamed. A failed validation exits 1 and leaves nothing at OUT.
+Validation, before OUT exists: onnx.checker (full check), then onnxruntime with the runtime's
+own session options on the validation audio, each input alone and in one batch, by the rule
+(FP32 against the float model, INT8 against the fake-quant twin); with the front end inside the
+graph, its log-mel against the one front end too.
 """
 
 from __future__ import annotations
 
-import json
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tfsep_edge.core import config
-from tfsep_edge.core.assets import DEMO_CALIBRATION, IMPULSE_RESPONSES
-from tfsep_edge.core.config import LABELS, FrontendConfig
+from tfsep_edge.core.config import META_INPUT, META_PRECISION, META_WIDTH
 from tfsep_edge.core.errors import TfsepError, first_line
-from tfsep_edge.core.fileio import atomic_path, check_output_file
-from tfsep_edge.core.kinds import Kind, require_kind
 from tfsep_edge.export import rule
+from tfsep_edge.export.driver import FileFacts, export_model
+from tfsep_edge.export.metadata import budget_figures, description, model_metadata
+from tfsep_edge.export.reference import check_logits, reference_logits
 from tfsep_edge.export.rule import ExportValidationError
-from tfsep_edge.export.summary import closing_lines, fp32_timing, precision_timing, step_lines
+from tfsep_edge.export.source import Source
 
 OPSETS = (17, 18, 19, 20)  # 17: first with LayerNorm/STFT-era ops ORT runs everywhere; 20: newest we test
 DEFAULT_OPSET = 17
-N_SYNTHETIC = 12  # synthetic validation clips (on top of the bundled audio)
-BUNDLED_AUDIO = {  # package data, real recordings first
-    "MicIRP microphone recordings": (IMPULSE_RESPONSES, 4),
-    "SYNTHETIC demo calibration clips": (DEMO_CALIBRATION, 8),
-}
-MAX_BUNDLED = 12
-
-
-@dataclass
-class Source:
-    """What is being exported: the float model, and the INT8 artifact when --int8."""
-
-    path: Path
-    float_model: object
-    frontend: FrontendConfig
-    artifact: object | None = None
-
-
-# --- loading ---------------------------------------------------------------------------------
-
-
-def load_source(path: Path, int8: bool) -> Source:
-    """A checkpoint or a quantized folder; --int8 needs the latter."""
-    from tfsep_edge.quant.artifact import load_quantized
-
-    hint = "it is already exported; pass its checkpoint or quantize folder"
-    kind = require_kind(path, (Kind.CHECKPOINT, Kind.QUANTIZED), "export", hint)
-    if kind is Kind.QUANTIZED:
-        art = load_quantized(path)  # it silences quantize.py's list of torch 2.13 notices itself
-        return Source(path, art.float_model, art.frontend, art if int8 else None)
-    if int8:
-        from tfsep_edge.model.checkpoint import read_checkpoint
-
-        obj = read_checkpoint(path)  # a clear error if it is not a checkpoint at all
-        del obj
-        raise TfsepError(
-            f"{path}: a float checkpoint, never quantized; run `tfsep-edge quantize {path} --calib CALIB` "
-            "and export its output folder with --int8"
-        )
-    from tfsep_edge.model.checkpoint import load_checkpoint
-
-    model, info = load_checkpoint(path)
-    return Source(path, model, info["frontend"])
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 
 def check_opset(opset: int) -> int:
@@ -84,98 +37,20 @@ def check_opset(opset: int) -> int:
     return opset
 
 
-# --- validation inputs -------------------------------------------------------------------------
-
-
-def validation_waves(cfg: FrontendConfig, bundled: int = MAX_BUNDLED, synthetic: int = N_SYNTHETIC) -> np.ndarray:
-    """(N, clip_samples) float32: 1-s windows of the bundled audio plus seeded generated clips."""
-    return validation_set(cfg, bundled, synthetic)[0]
-
-
-def validation_set(
-    cfg: FrontendConfig, bundled: int = MAX_BUNDLED, synthetic: int = N_SYNTHETIC
-) -> tuple[np.ndarray, str]:
-    """validation_waves and what they are, e.g. "4 MicIRP microphone recordings, 8 SYNTHETIC demo ...".
-
-    Up to `bundled` clips of the package's audio (four MicIRP microphone recordings, then the
-    demo calibration set of synthesised scenes), then `synthetic` generated clips (noise with a
-    few tones, chirps and clicks at different levels), which cover levels and spectra the
-    bundled audio does not.
-    """
-    from tfsep_edge.signal.audio import find_audio, load_audio, split_windows
-
-    waves, origin = [], []
-    for name, (folder, count) in BUNDLED_AUDIO.items():
-        taken = 0
-        for f in find_audio([folder]):
-            if len(waves) >= bundled or taken >= count:
-                break
-            try:
-                waves.append(split_windows(load_audio(f, cfg), cfg)[0])
-            except TfsepError:
-                continue
-            origin.append(name)
-            taken += 1
-    rng = np.random.default_rng(0)
-    t = np.arange(cfg.clip_samples) / cfg.sample_rate
-    for i in range(synthetic):
-        level = 10 ** rng.uniform(-3, -0.5)
-        x = rng.standard_normal(cfg.clip_samples) * level * rng.uniform(0.05, 1)
-        for _ in range(rng.integers(1, 4)):
-            f0 = rng.uniform(50, 12000)
-            x += level * np.sin(2 * np.pi * (f0 + rng.uniform(-1, 1) * 2000 * t) * t + rng.uniform(0, 6.3))
-        if i % 3 == 0:
-            x[rng.integers(0, len(x), 20)] += level * 5
-        waves.append(x.astype(np.float32))
-        origin.append("generated")
-    counts = {name: origin.count(name) for name in dict.fromkeys(origin)}
-    return np.stack(waves).astype(np.float32), ", ".join(f"{n} {name}" for name, n in counts.items())
-
-
 # --- building --------------------------------------------------------------------------------
 
 
-def budget_figures(float_model, stored: dict, cfg: FrontendConfig) -> dict:
-    """params/MACs by the official NeSsi count (float model) and the stored bytes of this file."""
-    from tfsep_edge.budget.count import official_count
-
-    params, macs, _ = official_count(float_model, cfg.n_mels, cfg.n_frames)
-    return {
-        "width": float_model.config.width,
-        "shuffle_groups": float_model.config.groups,
-        "params": params,
-        "macs": macs,
-        "counted_by": "torchinfo (NeSsi) on the float model",
-        "stored_param_bytes": stored["total"],
-        "stored_bytes_by_type": stored,
-    }
-
-
-def model_metadata(kind: str, precision: str, width: int, cfg: FrontendConfig, budget: dict) -> dict[str, str]:
-    """What every exported file carries (.onnx metadata_props, .tflite metadata buffers): the
-    runtime needs nothing else (runtime/model_info.py reads it back)."""
-    return {
-        config.ONNX_META_INPUT: kind,
-        config.ONNX_META_LABELS: json.dumps(list(LABELS)),
-        config.ONNX_META_FRONTEND: json.dumps(cfg.to_dict(), sort_keys=True),
-        config.ONNX_META_WIDTH: str(width),
-        config.ONNX_META_PRECISION: precision,
-        config.ONNX_META_VERSION: config.VERSION,
-        config.ONNX_META_BUDGET: json.dumps(budget, sort_keys=True),
-    }
-
-
-def set_metadata(model, kind: str, precision: str, width: int, cfg: FrontendConfig, budget: dict) -> None:
-    meta = model_metadata(kind, precision, width, cfg, budget)
+def set_metadata(model, meta: dict[str, str], doc: str) -> None:
     del model.metadata_props[:]
     for k, v in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v
-    model.doc_string = f"TF-SepNet width {width}, {precision}, input {kind}; made by tfsep-edge {config.VERSION}"
+    model.doc_string = doc
 
 
 def build_graph(source: Source, int8: bool, frontend: bool, opset: int):
-    from tfsep_edge.budget.stored_bytes import onnx_stored_bytes
+    """The ModelProto with its metadata: the budget's stored bytes are counted on the graph itself."""
+    from tfsep_edge.budget.stored_bytes import onnx_constants, stored_bytes
     from tfsep_edge.export.onnx_fp32 import build_fp32
     from tfsep_edge.export.onnx_int8 import build_int8
 
@@ -183,9 +58,12 @@ def build_graph(source: Source, int8: bool, frontend: bool, opset: int):
         model = build_int8(source.artifact.fake_quant_model(), frontend, opset, source.frontend)
     else:
         model = build_fp32(source.float_model, frontend, opset, source.frontend)
-    budget = budget_figures(source.float_model, onnx_stored_bytes(model), source.frontend)
-    kind = "waveform" if frontend else "logmel"
-    set_metadata(model, kind, "int8" if int8 else "fp32", source.float_model.config.width, source.frontend, budget)
+    budget = budget_figures(source.float_model, stored_bytes(onnx_constants(model)), source.frontend)
+    kind, precision = ("waveform" if frontend else "logmel"), ("int8" if int8 else "fp32")
+    width = source.float_model.config.width
+    set_metadata(
+        model, model_metadata(kind, precision, width, source.frontend, budget), description(width, precision, kind)
+    )
     return model
 
 
@@ -200,32 +78,9 @@ def ort_session(path: Path, threads: int = 1):
     return ort.InferenceSession(str(path), sess_options=session_options(threads), providers=["CPUExecutionProvider"])
 
 
-def reference_logits(source: Source, waves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(log-mel inputs, logits of the PyTorch float model) on `waves`."""
-    import torch
-
-    from tfsep_edge.signal.frontend import log_mel_torch
-
-    with torch.no_grad():
-        mels = log_mel_torch(torch.from_numpy(waves), source.frontend)
-        return mels.numpy(), source.float_model(mels).numpy()
-
-
-def int8_references(source: Source, mels: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
-    """(fake-quant twin logits, its output step s_out, PyTorch INT8 logits) on log-mel `mels`."""
-    import torch
-
-    from tfsep_edge.quant.twin import output_step
-
-    twin_model = source.artifact.fake_quant_model()
-    x = torch.from_numpy(mels)
-    with torch.no_grad():
-        twin = twin_model(x).numpy()
-    return twin, output_step(twin_model), source.artifact(x).numpy()
-
-
-def graph_logmel(path: Path, feed: np.ndarray) -> np.ndarray:
-    """The log-mel the front end inside a waveform graph computes (its internal tensor as an output)."""
+def graph_logmel(path: Path, feed: np.ndarray) -> np.ndarray | None:
+    """The log-mel the front end inside a waveform graph computes (its internal tensor as an
+    output); None when the graph has no such tensor (a waveform graph tfsep-edge did not make)."""
     import tempfile
 
     import onnx
@@ -234,6 +89,8 @@ def graph_logmel(path: Path, feed: np.ndarray) -> np.ndarray:
     from tfsep_edge.export.onnx_fp32 import FRONTEND_OUTPUT
 
     model = onnx.load(str(path))
+    if not any(FRONTEND_OUTPUT in node.output for node in model.graph.node):
+        return None
     model.graph.output.append(helper.make_tensor_value_info(FRONTEND_OUTPUT, TensorProto.FLOAT, None))
     with tempfile.TemporaryDirectory() as tmp:
         probe = Path(tmp) / "frontend_probe.onnx"
@@ -243,7 +100,7 @@ def graph_logmel(path: Path, feed: np.ndarray) -> np.ndarray:
 
 
 def validate(path: Path, source: Source, int8: bool, frontend: bool, waves: np.ndarray) -> dict:
-    """onnx.checker (full), then onnxruntime against the reference by export_rule; raises
+    """onnx.checker (full), then onnxruntime against the reference by the rule; raises
     ExportValidationError. Every input also runs alone (the batch axis must not mix examples)."""
     import onnx
 
@@ -252,44 +109,19 @@ def validate(path: Path, source: Source, int8: bool, frontend: bool, waves: np.n
     except Exception as exc:  # checker raises ValidationError / InferenceError
         raise ExportValidationError(f"onnx.checker rejected the graph: {first_line(exc, 200)}") from None
     mels, float_logits = reference_logits(source, waves)
-    session = ort_session(path)
     feed = waves if frontend else mels
-    name = session.get_inputs()[0].name
-    out = session.run(None, {name: feed})[0]
-    single = np.concatenate([session.run(None, {name: feed[i : i + 1]})[0] for i in range(len(feed))])
+    try:
+        session = ort_session(path)
+        name = session.get_inputs()[0].name
+        out = session.run(None, {name: feed})[0]
+        single = np.concatenate([session.run(None, {name: feed[i : i + 1]})[0] for i in range(len(feed))])
+        logmel = graph_logmel(path, feed) if frontend else None
+    except Exception as exc:  # onnxruntime's own errors (a graph the checker passed but ORT cannot run)
+        raise ExportValidationError(f"onnxruntime cannot load or run the model: {first_line(exc, 200)}") from None
     result = {"inputs": int(len(waves))}
-    if frontend:
-        result |= rule.check_frontend(graph_logmel(path, feed), mels)
+    if logmel is not None:
+        result |= rule.check_frontend(logmel, mels)
     return result | check_logits(source, mels, float_logits, single, out, int8, frontend)
-
-
-def check_logits(
-    source: Source, mels, float_logits, single: np.ndarray, batched: np.ndarray, int8: bool, frontend: bool
-) -> dict:
-    """The export rule on a runtime's logits, each input alone (`single`) and in one batch: INT8
-    against the fake-quant twin, FP32 against the float model (every export, every runtime)."""
-    if int8:
-        twin, step, pytorch_int8 = int8_references(source, mels)
-        return rule.check_int8(single, twin, step, pytorch_int8) | rule.check_batch(
-            single, batched, rule.int8_tolerance(step)
-        )
-    return rule.check_fp32(single, float_logits, frontend) | rule.check_batch(
-        single, batched, rule.fp32_tolerance(float_logits, frontend)
-    )
-
-
-def compare_precisions(path: Path, source: Source, frontend: bool, opset: int, feed: np.ndarray) -> dict:
-    """Time this INT8 file against the FP32 graph of the same float weights."""
-    import tempfile
-
-    import onnx
-
-    from tfsep_edge.export.onnx_fp32 import build_fp32
-
-    with tempfile.TemporaryDirectory() as tmp:
-        fp32_path = Path(tmp) / "fp32.onnx"
-        onnx.save(build_fp32(source.float_model, frontend, opset, source.frontend), str(fp32_path))
-        return precision_timing(session_runner(path), session_runner(fp32_path), feed[:1])
 
 
 def session_runner(path: Path):
@@ -299,7 +131,81 @@ def session_runner(path: Path):
     return lambda x: session.run(None, {name: x})
 
 
-# --- the command ---------------------------------------------------------------------------------
+# --- the backend -------------------------------------------------------------------------------
+
+
+def opset_of(model) -> int | None:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def file_facts(model) -> FileFacts:
+    """What a ModelProto says it is: its metadata, else its graph (a rank-2 input takes
+    waveforms; Q/DQ nodes or int8 initializers make it INT8)."""
+    from onnx import TensorProto
+
+    meta = {p.key: p.value for p in model.metadata_props}
+    inits = {i.name for i in model.graph.initializer}
+    inp = next(i for i in model.graph.input if i.name not in inits)
+    dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim)
+    if META_PRECISION in meta:
+        int8 = meta[META_PRECISION] == "int8"
+    else:
+        int8 = any(n.op_type in QDQ_OPS for n in model.graph.node) or any(
+            i.data_type in (TensorProto.INT8, TensorProto.UINT8) for i in model.graph.initializer
+        )
+    frontend = meta[META_INPUT] == "waveform" if META_INPUT in meta else len(dims) == 2
+    width = meta.get(META_WIDTH, "")
+    return FileFacts(int8, frontend, int(width) if width.isdigit() else None, dims[1:])
+
+
+class OnnxBackend:
+    name = "ONNX"
+    suffix = ".onnx"
+    runtime = "onnxruntime"
+    validated_in = ""
+
+    def check_request(self, out: Path, frontend: bool, opset: int | None) -> None:
+        check_opset(DEFAULT_OPSET if opset is None else opset)
+        if out.suffix.lower() != self.suffix:
+            raise TfsepError(f"{out}: the output must end in .onnx")
+
+    def build(self, source: Source, int8: bool, frontend: bool, opset: int | None) -> bytes:
+        return build_graph(source, int8, frontend, DEFAULT_OPSET if opset is None else opset).SerializeToString()
+
+    def validate(self, path: Path, source: Source, int8: bool, frontend: bool, waves: np.ndarray) -> dict:
+        return validate(path, source, int8, frontend, waves)
+
+    def runner(self, path: Path):
+        return session_runner(path)
+
+    def metadata(self, data: bytes) -> dict[str, str]:
+        import onnx
+
+        return {p.key: p.value for p in onnx.load_from_string(data).metadata_props}
+
+    def facts(self, data: bytes) -> dict:
+        import onnx
+
+        return {"opset": opset_of(onnx.load_from_string(data))}
+
+    def headline(self, s: dict) -> str:
+        what = f"{s['precision'].upper()} {self.name} (opset {s['opset']})"
+        return f"{what}, input {s['input']}, {s['bytes']:,} bytes, one file"
+
+    def checks(self, validation: dict) -> list[str]:
+        return ["onnx.checker full check passed"]
+
+    def inspect(self, path: Path) -> FileFacts:
+        from tfsep_edge.budget.stored_bytes import load_onnx
+
+        model = load_onnx(path)
+        try:
+            return file_facts(model)
+        except StopIteration:
+            raise TfsepError(f"{path}: an ONNX graph without an input; give an exported TF-SepNet model") from None
+
+
+ONNX = OnnxBackend()
 
 
 def export(
@@ -311,58 +217,8 @@ def export(
     timing: bool = True,
     echo=print,
 ) -> dict:
-    """Build, validate and atomically write the ONNX file; returns a summary dict.
+    """Build, validate and atomically write the ONNX file (driver.export_model); returns a summary dict.
 
     Raises TfsepError (user error: exit 2) or ExportValidationError (exit 1, nothing at OUT).
     """
-    import onnx
-
-    model_path, out = Path(model_path), Path(out)
-    check_opset(opset)
-    if out.suffix.lower() != ".onnx":
-        raise TfsepError(f"{out}: the output must end in .onnx")
-    check_output_file(out)
-    source = load_source(model_path, int8)
-    started = time.perf_counter()
-    model = build_graph(source, int8, frontend, opset)
-    waves, described = validation_set(source.frontend)
-    with atomic_path(out, suffix=".onnx") as tmp:
-        onnx.save_model(model, str(tmp))  # one file: every initializer inline (well under 2 GB)
-        check = validate(tmp, source, int8, frontend, waves) | {"input_sources": described}
-        summary = {
-            "out": str(out),
-            "source": str(model_path),
-            "precision": "int8" if int8 else "fp32",
-            "input": "waveform" if frontend else "logmel",
-            "opset": opset,
-            "bytes": tmp.stat().st_size,
-            "validation": check,
-            "budget": json.loads(next(p.value for p in model.metadata_props if p.key == config.ONNX_META_BUDGET)),
-        }
-        if timing:
-            feed = waves if frontend else reference_logits(source, waves[:1])[0]
-            if int8:
-                summary["latency"] = compare_precisions(tmp, source, frontend, opset, feed)
-            else:
-                summary["latency"] = fp32_timing(session_runner(tmp), feed[:1])
-    summary["seconds"] = round(time.perf_counter() - started, 2)
-    echo(format_summary(summary))
-    return summary
-
-
-def format_summary(s: dict) -> str:
-    v = s["validation"]
-    lines = [
-        f"wrote {s['out']}: {s['precision'].upper()} ONNX (opset {s['opset']}), input {s['input']}, "
-        f"{s['bytes']:,} bytes, one file",
-        f"validated on {v['inputs']} inputs ({v.get('input_sources', 'audio')}) against the {v['reference']}: "
-        f"max |d logit| {v['max_abs_logit_diff']:.3g} ({v['threshold']}), top-1 agreement {v['top1_agreement']:.1%}",
-    ]
-    lines += step_lines(v)
-    checks = ["onnx.checker full check passed", f"each input alone vs in the batch: {v['batch1_max_abs_diff']:.3g}"]
-    if "frontend_max_abs_diff" in v:
-        diff, tol = v["frontend_max_abs_diff"], v["frontend_tolerance"]
-        checks.append(f"in-graph front end vs log_mel: {diff:.2g} (<= {tol:g})")
-    lines.append("  " + "; ".join(checks))
-    lines += closing_lines(s, "onnxruntime")
-    return "\n".join(lines)
+    return export_model(ONNX, model_path, out, int8=int8, frontend=frontend, opset=opset, timing=timing, echo=echo)

@@ -66,6 +66,9 @@ class GraphBuilder:
 
 
 def _f32(t) -> np.ndarray:
+    """A torch tensor or an array (int8_graph's float parameters) as float64 numpy."""
+    if isinstance(t, np.ndarray):
+        return t.astype(np.float64)
     return t.detach().cpu().double().numpy()
 
 

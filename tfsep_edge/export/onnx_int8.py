@@ -1,4 +1,5 @@
-"""Hand-built INT8 QDQ ONNX graph, op for op the quantize step's fake-quant twin.
+"""The INT8 QDQ ONNX writer: an Int8Model (int8_graph.py, the fake-quant twin described once)
+op for op as QuantizeLinear / DequantizeLinear around float ops, one writer function per op type.
 
 Why each node or step is built the way it is, with the measurements that decided it:
 docs/export.md (figures go stale in code, so they live there).
@@ -12,17 +13,27 @@ import numpy as np
 import onnx
 
 from tfsep_edge.core.config import DEFAULT_FRONTEND, FrontendConfig
+from tfsep_edge.export.int8_graph import (
+    Block,
+    Classifier,
+    Conv,
+    FloatConv,
+    FloatNorm,
+    Int8Conv,
+    Int8Model,
+    MaxPool,
+    QuantizeInput,
+    describe,
+)
 from tfsep_edge.export.onnx_fp32 import (
     OUTPUT,
     GraphBuilder,
-    _f32,
     add_adaresnorm,
     add_input,
     finish_model,
     spell_out,
 )
 from tfsep_edge.model.shuffle import shuffle_sources
-from tfsep_edge.quant.bias_grid import int32_bias
 
 
 @dataclass(frozen=True)
@@ -32,14 +43,6 @@ class QTensor:
     name: str
     scale: float
     zero_point: int
-
-
-def _fq_params(fq) -> tuple[float | None, int | None]:
-    """(scale, zero point) of a fake-quant module; (None, None) where the twin has none (a float
-    stem keeps its input and output in float: quantize.py replaces those stubs by Identity)."""
-    if not hasattr(fq, "scale"):
-        return None, None
-    return float(fq.scale), int(fq.zero_point)
 
 
 def quantize(g: GraphBuilder, x: str, scale: float | None, zero_point: int | None, base: str) -> QTensor | str:
@@ -97,69 +100,53 @@ def keep_int8(g: GraphBuilder, t: QTensor | str, channels: int, base: str) -> QT
     return moved(g, "Gather", t, [idx], [f"{base}.keep_int8"], axis=1)[0]
 
 
-def _conv_parts(layer) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, bool, dict, tuple | None]:
-    """(float weight, bias, per-channel weight scales or None, relu, conv attrs, out qparams) of a QLayer."""
-    from torch import nn
+def conv_outputs(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
 
-    body = layer.body
-    if hasattr(body, "w_scale"):  # FakeQuantConv: an int8 conv
-        w, scales = _f32(body.weight), _f32(body.w_scale)
-        bias = None if body.bias is None else _f32(body.bias)
-        conv, relu, out = body, body.relu, _fq_params(body.out)
-    else:  # float island: the fused float conv, quantized after
-        conv = next(m for m in body.modules() if isinstance(m, nn.Conv2d))
-        w, scales = _f32(conv.weight), None
-        bias = None if conv.bias is None else _f32(conv.bias)
-        relu = any(isinstance(m, nn.ReLU) for m in body.modules())
-        out = _fq_params(layer.quant)
-    kh, kw = w.shape[2:]
+
+def add_qconv(g: GraphBuilder, x: QTensor | str, op: Conv, base: str, rows: list[int] | None = None) -> QTensor | str:
+    """A conv op: DQ(x) -> Conv(DQ(int8 weight)) [-> Relu] -> Q(out). `rows` permutes output channels."""
+    if rows is not None:
+        op = op.rows(rows)
+    kh, kw = op.weight.shape[2:]
     attrs = {
         "kernel_shape": [kh, kw],
-        "strides": list(conv.stride),
-        "pads": [conv.padding[0], conv.padding[1], conv.padding[0], conv.padding[1]],
-        "group": conv.groups,
+        "strides": [op.stride, op.stride],
+        "pads": [op.padding[0], op.padding[1], op.padding[0], op.padding[1]],
+        "group": op.groups,
     }
-    return w, bias, scales, relu, attrs, out
-
-
-def add_qconv(g: GraphBuilder, x: QTensor | str, layer, base: str, rows: list[int] | None = None) -> QTensor | str:
-    """A QLayer: DQ(x) -> Conv(DQ(int8 weight)) [-> Relu] -> Q(out). `rows` permutes output channels."""
-    w, bias, scales, relu, attrs, (out_s, out_z) = _conv_parts(layer)
-    if rows is not None:
-        w = w[rows]
-        bias = None if bias is None else bias[rows]
-        scales = None if scales is None else scales[rows]
-    if scales is not None:
-        q = np.clip(np.round(w / scales[:, None, None, None]), -128, 127).astype(np.int8)
-        wq = g.const(f"{base}.weight_int8", q)
-        ws = g.const(f"{base}.weight_scale", scales.astype(np.float32))
-        wz = g.const(f"{base}.weight_zero_point", np.zeros(len(scales), np.int8))
+    if isinstance(op, Int8Conv):
+        wq = g.const(f"{base}.weight_int8", op.weight)
+        ws = g.const(f"{base}.weight_scale", op.w_scales)
+        wz = g.const(f"{base}.weight_zero_point", np.zeros(len(op.w_scales), np.int8))
         weight = g.op("DequantizeLinear", [wq, ws, wz], f"{base}.weight", axis=0)
     else:
-        weight = g.const(f"{base}.weight", w.astype(np.float32))
+        weight = g.const(f"{base}.weight", op.weight.astype(np.float32))
     inputs = [dequantize(g, x, f"{base}.in"), weight]
-    if bias is not None and scales is not None and isinstance(x, QTensor):
+    if isinstance(op, Int8Conv) and op.bias is not None:
         # int32 bias at s_in * s_w (the twin rounds its bias the same way): lets onnxruntime fuse QLinearConv.
-        bq, bscale = int32_bias(bias, x.scale, scales)
+        bq, bscale = op.bias_int32()
         bs = g.const(f"{base}.bias_scale", bscale)
         bz = g.const(f"{base}.bias_zero_point", np.zeros(len(bq), np.int32))
         inputs.append(g.op("DequantizeLinear", [g.const(f"{base}.bias_int32", bq), bs, bz], f"{base}.bias", axis=0))
-    elif bias is not None:
-        inputs.append(g.const(f"{base}.bias", bias.astype(np.float32)))
+    elif op.bias is not None:
+        inputs.append(g.const(f"{base}.bias", op.bias.astype(np.float32)))
     y = g.op("Conv", inputs, base, **attrs)
-    if relu:
+    if op.relu:
         y = g.op("Relu", [y], f"{base}.relu")
-    return quantize(g, y, out_s, out_z, f"{base}.out")
+    return quantize(g, y, *_point(op.out), f"{base}.out")
 
 
-def add_qblock(g: GraphBuilder, x: QTensor, block, groups: int, freqs: int, frames: int, base: str) -> QTensor:
-    """A quantized TF-SepConv block (fake-quant twin `block`); output in natural channel order."""
-    half = block.half
-    c = 2 * half
-    sources = shuffle_sources(c, groups)
+def _point(q) -> tuple[float | None, int | None]:
+    return (None, None) if q is None else (q.scale, q.zero_point)
 
-    if block.transition:
-        t = add_qconv(g, x, block.trans_conv, f"{base}.trans", rows=sources)
+
+def add_qblock(g: GraphBuilder, x: QTensor, block: Block, freqs: int, frames: int) -> QTensor:
+    """A quantized TF-SepConv block; output in natural channel order."""
+    base, half = block.name, block.half
+    sources = shuffle_sources(2 * half, block.groups)
+    if block.transition is not None:  # its rows in shuffled order: a Split hands each path its half
+        t = add_qconv(g, x, block.transition, f"{base}.trans", rows=sources)
         sizes = g.const(f"{base}.split", np.array([half, half], np.int64))
         x1, x2 = moved(g, "Split", t, [sizes], [f"{base}.x1", f"{base}.x2"], axis=1)
     else:
@@ -167,18 +154,17 @@ def add_qblock(g: GraphBuilder, x: QTensor, block, groups: int, freqs: int, fram
         (x1,) = moved(g, "Gather", x, [g.const(f"{base}.idx1", idx[:half])], [f"{base}.x1"], axis=1)
         (x2,) = moved(g, "Gather", x, [g.const(f"{base}.idx2", idx[half:])], [f"{base}.x2"], axis=1)
     halves = []
-    for name, xi, dw, mean, pw, add in (
-        ("freq", x1, block.freq_dw_conv, block.freq_mean, block.freq_pw_conv, block.freq_add),
-        ("time", x2, block.temp_dw_conv, block.temp_mean, block.temp_pw_conv, block.temp_add),
-    ):
-        d = add_qconv(g, xi, dw, f"{base}.{name}.dw")
-        m = g.reduce("ReduceMean", dequantize(g, d, f"{base}.{name}.mean_in"), [mean.dim], f"{base}.{name}.mean")
-        mq = quantize(g, m, *_fq_params(mean.out), f"{base}.{name}.mean_out")
-        p = add_qconv(g, keep_int8(g, mq, half, f"{base}.{name}.mean_out"), pw, f"{base}.{name}.pw")
-        p_full = spell_out(g, dequantize(g, p, f"{base}.{name}.res_p"), mean.dim, half, freqs, frames, f"{base}.{name}")
+    for xi, branch in zip((x1, x2), block.branches, strict=True):
+        name, mean = branch.path, branch.mean
+        d = add_qconv(g, xi, branch.dw, f"{base}.{name}.dw")
+        m = g.reduce("ReduceMean", dequantize(g, d, f"{base}.{name}.mean_in"), [mean.axis], f"{base}.{name}.mean")
+        mq = quantize(g, m, *_point(mean.out), f"{base}.{name}.mean_out")
+        p = add_qconv(g, keep_int8(g, mq, half, f"{base}.{name}.mean_out"), branch.pw, f"{base}.{name}.pw")
+        p_float = dequantize(g, p, f"{base}.{name}.res_p")
+        p_full = spell_out(g, p_float, mean.axis, half, freqs, frames, f"{base}.{name}")
         s = g.op("Add", [dequantize(g, xi, f"{base}.{name}.res_x"), p_full], f"{base}.{name}.residual")
-        halves.append(quantize(g, s, *_fq_params(add.out), f"{base}.{name}.residual_out"))
-    out_s, out_z = _fq_params(block.concat.out)
+        halves.append(quantize(g, s, *_point(branch.add.out), f"{base}.{name}.residual_out"))
+    out_s, out_z = _point(block.concat.out)
     if all(isinstance(h, QTensor) and (h.scale, h.zero_point) == (out_s, out_z) for h in halves):
         # The residual adds share the concat's qparams (quantize's default): Q(DQ(q)) == q on
         # one grid, so the concat only copies integers, as PyTorch's quantized cat does.
@@ -187,50 +173,66 @@ def add_qblock(g: GraphBuilder, x: QTensor, block, groups: int, freqs: int, fram
     return quantize(g, cat, out_s, out_z, f"{base}.out")
 
 
-def add_qmodel(g: GraphBuilder, x: str, fq, n_mels: int, frames: int) -> str:
-    """The fake-quant twin's graph on log-mel `x` -> logits."""
-    from torch import nn
+def add_float_norm(g: GraphBuilder, x: QTensor | str, op: FloatNorm, freqs: int, frames: int) -> QTensor | str:
+    """AdaResNorm in float between DQ and Q (and the max-pool after it, before the Q)."""
+    base = op.name
+    y = add_adaresnorm(g, dequantize(g, x, f"{base}.in"), op, list(range(len(op.rho))), freqs, frames, base)
+    if op.pool is not None:  # PyTorch pools the quantized tensor; Q is monotonic, so Q(max(y)) == max(Q(y))
+        y = g.op("MaxPool", [y], f"{op.pool.name}.pool", kernel_shape=[2, 2], strides=[2, 2])
+    return quantize(g, y, *_point(op.out), f"{base}.out")
 
-    groups = fq.config.groups
-    q = quantize(g, x, *_fq_params(fq.quant), "input")
-    channels, f_len, t_len = 1, n_mels, frames
-    for i, layer in enumerate(fq.feature):
-        base = f"feature.{i}"
-        kind = type(layer).__name__
-        if kind == "QLayer":  # the stem
-            q = add_qconv(g, q, layer, base)
-            channels = _conv_parts(layer)[0].shape[0]
-            f_len, t_len = (f_len + 4 - 5) // 2 + 1, (t_len + 4 - 5) // 2 + 1
-        elif kind == "FloatIsland":  # AdaResNorm in float between DQ and Q
-            y = add_adaresnorm(g, dequantize(g, q, f"{base}.in"), layer.body, list(range(channels)), f_len, t_len, base)
-            pool = i + 1 < len(fq.feature) and isinstance(fq.feature[i + 1], nn.MaxPool2d)
-            if pool:  # PyTorch pools the quantized tensor; Q is monotonic, so Q(max(y)) == max(Q(y))
-                y = g.op("MaxPool", [y], f"feature.{i + 1}.pool", kernel_shape=[2, 2], strides=[2, 2])
-                f_len, t_len = f_len // 2, t_len // 2
-            q = quantize(g, y, *_fq_params(layer.quant), f"{base}.out")
-        elif isinstance(layer, nn.MaxPool2d):
-            if not (i > 0 and type(fq.feature[i - 1]).__name__ == "FloatIsland"):  # else pooled above
-                name = q.name if isinstance(q, QTensor) else q
-                pooled = g.op("MaxPool", [name], f"{base}.pool", kernel_shape=[2, 2], strides=[2, 2])
-                q = QTensor(pooled, q.scale, q.zero_point) if isinstance(q, QTensor) else pooled
-                f_len, t_len = f_len // 2, t_len // 2
-        elif kind == "QBlock":
-            q = add_qblock(g, q, layer, groups, f_len, t_len, base)
-            channels = 2 * layer.half
-        else:
-            raise TypeError(f"unexpected layer {kind}")
-    c = add_qconv(g, keep_int8(g, q, channels, "classifier.in"), fq.classifier, "classifier")
+
+def add_max_pool(g: GraphBuilder, x: QTensor | str, op: MaxPool) -> QTensor | str:
+    name = x.name if isinstance(x, QTensor) else x
+    pooled = g.op("MaxPool", [name], f"{op.name}.pool", kernel_shape=[2, 2], strides=[2, 2])
+    return QTensor(pooled, x.scale, x.zero_point) if isinstance(x, QTensor) else pooled
+
+
+def add_classifier(g: GraphBuilder, x: QTensor | str, op: Classifier) -> str:
+    """The classifier conv, dequantized, global mean -> logits."""
+    channels = op.conv.weight.shape[1] * op.conv.groups
+    c = add_qconv(g, keep_int8(g, x, channels, "classifier.in"), op.conv, "classifier")
     pooled = g.op("GlobalAveragePool", [dequantize(g, c, "classifier.out")], "pool")
     return g.op("Flatten", [pooled], OUTPUT, axis=1)
 
 
+def add_qmodel(g: GraphBuilder, x: str, model: Int8Model, n_mels: int, frames: int) -> str:
+    """The Int8Model's ops on log-mel `x` -> logits, tracking (frequency, time) for the broadcasts."""
+    q: QTensor | str = x
+    f_len, t_len = n_mels, frames
+    for op in model.ops:
+        if isinstance(op, QuantizeInput):
+            q = quantize(g, q, *_point(op.out), op.name)
+        elif isinstance(op, (Int8Conv, FloatConv)):  # the stem
+            q = add_qconv(g, q, op, op.name)
+            kh, kw = op.weight.shape[2:]
+            f_len = conv_outputs(f_len, kh, op.stride, op.padding[0])
+            t_len = conv_outputs(t_len, kw, op.stride, op.padding[1])
+        elif isinstance(op, FloatNorm):
+            q = add_float_norm(g, q, op, f_len, t_len)
+            if op.pool is not None:
+                f_len, t_len = f_len // 2, t_len // 2
+        elif isinstance(op, MaxPool):
+            q = add_max_pool(g, q, op)
+            f_len, t_len = f_len // 2, t_len // 2
+        elif isinstance(op, Block):
+            q = add_qblock(g, q, op, f_len, t_len)
+        elif isinstance(op, Classifier):
+            return add_classifier(g, q, op)
+        else:
+            raise TypeError(f"no ONNX writer for {type(op).__name__}")
+    raise ValueError("the Int8Model ends before its classifier")
+
+
+def write_int8(model: Int8Model, frontend: bool, opset: int, cfg: FrontendConfig = DEFAULT_FRONTEND) -> onnx.ModelProto:
+    """The QDQ graph of an Int8Model, taking log-mel or waveform input."""
+    g = GraphBuilder(opset)
+    g.act_dtype = np.int8 if model.act_dtype == "int8" else np.uint8
+    graph_input, x = add_input(g, frontend, cfg)
+    add_qmodel(g, x, model, cfg.n_mels, cfg.n_frames)
+    return finish_model(g, graph_input, model.num_classes)
+
+
 def build_int8(fq, frontend: bool, opset: int, cfg: FrontendConfig = DEFAULT_FRONTEND) -> onnx.ModelProto:
     """QDQ graph of the fake-quant twin `fq` (quantize.QuantizedArtifact.fake_quant_model())."""
-    g = GraphBuilder(opset)
-    # As the twin expresses activations; read from any fake-quant point, since the input stub is
-    # an Identity when the stem stays in float.
-    first = next(m for m in fq.modules() if hasattr(m, "quant_min"))
-    g.act_dtype = np.int8 if first.quant_min < 0 else np.uint8
-    graph_input, x = add_input(g, frontend, cfg)
-    add_qmodel(g, x, fq, cfg.n_mels, cfg.n_frames)
-    return finish_model(g, graph_input, fq.config.num_classes)
+    return write_int8(describe(fq), frontend, opset, cfg)

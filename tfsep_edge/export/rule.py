@@ -1,5 +1,5 @@
 """The rule every exported model is validated by: it must never reject a correct export and
-must always catch a wrong one. Pure numpy on logits, so every format (ONNX today) uses it.
+must always catch a wrong one. Pure numpy on logits, so every format (ONNX, TFLite) uses it.
 
 Why it is sound:
 - FP32: the graph computes the float model's own ops in float32; only the summation order

@@ -1,5 +1,5 @@
-"""What every export prints after its own first lines, for ONNX and .tflite alike: the INT8 check in
-output steps, the budget, and a short timing that says which precision is faster here."""
+"""The summary lines every format shares (driver.py prints them after the validation line): the
+INT8 check in output steps, the budget, and a short timing that says which precision is faster here."""
 
 from __future__ import annotations
 

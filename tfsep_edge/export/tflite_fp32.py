@@ -35,6 +35,9 @@ OUTPUT_NAME = "logits"
 
 
 def f64(t) -> np.ndarray:
+    """A torch tensor or an array (int8_graph's float parameters) as float64 numpy."""
+    if isinstance(t, np.ndarray):
+        return t.astype(np.float64)
     return t.detach().cpu().double().numpy()
 
 

@@ -3,7 +3,7 @@
 `open_classifier` picks the runtime from the file: onnxruntime for ONNX, LiteRT for .tflite
 (runtime/tflite_classifier.py, the same interface).
 
-`OnnxClassifier` reads what the model takes from its metadata (config.ONNX_META_*), checks the
+`OnnxClassifier` reads what the model takes from its metadata (config.META_*), checks the
 input shape, and classifies log-mels, waveforms or files. `predict_stream` classifies many files
 in fixed-size batches and yields one result per file, so memory does not grow with the count.
 """
@@ -87,14 +87,14 @@ def read_model_info(session, path: Path) -> ModelInfo:
         raise TfsepError(f"{path}: has {len(inputs)} inputs; a TF-SepNet classifier has one; {EXPORT_HINT}")
     inp = inputs[0]
     shape = list(inp.shape)
-    kind = meta.get(config.ONNX_META_INPUT) or {4: "logmel", 2: "waveform"}.get(len(shape), "")
+    kind = meta.get(config.META_INPUT) or {4: "logmel", 2: "waveform"}.get(len(shape), "")
     if kind not in INPUT_KINDS:
         raise TfsepError(
             f"{path}: input '{inp.name}' has shape {shape}; expected (batch, 1, n_mels, frames) log-mel "
             f"or (batch, samples) waveform; {EXPORT_HINT}"
         )
     try:
-        frontend = FrontendConfig.from_dict(json.loads(meta[config.ONNX_META_FRONTEND]))
+        frontend = FrontendConfig.from_dict(json.loads(meta[config.META_FRONTEND]))
     except (KeyError, ValueError, TypeError):
         frontend = DEFAULT_FRONTEND
     expected = [None, 1, frontend.n_mels, frontend.n_frames] if kind == "logmel" else [None, frontend.clip_samples]
@@ -115,7 +115,7 @@ def read_model_info(session, path: Path) -> ModelInfo:
         input_kind=kind,
         labels=labels,
         frontend=frontend,
-        precision=meta.get(config.ONNX_META_PRECISION, "unknown"),
+        precision=meta.get(config.META_PRECISION, "unknown"),
         width=int(width) if width and str(width).isdigit() else None,
         budget=budget if isinstance(budget, dict) else {},
         fixed_batch=_static(shape[0]),

@@ -33,16 +33,16 @@ def labels_budget_width(path: Path, meta: dict[str, str]) -> tuple[tuple[str, ..
     """The labels (which must be the ten TAU22 scenes in DCASE order; absent: those), the budget
     figures ({} if absent or unreadable) and the width string of an exported model's metadata."""
     try:
-        labels = tuple(json.loads(meta[config.ONNX_META_LABELS]))
+        labels = tuple(json.loads(meta[config.META_LABELS]))
     except (KeyError, ValueError, TypeError):
         labels = LABELS
     if labels != LABELS:
         raise TfsepError(f"{path}: labels {list(labels)[:3]}... are not the ten TAU22 scenes in DCASE order")
     try:
-        budget = json.loads(meta.get(config.ONNX_META_BUDGET, "{}"))
+        budget = json.loads(meta.get(config.META_BUDGET, "{}"))
     except ValueError:
         budget = {}
-    return labels, budget, meta.get(config.ONNX_META_WIDTH)
+    return labels, budget, meta.get(config.META_WIDTH)
 
 
 class Classifier:

@@ -72,10 +72,10 @@ def _affine(detail: dict) -> tuple[float, int] | None:
 def model_info(path: Path, meta: dict[str, str], inp: dict, out: dict) -> ModelInfo:
     """What the metadata and the tensors say; TfsepError for a model of another shape or type."""
     try:
-        frontend = FrontendConfig.from_dict(json.loads(meta[config.ONNX_META_FRONTEND]))
+        frontend = FrontendConfig.from_dict(json.loads(meta[config.META_FRONTEND]))
     except (KeyError, ValueError, TypeError):
         frontend = DEFAULT_FRONTEND
-    kind = meta.get(config.ONNX_META_INPUT, "logmel")
+    kind = meta.get(config.META_INPUT, "logmel")
     shape = [int(d) for d in inp["shape"]]
     expected = [1, frontend.n_mels, frontend.n_frames]
     if kind != "logmel" or len(shape) != 4 or shape[1:] != expected:
@@ -102,7 +102,7 @@ def model_info(path: Path, meta: dict[str, str], inp: dict, out: dict) -> ModelI
         input_kind="logmel",
         labels=labels,
         frontend=frontend,
-        precision=meta.get(config.ONNX_META_PRECISION, "int8" if _affine(inp) or _affine(out) else "unknown"),
+        precision=meta.get(config.META_PRECISION, "int8" if _affine(inp) or _affine(out) else "unknown"),
         width=int(width) if width and str(width).isdigit() else None,
         budget=budget if isinstance(budget, dict) else {},
         fixed_batch=None if dynamic else shape[0],

@@ -1,0 +1,313 @@
+"""The INT8 model described once, whatever format writes it: its ops in order, each with its
+weights, biases and the scales and zero points of the tensors it gives, read off the quantize
+step's fake-quant twin (QuantizedArtifact.fake_quant_model()).
+
+Each format's writer (onnx_int8.py, tflite_int8.py) emits from an `Int8Model` with one writer
+function per op type; no writer reads the twin. A new op type (integer normalisation, say) is a
+new dataclass here, the branch of `describe` that makes it, and a writer function per format.
+
+Tensors between ops are int8 (or uint8, `act_dtype`) with the `QParams` of the op that gave them;
+`out=None` means no quantization point there: the tensor stays float (a float stem keeps its
+input and output in float). Op names are the bases the writers name their tensors after
+(`feature.2.freq.dw`, `classifier`), the same in every format. numpy only, except `describe`,
+which reads the twin's modules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from tfsep_edge.quant.bias_grid import int32_bias
+
+
+@dataclass(frozen=True)
+class QParams:
+    """A quantization point: real value = scale * (q - zero_point)."""
+
+    scale: float
+    zero_point: int
+
+
+@dataclass(frozen=True)
+class QuantizeInput:
+    """The float log-mel -> the first quantized tensor (`out` None: the stem takes it in float)."""
+
+    out: QParams | None
+    name: str = "input"
+
+
+@dataclass(frozen=True)
+class Int8Conv:
+    """An int8 conv: int8 weight at per-output-channel scales (zero point 0), an int32 bias on the
+    accumulator's grid s_in * s_w (`bias_int32`), fused ReLU, requantized to `out`."""
+
+    name: str
+    weight: np.ndarray  # int8 (O, I / groups, kh, kw)
+    w_scales: np.ndarray  # float32 (O,)
+    bias: np.ndarray | None  # float64 (O,): the twin's bias; the graphs store bias_int32()
+    relu: bool
+    stride: int
+    padding: tuple[int, int]  # (frequency, time), both sides
+    groups: int
+    inp: QParams  # the input's point (its scale places the bias grid)
+    out: QParams
+
+    def bias_int32(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(int32 bias, its float32 scale s_in * s_w): the integers the twin adds (bias_grid)."""
+        return None if self.bias is None else int32_bias(self.bias, self.inp.scale, self.w_scales)
+
+    def float_weight(self) -> np.ndarray:
+        return self.weight.astype(np.float64) * self.w_scales.astype(np.float64)[:, None, None, None]
+
+    def rows(self, rows) -> Int8Conv:
+        """The same conv with its output channels in order `rows`."""
+        return dataclasses.replace(
+            self,
+            weight=self.weight[rows],
+            w_scales=self.w_scales[rows],
+            bias=None if self.bias is None else self.bias[rows],
+        )
+
+
+@dataclass(frozen=True)
+class FloatConv:
+    """A conv left in float (a float island: the stem by default, or one --max-drop kept): its
+    fused float weight and bias, then quantized to `out` (None: stays float)."""
+
+    name: str
+    weight: np.ndarray  # float64 (O, I / groups, kh, kw)
+    bias: np.ndarray | None  # float64 (O,)
+    relu: bool
+    stride: int
+    padding: tuple[int, int]
+    groups: int
+    out: QParams | None
+
+    def rows(self, rows) -> FloatConv:
+        return dataclasses.replace(self, weight=self.weight[rows], bias=None if self.bias is None else self.bias[rows])
+
+
+Conv = Int8Conv | FloatConv
+
+
+@dataclass(frozen=True)
+class MaxPool:
+    """2x2 max-pool of a quantized tensor: the same integers' maximum, the same qparams."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class FloatNorm:
+    """AdaResNorm in float between a dequantize and a quantize to `out`; `pool`: the 2x2 max-pool
+    after it, run on its float output before the quantize (Q is monotonic, so Q(max(y)) ==
+    max(Q(y)), the max-pool PyTorch runs on the quantized tensor)."""
+
+    name: str
+    rho: np.ndarray  # float64 (C,)
+    gamma: np.ndarray
+    beta: np.ndarray
+    eps: float
+    pool: MaxPool | None
+    out: QParams | None
+
+
+@dataclass(frozen=True)
+class Mean:
+    """Mean over one axis (NCHW: 2 frequency, 3 time), requantized to `out`."""
+
+    name: str
+    axis: int
+    out: QParams
+
+
+@dataclass(frozen=True)
+class Add:
+    """The residual add of a branch: its input plus its pointwise conv's output (broadcast along
+    the mean's axis), quantized to `out`."""
+
+    name: str
+    out: QParams
+
+
+@dataclass(frozen=True)
+class Concat:
+    """The block's two branch outputs along the channels, quantized to `out` (when both already
+    sit at `out`, as quantize gives them by default, the concat only copies integers). Its name
+    is the block's: writers name its tensor `<block>.out`."""
+
+    name: str
+    out: QParams
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One half of a TF-SepConv block: depthwise conv, mean, pointwise conv, residual add."""
+
+    path: str  # "freq" or "time"
+    dw: Conv
+    mean: Mean
+    pw: Conv
+    add: Add
+
+
+@dataclass(frozen=True)
+class Block:
+    """A TF-SepConv block: [transition conv], channel shuffle in `groups` groups, split into the
+    two branches, concat; output channels in natural order. How the shuffle is laid out (rows of
+    the transition conv, gathers, permutation convs) is each writer's choice."""
+
+    name: str
+    half: int
+    groups: int
+    transition: Conv | None
+    branches: tuple[Branch, Branch]
+    concat: Concat
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """The 1x1 classifier conv, dequantized, then the mean over frequency and time (PyTorch
+    pools in float) -> logits."""
+
+    conv: Conv
+
+
+Op = QuantizeInput | Int8Conv | FloatConv | FloatNorm | MaxPool | Block | Classifier
+
+
+@dataclass(frozen=True)
+class Int8Model:
+    """The INT8 model's ops in order, from the float log-mel input to the logits (no Classifier
+    when described only up to a feature layer)."""
+
+    act_dtype: str  # "int8" or "uint8": how the activations' integers are stored
+    num_classes: int
+    ops: tuple[Op, ...]
+
+    def convs(self) -> list[Conv]:
+        """Every conv, in order (tests and tools look one up by name)."""
+        found: list[Conv] = []
+        for op in self.ops:
+            if isinstance(op, (Int8Conv, FloatConv)):
+                found.append(op)
+            elif isinstance(op, Block):
+                found += [op.transition] if op.transition is not None else []
+                found += [c for b in op.branches for c in (b.dw, b.pw)]
+            elif isinstance(op, Classifier):
+                found.append(op.conv)
+        return found
+
+    def conv(self, name: str) -> Conv:
+        return next(c for c in self.convs() if c.name == name)
+
+
+# --- reading the twin ----------------------------------------------------------------------------
+
+
+def qparams(fake_quant) -> QParams | None:
+    """The point of a twin fake-quant module; None where the twin has none (an Identity)."""
+    if not hasattr(fake_quant, "scale"):
+        return None
+    return QParams(float(fake_quant.scale), int(fake_quant.zero_point))
+
+
+def _f64(t) -> np.ndarray:
+    return t.detach().cpu().double().numpy()
+
+
+def describe_conv(layer, name: str, inp: QParams | None) -> Conv:
+    """A twin QLayer: its FakeQuantConv as an Int8Conv, or its float body as a FloatConv."""
+    from torch import nn
+
+    from tfsep_edge.quant.twin import FakeQuantConv
+
+    body = layer.body
+    if isinstance(body, FakeQuantConv):
+        if inp is None:
+            raise ValueError(f"{name}: an int8 conv on a float tensor (the twin quantizes every int8 conv's input)")
+        w, scales = _f64(body.weight), _f64(body.w_scale)
+        q = np.clip(np.round(w / scales[:, None, None, None]), -128, 127).astype(np.int8)
+        return Int8Conv(
+            name=name,
+            weight=q,
+            w_scales=scales.astype(np.float32),
+            bias=None if body.bias is None else _f64(body.bias),
+            relu=bool(body.relu),
+            stride=int(body.stride[0]),
+            padding=(int(body.padding[0]), int(body.padding[1])),
+            groups=int(body.groups),
+            inp=inp,
+            out=qparams(body.out),
+        )
+    conv = next(m for m in body.modules() if isinstance(m, nn.Conv2d))  # fused Conv(+ReLU) in float
+    return FloatConv(
+        name=name,
+        weight=_f64(conv.weight),
+        bias=None if conv.bias is None else _f64(conv.bias),
+        relu=any(isinstance(m, nn.ReLU) for m in body.modules()),
+        stride=int(conv.stride[0]),
+        padding=(int(conv.padding[0]), int(conv.padding[1])),
+        groups=int(conv.groups),
+        out=qparams(layer.quant),
+    )
+
+
+def describe_block(block, groups: int, name: str, inp: QParams | None) -> Block:
+    transition = describe_conv(block.trans_conv, f"{name}.trans", inp) if block.transition else None
+    x = transition.out if transition is not None else inp
+    branches = []
+    for path, dw_layer, mean_m, pw_layer, add_m in (
+        ("freq", block.freq_dw_conv, block.freq_mean, block.freq_pw_conv, block.freq_add),
+        ("time", block.temp_dw_conv, block.temp_mean, block.temp_pw_conv, block.temp_add),
+    ):
+        dw = describe_conv(dw_layer, f"{name}.{path}.dw", x)
+        mean = Mean(f"{name}.{path}.mean", int(mean_m.dim), qparams(mean_m.out))
+        pw = describe_conv(pw_layer, f"{name}.{path}.pw", mean.out)
+        branches.append(Branch(path, dw, mean, pw, Add(f"{name}.{path}.residual", qparams(add_m.out))))
+    concat = Concat(name, qparams(block.concat.out))
+    return Block(name, int(block.half), groups, transition, tuple(branches), concat)
+
+
+def describe(fq, until: int | None = None) -> Int8Model:
+    """The fake-quant twin `fq` as an Int8Model. `until`: only the feature layers before layer
+    `until`, no classifier (the per-layer profile of benchmarks/peers.py)."""
+    from torch import nn
+
+    from tfsep_edge.quant.ready import FloatIsland, QBlock, QLayer
+
+    # How the twin expresses activations, read from any fake-quant point, since the input stub
+    # is an Identity when the stem stays in float.
+    first = next(m for m in fq.modules() if hasattr(m, "quant_min"))
+    act_dtype = "int8" if first.quant_min < 0 else "uint8"
+    x = qparams(fq.quant)
+    ops: list[Op] = [QuantizeInput(x)]
+    feature = list(fq.feature)
+    for i, layer in enumerate(feature):
+        if i == until:
+            return Int8Model(act_dtype, fq.config.num_classes, tuple(ops))
+        name = f"feature.{i}"
+        if isinstance(layer, QLayer):  # the stem
+            op = describe_conv(layer, name, x)
+        elif isinstance(layer, FloatIsland):
+            norm = layer.body
+            pooled = i + 1 < len(feature) and isinstance(feature[i + 1], nn.MaxPool2d)
+            pool = MaxPool(f"feature.{i + 1}") if pooled else None
+            vec = (_f64(p).reshape(-1) for p in (norm.rho, norm.gamma, norm.beta))
+            op = FloatNorm(name, *vec, eps=float(norm.eps), pool=pool, out=qparams(layer.quant))
+        elif isinstance(layer, nn.MaxPool2d):
+            if i > 0 and isinstance(feature[i - 1], FloatIsland):  # pooled by the island before it
+                continue
+            ops.append(MaxPool(name))
+            continue
+        elif isinstance(layer, QBlock):
+            op = describe_block(layer, fq.config.groups, name, x)
+        else:
+            raise TypeError(f"unexpected layer {type(layer).__name__}")
+        ops.append(op)
+        x = op.concat.out if isinstance(op, Block) else op.out
+    ops.append(Classifier(describe_conv(fq.classifier, "classifier", x)))
+    return Int8Model(act_dtype, fq.config.num_classes, tuple(ops))
