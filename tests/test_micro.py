@@ -294,13 +294,14 @@ def exports(tmp_path_factory) -> dict[str, Path]:
     torch.save(artifact_payload(art), qdir / QUANTIZED_FILE)
     out = {"fp32": work / "fp32.tflite", "int8": work / "int8.tflite"}
     tflite_export.export_tflite(ckpt, out["fp32"], echo=lambda _s: None, timing=False)
+    out["ckpt"] = ckpt
     tflite_export.export_tflite(qdir, out["int8"], int8=True, echo=lambda _s: None, timing=False)
     return out
 
 
 @pytest.fixture(scope="module")
 def export_arenas(exports) -> dict[str, int]:
-    return {k: micro.smallest_arena(p) for k, p in exports.items()}
+    return {k: micro.smallest_arena(exports[k]) for k in ("fp32", "int8")}
 
 
 @pytest.mark.slow
@@ -332,3 +333,70 @@ def test_int8_export_is_refused_for_c_source_and_written_when_allowed(exports, e
     assert _c_array(cc, "tfsep") == exports["int8"].read_bytes()
     done = _compile(("g++",), Path(done["source"]), out=tmp_path / "m.o")
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+# --- budget FILE.tflite: RAM and flash on a microcontroller ------------------------------------
+
+
+def test_sizes_parse_with_si_and_binary_units():
+    from tfsep_edge.budget.device import parse_size
+    from tfsep_edge.core.errors import TfsepError
+
+    assert parse_size("80000", "--ram") == 80_000
+    assert parse_size("96K", "--ram") == parse_size("96kB", "--ram") == 96_000
+    assert parse_size("256KiB", "--ram") == 262_144
+    assert parse_size("1.5MiB", "--flash") == 1_572_864
+    assert parse_size(None, "--ram") is None
+    for bad in ("96x", "", "-5", "0", "1.5", "K"):
+        with pytest.raises(TfsepError, match="--ram"):
+            parse_size(bad, "--ram")
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["budget", "m.tflite", "--ram", "lots"], "not a size"),
+        (["budget", "--sweep", "--flash", "1M"], "--sweep"),
+    ],
+)
+def test_budget_device_options_bad_input(args, words):
+    from conftest import run_cli
+
+    proc = run_cli(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert words in proc.stderr and len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def _blocked_micro(tmp_path) -> dict:
+    """PYTHONPATH with a `tflite_micro` package that fails to import (the light install)."""
+    import os
+
+    fake = tmp_path / "blocker" / "tflite_micro"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('tflite_micro is blocked in this test')\n")
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(fake.parent), os.environ.get("PYTHONPATH")]))}
+
+
+@pytest.mark.slow
+def test_budget_reports_the_measured_arena_and_checks_the_limits(exports, export_arenas, tmp_path):
+    from conftest import run_cli
+
+    path, arena = exports["int8"], export_arenas["int8"]
+    ok = run_cli("budget", path, "--ram", str(arena), "--flash", str(path.stat().st_size), "--json")
+    assert ok.returncode == 0, ok.stderr
+    device = json.loads(ok.stdout)["device"]
+    assert device["arena_bytes"] == arena and device["flash_bytes"] == path.stat().st_size
+    assert [c["name"] for c in device["checks"]] == ["ram", "flash"] and device["fits"]
+    over = run_cli("budget", path, "--ram", str(arena - 16))
+    assert over.returncode == 1, over.stderr
+    assert "FAIL: the model does NOT fit the device limits given" in over.stdout
+    assert f"{arena:,} bytes (smallest TFLite Micro arena, measured" in over.stdout
+    on_checkpoint = run_cli("budget", exports["ckpt"], "--ram", "96K")
+    assert on_checkpoint.returncode == 2 and "--ram applies to a .tflite" in on_checkpoint.stderr
+    blocked = _blocked_micro(tmp_path)
+    no_micro = run_cli("budget", path, "--ram", "96K", env=blocked)
+    assert no_micro.returncode == 2 and "tfsep-edge[micro]" in no_micro.stderr, no_micro.stderr
+    assert len(no_micro.stderr.strip().splitlines()) == 1
+    plain = run_cli("budget", path, "--json", env=blocked)  # no limit: flash only, the arena needs the extra
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads(plain.stdout)["device"]["arena_bytes"] is None

@@ -64,15 +64,22 @@ def budget(
     dtype: str = typer.Option("int8", "--dtype", help="int8 | float16 | float32: storage type of the parameters"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     sweep: bool = typer.Option(False, "--sweep", help="list every valid width 8..64 and the largest that fits"),
+    ram: Optional[str] = typer.Option(
+        None, "--ram", help="a .tflite: RAM limit (96K = 96,000 bytes, 96KiB, 80000); TFLite Micro's arena must fit"
+    ),
+    flash: Optional[str] = typer.Option(None, "--flash", help="a .tflite: flash limit for the model (same units)"),
 ) -> None:
     """Parameters, bytes and MACs by the official DCASE (NeSsi) rule; PASS/FAIL against the limits.
 
     Counts torchinfo's total_params and total_mult_adds on the float model at 1x1xN_MELSxFRAMES,
     prints a per-layer table, the limits (param bytes <= 128,000, MACs <= 30,000,000) with headroom,
     and, as a separate figure, the elementwise work the official rule leaves out. With neither MODEL
-    nor --width it counts an untrained width-12 model. Exit 0 fits, 1 does not fit, 2 bad input.
+    nor --width it counts an untrained width-12 model. A .tflite also gets its microcontroller
+    figures: RAM (the smallest TFLite Micro arena, measured) and flash, against --ram / --flash.
+    Exit 0 fits, 1 does not fit, 2 bad input.
     """
     from tfsep_edge.budget.count import budget_command
+    from tfsep_edge.runtime.micro import footprint
 
     code = budget_command(
         model=model,
@@ -83,6 +90,9 @@ def budget(
         dtype=dtype,
         as_json=as_json,
         sweep=sweep,
+        ram=ram,
+        flash=flash,
+        measure_device=footprint,
     )
     raise typer.Exit(code)
 

@@ -367,14 +367,24 @@ def budget_command(
     dtype: str,
     as_json: bool,
     sweep: bool,
+    ram: str | None = None,
+    flash: str | None = None,
+    measure_device=None,
 ) -> int:
-    """Run `tfsep-edge budget`; return the exit code (0 fits, 1 does not; TfsepError -> 2)."""
+    """Run `tfsep-edge budget`; return the exit code (0 fits, 1 does not; TfsepError -> 2).
+
+    For a .tflite, `measure_device(path, need_ram)` (runtime/micro.footprint, passed in by the
+    command: the runtime sits above this stage) gives its RAM and flash on a microcontroller,
+    checked against `ram` / `flash` (sizes, device.parse_size) when given."""
     import typer
 
+    from tfsep_edge.budget.device import device_checks, format_device, parse_size
+
     dtype = check_options(n_mels, frames, dtype, width, shuffle_groups)
+    ram_bytes, flash_bytes = parse_size(ram, "--ram"), parse_size(flash, "--flash")
     if sweep:
-        if model is not None or width is not None:
-            raise TfsepError("--sweep counts every width itself; drop MODEL and --width")
+        if model is not None or width is not None or ram_bytes or flash_bytes:
+            raise TfsepError("--sweep counts every width itself; drop MODEL, --width, --ram and --flash")
         result = sweep_widths(shuffle_groups, n_mels, frames)
         typer.echo(json.dumps(result, indent=2) if as_json else format_sweep(result))
         return 0
@@ -385,8 +395,13 @@ def budget_command(
         if width is None:
             counted.notes.append(f"no MODEL or --width given: counted the default width {DEFAULT_WIDTH}")
     report = budget_report(counted, dtype)
-    typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
-    return 0 if report["fits"] else 1
+    device = device_checks(model, ram_bytes, flash_bytes, measure_device)
+    text = format_report(report)
+    if device is not None:  # "fits" stays the DCASE verdict; the device's limits have their own
+        report["device"] = device
+        text += "\n".join(format_device(device))
+    typer.echo(json.dumps(report, indent=2) if as_json else text)
+    return 0 if report["fits"] and (device is None or device["fits"]) else 1
 
 
 def count_graph_file(path: Path, kind: Kind, n_mels: int, frames: int):

@@ -363,3 +363,18 @@ def compare_with_reference(model: Model, inputs: np.ndarray, arena_size: int | N
         "max_steps": steps,
         "max_abs": float(max_abs),
     }
+
+
+def footprint(model: Model, need_ram: bool = True) -> dict:
+    """What `budget FILE.tflite` reports for a microcontroller: {"flash_bytes", "arena_bytes",
+    "arena_basis"}. Without tflite-micro the arena is None (a TfsepError with the install hint
+    when `need_ram`, i.e. a --ram limit was given)."""
+    flash = flash_bytes(model)
+    try:
+        _runtime()
+    except TfsepError:
+        if need_ram:
+            raise
+        return {"flash_bytes": flash, "arena_bytes": None, "arena_basis": f"needs tflite-micro; {MICRO_HINT}"}
+    basis = "reference kernels, x86-64 bookkeeping: a 32-bit Cortex-M needs a little less"
+    return {"flash_bytes": flash, "arena_bytes": smallest_arena(model), "arena_basis": basis}
