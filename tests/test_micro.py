@@ -357,6 +357,8 @@ def test_sizes_parse_with_si_and_binary_units():
     [
         (["budget", "m.tflite", "--ram", "lots"], "not a size"),
         (["budget", "--sweep", "--flash", "1M"], "--sweep"),
+        (["export", "c.pt", "--tflite", "o.tflite", "--micro", "mc"], "--micro writes the C/C++ pair"),
+        (["export", "q", "--int8", "--onnx", "o.onnx", "--micro", "mc"], "--micro writes the C/C++ pair"),
     ],
 )
 def test_budget_device_options_bad_input(args, words):

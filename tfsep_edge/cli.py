@@ -338,9 +338,19 @@ def export(
         False, "--frontend/--no-frontend", help="ONNX: take raw 32 kHz waveform (batch, 32000) with the log-mel inside"
     ),
     opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset: 17..20 [17]"),
+    micro: Optional[Path] = typer.Option(
+        None,
+        "--micro",
+        help="with --int8 --tflite: also write DIR/tfsep_model.h and .cc for a TFLite Micro application",
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
 ) -> None:
     """Export a clean, validated ONNX or TFLite model (exit 1 and no file if validation fails)."""
+    if micro is not None and (tflite_out is None or not int8):
+        raise TfsepError(
+            f"{micro}: --micro writes the C/C++ pair of an integer .tflite; add --int8 --tflite OUT.tflite "
+            "(from a `tfsep-edge quantize --integer` folder)"
+        )
     if (onnx_out is None) == (tflite_out is None):
         given = "both --onnx and --tflite" if onnx_out is not None else "neither --onnx nor --tflite"
         raise TfsepError(f"{model}: {given} given; export writes one file: pass --onnx OUT.onnx or --tflite OUT.tflite")
@@ -368,6 +378,16 @@ def export(
     except ExportValidationError as exc:
         typer.echo(f"error: validation failed, nothing written to {out}: {exc}", err=True)
         raise typer.Exit(1) from None
+    if micro is not None:
+        from tfsep_edge.export.micro_source import write_micro_source
+
+        written = write_micro_source(tflite_out, micro)
+        summary["micro"] = written
+        echo(
+            f"wrote {written['source']} and {written['header']}: the model as a C array ({written['bytes']:,} bytes), "
+            f"its io quantization and labels; tensor arena {written['arena_size']:,} bytes "
+            f"(measured {written['arena_measured']:,} + margin)"
+        )
     if as_json:
         typer.echo(json.dumps(summary, sort_keys=True))
 
