@@ -46,7 +46,7 @@ import torch.nn.functional as F
 
 from tfsep_edge.core.config import DEFAULT_FRONTEND, NUM_CLASSES
 from tfsep_edge.core.errors import TfsepError, check_at_least_one
-from tfsep_edge.core.fileio import write_bytes_atomic, write_text_atomic
+from tfsep_edge.core.fileio import check_output_folder, make_folder, write_bytes_atomic, write_text_atomic
 from tfsep_edge.core.progress import progress_bar
 from tfsep_edge.datasets.cache import SplitData, default_cache_dir, default_ir_dir, is_synthetic, load_split
 from tfsep_edge.datasets.tau import read_split, read_train_subset
@@ -303,7 +303,7 @@ def train(
     `train("data", "runs/x", epochs=20, warmup_epochs=2, devsim="online")`; options left out
     take the resumed run's values (with resume=True) or the report's defaults.
     """
-    data, out = Path(data), Path(out)
+    data, out = Path(data), check_output_folder(out)  # a file where -o goes fails now, not after caching
     given = {**(given or {}), **options}
     rank, world, local_rank = distributed_env()
     master = rank == 0
@@ -353,8 +353,6 @@ def train(
         backend = "nccl" if device.type == "cuda" else "gloo"
         torch.distributed.init_process_group(backend, timeout=timedelta(hours=6))  # caching may be slow
     torch.set_num_threads(opts.threads or default_threads())
-    if master:
-        out.mkdir(parents=True, exist_ok=True)
 
     # Data: rank 0 builds the caches (progress bars), the others then map them in.
     cache_dir = Path(opts.cache_dir) if opts.cache_dir else default_cache_dir(data)
@@ -389,6 +387,8 @@ def train(
                 irs = [torch.from_numpy(h).to(device) for h in ir_arrays]
     if len(set(val_set.labels.tolist()) - {-1}) == 0:
         raise TfsepError(f"{data}: the {opts.val_split} split has no labels; choose --val-split evaluate")
+    if master:  # after the data is read: a clip that fails to decode leaves no empty run folder behind
+        make_folder(out)
     labels = torch.from_numpy(train_set.labels)
     is_device_a = torch.tensor([d == "a" for d in train_set.devices])
 

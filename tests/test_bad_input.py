@@ -1,0 +1,362 @@
+"""Bad input, systematically: every command that reads an artifact is fed every artifact kind cut
+short (0 bytes, a few bytes, about half), another kind's file under the right extension, and
+unwritable or occupied output paths. Each must end as a user error: exit 2, exactly one line on
+stderr naming the file, no traceback, and nothing written (or half-written) where the output goes.
+
+The valid artifacts (an untrained C=8 checkpoint, its quantize folder, its ONNX and .tflite
+exports, a WAV, a tiny SYNTHETIC data set) are built once per module; the bad files are derived
+from them. Commands that import torch before they can look at their input cost ~2.5 s a call,
+so only one case per such command and input runs in the fast tier; the rest are marked slow.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import runtime_models as rm
+from conftest import run_cli
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("ai_edge_litert")
+
+from tfsep_edge.core.kinds import QUANTIZED_FILE  # noqa: E402
+
+UNWRITABLE_ROOT = Path("/proc/x")
+ONE_EPOCH = (
+    "--epochs",
+    "1",
+    "--warmup-epochs",
+    "0",
+    "--width",
+    "8",
+)  # train options: as little work as there is  # a folder no one can create, not even root
+
+
+# --- the valid artifacts, built once ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory) -> dict[str, Path]:
+    from tfsep_edge.datasets.synth import synthesize
+    from tfsep_edge.export.onnx_export import export
+    from tfsep_edge.export.tflite_export import export_tflite
+    from tfsep_edge.model.checkpoint import load_model, save_checkpoint
+    from tfsep_edge.model.tfsepnet import random_model
+    from tfsep_edge.quant.artifact import artifact_payload
+    from tfsep_edge.quant.calibrate import QuantOptions
+    from tfsep_edge.quant.quantize import quantize_model
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("good")
+    ckpt = root / "c8.pt"
+    save_checkpoint(random_model(8), ckpt)
+    export(ckpt, root / "c8.onnx", timing=False, echo=lambda _text: None)
+    export_tflite(ckpt, root / "c8.tflite", timing=False, echo=lambda _text: None)
+    # A quantize folder as the command writes it, calibrated on noise: its numbers do not matter here.
+    art = quantize_model(load_model(ckpt), [torch.randn(8, 1, 128, 44)], QuantOptions(engine="x86"))[0]
+    (root / "c8-int8").mkdir()
+    torch.save(artifact_payload(art), root / "c8-int8" / QUANTIZED_FILE)
+    return {
+        "checkpoint": ckpt,
+        "quantized": root / "c8-int8",
+        "onnx": root / "c8.onnx",
+        "tflite": root / "c8.tflite",
+        "wav": rm.write_wav(root / "clip.wav", 1.0),
+        "data": synthesize(root / "synth", clips_per_class=2, seed=0),
+    }
+
+
+# --- bad inputs: how each is made from the valid artifacts --------------------------------------
+
+
+def _cut(kind: str, keep: Callable[[int], int]) -> Callable[[dict, Path], Path]:
+    """A copy of the `kind` artifact holding only its first keep(size) bytes (for a quantize
+    folder: its model file cut)."""
+
+    def make(good: dict, where: Path) -> Path:
+        source = good[kind]
+        if source.is_dir():
+            folder = where / source.name
+            shutil.copytree(source, folder)
+            model = folder / QUANTIZED_FILE
+            model.write_bytes(model.read_bytes()[: keep(model.stat().st_size)])
+            return folder
+        target = where / source.name
+        target.write_bytes(source.read_bytes()[: keep(source.stat().st_size)])
+        return target
+
+    return make
+
+
+def _as(kind: str, name: str) -> Callable[[dict, Path], Path]:
+    """Another kind's file (or text) under the name (and extension) this input expects."""
+
+    def make(good: dict, where: Path) -> Path:
+        target = where / name
+        if kind == "text":
+            target.write_text("this is not a model, just some text a user saved\n")
+        elif name == QUANTIZED_FILE:  # a quantize folder whose model file is something else
+            (where / "fake-int8").mkdir()
+            target = where / "fake-int8" / QUANTIZED_FILE
+            shutil.copy(good[kind], target)
+            return target.parent
+        else:
+            shutil.copy(good[kind], target)
+        return target
+
+    return make
+
+
+def _data(change: str) -> Callable[[dict, Path], Path]:
+    """A copy of the SYNTHETIC data set damaged in one way."""
+
+    def make(good: dict, where: Path) -> Path:
+        if change == "empty folder":
+            (where / "data").mkdir()
+            return where / "data"
+        if change == "a wav file":
+            return _as("wav", "data")(good, where)
+        data = shutil.copytree(good["data"], where / "data")
+        if change == "split lists cut mid-row":  # the last row names a clip that is not there
+            for split in (data / "evaluation_setup").glob("fold1_*.csv"):
+                split.write_bytes(split.read_bytes()[: split.stat().st_size // 2])
+        elif change == "split list empty":
+            (data / "evaluation_setup" / "fold1_train.csv").write_bytes(b"")
+            (data / "evaluation_setup" / "fold1_evaluate.csv").write_bytes(b"")
+        elif change in ("a clip empty", "a clip cut to half"):
+            for clip in sorted((data / "audio").glob("*.wav")):  # every clip: each split meets one
+                size = clip.stat().st_size
+                clip.write_bytes(clip.read_bytes()[: 0 if change == "a clip empty" else size // 2])
+        return data
+
+    return make
+
+
+CUTS = {"0 bytes": lambda _n: 0, "7 bytes": lambda _n: 7, "half": lambda n: n // 2}
+# For a 58 kB .tflite, 2,000 bytes holds the flatbuffer's root table but not the tables it points to.
+TFLITE_CUTS = {**CUTS, "2000 bytes": lambda _n: 2000}
+
+
+def bad_inputs(kind: str) -> dict[str, Callable[[dict, Path], Path]]:
+    """Every bad version of an input of `kind`, by a name that says what it is."""
+    cuts = TFLITE_CUTS if kind == "tflite" else CUTS
+    out = {f"{kind} cut to {name}": _cut(kind, keep) for name, keep in cuts.items()}
+    impostors = {
+        "onnx": {"wav named .onnx": _as("wav", "m.onnx"), "tflite named .onnx": _as("tflite", "m.onnx")},
+        "tflite": {"onnx named .tflite": _as("onnx", "m.tflite"), "wav named .tflite": _as("wav", "m.tflite")},
+        "checkpoint": {"text named .pt": _as("text", "m.pt"), "onnx named .pt": _as("onnx", "m.pt")},
+        "quantized": {"onnx as the quantize folder's model": _as("onnx", QUANTIZED_FILE)},
+        "wav": {"text named .wav": _as("text", "a.wav"), "onnx named .wav": _as("onnx", "a.wav")},
+    }
+    if kind == "data":
+        names = ("empty folder", "a wav file", "split lists cut mid-row", "split list empty", "a clip empty")
+        return {f"data: {name}": _data(name) for name in (*names, "a clip cut to half")}
+    return out | impostors[kind]
+
+
+# --- the commands, each with the inputs it reads and the outputs it writes ----------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    """How to call one command with one input replaced: `argv(inputs, out)` gets the artifacts
+    (the bad one among them) and a fresh output folder; `output` names the file or folder the
+    call would write there (that must not appear)."""
+
+    name: str
+    reads: tuple[str, ...]  # the input kinds this command is fed bad versions of
+    argv: Callable[[dict, Path], list]
+    output: str | None = None
+    torch_first: bool = False  # imports torch before looking at its input (~2.5 s a call)
+
+
+def _model_kind(inputs: dict, *kinds: str) -> Path:
+    """The model input, whichever kind the test replaced (the first of `kinds` otherwise)."""
+    return inputs.get("model", inputs[kinds[0]])
+
+
+COMMANDS = [
+    Command(
+        "predict",
+        ("onnx", "tflite", "wav"),
+        lambda i, out: ["predict", i.get("model", i["onnx"]), i["wav"], "--csv", out / "pred.csv"],
+        "pred.csv",
+    ),
+    Command(
+        "listen",
+        ("onnx", "tflite", "wav"),
+        lambda i, out: ["listen", i.get("model", i["onnx"]), "--input", i["wav"], "--csv", out / "tl.csv"],
+        "tl.csv",
+    ),
+    Command(
+        "bench",
+        ("onnx", "tflite", "checkpoint", "quantized"),
+        lambda i, out: ["bench", i.get("model", i["onnx"]), "--warmup", "0", "--runs", "1", "--json", out / "b.json"],
+        "b.json",
+    ),
+    Command("budget", ("onnx", "tflite", "checkpoint", "quantized"), lambda i, out: ["budget", i["model"]]),
+    Command(
+        "evaluate",
+        ("onnx", "tflite", "checkpoint", "quantized", "data"),
+        lambda i, out: ["evaluate", i.get("model", i["onnx"]), i["data"], "--json", out / "e.json"],
+        "e.json",
+    ),
+    Command(
+        "export",
+        ("checkpoint", "quantized"),
+        lambda i, out: ["export", i["model"], "--onnx", out / "x.onnx", *(["--int8"] if i["model"].is_dir() else [])],
+        "x.onnx",
+        torch_first=True,
+    ),
+    Command(
+        "quantize",
+        ("checkpoint", "data"),
+        lambda i, out: [
+            "quantize",
+            i.get("model", i["checkpoint"]),
+            "--calib",
+            i["data"],
+            "--num-calib",
+            "8",
+            "--no-sensitivity",
+            "-o",
+            out / "q",
+        ],
+        "q",
+        torch_first=True,
+    ),
+    Command(
+        "train",
+        ("data",),
+        lambda i, out: ["train", i["data"], "-o", out / "run", *ONE_EPOCH],
+        "run",
+        torch_first=True,
+    ),
+]
+MODEL_KINDS = ("onnx", "tflite", "checkpoint", "quantized")
+
+
+def _input_cases():
+    for command in COMMANDS:
+        for kind in command.reads:
+            for index, (name, make) in enumerate(bad_inputs(kind).items()):
+                # Fast tier: torch-free commands in full; one case per input otherwise.
+                heavy = (command.torch_first or command.name in ("budget", "evaluate", "bench")) and index > 0
+                marks = [pytest.mark.slow] if heavy or (kind in ("checkpoint", "quantized") and index > 0) else []
+                yield pytest.param(command, kind, make, id=f"{command.name}-{name}", marks=marks)
+
+
+def _one_line_error(done, *names: object) -> str:
+    """The checks every case shares; returns the error line."""
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, f"exit {done.returncode}; stderr:\n{done.stderr[-3000:]}"
+    assert len(lines) == 1, done.stderr[-3000:]
+    assert any(str(n) in lines[0] for n in names), f"names none of {names}: {lines[0]}"
+    return lines[0]
+
+
+def _listing(folder: Path) -> dict[str, bytes | None]:
+    """What a folder holds (files with their bytes): compared before and after a call."""
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("command, kind, make", list(_input_cases()))
+def test_bad_input_is_one_line_exit_2(good, tmp_path, command, kind, make):
+    bad_dir, out_dir = tmp_path / "bad", tmp_path / "out"
+    bad_dir.mkdir()
+    out_dir.mkdir()
+    bad = make(good, bad_dir)
+    inputs = dict(good) | ({"model": bad} if kind in MODEL_KINDS else {kind: bad})
+    argv = command.argv(inputs, out_dir)
+    before = _listing(bad_dir)
+    done = run_cli(*argv, timeout=300)
+    named = [bad] + ([bad / QUANTIZED_FILE] if bad.is_dir() else []) + [bad.name]
+    _one_line_error(done, *named)
+    assert _listing(out_dir) == {}, "the failed call left output behind"
+    assert _listing(bad_dir) == before, "the failed call changed its input"
+
+
+# --- unwritable and occupied outputs ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Output:
+    """A command writing one file or folder; `argv(good, target)` writes it at `target`."""
+
+    name: str
+    argv: Callable[[dict, Path], list]
+    folder: bool = False  # the output is a folder (an existing file there is "occupied")
+    suffix: str = ""
+    torch_first: bool = False
+
+
+OUTPUTS = [
+    Output("predict --csv", lambda g, t: ["predict", g["onnx"], g["wav"], "--csv", t], suffix=".csv"),
+    Output("listen --csv", lambda g, t: ["listen", g["onnx"], "--input", g["wav"], "--csv", t], suffix=".csv"),
+    Output(
+        "bench --json", lambda g, t: ["bench", g["onnx"], "--warmup", "0", "--runs", "1", "--json", t], suffix=".json"
+    ),
+    Output("evaluate --json", lambda g, t: ["evaluate", g["onnx"], g["data"], "--json", t], suffix=".json"),
+    Output("evaluate --plot", lambda g, t: ["evaluate", g["onnx"], g["data"], "--plot", t], suffix=".png"),
+    Output("synth", lambda g, t: ["synth", t, "--clips-per-class", "2"], folder=True),
+    Output("export --onnx", lambda g, t: ["export", g["checkpoint"], "--onnx", t], suffix=".onnx", torch_first=True),
+    Output(
+        "export --tflite", lambda g, t: ["export", g["checkpoint"], "--tflite", t], suffix=".tflite", torch_first=True
+    ),
+    Output(
+        "quantize -o",
+        lambda g, t: [
+            "quantize",
+            g["checkpoint"],
+            "--calib",
+            g["data"],
+            "--num-calib",
+            "8",
+            "--no-sensitivity",
+            "-o",
+            t,
+        ],
+        folder=True,
+        torch_first=True,
+    ),
+    Output(
+        "train -o",
+        lambda g, t: ["train", g["data"], "-o", t, *ONE_EPOCH],
+        folder=True,
+    ),
+]
+PLACES = ("unwritable", "under a file", "occupied")
+
+
+def _output_cases():
+    for output in OUTPUTS:
+        for index, place in enumerate(PLACES):
+            heavy = output.torch_first or output.name.startswith("train")
+            marks = [pytest.mark.slow] if heavy and index > 0 else []
+            yield pytest.param(output, place, id=f"{output.name}-{place}", marks=marks)
+
+
+@pytest.mark.parametrize("output, place", list(_output_cases()))
+def test_bad_output_path_is_one_line_exit_2(good, tmp_path, output, place):
+    name = "out" + output.suffix
+    if place == "unwritable":
+        target = UNWRITABLE_ROOT / name
+    elif place == "under a file":
+        (tmp_path / "plain").write_text("a regular file\n")
+        target = tmp_path / "plain" / name
+    elif output.folder:  # occupied: a file where the folder is to be made
+        target = tmp_path / name
+        target.write_text("a file the user keeps\n")
+    else:  # occupied: a folder where the file is to be written
+        target = tmp_path / name
+        (target / "keep").mkdir(parents=True)
+    before = _listing(tmp_path)
+    done = run_cli(*output.argv(good, target), timeout=300)
+    _one_line_error(done, target)
+    assert not (UNWRITABLE_ROOT).exists()
+    assert _listing(tmp_path) == before, "the failed call wrote something"
