@@ -34,8 +34,8 @@ def check_output_file(target: str | Path) -> Path:
 
 def check_output_folder(target: str | Path) -> Path:
     """A folder output (`synth OUT`, `train -o`, `quantize -o`) checked before any work: `target`
-    must not be a file, and the nearest folder above it that exists must be a folder we may
-    write in (the missing ones between are made, as `mkdir -p` would)."""
+    must not be a file, and a folder must be creatable in the nearest folder above it that
+    exists (the missing ones between are made later, as `mkdir -p` would)."""
     target = Path(target)
     if target.exists() and not target.is_dir():
         raise TfsepError(f"{target}: is a file; give a folder path (a new one, e.g. {target}-out)")
@@ -44,8 +44,12 @@ def check_output_folder(target: str | Path) -> Path:
         above = above.parent
     if not above.is_dir():
         raise TfsepError(f"{target}: {above} is a file, not a folder; choose another output folder")
-    if not os.access(above, os.W_OK):
-        raise TfsepError(f"{target}: folder {above} is not writable; choose another output folder")
+    # Tried, not asked: os.access says yes to root on a read-only mount or in /proc.
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".tfsep-probe.", dir=above))
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise TfsepError(f"{target}: cannot make a folder in {above} ({reason}); choose another output folder") from None
     return target
 
 
