@@ -49,7 +49,7 @@ def check_output_folder(target: str | Path) -> Path:
         os.rmdir(tempfile.mkdtemp(prefix=".tfsep-probe.", dir=above))
     except OSError as exc:
         reason = exc.strerror or exc
-        raise TfsepError(f"{target}: cannot make a folder in {above} ({reason}); choose another output folder") from None
+        raise TfsepError(f"{target}: cannot make a folder in {above} ({reason}); choose another one") from None
     return target
 
 

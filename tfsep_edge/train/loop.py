@@ -387,8 +387,6 @@ def train(
                 irs = [torch.from_numpy(h).to(device) for h in ir_arrays]
     if len(set(val_set.labels.tolist()) - {-1}) == 0:
         raise TfsepError(f"{data}: the {opts.val_split} split has no labels; choose --val-split evaluate")
-    if master:  # after the data is read: a clip that fails to decode leaves no empty run folder behind
-        make_folder(out)
     labels = torch.from_numpy(train_set.labels)
     is_device_a = torch.tensor([d == "a" for d in train_set.devices])
 
@@ -419,6 +417,9 @@ def train(
         else:
             teacher = load_checkpoint(tpath)[0].to(device).eval()
         log(f"knowledge distillation from {tpath} (lambda {opts.kd_lambda:g}, T {opts.kd_temperature:g})")
+
+    if master:  # once everything is read: a bad clip or teacher leaves no empty run folder behind
+        make_folder(out)
 
     # The loop.
     per_rank_batch = max(2, opts.batch_size // world)
