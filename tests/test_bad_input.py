@@ -4,9 +4,10 @@ unwritable or occupied output paths. Each must end as a user error: exit 2, exac
 stderr naming the file, no traceback, and nothing written (or half-written) where the output goes.
 
 The valid artifacts (an untrained C=8 checkpoint, its quantize folder, its ONNX and .tflite
-exports, a WAV, a tiny SYNTHETIC data set) are built once per module; the bad files are derived
-from them. Commands that import torch before they can look at their input cost ~2.5 s a call,
-so only one case per such command and input runs in the fast tier; the rest are marked slow.
+exports, a WAV, a tiny SYNTHETIC data set) are built once per module, on first use; the bad
+files are derived from them. Commands that import torch before they can look at their input
+cost seconds a call, so the fast tier holds the torch-free commands' cases (all of predict's,
+one per input kind for the others) and the crash this file was written for; the rest are slow.
 """
 
 from __future__ import annotations
@@ -111,11 +112,11 @@ def good(tmp_path_factory) -> Artifacts:
 # --- bad inputs: how each is made from the valid artifacts --------------------------------------
 
 
-def _cut(kind: str, keep: Callable[[int], int]) -> Callable[[dict, Path], Path]:
+def _cut(kind: str, keep: Callable[[int], int]) -> Callable[[Artifacts, Path], Path]:
     """A copy of the `kind` artifact holding only its first keep(size) bytes (for a quantize
     folder: its model file cut)."""
 
-    def make(good: dict, where: Path) -> Path:
+    def make(good: Artifacts, where: Path) -> Path:
         source = good[kind]
         if source.is_dir():
             folder = where / source.name
@@ -130,10 +131,10 @@ def _cut(kind: str, keep: Callable[[int], int]) -> Callable[[dict, Path], Path]:
     return make
 
 
-def _as(kind: str, name: str) -> Callable[[dict, Path], Path]:
+def _as(kind: str, name: str) -> Callable[[Artifacts, Path], Path]:
     """Another kind's file (or text) under the name (and extension) this input expects."""
 
-    def make(good: dict, where: Path) -> Path:
+    def make(good: Artifacts, where: Path) -> Path:
         target = where / name
         if kind == "text":
             target.write_text("this is not a model, just some text a user saved\n")
@@ -149,10 +150,10 @@ def _as(kind: str, name: str) -> Callable[[dict, Path], Path]:
     return make
 
 
-def _data(change: str) -> Callable[[dict, Path], Path]:
+def _data(change: str) -> Callable[[Artifacts, Path], Path]:
     """A copy of the SYNTHETIC data set damaged in one way."""
 
-    def make(good: dict, where: Path) -> Path:
+    def make(good: Artifacts, where: Path) -> Path:
         if change == "empty folder":
             (where / "data").mkdir()
             return where / "data"
@@ -179,7 +180,7 @@ CUTS = {"0 bytes": lambda _n: 0, "7 bytes": lambda _n: 7, "half": lambda n: n //
 TFLITE_CUTS = {**CUTS, "2000 bytes": lambda _n: 2000}
 
 
-def bad_inputs(kind: str) -> dict[str, Callable[[dict, Path], Path]]:
+def bad_inputs(kind: str) -> dict[str, Callable[[Artifacts, Path], Path]]:
     """Every bad version of an input of `kind`, by a name that says what it is."""
     cuts = TFLITE_CUTS if kind == "tflite" else CUTS
     out = {f"{kind} cut to {name}": _cut(kind, keep) for name, keep in cuts.items()}
