@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,40 @@ def check_output_file(target: str | Path) -> Path:
     check_writable_dir(target)
     if target.is_dir():
         raise TfsepError(f"{target}: is a folder; give a file path (e.g. {target / 'out'}{target.suffix})")
+    return target
+
+
+def check_output_folder(target: str | Path) -> Path:
+    """A folder output (`synth OUT`, `train -o`, `quantize -o`) checked before any work: `target`
+    must not be a file, and a folder must be creatable in the nearest folder above it that
+    exists (the missing ones between are made later, as `mkdir -p` would)."""
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise TfsepError(f"{target}: is a file; give a folder path (a new one, e.g. {target}-out)")
+    above = target.absolute().parent
+    while not above.exists():
+        above = above.parent
+    if not above.is_dir():
+        raise TfsepError(f"{target}: {above} is a file, not a folder; choose another output folder")
+    # Tried, not asked: os.access says yes to root on a read-only mount or in /proc.
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".tfsep-probe.", dir=above))
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise TfsepError(f"{target}: cannot make a folder in {above} ({reason}); choose another one") from None
+    return target
+
+
+def make_folder(target: str | Path) -> Path:
+    """check_output_folder, then `mkdir -p target`: what the operating system still refuses
+    (/proc, a full or read-only disk) is a one-line error naming the folder, not an OSError."""
+    target = check_output_folder(target)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TfsepError(
+            f"{target}: cannot create this folder ({exc.strerror or exc}); choose another output folder"
+        ) from None
     return target
 
 
@@ -72,6 +107,39 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_folder(target: str | Path) -> Iterator[Path]:
+    """Yield a new, empty temporary folder next to `target` to fill; when the block succeeds its
+    files are fsynced and it is renamed onto `target`, replacing what was there (the caller
+    decides first whether that may be replaced). Whatever goes wrong, `target` stays as it was
+    and the temporary folder is removed. Missing folders above `target` are made (`mkdir -p`)."""
+    target = check_output_folder(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    except OSError as exc:
+        raise TfsepError(
+            f"{target}: cannot write in {target.parent} ({exc.strerror or exc}); choose another output folder"
+        ) from None
+    try:
+        yield tmp
+        for path in tmp.rglob("*"):
+            if path.is_file():
+                with open(path, "rb") as f:
+                    os.fsync(f.fileno())
+        os.chmod(tmp, default_mode(target, folder=True))  # mkdtemp's folder is owner-only (its files got the umask)
+        if target.exists():  # replace an earlier output: move it aside first, then drop it
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            os.replace(target, old / target.name)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_bytes_atomic(target: str | Path, data: bytes) -> None:

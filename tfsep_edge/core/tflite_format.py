@@ -25,6 +25,8 @@ def schema():
 
 
 def read_model(path: Path) -> bytes:
+    """The bytes of the .tflite file `path`, checked whole: every reader of them (metadata,
+    operators, stored bytes, the LiteRT runtime) may follow any offset in it."""
     if path.is_dir():
         raise TfsepError(f"{path}: is a folder; give the .tflite model file ({EXPORT_HINT})")
     if not path.is_file():
@@ -32,7 +34,24 @@ def read_model(path: Path) -> bytes:
     data = path.read_bytes()
     if not is_tflite_bytes(data):
         raise TfsepError(f"{path}: not a TFLite model (no TFL3 flatbuffer identifier); {EXPORT_HINT}")
+    check_complete(data, path)
     return data
+
+
+def check_complete(data: bytes, path: Path) -> None:
+    """TfsepError naming `path` unless every table, vector and string of the flatbuffer lies
+    inside `data`. The schema's Python reader follows offsets without checking them (a file cut
+    short fails deep inside it with a struct.error), so the whole model is unpacked once here,
+    where the failure can still be told apart from a bug and named."""
+    try:
+        schema().ModelT.InitFromPackedBuf(data, 0)
+    except TfsepError:
+        raise
+    except Exception:  # whatever the generated reader trips on: struct.error, ValueError, ...
+        raise TfsepError(
+            f"{path}: a .tflite cut short or damaged (its flatbuffer does not fit in the file's {len(data):,} "
+            f"bytes); copy it again or {EXPORT_HINT}"
+        ) from None
 
 
 def is_tflite_bytes(data: bytes) -> bool:

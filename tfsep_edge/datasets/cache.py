@@ -6,6 +6,7 @@ docs/data.md (figures go stale in code, so they live there).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -133,6 +134,7 @@ def build_store(
     itemsize = np.dtype(dtype).itemsize
     final = folder / name
     tmp = folder / f".{name}.{os.getpid()}.tmp"
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # removed again if the build fails
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:  # reserve the space now: a full disk is an error here, not a SIGBUS later
@@ -145,6 +147,7 @@ def build_store(
     except OSError as exc:
         if tmp.exists():
             tmp.unlink()
+        _remove_empty(made)
         need = rows * samples * itemsize / 1e9
         raise TfsepError(
             f"{folder}: cannot write the audio cache ({exc.strerror or exc}; needs {need:.2f} GB); "
@@ -159,7 +162,15 @@ def build_store(
     finally:
         if tmp.exists():
             tmp.unlink()
+            _remove_empty(made)  # a clip that failed to decode leaves the data folder as it was
     return final
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed build made (innermost first), those still empty."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def cache_split(

@@ -165,13 +165,14 @@ def load_windows(
         mels.append(log_mel(windows, cfg)[:, None])
         owners.extend([len(kept)] * len(windows))
         kept.append(i)
-    if bad and warn is not None:
-        warn(f"skipped {len(bad)} unreadable {what} file(s): " + "; ".join(bad))
-    if len(kept) < min_files:
+    if len(kept) < min_files:  # the one line says it all: no warning listing the files before it
+        first = f"; the first unreadable: {bad[0]}" if bad else ""
         raise TfsepError(
             f"{audio.origin}: only {len(kept)} readable {what} file(s) of {len(audio.files)}; "
-            f"need at least {min_files} (add more audio or fix the unreadable files)"
+            f"need at least {min_files} (add more audio or fix the unreadable files){first}"
         )
+    if bad and warn is not None:
+        warn(f"skipped {len(bad)} unreadable {what} file(s): " + "; ".join(bad))
     subset = AudioSet(
         tuple(audio.files[i] for i in kept),
         tuple(audio.labels[i] for i in kept),

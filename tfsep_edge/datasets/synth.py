@@ -13,7 +13,6 @@ Nothing about it is real data; the folder's README.txt and meta.csv say so.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -309,11 +308,9 @@ def synthesize(
     device in turn), the rest to train (half device a, the rest b, c, s1..s3). `overlap` is the
     largest weight of another class's texture mixed into a clip (0 makes the task easy).
     """
-    import soundfile as sf
+    from tfsep_edge.core.fileio import atomic_folder, check_output_folder
 
-    from tfsep_edge.core.fileio import write_text_atomic
-
-    out = Path(out)
+    out = check_output_folder(out)
     if clips_per_class < 2:
         raise TfsepError(f"--clips-per-class {clips_per_class}: need at least 2 (one train, one evaluate clip)")
     if not 0 <= overlap < 1:
@@ -322,10 +319,19 @@ def synthesize(
         readme = out / "README.txt"
         if not readme.is_file() or MARKER not in readme.read_text(errors="replace"):
             raise TfsepError(f"{out}: exists, is not empty and is not a synthetic set; choose a new folder")
-        shutil.rmtree(out)  # an earlier synthetic set written by synthesize: replace it wholesale
-    (out / "audio").mkdir(parents=True, exist_ok=True)
-    (out / "evaluation_setup").mkdir(exist_ok=True)
+    # Written whole into a temporary folder and renamed onto OUT (replacing an earlier synthetic
+    # set): a run that fails leaves OUT as it was, never half a data set.
+    with atomic_folder(out) as tmp:
+        _write_set(tmp, clips_per_class, seed, overlap)
+    return out
 
+
+def _write_set(out: Path, clips_per_class: int, seed: int, overlap: float) -> None:
+    """The set's audio, split lists, subsets and README into the new, empty folder `out`."""
+    import soundfile as sf
+
+    (out / "audio").mkdir()
+    (out / "evaluation_setup").mkdir()
     meta = ["filename\tscene_label\tidentifier\tsource_label\torigin"]
     rows: dict[str, list[str]] = {"train": [], "evaluate": []}
     for i, (split, label, city, location, device) in enumerate(_plan(clips_per_class, seed)):
@@ -336,21 +342,18 @@ def synthesize(
         rows[split].append(f"{name}\t{label}")
 
     header = "filename\tscene_label"
-    write_text_atomic(out / "meta.csv", "\n".join(meta) + "\n")
-    write_text_atomic(out / "evaluation_setup" / "fold1_train.csv", "\n".join([header, *rows["train"]]) + "\n")
-    write_text_atomic(out / "evaluation_setup" / "fold1_evaluate.csv", "\n".join([header, *rows["evaluate"]]) + "\n")
+    (out / "meta.csv").write_text("\n".join(meta) + "\n")
+    (out / "evaluation_setup" / "fold1_train.csv").write_text("\n".join([header, *rows["train"]]) + "\n")
+    (out / "evaluation_setup" / "fold1_evaluate.csv").write_text("\n".join([header, *rows["evaluate"]]) + "\n")
     test = ["filename", *(r.split("\t")[0] for r in rows["evaluate"])]
-    (out / "split_setup").mkdir(exist_ok=True)
+    (out / "split_setup").mkdir()
     for percent in SUBSET_PERCENTS:
         subset = subset_rows(rows["train"], percent, seed)
-        write_text_atomic(out / "split_setup" / f"split{percent}.csv", "\n".join([header, *subset]) + "\n")
-    write_text_atomic(out / "evaluation_setup" / "fold1_test.csv", "\n".join(test) + "\n")
+        (out / "split_setup" / f"split{percent}.csv").write_text("\n".join([header, *subset]) + "\n")
+    (out / "evaluation_setup" / "fold1_test.csv").write_text("\n".join(test) + "\n")
     made_by = remake_command(clips_per_class, seed, overlap)
-    write_text_atomic(
-        out / "README.txt",
-        README.format(made_by=made_by, n_train=len(rows["train"]), n_eval=len(rows["evaluate"])),
-    )
-    return out
+    readme = README.format(made_by=made_by, n_train=len(rows["train"]), n_eval=len(rows["evaluate"]))
+    (out / "README.txt").write_text(readme)
 
 
 def remake_command(clips_per_class: int, seed: int, overlap: float) -> str:

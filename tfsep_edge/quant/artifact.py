@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +16,7 @@ from torch import nn
 
 from tfsep_edge.core.config import DEFAULT_FRONTEND, FrontendConfig
 from tfsep_edge.core.errors import TfsepError
-from tfsep_edge.core.fileio import check_writable_dir, default_mode
+from tfsep_edge.core.fileio import atomic_folder, check_writable_dir
 from tfsep_edge.core.kinds import QUANT_REPORT_FILE, QUANTIZED_FILE
 from tfsep_edge.model.tfsepnet import AdaResNorm, ModelConfig, TFSepNet
 from tfsep_edge.quant.calibrate import QuantOptions, prepare
@@ -183,11 +180,6 @@ def load_quantized(path: str | Path) -> QuantizedArtifact:
     return artifact_from_payload(payload, str(file))
 
 
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
 def save_quantized(
     artifact: QuantizedArtifact, out: str | Path, report: dict | None = None, files: dict[str, str] | None = None
 ) -> Path:
@@ -201,8 +193,7 @@ def save_quantized(
     check_writable_dir(out)
     if out.exists() and not is_quantized_dir(out):
         raise TfsepError(f"{out}: exists and is not a `tfsep-edge quantize` output; choose another -o folder")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="TypedStorage is deprecated", category=UserWarning)
             torch.save(artifact_payload(artifact), tmp / QUANTIZED_FILE)
@@ -212,19 +203,6 @@ def save_quantized(
             (tmp / QUANT_REPORT_FILE).write_text(text + "\n")
         for name, text in (files or {}).items():
             (tmp / name).write_text(text)
-        for f in tmp.iterdir():
-            _fsync(f)
-        os.chmod(tmp, default_mode(out, folder=True))  # mkdtemp's folder is owner-only (files got the umask)
-        if out.exists():  # replace an earlier quantize output: move it aside first, then drop it
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

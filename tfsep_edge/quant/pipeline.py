@@ -25,7 +25,7 @@ import torch
 
 from tfsep_edge.core.config import LABELS
 from tfsep_edge.core.errors import TfsepError
-from tfsep_edge.core.fileio import check_writable_dir
+from tfsep_edge.core.fileio import check_output_folder, check_writable_dir
 from tfsep_edge.core.kinds import CALIB_LIST_FILE
 from tfsep_edge.datasets.calibration import (
     DEFAULT_NUM_CALIB,
@@ -304,6 +304,7 @@ def check_request(req: QuantizeRequest) -> tuple[QuantOptions, Path]:
         raise TfsepError("--max-drop needs a labelled evaluation set: add --eval DATA")
     out = Path(req.out) if req.out is not None else default_out(Path(req.checkpoint))
     check_writable_dir(out)
+    check_output_folder(out)
     if out.exists() and not is_quantized_dir(out):
         raise TfsepError(f"{out}: exists and is not a `tfsep-edge quantize` output; choose another -o folder")
     if req.finetune is not None:

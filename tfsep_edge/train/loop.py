@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from tfsep_edge.core.config import DEFAULT_FRONTEND, NUM_CLASSES
 from tfsep_edge.core.errors import TfsepError
-from tfsep_edge.core.fileio import write_text_atomic
+from tfsep_edge.core.fileio import check_output_folder, make_folder, write_text_atomic
 from tfsep_edge.core.progress import progress_bar
 from tfsep_edge.datasets.cache import is_synthetic
 from tfsep_edge.model.checkpoint import read_checkpoint, save_checkpoint
@@ -76,7 +76,7 @@ def train(
     `train("data", "runs/x", epochs=20, warmup_epochs=2, devsim="online")`; options left out
     take the resumed run's values (with resume=True) or the report's defaults.
     """
-    data, out = Path(data), Path(out)
+    data, out = Path(data), check_output_folder(out)  # a file where -o goes fails now, not after caching
     ranks = distributed_env()
     log = (lambda msg: print(msg, file=sys.stderr)) if ranks.master else (lambda msg: None)
     run = open_run(data, out, {**(given or {}), **options}, resume, log)
@@ -86,8 +86,6 @@ def train(
     device = resolve_device(opts.device, ranks.local_rank)
     own_group = join_process_group(ranks, device)
     torch.set_num_threads(opts.threads or default_threads())
-    if ranks.master:
-        out.mkdir(parents=True, exist_ok=True)
 
     clips = load_training_data(data, opts, device, ranks, progress, log)
     model, optimizer = build_model(opts, device, run, log)
@@ -95,6 +93,8 @@ def train(
     teacher = open_teacher(opts.teacher, opts.kd_temperature, clips.train, clips.train_filenames, device)
     if teacher is not None:
         log(f"knowledge distillation from {Path(opts.teacher)} (lambda {opts.kd_lambda:g}, T {opts.kd_temperature:g})")
+    if ranks.master:  # once everything is read: a bad clip or teacher leaves no empty run folder behind
+        make_folder(out)
 
     t_run = time.perf_counter()
     for epoch in range(run.start_epoch, opts.epochs):
