@@ -232,7 +232,10 @@ def _log_mel_rows(frames: np.ndarray, cfg: FrontendConfig, ws: _Workspace, backe
     power = ws.power[:rows]
     np.abs(spectrum, out=power)
     power *= power  # |X|^2: faster than re^2 + im^2 from the spectrum's float view
-    mel = ws.mel[:rows]
+    if rows == 1:  # one row would go to BLAS's gemv, whose sums differ in the last bit from gemm's
+        ws.power[1] = power[0]
+        power = ws.power[:2]
+    mel = ws.mel[: len(power)]
     for r0, r1, b0, b1, weights in _mel_blocks(cfg):
         np.matmul(power[:, b0:b1], weights, out=mel[:, r0:r1])
     # (log(mel + offset) + shift) / scale, in place
@@ -240,7 +243,7 @@ def _log_mel_rows(frames: np.ndarray, cfg: FrontendConfig, ws: _Workspace, backe
     np.log(mel, out=mel)
     mel += np.float32(cfg.norm_shift)
     mel /= np.float32(cfg.norm_scale)
-    out[...] = mel.T
+    out[...] = mel[:rows].T
 
 
 def log_mel(wave: np.ndarray, cfg: FrontendConfig = DEFAULT_FRONTEND) -> np.ndarray:
@@ -282,6 +285,58 @@ def log_mel_frames(wave: np.ndarray, frames: np.ndarray, cfg: FrontendConfig = D
         np.multiply(_frame_view(ws.buf, cfg)[frames], _padded_window(cfg), out=rows)
         _log_mel_rows(rows, cfg, ws, backend, out)
     return out
+
+
+class StreamLogMel:
+    """The log-mel of successive windows of one stream, each frame computed once where it can be.
+
+    A window's frame t covers its pre-emphasised samples [t * hop - n_fft // 2, ... + n_fft), with
+    reflect padding where that reaches past the window's ends: those edge frames belong to the
+    window alone. An interior frame depends only on stream samples [start + t * hop - n_fft // 2,
+    ... + n_fft + 1), so a later window whose own frame grid lands on the same stream position has
+    exactly the same frame: it is taken from here instead of recomputed (log_mel_frames computes the
+    others, with the operations log_mel uses, so every window equals log_mel of its samples).
+    Frames line up when the hop between windows is a multiple of the frame hop (744 samples,
+    23.25 ms at 32 kHz); at other hops, listen's default 0.5 s included (16000 = 21.5 frame hops),
+    no frame of a window sits where a frame of an earlier one did, and all are computed.
+
+    Memory: the interior frames of the last two windows (2 x 40 x 128 float32).
+    """
+
+    def __init__(self, cfg: FrontendConfig = DEFAULT_FRONTEND, keep_windows: int = 2):
+        self.cfg = cfg
+        n = cfg.clip_samples - 1  # samples after pre-emphasis
+        pad, hop = cfg.n_fft // 2, cfg.hop_length
+        t = np.arange(cfg.n_frames)
+        self.offsets = t * hop - pad  # each frame's first pre-emphasised sample, in the window
+        self.interior = (self.offsets >= 0) & (self.offsets + cfg.n_fft <= n)
+        self._cache: dict[int, np.ndarray] = {}  # stream position of a frame -> its log-mel column
+        self._limit = keep_windows * int(self.interior.sum())
+        self.computed = 0
+        self.reused = 0
+
+    def __call__(self, samples: np.ndarray, end: int) -> np.ndarray:
+        """(clip_samples,) window ending at stream sample `end` -> log-mel (n_mels, n_frames)."""
+        cfg = self.cfg
+        start = end - cfg.clip_samples
+        positions = start + self.offsets
+        have = np.fromiter(
+            (bool(inside) and int(p) in self._cache for p, inside in zip(positions, self.interior, strict=True)),
+            bool,
+            cfg.n_frames,
+        )
+        todo = np.flatnonzero(~have)
+        out = np.empty((cfg.n_mels, cfg.n_frames), np.float32)
+        out[:, todo] = log_mel_frames(samples, todo, cfg)
+        for t in np.flatnonzero(have):
+            out[:, t] = self._cache[int(positions[t])]
+        for t in todo[self.interior[todo]]:
+            self._cache[int(positions[t])] = out[:, t].copy()
+        self.computed += len(todo)
+        self.reused += cfg.n_frames - len(todo)
+        while len(self._cache) > self._limit:  # oldest first: dicts keep insertion order
+            del self._cache[next(iter(self._cache))]
+        return out
 
 
 def _normalize(mel_power: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
