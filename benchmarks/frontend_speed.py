@@ -80,7 +80,7 @@ def load_before(rev: str):
     text = subprocess.run(
         ["git", "show", f"{rev}:tfsep_edge/signal/frontend.py"], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout
-    path = Path(tempfile.mkdtemp()) / "frontend_before.py"
+    path = Path(tempfile.mkdtemp()) / ("frontend_before" + ".py")  # a temporary copy
     path.write_text(text)
     spec = importlib.util.spec_from_file_location("frontend_before", path)
     module = importlib.util.module_from_spec(spec)
