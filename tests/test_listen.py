@@ -181,6 +181,48 @@ def test_file_stream_windows_equal_whole_file_windows(tmp_path, hop_s):
         np.testing.assert_allclose(np.stack([w.samples for w in got]), split_windows(whole)[:4], atol=SAMPLE_ATOL)
 
 
+FRAME_HOP = config.DEFAULT_FRONTEND.hop_length
+
+
+@pytest.mark.parametrize(
+    "hop, reused_per_window",
+    [
+        (22 * FRAME_HOP, 18),  # 0.5115 s: frames 2..19 of a window are frames 24..41 of the one before
+        (FRAME_HOP, 39),  # one frame hop: all interior frames but the newest
+        (DEFAULT_HOP * RATE, 0),  # 0.5 s = 21.5 frame hops: no frame lands where an earlier one was
+        (FRAME_HOP // 2, None),  # half a frame hop: every other window lines up with the one 2 back
+        (1000, 0),
+        (CLIP, 0),  # back-to-back windows share no samples
+    ],
+)
+def test_listen_computes_only_new_frames_and_equals_the_whole_window_front_end(hop, reused_per_window):
+    """The windows of a stream of several hops, through WindowStream and the scorer's StreamLogMel:
+    every window's log-mel is exactly log_mel of its samples, whichever frames came from earlier
+    windows (edge frames, reflect-padded, never do); frames are reused when the hop is a multiple
+    of the frame hop, or lines up two windows back."""
+    from tfsep_edge.signal.frontend import StreamLogMel, log_mel
+
+    hop = int(hop)
+    rng = np.random.default_rng(11)
+    n = CLIP + 9 * hop + 123
+    samples = (0.05 * rng.standard_normal(n) * (1 + np.sin(np.arange(n) / 3000.0))).astype(np.float32)
+    stream, frames = WindowStream(hop), StreamLogMel()
+    windows = 0
+    for piece in (samples[i : i + 777] for i in range(0, n, 777)):  # blocks that do not divide the hop
+        for part in (piece[j : j + hop] for j in range(0, len(piece), hop)):
+            stream.write(part)
+            while stream.due():
+                w = stream.pop()
+                np.testing.assert_array_equal(frames(w.samples, w.end), log_mel(w.samples[None])[0])
+                windows += 1
+    assert windows == 10
+    assert frames.computed + frames.reused == 10 * 44
+    if reused_per_window is not None:
+        assert frames.reused == 9 * reused_per_window
+    else:
+        assert frames.reused > 0
+
+
 # --- file and stdin sources through the CLI -------------------------------------------------
 
 

@@ -272,3 +272,30 @@ def test_progress_bar_only_on_a_terminal(monkeypatch):
     closed.close()
     monkeypatch.setattr(sys, "stderr", closed)  # isatty() raises ValueError: no bar, no crash
     assert progress_bar(3, "files").disable
+
+
+def test_jobs_give_the_same_rows_in_the_same_order(model, audio_dir, tmp_path):
+    """--jobs 2 (spawned processes, the model loaded once in each): the same stdout lines and CSV
+    bytes as one job, a broken file still reported and skipped with exit 1."""
+    mixed = tmp_path / "mixed"
+    shutil.copytree(audio_dir, mixed)
+    for i in range(12):  # enough files for several chunks per process
+        rm.write_wav(mixed / "more" / f"clip{i:02d}.wav", 1.0 + 0.25 * (i % 3), seed=10 + i)
+    (mixed / "more" / "broken.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage")
+    runs = {}
+    for jobs in (1, 2):
+        out = tmp_path / f"jobs{jobs}.csv"
+        done = run_cli("predict", model, mixed, "--csv", out, "--top", "2", "--jobs", str(jobs), "--batch", "4")
+        assert done.returncode == 1, done.stderr
+        assert "broken.wav" in done.stderr and "Traceback" not in done.stderr
+        runs[jobs] = (done.stdout, out.read_bytes())
+    assert len(runs[1][0].strip().splitlines()) == 6 + 12
+    assert runs[2] == runs[1]
+
+
+@pytest.mark.parametrize("jobs", ["0", "-3"])
+def test_jobs_below_one_is_one_line_exit_2(model, audio_dir, jobs):
+    done = run_cli("predict", model, audio_dir, "--jobs", jobs)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: --jobs {jobs}: must be at least 1"
+    assert done.stdout == ""

@@ -148,3 +148,35 @@ def test_batched_front_end_equals_one_clip_at_a_time():
     np.testing.assert_allclose(batched, singles, rtol=0, atol=1e-6)
     np.testing.assert_allclose(batched, log_mel_reference(windows), atol=1e-4)
     assert not np.shares_memory(log_mel(windows[:1]), log_mel(windows[1:2]))  # fresh output each call
+
+
+@pytest.mark.parametrize("backend", ["numpy", "scipy"])
+def test_front_end_fft_backends_agree_with_the_reference(backend):
+    """Both FFTs log_mel can use (scipy.fft when installed, numpy's otherwise) give the reference
+    log-mel within the front-end tolerance, and any subset of frames equals the whole clip's."""
+    from tfsep_edge.signal import frontend
+
+    if backend == "scipy":
+        pytest.importorskip("scipy.fft")
+    rng = np.random.default_rng(5)
+    windows = (0.1 * rng.standard_normal((3, 32_000))).astype(np.float32)
+    windows[1] *= np.linspace(0, 1, 32_000, dtype=np.float32) ** 6  # quiet start: small bands count
+    before = frontend.fft_backend()
+    try:
+        assert frontend.set_fft_backend(backend) == backend
+        out = log_mel(windows)
+        assert out.flags.c_contiguous and out.shape == (3, 128, 44)
+        np.testing.assert_allclose(out, frontend.log_mel_reference(windows), atol=1e-4, rtol=0)
+        picked = np.array([43, 0, 1, 20, 21, 42, 7])
+        np.testing.assert_array_equal(frontend.log_mel_frames(windows[1], picked), out[1][:, picked])
+        assert frontend.log_mel_frames(windows[0], np.array([], int)).shape == (128, 0)
+    finally:
+        frontend.set_fft_backend(before)
+
+
+def test_fft_backend_choice_is_checked(monkeypatch):
+    from tfsep_edge.signal import frontend
+
+    with pytest.raises(ValueError, match="TFSEP_EDGE_FFT=fftw"):
+        frontend._resolve_backend("fftw")
+    assert frontend._resolve_backend("numpy") == "numpy"

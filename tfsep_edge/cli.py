@@ -130,8 +130,10 @@ def predict(
         False, "--timeline", help="one result per 1-s window, --hop apart, each file streamed (long recordings)"
     ),
     hop: Optional[float] = typer.Option(None, "--hop", help="with --timeline: seconds between windows [0.5]"),
+    jobs: int = typer.Option(1, "--jobs", help="classify files in N processes (same output, same order)"),
 ) -> None:
     """Classify audio files with an ONNX or .tflite model, torch-free (the edge runtime)."""
+    check_at_least_one("--jobs", jobs)
     from tfsep_edge.bench.machine import pin_blas_threads
 
     pin_blas_threads(max(threads, 1))  # the numpy front end's products stay on --threads cores too
@@ -141,12 +143,15 @@ def predict(
         from tfsep_edge.runtime.stream import DEFAULT_HOP
         from tfsep_edge.runtime.timeline import timeline_command
 
+        if jobs != 1:
+            raise TfsepError("--jobs does not apply to --timeline (each file is streamed, as listen)")
         raise typer.Exit(timeline_command(model, audio, csv, DEFAULT_HOP if hop is None else hop, top, threads))
     if hop is not None:
         raise TfsepError("--hop applies to --timeline only (without it, a file gets one label)")
     from tfsep_edge.runtime.classifier import predict_command
 
-    raise typer.Exit(predict_command(model, audio, csv, top, threads, 16 if batch is None else batch))
+    code = predict_command(model, audio, csv, top, threads, 16 if batch is None else batch, jobs=jobs)
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -64,13 +64,10 @@ def frontend_comparison(windows: np.ndarray, cfg: FrontendConfig, runs: int, sec
     after the other pays for its memory traffic, which is not the steady state `predict` runs
     in.
     """
-    from tfsep_edge.signal.frontend import _RFFT_HAS_OUT, _frames, log_mel, log_mel_reference, rfft_frames
+    from tfsep_edge.signal.frontend import fft_backend, fft_frames_call, log_mel, log_mel_reference
 
     calls = {"numpy": lambda: log_mel(windows, cfg), "reference": lambda: log_mel_reference(windows, cfg)}
-    if _RFFT_HAS_OUT:  # log_mel's FFT step alone: the floor of any numpy front end
-        frames = np.ascontiguousarray(_frames(windows.astype(np.float32), cfg))
-        spectrum = np.empty(frames.shape[:-1] + (cfg.n_fft // 2 + 1,), np.complex64)
-        calls["fft"] = lambda: rfft_frames(frames, spectrum)
+    calls["fft"] = fft_frames_call(windows, cfg)  # log_mel's FFT step alone: the floor of this front end
     samples: dict[str, list[int]] = {k: [] for k in calls}
     start = time.perf_counter()
     while len(samples["numpy"]) < runs:
@@ -87,6 +84,7 @@ def frontend_comparison(windows: np.ndarray, cfg: FrontendConfig, runs: int, sec
         "numpy_ms": stats["numpy"],
         "reference_ms": stats["reference"],
         "fft_ms": stats.get("fft"),
+        "fft_backend": fft_backend(),
         "frames_per_clip": cfg.n_frames,
         "speedup_p50": stats["reference"]["p50"] / stats["numpy"]["p50"],
         "runs": len(samples["numpy"]),

@@ -254,17 +254,75 @@ def top_line(name: str, probs: np.ndarray, top: int) -> str:
     return "\t".join([name, *(f"{LABELS[i]} {probs[i]:.3f}" for i in order)])
 
 
+# --- predict --jobs N: files classified in N processes --------------------------------------
+#
+# Each worker process (spawned, so nothing of the parent's state is shared) loads the model once
+# and runs predict_stream over consecutive chunks of the file list; the parent yields the chunks'
+# results in input order. Every window goes through the same per-clip front end and the model
+# (exports are checked batch-invariant), so labels and CSV rows equal one job's.
+_WORKER: dict = {}
+
+
+def _init_worker(model: str, threads: int, batch: int) -> None:
+    _WORKER["clf"] = open_classifier(model, threads=threads, check=False)  # the parent checked it
+    _WORKER["batch"] = batch
+
+
+def _predict_chunk(files: list[str]) -> list[tuple[str, np.ndarray | None, str | None]]:
+    return [
+        (str(r.path), r.logits, r.error)
+        for r in predict_stream(_WORKER["clf"], [Path(f) for f in files], _WORKER["batch"])
+    ]
+
+
+def chunk_size(n_files: int, jobs: int) -> int:
+    """Files per task: ~8 tasks per process (balance, and progress that moves), at most 32 files."""
+    return max(1, min(32, n_files // (8 * jobs)))
+
+
+def predict_parallel(
+    model: Path, files: list[Path], jobs: int, threads: int = 1, batch: int = 16
+) -> Iterator[FileResult]:
+    """predict_stream's results in `jobs` spawned processes, in input order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    size = chunk_size(len(files), jobs)
+    chunks = [[str(f) for f in files[i : i + size]] for i in range(0, len(files), size)]
+    pool = ProcessPoolExecutor(
+        max_workers=min(jobs, len(chunks)),
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(str(model), threads, batch),
+    )
+    try:
+        for results in pool.map(_predict_chunk, chunks):
+            for path, logits, error in results:
+                yield FileResult(Path(path), logits, error)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def predict_command(
-    model: Path, audio: list[Path], csv: Path | None, top: int, threads: int, batch: int, progress: bool = True
+    model: Path,
+    audio: list[Path],
+    csv: Path | None,
+    top: int,
+    threads: int,
+    batch: int,
+    progress: bool = True,
+    jobs: int = 1,
 ) -> int:
     """`tfsep-edge predict`: prints the top scenes per file, optionally writes the DCASE CSV.
-    Returns 0, or 1 if any file could not be classified (those are reported and skipped)."""
+    Returns 0, or 1 if any file could not be classified (those are reported and skipped).
+    `jobs` > 1 classifies the files in that many processes (same output, same order)."""
     import sys
 
     from tfsep_edge.core.fileio import atomic_path, check_output_file
     from tfsep_edge.core.progress import progress_bar
 
     check_at_least_one("--threads", threads)
+    check_at_least_one("--jobs", jobs)
     if not 1 <= top <= NUM_CLASSES:
         raise TfsepError(f"--top {top}: must be between 1 and {NUM_CLASSES}")
     check_at_least_one("--batch", batch)
@@ -282,7 +340,12 @@ def predict_command(
         names = (name for _, name in entries)
         bar = progress_bar(len(entries), unit="file", enabled=progress and not single)
         with bar:
-            for result, name in zip(predict_stream(clf, (f for f, _ in entries), batch), names, strict=True):
+            files = [f for f, _ in entries]
+            if jobs > 1 and len(files) > 1:
+                results = predict_parallel(model, files, jobs, threads, batch)
+            else:
+                results = predict_stream(clf, files, batch)
+            for result, name in zip(results, names, strict=True):
                 bar.update(1)
                 if result.error is not None:
                     errors.append(result.error)

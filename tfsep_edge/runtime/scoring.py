@@ -14,6 +14,7 @@ from tfsep_edge.core.config import LABELS, FrontendConfig
 from tfsep_edge.core.errors import check_at_least_one
 from tfsep_edge.runtime.classifier import softmax
 from tfsep_edge.runtime.stream import Window
+from tfsep_edge.signal.frontend import StreamLogMel
 
 
 @dataclass
@@ -105,11 +106,14 @@ def level_dbfs(samples: np.ndarray) -> float:
     return 20 * math.log10(rms) if rms > 0 else -math.inf
 
 
-def window_probabilities(clf, samples: np.ndarray) -> np.ndarray:
-    """One window's class probabilities: the front end and the model over the whole window, batch
-    1 (as predict --timeline). The one step from samples to scores, so that computing only the
-    frames each hop adds changes this function alone."""
-    return softmax(clf.logits_from_waveforms(samples[None]))[0]
+def window_probabilities(clf, samples: np.ndarray, frames: StreamLogMel | None = None, end: int = 0) -> np.ndarray:
+    """One window's class probabilities: the front end and the model, batch 1 (as predict
+    --timeline). With `frames` (the stream's StreamLogMel; `end` the window's last sample + 1),
+    only the log-mel frames no earlier window computed are computed: the same log-mel as the whole
+    window's. A model with the front end inside takes the samples as they are."""
+    if frames is None or getattr(clf, "input_kind", None) != "logmel":  # a wrapper without it: whole window
+        return softmax(clf.logits_from_waveforms(samples[None]))[0]
+    return softmax(clf.logits_from_logmel(frames(samples, end)[None, None]))[0]
 
 
 class WindowClassifier:
@@ -117,6 +121,7 @@ class WindowClassifier:
 
     def __init__(self, clf, smooth: int, cfg: FrontendConfig):
         self.clf, self.cfg = clf, cfg
+        self.frames = StreamLogMel(cfg)  # the log-mel frames windows share (hops of whole frame hops)
         self.smoother = Smoother(smooth)
         self.tally = Tally()
 
@@ -128,7 +133,7 @@ class WindowClassifier:
             tally.skipped[window.problem] += 1
             return Result(t, skipped=window.problem, dropped=tally.dropped)
         start = time.perf_counter()
-        probs = window_probabilities(self.clf, window.samples)
+        probs = window_probabilities(self.clf, window.samples, self.frames, window.end)
         seconds = time.perf_counter() - start
         result = Result(t, self.smoother.add(probs), 1000 * seconds, dropped=tally.dropped)
         result.level_dbfs = level_dbfs(window.samples)
