@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PIP) torch
-	$(PIP) -e '.[torch,tflite,micro,listen,dev]'
+	$(PIP) -e '.[torch,tflite,micro,fast,listen,dev]'
 	touch $(STAMP)
 
 demo: setup
