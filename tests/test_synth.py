@@ -9,7 +9,7 @@ import soundfile as sf
 
 from tests.conftest import run_cli
 from tfsep_edge.core.config import LABELS, SEEN_DEVICES, UNSEEN_DEVICES
-from tfsep_edge.datasets.synth import synthesize
+from tfsep_edge.datasets.synth import PRESETS, synthesize
 from tfsep_edge.datasets.tau import is_tau_layout, read_split
 
 
@@ -40,7 +40,21 @@ def test_synth_readme_names_the_command_that_remakes_it(tmp_path):
     readme = (synthesize(tmp_path / "s", clips_per_class=2, seed=4) / "README.txt").read_text()
     assert "`tfsep-edge synth OUT --clips-per-class 2 --seed 4` (tfsep_edge/datasets/synth.py)" in readme
     odd = (synthesize(tmp_path / "o", clips_per_class=2, seed=4, overlap=0.1) / "README.txt").read_text()
-    assert "`synthesize(OUT, clips_per_class=2, seed=4, overlap=0.1)`" in odd  # the command has no --overlap
+    assert "`synthesize(OUT, clips_per_class=2, seed=4, overlap=0.1)`" in odd  # no preset has this overlap
+    hard = (
+        synthesize(tmp_path / "h", clips_per_class=2, seed=4, overlap=PRESETS["tau-like"]) / "README.txt"
+    ).read_text()
+    assert "`tfsep-edge synth OUT --clips-per-class 2 --seed 4 --preset tau-like`" in hard
+
+
+def test_synth_presets_from_the_cli(tmp_path):
+    from conftest import run_cli
+
+    made = run_cli("synth", tmp_path / "h", "--clips-per-class", "2", "--preset", "tau-like")
+    assert made.returncode == 0, made.stderr
+    assert "--preset tau-like" in (tmp_path / "h" / "README.txt").read_text()
+    bad = run_cli("synth", tmp_path / "x", "--preset", "hard")
+    assert bad.returncode == 2 and "one of easy, tau-like" in bad.stderr and not (tmp_path / "x").exists()
 
 
 def test_synth_is_deterministic_for_a_seed(tmp_path):

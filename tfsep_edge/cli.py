@@ -103,13 +103,16 @@ def synth(
     out: Path = typer.Argument(..., help="folder to write (new, or an earlier synthetic set to replace)"),
     clips_per_class: int = typer.Option(20, "--clips-per-class", help="clips per scene class (about 40% evaluate)"),
     seed: int = typer.Option(0, "--seed"),
+    preset: str = typer.Option(
+        "easy", "--preset", help="easy: wide margins (demo, tests) | tau-like: scenes overlap, accuracy near TAU22's"
+    ),
 ) -> None:
     """Write a small SYNTHETIC data set in the TAU22 layout (for the demo and tests), with DCASE
     2024/2025-style training subsets split_setup/split5.csv ... split100.csv (for --train-split)."""
-    from tfsep_edge.datasets.synth import synthesize
+    from tfsep_edge.datasets.synth import preset_overlap, synthesize
     from tfsep_edge.datasets.tau import read_split
 
-    path = synthesize(out, clips_per_class=clips_per_class, seed=seed)
+    path = synthesize(out, clips_per_class=clips_per_class, seed=seed, overlap=preset_overlap(preset))
     counts = {s: len(read_split(path, s)) for s in ("train", "evaluate")}
     typer.echo(
         f"wrote SYNTHETIC TAU22-layout set {path}: {counts['train']} train, {counts['evaluate']} evaluate clips; "

@@ -27,6 +27,11 @@ CITIES = ("synthA", "synthB", "synthC", "synthD")  # fictional: file names say s
 TRAIN_DEVICE_SHARE = {"a": 0.5, "b": 0.1, "c": 0.1, "s1": 0.1, "s2": 0.1, "s3": 0.1}
 EVAL_FRACTION = 0.4  # of each class's clips go to the evaluate split
 DEFAULT_OVERLAP = 0.45  # max weight of another class's texture mixed into a clip
+# Named difficulties (`synth --preset`): how much of another class's texture a clip may carry.
+# "easy" keeps wide margins (the demo and tests); "tau-like" overlaps scenes until a C=12 trained
+# 30 epochs lands in TAU22's range (docs/quantization.md, "Data as hard as TAU22"): low-margin
+# models are where a quantization scheme shows what it costs.
+PRESETS = {"easy": DEFAULT_OVERLAP, "tau-like": 0.8}
 MARKER = "SYNTHETIC"
 
 Rng = np.random.Generator
@@ -357,8 +362,18 @@ def _write_set(out: Path, clips_per_class: int, seed: int, overlap: float) -> No
 
 
 def remake_command(clips_per_class: int, seed: int, overlap: float) -> str:
-    """How to write this set again: the command, or the Python call where the command has no
-    option for `overlap`. OUT stays a placeholder: the same seed gives the same files anywhere."""
-    if overlap == DEFAULT_OVERLAP:
+    """How to write this set again: the command, or the Python call where no preset has this
+    `overlap`. OUT stays a placeholder: the same seed gives the same files anywhere."""
+    preset = next((name for name, value in PRESETS.items() if value == overlap), None)
+    if preset == "easy":
         return f"`tfsep-edge synth OUT --clips-per-class {clips_per_class} --seed {seed}`"
+    if preset is not None:
+        return f"`tfsep-edge synth OUT --clips-per-class {clips_per_class} --seed {seed} --preset {preset}`"
     return f"`synthesize(OUT, clips_per_class={clips_per_class}, seed={seed}, overlap={overlap:g})`"
+
+
+def preset_overlap(preset: str) -> float:
+    """The overlap of a named preset; a one-line error naming the choices otherwise."""
+    if preset not in PRESETS:
+        raise TfsepError(f"--preset {preset!r}: one of {', '.join(PRESETS)}")
+    return PRESETS[preset]
