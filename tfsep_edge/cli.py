@@ -349,14 +349,17 @@ def export(
     micro: Optional[Path] = typer.Option(
         None,
         "--micro",
-        help="with --int8 --tflite: also write DIR/tfsep_model.h and .cc for a TFLite Micro application",
+        help="with --int8 --io int8 --tflite: also write DIR/tfsep_model.h and .cc for a TFLite Micro application",
+    ),
+    io: str = typer.Option(
+        "float", "--io", help="float | int8: int8 input and output tensors (TFLite of a `quantize --integer` model)"
     ),
     as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
 ) -> None:
     """Export a clean, validated ONNX or TFLite model (exit 1 and no file if validation fails)."""
-    if micro is not None and (tflite_out is None or not int8):
+    if micro is not None and (tflite_out is None or not int8 or io != "int8"):
         raise TfsepError(
-            f"{micro}: --micro writes the C/C++ pair of an integer .tflite; add --int8 --tflite OUT.tflite "
+            f"{micro}: --micro writes the C/C++ pair of an integer .tflite; add --int8 --io int8 --tflite OUT.tflite "
             "(from a `tfsep-edge quantize --integer` folder)"
         )
     if (onnx_out is None) == (tflite_out is None):
@@ -378,8 +381,13 @@ def export(
         if tflite_out is not None:
             from tfsep_edge.export.tflite_export import export_tflite
 
-            summary = export_tflite(model, tflite_out, int8=int8, echo=echo)
+            summary = export_tflite(model, tflite_out, int8=int8, echo=echo, io=io)
         else:
+            from tfsep_edge.export.driver import IO_KINDS
+
+            if io != "float":
+                hint = "export a .tflite (--tflite)" if io in IO_KINDS else "choose float or int8"
+                raise TfsepError(f"{model}: --io {io}: int8 input and output are for TFLite files; {hint}")
             from tfsep_edge.export.onnx_export import export as run_export
 
             summary = run_export(model, onnx_out, int8=int8, frontend=frontend, opset=opset or 17, echo=echo)
@@ -389,7 +397,7 @@ def export(
     if micro is not None:
         from tfsep_edge.export.micro_source import write_micro_source
 
-        written = write_micro_source(tflite_out, micro)
+        written = write_micro_source(tflite_out, micro, arena_size=summary["validation"].get("tflm_arena_bytes"))
         summary["micro"] = written
         echo(
             f"wrote {written['source']} and {written['header']}: the model as a C array ({written['bytes']:,} bytes), "
@@ -466,6 +474,12 @@ def quantize(
         "points, through fake quantization (STE), BatchNorm frozen, the FP32 model as KD teacher",
     ),
     finetune_epochs: int = typer.Option(3, "--finetune-epochs", help="epochs of INT8 fine-tuning"),
+    integer: bool = typer.Option(
+        False,
+        "--integer",
+        help="integer from input to logits: int8 input and stem, AdaResNorm in int8 ops, int8 means and "
+        "global mean (TFLite Micro; docs/quantization.md)",
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the report as one JSON object"),
 ) -> None:
     """Static INT8 quantization (fused Conv-BN-ReLU, calibrated) with a fidelity report; optionally
@@ -488,6 +502,7 @@ def quantize(
         finetune_epochs=finetune_epochs,
         sensitivity=sensitivity,
         reduce_range=reduce_range,
+        integer=integer,
         as_json=as_json,
     )
     raise typer.Exit(code)

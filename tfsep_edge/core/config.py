@@ -82,3 +82,4 @@ META_WIDTH = "tfsep_edge.width"
 META_PRECISION = "tfsep_edge.precision"  # "fp32" or "int8"
 META_VERSION = "tfsep_edge.version"
 META_BUDGET = "tfsep_edge.budget"  # JSON: params, macs, param_bytes, ...
+META_IO = "tfsep_edge.io"  # int8-io files only, JSON: {"input"|"output": {"dtype", "scale", "zero_point"}}

@@ -22,6 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from tfsep_edge.core.config import META_BUDGET
+from tfsep_edge.core.errors import TfsepError
 from tfsep_edge.core.fileio import atomic_path, check_output_file
 from tfsep_edge.export.reference import reference_logits, validation_set
 from tfsep_edge.export.source import Source, load_source
@@ -45,11 +46,12 @@ class Backend(Protocol):
     suffix: str  # ".onnx"
     runtime: str  # what validation and timing run in, as the summary names it
     validated_in: str  # how the summary's validation line names it ("" or " in LiteRT (XNNPACK)")
+    int8_io: bool  # whether an INT8 file can have int8 input and output tensors (--io int8)
 
     def check_request(self, out: Path, frontend: bool, opset: int | None) -> None:
         """User errors in the options (TfsepError) before any work."""
 
-    def build(self, source: Source, int8: bool, frontend: bool, opset: int | None) -> bytes:
+    def build(self, source: Source, int8: bool, frontend: bool, opset: int | None, io: str = "float") -> bytes:
         """The file's bytes, metadata included."""
 
     def validate(self, path: Path, source: Source, int8: bool, frontend: bool, waves: np.ndarray) -> dict:
@@ -83,17 +85,26 @@ def export_model(
     opset: int | None = None,
     timing: bool = True,
     echo=print,
+    io: str = "float",
 ) -> dict:
     """Build, validate and atomically write one file of `backend`'s format; returns a summary dict.
+    `io`: "float" (float input and logits) or "int8" (int8 input and output tensors, TFLite files
+    of integer models only).
 
     Raises TfsepError (user error: exit 2) or ExportValidationError (exit 1, nothing at OUT).
     """
     model_path, out = Path(model_path), Path(out)
     backend.check_request(out, frontend, opset)
     check_output_file(out)
+    check_io(io, backend, int8, model_path)
     source = load_source(model_path, int8)
+    if io == "int8" and not source.artifact.options.integer:
+        raise TfsepError(
+            f"{model_path}: --io int8 needs an integer model; quantize it with `tfsep-edge quantize CKPT "
+            "--calib CALIB --integer`"
+        )
     started = time.perf_counter()
-    data = backend.build(source, int8, frontend, opset)
+    data = backend.build(source, int8, frontend, opset, io=io)
     waves, described = validation_set(source.frontend)
     with atomic_path(out, suffix=backend.suffix) as tmp:
         tmp.write_bytes(data)  # one file: every weight inline
@@ -115,6 +126,18 @@ def export_model(
     return summary
 
 
+IO_KINDS = ("float", "int8")
+
+
+def check_io(io: str, backend: Backend, int8: bool, model_path: Path) -> None:
+    """--io: int8 input and output only for INT8 files of formats that have them (TFLite)."""
+    if io not in IO_KINDS:
+        raise TfsepError(f"--io {io}: choose float or int8")
+    if io == "int8" and not (int8 and backend.int8_io):
+        fix = "add --int8 (an integer model's TFLite export)" if backend.int8_io else "export a .tflite (--tflite)"
+        raise TfsepError(f"{model_path}: --io int8 gives int8 input and output tensors of an integer INT8 file; {fix}")
+
+
 def short_timing(
     backend: Backend, path: Path, source: Source, int8: bool, frontend: bool, opset: int | None, waves: np.ndarray
 ) -> dict:
@@ -126,7 +149,7 @@ def short_timing(
         return fp32_timing(backend.runner(path), feed)
     with tempfile.TemporaryDirectory() as tmp:
         fp32_path = Path(tmp) / f"fp32{backend.suffix}"
-        fp32_path.write_bytes(backend.build(source.float_only(), False, frontend, opset))
+        fp32_path.write_bytes(backend.build(source.float_only(), False, frontend, opset, io="float"))
         return precision_timing(backend.runner(path), backend.runner(fp32_path), feed)
 
 

@@ -116,6 +116,23 @@ class FloatNorm:
 
 
 @dataclass(frozen=True)
+class IntegerNorm:
+    """AdaResNorm in int8 ops (quant/integer_norm.py has the op list and the algebra): the points
+    of its input, of every intermediate (`points`, by integer_norm.NORM_POINTS name) and of its
+    output, and its per-channel int8 constants c, g, beta, each (int8 (C,), one symmetric
+    scale). `pool`: the 2x2 max-pool after it, on its int8 output."""
+
+    name: str
+    inp: QParams
+    points: dict[str, QParams]
+    out: QParams
+    c: tuple[np.ndarray, float]
+    g: tuple[np.ndarray, float]
+    beta: tuple[np.ndarray, float]
+    pool: MaxPool | None
+
+
+@dataclass(frozen=True)
 class Mean:
     """Mean over one axis (NCHW: 2 frequency, 3 time), requantized to `out`."""
 
@@ -170,13 +187,15 @@ class Block:
 
 @dataclass(frozen=True)
 class Classifier:
-    """The 1x1 classifier conv, dequantized, then the mean over frequency and time (PyTorch
-    pools in float) -> logits."""
+    """The 1x1 classifier conv, then the mean over frequency and time -> logits: in float after a
+    dequantize (PyTorch pools in float), or, with `pool` (an integer model), an int8 MEAN to that
+    point, dequantized at the output."""
 
     conv: Conv
+    pool: QParams | None = None
 
 
-Op = QuantizeInput | Int8Conv | FloatConv | FloatNorm | MaxPool | Block | Classifier
+Op = QuantizeInput | Int8Conv | FloatConv | FloatNorm | IntegerNorm | MaxPool | Block | Classifier
 
 
 @dataclass(frozen=True)
@@ -256,6 +275,22 @@ def describe_conv(layer, name: str, inp: QParams | None) -> Conv:
     )
 
 
+def describe_mean(m, name: str) -> Mean:
+    """A twin mean over one axis: FakeQuantMean (float mean, then its point) or IntegerMean."""
+    from tfsep_edge.quant.integer_norm import IntegerMean
+
+    if isinstance(m, IntegerMean):
+        return Mean(name, int(m.dims[0]), qparams(m))
+    return Mean(name, int(m.dim), qparams(m.out))
+
+
+def describe_integer_norm(norm, name: str, pool: MaxPool | None) -> IntegerNorm:
+    """A twin IntegerNorm with its current constants and (runtime-agreeing) scales."""
+    spec = norm.spec(norm.n)
+    q = {k: QParams(*v) for k, v in spec.points.items()}
+    return IntegerNorm(name, QParams(*spec.inp), q, QParams(*spec.out), spec.c, spec.g, spec.beta, pool)
+
+
 def describe_block(block, groups: int, name: str, inp: QParams | None) -> Block:
     transition = describe_conv(block.trans_conv, f"{name}.trans", inp) if block.transition else None
     x = transition.out if transition is not None else inp
@@ -265,7 +300,7 @@ def describe_block(block, groups: int, name: str, inp: QParams | None) -> Block:
         ("time", block.temp_dw_conv, block.temp_mean, block.temp_pw_conv, block.temp_add),
     ):
         dw = describe_conv(dw_layer, f"{name}.{path}.dw", x)
-        mean = Mean(f"{name}.{path}.mean", int(mean_m.dim), qparams(mean_m.out))
+        mean = describe_mean(mean_m, f"{name}.{path}.mean")
         pw = describe_conv(pw_layer, f"{name}.{path}.pw", mean.out)
         branches.append(Branch(path, dw, mean, pw, Add(f"{name}.{path}.residual", qparams(add_m.out))))
     concat = Concat(name, qparams(block.concat.out))
@@ -277,6 +312,7 @@ def describe(fq, until: int | None = None) -> Int8Model:
     `until`, no classifier (the per-layer profile of benchmarks/peers.py)."""
     from torch import nn
 
+    from tfsep_edge.quant.integer_norm import IntegerNorm as TwinIntegerNorm
     from tfsep_edge.quant.ready import FloatIsland, QBlock, QLayer
 
     # How the twin expresses activations, read from any fake-quant point, since the input stub
@@ -298,8 +334,11 @@ def describe(fq, until: int | None = None) -> Int8Model:
             pool = MaxPool(f"feature.{i + 1}") if pooled else None
             vec = (_f64(p).reshape(-1) for p in (norm.rho, norm.gamma, norm.beta))
             op = FloatNorm(name, *vec, eps=float(norm.eps), pool=pool, out=qparams(layer.quant))
+        elif isinstance(layer, TwinIntegerNorm):
+            pooled = i + 1 < len(feature) and isinstance(feature[i + 1], nn.MaxPool2d)
+            op = describe_integer_norm(layer, name, MaxPool(f"feature.{i + 1}") if pooled else None)
         elif isinstance(layer, nn.MaxPool2d):
-            if i > 0 and isinstance(feature[i - 1], FloatIsland):  # pooled by the island before it
+            if i > 0 and isinstance(feature[i - 1], FloatIsland | TwinIntegerNorm):  # pooled by the norm before it
                 continue
             ops.append(MaxPool(name))
             continue
@@ -309,5 +348,6 @@ def describe(fq, until: int | None = None) -> Int8Model:
             raise TypeError(f"unexpected layer {type(layer).__name__}")
         ops.append(op)
         x = op.concat.out if isinstance(op, Block) else op.out
-    ops.append(Classifier(describe_conv(fq.classifier, "classifier", x)))
+    pool = qparams(fq.pool) if fq.pool is not None else None
+    ops.append(Classifier(describe_conv(fq.classifier, "classifier", x), pool))
     return Int8Model(act_dtype, fq.config.num_classes, tuple(ops))

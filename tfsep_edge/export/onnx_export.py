@@ -163,13 +163,14 @@ class OnnxBackend:
     suffix = ".onnx"
     runtime = "onnxruntime"
     validated_in = ""
+    int8_io = False
 
     def check_request(self, out: Path, frontend: bool, opset: int | None) -> None:
         check_opset(DEFAULT_OPSET if opset is None else opset)
         if out.suffix.lower() != self.suffix:
             raise TfsepError(f"{out}: the output must end in .onnx")
 
-    def build(self, source: Source, int8: bool, frontend: bool, opset: int | None) -> bytes:
+    def build(self, source: Source, int8: bool, frontend: bool, opset: int | None, io: str = "float") -> bytes:
         return build_graph(source, int8, frontend, DEFAULT_OPSET if opset is None else opset).SerializeToString()
 
     def validate(self, path: Path, source: Source, int8: bool, frontend: bool, waves: np.ndarray) -> dict:

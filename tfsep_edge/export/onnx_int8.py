@@ -21,6 +21,7 @@ from tfsep_edge.export.int8_graph import (
     FloatNorm,
     Int8Conv,
     Int8Model,
+    IntegerNorm,
     MaxPool,
     QuantizeInput,
     describe,
@@ -182,6 +183,45 @@ def add_float_norm(g: GraphBuilder, x: QTensor | str, op: FloatNorm, freqs: int,
     return quantize(g, y, *_point(op.out), f"{base}.out")
 
 
+def add_integer_norm(g: GraphBuilder, x: QTensor, op: IntegerNorm) -> QTensor:
+    """AdaResNorm as quant/integer_norm's ops, each DQ -> float op -> Q at its point (the
+    statistics over C and T of NCHW x; the constants int8 (1, C, 1, 1) initializers), then the
+    max-pool after it on the dequantized output, requantized to the same point (Q is monotonic)."""
+    base = op.name
+
+    def point(value: str, key: str) -> QTensor:
+        q = op.out if key == "out" else op.points[key]
+        return quantize(g, value, q.scale, q.zero_point, f"{base}.{key}")
+
+    def value(t: QTensor) -> str:
+        return dequantize(g, t, t.name)
+
+    def constant(key: str, const: tuple[np.ndarray, float]) -> str:
+        q = g.const(f"{base}.{key}_int8", const[0].reshape(1, -1, 1, 1))
+        s = g.const(f"{base}.{key}_scale", np.array(const[1], np.float32))
+        z = g.const(f"{base}.{key}_zero_point", np.array(0, np.int8))
+        return g.op("DequantizeLinear", [q, s, z], f"{base}.{key}")
+
+    c, gamma_rho, beta = constant("c", op.c), constant("g", op.g), constant("beta", op.beta)
+    xf = value(x)
+    mu = point(g.reduce("ReduceMean", xf, [1, 3], f"{base}.mean_f"), "mean")
+    diff = g.op("Sub", [xf, value(mu)], f"{base}.diff_f")
+    sq = point(g.op("Mul", [diff, diff], f"{base}.sq_f"), "sq")
+    var = point(g.reduce("ReduceMean", value(sq), [1, 3], f"{base}.var_f"), "var")
+    r = point(g.op("Reciprocal", [g.op("Sqrt", [value(var)], f"{base}.sqrt_f")], f"{base}.rsqrt_f"), "rsqrt")
+    rc = point(g.op("Mul", [value(r), c], f"{base}.rc_f"), "rc")
+    scale = point(g.op("Add", [value(rc), gamma_rho], f"{base}.scale_f"), "scale")
+    mg = point(g.op("Mul", [value(mu), gamma_rho], f"{base}.mg_f"), "mg")
+    offset = point(g.op("Add", [value(mg), beta], f"{base}.offset_f"), "offset")
+    d = point(g.op("Sub", [xf, value(mu)], f"{base}.centered_f"), "centered")
+    prod = point(g.op("Mul", [value(d), value(scale)], f"{base}.product_f"), "product")
+    y = point(g.op("Add", [value(prod), value(offset)], f"{base}.out_f"), "out")
+    if op.pool is None:
+        return y
+    pooled = g.op("MaxPool", [value(y)], f"{op.pool.name}.pool", kernel_shape=[2, 2], strides=[2, 2])
+    return quantize(g, pooled, y.scale, y.zero_point, f"{op.pool.name}.pool_out")
+
+
 def add_max_pool(g: GraphBuilder, x: QTensor | str, op: MaxPool) -> QTensor | str:
     name = x.name if isinstance(x, QTensor) else x
     pooled = g.op("MaxPool", [name], f"{op.name}.pool", kernel_shape=[2, 2], strides=[2, 2])
@@ -193,6 +233,8 @@ def add_classifier(g: GraphBuilder, x: QTensor | str, op: Classifier) -> str:
     channels = op.conv.weight.shape[1] * op.conv.groups
     c = add_qconv(g, keep_int8(g, x, channels, "classifier.in"), op.conv, "classifier")
     pooled = g.op("GlobalAveragePool", [dequantize(g, c, "classifier.out")], "pool")
+    if op.pool is not None:  # an integer model: the int8 global mean's point, dequantized at the output
+        pooled = dequantize(g, quantize(g, pooled, op.pool.scale, op.pool.zero_point, "pool"), "pool.out")
     return g.op("Flatten", [pooled], OUTPUT, axis=1)
 
 
@@ -208,8 +250,8 @@ def add_qmodel(g: GraphBuilder, x: str, model: Int8Model, n_mels: int, frames: i
             kh, kw = op.weight.shape[2:]
             f_len = conv_outputs(f_len, kh, op.stride, op.padding[0])
             t_len = conv_outputs(t_len, kw, op.stride, op.padding[1])
-        elif isinstance(op, FloatNorm):
-            q = add_float_norm(g, q, op, f_len, t_len)
+        elif isinstance(op, FloatNorm | IntegerNorm):
+            q = add_float_norm(g, q, op, f_len, t_len) if isinstance(op, FloatNorm) else add_integer_norm(g, q, op)
             if op.pool is not None:
                 f_len, t_len = f_len // 2, t_len // 2
         elif isinstance(op, MaxPool):

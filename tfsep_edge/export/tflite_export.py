@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfsep_edge.core.config import META_INPUT, META_PRECISION, META_WIDTH
+from tfsep_edge.core.config import META_INPUT, META_IO, META_PRECISION, META_WIDTH
 from tfsep_edge.core.errors import TfsepError, first_line
 from tfsep_edge.export.driver import FileFacts, export_model
 from tfsep_edge.export.metadata import budget_figures, description, model_metadata
@@ -27,14 +27,18 @@ from tfsep_edge.export.rule import ExportValidationError
 from tfsep_edge.export.source import Source
 
 
-def build(source: Source, int8: bool) -> bytes:
-    """The flatbuffer with its metadata: the budget's stored bytes are counted on the graph itself."""
+def build(source: Source, int8: bool, io: str = "float") -> bytes:
+    """The flatbuffer with its metadata: the budget's stored bytes are counted on the graph itself.
+    `io` "int8": int8 input and output tensors (an integer model), their points in META_IO."""
     from tfsep_edge.budget.stored_bytes import stored_bytes, tflite_constants
 
+    extra: dict[str, str] = {}
     if int8:
         from tfsep_edge.export.tflite_int8 import build_int8
 
-        graph, x_in, out = build_int8(source.artifact.fake_quant_model("int8"), source.frontend)
+        graph, x_in, out = build_int8(source.artifact.fake_quant_model("int8"), source.frontend, int8_io=io == "int8")
+        if io == "int8":
+            extra[META_IO] = io_metadata(x_in, out)
     else:
         from tfsep_edge.export.tflite_fp32 import build_fp32
 
@@ -43,7 +47,45 @@ def build(source: Source, int8: bool) -> bytes:
     desc = description(width, precision, "logmel")
     draft = graph.pack([x_in], [out], {}, desc)
     budget = budget_figures(source.float_model, stored_bytes(tflite_constants(draft)), source.frontend)
-    return graph.pack([x_in], [out], model_metadata("logmel", precision, width, source.frontend, budget), desc)
+    meta = model_metadata("logmel", precision, width, source.frontend, budget) | extra
+    return graph.pack([x_in], [out], meta, desc)
+
+
+def io_metadata(x_in, out) -> str:
+    """The int8 input's and output's points as JSON (a microcontroller application reads them)."""
+    import json
+
+    def point(t) -> dict:
+        return {"dtype": "int8", "scale": float(t.quant.scale[0]), "zero_point": int(t.quant.zero_point[0])}
+
+    return json.dumps({"input": point(x_in), "output": point(out)}, sort_keys=True)
+
+
+TFLM_INPUTS = 8  # validation inputs run through TFLM and LiteRT's reference kernels (slow kernels)
+
+
+def micro_check(path: Path, mels: np.ndarray) -> dict:
+    """An integer .tflite in TFLite Micro: bit for bit LiteRT's reference kernels on the first
+    validation inputs, and the smallest arena it runs in; raises ExportValidationError if they
+    differ. {"tflm": "not installed"} without tflite-micro (the [micro] extra)."""
+    from tfsep_edge.core.tflite_format import float_activations
+    from tfsep_edge.runtime import micro
+
+    data = path.read_bytes()
+    floats = float_activations(data)
+    inner = [t for t in floats["tensors"] if t not in ("logmel", "logits")]
+    facts: dict = {"float_tensors_inside": len(inner)}
+    try:
+        micro._runtime()
+    except TfsepError:
+        return facts | {"tflm": "not installed"}
+    compared = micro.compare_with_reference(data, mels[:TFLM_INPUTS])
+    if not compared["bit_exact"]:
+        raise ExportValidationError(
+            f"TFLite Micro differs from LiteRT's reference kernels by {compared['max_abs']:.3g} on "
+            f"{compared['samples']} inputs: an op the two compute differently"
+        )
+    return facts | {"tflm": compared, "tflm_arena_bytes": micro.smallest_arena(data)}
 
 
 def validate(path: Path, source: Source, int8: bool, waves: np.ndarray) -> dict:
@@ -57,7 +99,10 @@ def validate(path: Path, source: Source, int8: bool, waves: np.ndarray) -> dict:
         raise ExportValidationError(f"LiteRT cannot load or run the model: {exc}") from None
     out = clf.run(mels)
     single = np.concatenate([clf.run(mels[i : i + 1]) for i in range(len(mels))])
-    return {"inputs": int(len(waves))} | check_logits(source, mels, float_logits, single, out, int8, False)
+    result = {"inputs": int(len(waves))} | check_logits(source, mels, float_logits, single, out, int8, False)
+    if int8 and source.artifact.options.integer:
+        result |= micro_check(path, mels)
+    return result
 
 
 def file_facts(path: Path, data: bytes) -> FileFacts:
@@ -88,6 +133,7 @@ class TfliteBackend:
     suffix = ".tflite"
     runtime = "LiteRT"
     validated_in = " in LiteRT (XNNPACK)"
+    int8_io = True
 
     def check_request(self, out: Path, frontend: bool, opset: int | None) -> None:
         from tfsep_edge.core.tflite_format import schema
@@ -101,8 +147,8 @@ class TfliteBackend:
             )
         schema()  # a clear install hint before any work
 
-    def build(self, source: Source, int8: bool, frontend: bool, opset: int | None) -> bytes:
-        return build(source, int8)
+    def build(self, source: Source, int8: bool, frontend: bool, opset: int | None, io: str = "float") -> bytes:
+        return build(source, int8, io)
 
     def validate(self, path: Path, source: Source, int8: bool, frontend: bool, waves: np.ndarray) -> dict:
         return validate(path, source, int8, waves)
@@ -127,7 +173,18 @@ class TfliteBackend:
         return f"{s['precision'].upper()} {self.name}, input logmel, {s['bytes']:,} bytes, {ops} operators"
 
     def checks(self, validation: dict) -> list[str]:
-        return []
+        if "float_tensors_inside" not in validation:
+            return []
+        lines = [f"float tensors between input and logits: {validation['float_tensors_inside']}"]
+        tflm = validation.get("tflm")
+        if isinstance(tflm, dict):
+            lines.append(
+                f"TFLite Micro = LiteRT reference kernels bit for bit on {tflm['samples']} inputs, smallest "
+                f"TFLM arena {validation['tflm_arena_bytes']:,} bytes"
+            )
+        else:
+            lines.append("TFLite Micro not checked (not installed: pip install 'tfsep-edge[micro]')")
+        return lines
 
     def inspect(self, path: Path) -> FileFacts:
         from tfsep_edge.core.tflite_format import read_model
@@ -138,9 +195,11 @@ class TfliteBackend:
 TFLITE = TfliteBackend()
 
 
-def export_tflite(model_path: str | Path, out: str | Path, int8: bool = False, timing: bool = True, echo=print) -> dict:
+def export_tflite(
+    model_path: str | Path, out: str | Path, int8: bool = False, timing: bool = True, echo=print, io: str = "float"
+) -> dict:
     """Build, validate and atomically write the .tflite (driver.export_model); returns a summary dict.
 
     Raises TfsepError (user error: exit 2) or ExportValidationError (exit 1, nothing at OUT).
     """
-    return export_model(TFLITE, model_path, out, int8=int8, timing=timing, echo=echo)
+    return export_model(TFLITE, model_path, out, int8=int8, timing=timing, echo=echo, io=io)

@@ -39,6 +39,7 @@ from tfsep_edge.export.int8_graph import (
     FloatNorm,
     Int8Conv,
     Int8Model,
+    IntegerNorm,
     MaxPool,
     Mean,
     QParams,
@@ -162,18 +163,56 @@ def float_norm(g: FlatGraph, x: Tensor, op: FloatNorm) -> Tensor:
     return quantize(g, y, _quant(op.out), f"{op.name}.out")
 
 
-def classifier(g: FlatGraph, x: Tensor, op: Classifier) -> Tensor:
-    """The classifier conv, dequantized, the global mean -> (B, classes) float logits."""
-    c = dequantize(g, qconv(g, x, op.conv, op.conv.name), "classifier.dq")
-    return tg.mean(g, c, [1, 2], tg.OUTPUT_NAME, keep=False)
+def integer_norm(g: FlatGraph, x: Tensor, op: IntegerNorm) -> Tensor:
+    """AdaResNorm as int8 ops in the order of quant/integer_norm.integer_norm (the twin's exact
+    arithmetic): statistics over (T, C) of NHWC x, per-channel int8 constants as (1, 1, 1, C)
+    tensors broadcast against the (B, F, 1, 1) statistics; then the max-pool after it, if any."""
+    name, p = op.name, {k: _quant(q) for k, q in op.points.items()}
+    channels = x.shape[-1]
+
+    def constant(key: str, value: tuple[np.ndarray, float]) -> Tensor:
+        return g.const(f"{name}.{key}", value[0].reshape(1, 1, 1, channels), Quant.per_tensor(value[1], 0))
+
+    c, gamma_rho, beta = constant("c", op.c), constant("g", op.g), constant("beta", op.beta)
+    mu = tg.mean(g, x, [2, 3], f"{name}.mean", quant=p["mean"])
+    sq = g.activation(f"{name}.sq", x.shape, "INT8", p["sq"])
+    g.op("SQUARED_DIFFERENCE", [x, mu], [sq])
+    var = tg.mean(g, sq, [2, 3], f"{name}.var", quant=p["var"])
+    r = g.activation(f"{name}.rsqrt", var.shape, "INT8", p["rsqrt"])
+    g.op("RSQRT", [var], [r])
+    rc = tg.binary(g, "MUL", r, c, f"{name}.rc", quant=p["rc"])
+    scale = tg.binary(g, "ADD", rc, gamma_rho, f"{name}.scale", quant=p["scale"])
+    mg = tg.binary(g, "MUL", mu, gamma_rho, f"{name}.mg", quant=p["mg"])
+    offset = tg.binary(g, "ADD", mg, beta, f"{name}.offset", quant=p["offset"])
+    d = tg.binary(g, "SUB", x, mu, f"{name}.centered", quant=p["centered"])
+    prod = tg.binary(g, "MUL", d, scale, f"{name}.product", quant=p["product"])
+    y = tg.binary(g, "ADD", prod, offset, f"{name}.out", quant=_quant(op.out))
+    return tg.max_pool(g, y, f"{op.pool.name}.pool") if op.pool is not None else y
 
 
-def add_qmodel(g: FlatGraph, x: Tensor, model: Int8Model) -> Tensor:
-    """The Int8Model's ops on the NHWC float log-mel -> (B, classes) float logits (or the last
-    tensor of a model described only up to a feature layer)."""
+def classifier(g: FlatGraph, x: Tensor, op: Classifier, int8_output: bool = False) -> Tensor:
+    """The classifier conv and the global mean -> (B, classes) logits: float after a DEQUANTIZE,
+    or (an integer model) an int8 MEAN to the pool's point, dequantized unless `int8_output`."""
+    c = qconv(g, x, op.conv, op.conv.name)
+    if op.pool is None:
+        return tg.mean(g, dequantize(g, c, "classifier.dq"), [1, 2], tg.OUTPUT_NAME, keep=False)
+    if int8_output:
+        return tg.mean(g, c, [1, 2], tg.OUTPUT_NAME, quant=_quant(op.pool), keep=False)
+    pooled = tg.mean(g, c, [1, 2], "pool", quant=_quant(op.pool), keep=False)
+    out = g.activation(tg.OUTPUT_NAME, pooled.shape)
+    g.op("DEQUANTIZE", [pooled], [out])
+    return out
+
+
+def add_qmodel(g: FlatGraph, x: Tensor, model: Int8Model, int8_output: bool = False) -> Tensor:
+    """The Int8Model's ops on the NHWC log-mel -> (B, classes) logits (or the last tensor of a
+    model described only up to a feature layer). An int8 `x` is already at the input's point."""
     for op in model.ops:
         if isinstance(op, QuantizeInput):
-            x = quantize(g, x, _quant(op.out), "input.q")
+            if x.dtype != "INT8":
+                x = quantize(g, x, _quant(op.out), "input.q")
+        elif isinstance(op, IntegerNorm):
+            x = integer_norm(g, x, op)
         elif isinstance(op, (Int8Conv, FloatConv)):  # the stem
             x = qconv(g, x, op, op.name)
         elif isinstance(op, FloatNorm):
@@ -183,24 +222,46 @@ def add_qmodel(g: FlatGraph, x: Tensor, model: Int8Model) -> Tensor:
         elif isinstance(op, Block):
             x = qblock(g, x, op)
         elif isinstance(op, Classifier):
-            x = classifier(g, x, op)
+            x = classifier(g, x, op, int8_output)
         else:
             raise TypeError(f"no TFLite writer for {type(op).__name__}")
     return x
 
 
-def write_int8(model: Int8Model, cfg: FrontendConfig = DEFAULT_FRONTEND) -> tuple[FlatGraph, Tensor, Tensor]:
-    """The INT8 graph of an Int8Model: (graph, float input, float logits output)."""
+def is_integer(model: Int8Model) -> bool:
+    """Integer from input to logits: an int8 input point, no float conv or norm, an int8 pool."""
+    floats = any(isinstance(op, FloatConv | FloatNorm) for op in model.ops)
+    classifier_op = model.ops[-1]
+    pooled = isinstance(classifier_op, Classifier) and classifier_op.pool is not None
+    return not floats and pooled and all(c.out is not None for c in model.convs()) and model.ops[0].out is not None
+
+
+def write_int8(
+    model: Int8Model, cfg: FrontendConfig = DEFAULT_FRONTEND, int8_io: bool = False
+) -> tuple[FlatGraph, Tensor, Tensor]:
+    """The INT8 graph of an Int8Model: (graph, input, logits output); float input and output, or
+    with `int8_io` (integer models only) int8 ones at the input's and the pool's points."""
     if model.act_dtype != "int8":
         raise ValueError("the .tflite takes the twin with int8 activations: fake_quant_model('int8')")
+    if int8_io and not is_integer(model):
+        raise ValueError("int8 input and output need an integer model (quantize --integer)")
     g = FlatGraph()
-    x_in, x = tg.stem_input(g, cfg)
-    return g, x_in, add_qmodel(g, x, model)
+    if is_integer(model):  # int8 from the input on: QUANTIZE (unless int8 io) before the reshape
+        q = _quant(model.ops[0].out)
+        x_in = g.activation(
+            tg.INPUT_NAME, (1, 1, cfg.n_mels, cfg.n_frames), "INT8" if int8_io else "FLOAT32", q if int8_io else None
+        )
+        x = tg.reshape(
+            g, x_in if int8_io else quantize(g, x_in, q, "input.q"), (1, cfg.n_mels, cfg.n_frames, 1), "input.nhwc"
+        )
+    else:
+        x_in, x = tg.stem_input(g, cfg)
+    return g, x_in, add_qmodel(g, x, model, int8_io)
 
 
 def build_int8(
-    fq, cfg: FrontendConfig = DEFAULT_FRONTEND, until: int | None = None
+    fq, cfg: FrontendConfig = DEFAULT_FRONTEND, until: int | None = None, int8_io: bool = False
 ) -> tuple[FlatGraph, Tensor, Tensor]:
-    """INT8 graph of the fake-quant twin `fq`: (graph, float input, float logits output);
-    `until`: only the feature layers before it (int8_graph.describe)."""
-    return write_int8(describe(fq, until), cfg)
+    """INT8 graph of the fake-quant twin `fq`: (graph, input, logits output); `until`: only the
+    feature layers before it (int8_graph.describe)."""
+    return write_int8(describe(fq, until), cfg, int8_io)

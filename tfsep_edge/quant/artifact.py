@@ -56,7 +56,9 @@ class QuantizedArtifact:
         """
         with engine_scope(self.options.engine), known_warnings_silenced():
             in_scales = conv_input_scales(self.int8_model, self.frontend)
-            return build_fake_quant(self.int8_model, self.fused_float_model(), act_dtype, in_scales)
+            points = self.info.get("integer_points") if self.options.integer else None
+            fused = self.fused_float_model()
+            return build_fake_quant(self.int8_model, fused, act_dtype, in_scales, points, self.frontend.n_frames)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad(), engine_scope(self.options.engine), known_warnings_silenced():
@@ -151,6 +153,7 @@ def artifact_from_payload(payload: dict, where: str = "quantized model") -> Quan
         bool(info["bias_correction"]),
         bool(info.get("shared_add_qparams", True)),
         info.get("weight_rounding", "nearest") == "gptq",
+        bool(info.get("integer", False)),  # artifacts from before integer models: False
     )
     int8 = _empty_int8(model, options)
     with known_warnings_silenced(), engine_scope(options.engine):

@@ -14,6 +14,7 @@ from tfsep_edge.model.tfsepnet import ConvBlock, TFSepNet
 from tfsep_edge.quant.bias_grid import bias_grid, on_grid
 from tfsep_edge.quant.engine import engine_scope, known_warnings_silenced
 from tfsep_edge.quant.gptq import bias_corrections, gptq_round, layer_hessians
+from tfsep_edge.quant.integer_norm import NORM_POINTS, norm_values
 from tfsep_edge.quant.ready import AxisMean, FloatIsland, QLayer, QTFSepNet, fused_float, layer_conv
 from tfsep_edge.quant.twin import conv_input_scales, qconv_of
 
@@ -37,6 +38,11 @@ class QuantOptions:
     bias_correction: bool = True
     shared_add_qparams: bool = True
     gptq: bool = True  # weight rounding: GPTQ on the calibration inputs, else round to nearest
+    # Integer from input to logits (quant/integer_norm.py): int8 stem and input, int8 means with
+    # their own calibrated output points, AdaResNorm in int8 ops, an int8 global mean. Needs
+    # float_layers=() and float_means=True (the PyTorch INT8 model keeps the norms and means as
+    # float islands; the twin and the exports compute them in integers).
+    integer: bool = False
 
     @property
     def act_reduce_range(self) -> bool:
@@ -44,6 +50,13 @@ class QuantOptions:
 
     def with_float_layers(self, layers: Iterable[str]) -> QuantOptions:
         return dataclasses.replace(self, float_layers=tuple(layers))
+
+    def check_integer(self) -> None:
+        if self.integer and (self.float_layers or not self.float_means):
+            raise TfsepError("an integer model has no float conv layers and keeps its means on their own points")
+
+
+INTEGER = QuantOptions(float_layers=(), float_means=True, integer=True)
 
 
 class FixedScaleWeightObserver(torch.ao.quantization.observer.PerChannelMinMaxObserver):
@@ -143,6 +156,9 @@ class Calibration:
     observer: str
     reduce_range: bool
     windows: int
+    # Integer models: observers of each AdaResNorm's intermediate points (by island name, then
+    # integer_norm.NORM_POINTS) and of the global mean of the classifier's output ("pool").
+    integer_observers: dict | None = None
 
 
 def convert(calibration: Calibration, model: TFSepNet, options: QuantOptions) -> nn.Module:
@@ -150,6 +166,7 @@ def convert(calibration: Calibration, model: TFSepNet, options: QuantOptions) ->
     key = (options.observer, options.act_reduce_range, options.gptq)
     if (calibration.observer, calibration.reduce_range, bool(calibration.rounded)) != key:
         raise ValueError("calibration was made with another observer / activation range / weight rounding")
+    options.check_integer()
     delta = calibration.bias_delta if options.bias_correction else None
     rounded = calibration.rounded or None
     scales = {n: sc for n, (_w, sc) in calibration.rounded.items()}
@@ -198,7 +215,63 @@ def calibrate(model: TFSepNet, batches: Iterable[torch.Tensor], options: QuantOp
     base = dataclasses.replace(options, float_layers=(), float_means=True)
     qm = fused_float(model, (), True, delta if options.bias_correction else None, rounded or None)
     prepared = prepare(qm, base, {n: sc for n, (_w, sc) in rounded.items()})
-    with torch.no_grad(), known_warnings_silenced():
-        for batch in batches:
-            prepared(batch)
-    return Calibration(prepared, delta, rounded, options.observer, options.act_reduce_range, count)
+    observers = make_integer_observers(prepared, options) if options.integer else None
+    hooks = observe_integer_points(prepared, observers) if observers is not None else []
+    try:
+        with torch.no_grad(), known_warnings_silenced():
+            for batch in batches:
+                prepared(batch)
+    finally:
+        for h in hooks:
+            h.remove()
+    return Calibration(prepared, delta, rounded, options.observer, options.act_reduce_range, count, observers)
+
+
+# --- the integer model's extra points --------------------------------------------------------------
+
+
+def _int8_observer(options: QuantOptions) -> torch.ao.quantization.observer.ObserverBase:
+    obs = torch.ao.quantization.observer
+    cls = obs.HistogramObserver if options.observer == "histogram" else obs.MinMaxObserver
+    return cls(dtype=torch.qint8, qscheme=torch.per_tensor_affine, reduce_range=options.act_reduce_range)
+
+
+def make_integer_observers(prepared: nn.Module, options: QuantOptions) -> dict:
+    norms = {
+        name: {p: _int8_observer(options) for p in NORM_POINTS}
+        for name, m in prepared.named_modules()
+        if isinstance(m, FloatIsland)
+    }
+    return {"norms": norms, "pool": _int8_observer(options)}
+
+
+def observe_integer_points(prepared: nn.Module, observers: dict) -> list:
+    """Forward hooks feeding the integer points' observers with the float model's values."""
+    hooks = []
+    for name, points in observers["norms"].items():
+        norm = prepared.get_submodule(name).body
+
+        def feed(_m, args, norm=norm, points=points):
+            values = norm_values(args[0], norm.rho, norm.gamma, norm.beta, norm.eps)
+            for p, observer in points.items():
+                observer(values[p])
+
+        hooks.append(norm.register_forward_pre_hook(feed))
+    pool = observers["pool"]
+    hooks.append(prepared.classifier.register_forward_hook(lambda _m, _a, out: pool(out.mean((-1, -2)))))
+    return hooks
+
+
+def _qparams(observer) -> list:
+    scale, zero_point = observer.calculate_qparams()
+    return [float(scale.reshape(-1)[0]), int(zero_point.reshape(-1)[0])]
+
+
+def integer_points(calibration: Calibration) -> dict:
+    """The integer points as JSON ({"norms": {island: {point: [scale, zp]}}, "pool": [scale, zp]},
+    int8 zero points): saved in the artifact's info, read by the twin."""
+    obs = calibration.integer_observers
+    if obs is None:
+        raise ValueError("calibration was made without the integer points (QuantOptions.integer)")
+    norms = {name: {p: _qparams(o) for p, o in points.items()} for name, points in obs["norms"].items()}
+    return {"norms": norms, "pool": _qparams(obs["pool"])}

@@ -3,9 +3,10 @@
 Starts from the calibrated INT8 model's quantization points: its fake-quant twin (quant/twin.py:
 float ops with fake quantization at exactly those scales and zero points) is trained with the
 straight-through estimator (PyTorch's fake_quantize ops pass the gradient inside the range).
-Only the quantized convs' weights and biases move; every scale and zero point stays, BatchNorm
-stays frozen (folded into the convs by fusion), and the float islands (AdaResNorm, the float
-stem) keep their float model's values, so the ONNX builders and the export rule see the same
+Only the quantized convs' weights and biases move (and, in an integer model, the AdaResNorms'
+gamma, rho and beta, trained through their exact integer ops); every scale and zero point stays,
+BatchNorm stays frozen (folded into the convs by fusion), and the float islands (AdaResNorm, the
+float stem) keep their float model's values, so the ONNX builders and the export rule see the same
 model structure as after PTQ. The float model is the teacher: loss = lambda * KL(p_float^T ||
 p_int8^T) (train/losses.py's KD term; T = 1, no label term unless label_weight > 0). The trained
 weights are then rounded onto the same per-channel grids and written back into a copy of the
@@ -29,6 +30,7 @@ from tfsep_edge.datasets.cache import load_split
 from tfsep_edge.datasets.tau import is_tau_layout
 from tfsep_edge.quant.artifact import QuantizedArtifact
 from tfsep_edge.quant.engine import engine_scope, known_warnings_silenced
+from tfsep_edge.quant.integer_norm import IntegerNorm
 from tfsep_edge.quant.twin import FakeQuantConv, qconv_of
 from tfsep_edge.signal.frontend import log_mel_torch
 from tfsep_edge.train.batches import epoch_batches
@@ -72,6 +74,9 @@ def trainable_twin(artifact: QuantizedArtifact) -> torch.nn.Module:
             m.weight.requires_grad_(True)
             if m.bias is not None:
                 m.bias.requires_grad_(True)
+        elif isinstance(m, IntegerNorm):  # an integer model's norms: trained through their exact integers
+            for p in (m.rho, m.gamma, m.beta):
+                p.requires_grad_(True)
     return fq.eval()  # eval: no dropout; BatchNorm is folded and frozen
 
 
@@ -80,6 +85,11 @@ def write_back(artifact: QuantizedArtifact, fq: torch.nn.Module) -> torch.nn.Mod
     int8 = copy.deepcopy(artifact.int8_model)
     with engine_scope(artifact.options.engine), known_warnings_silenced():
         for name, m in fq.named_modules():
+            if isinstance(m, IntegerNorm):  # the INT8 model's float island holds what the twin reads
+                norm = int8.get_submodule(name).body
+                with torch.no_grad():
+                    for src, dst in ((m.rho, norm.rho), (m.gamma, norm.gamma), (m.beta, norm.beta)):
+                        dst.copy_(src.detach().reshape(dst.shape))
             if not isinstance(m, FakeQuantConv):
                 continue
             qconv, _ = qconv_of(int8.get_submodule(name.rsplit(".", 1)[0]))

@@ -236,6 +236,8 @@ def design_choices(
     base, _ = quantize_model(model, None, options, calibrated=calibration)
     rows = [{"variant": "chosen configuration", **_short(evaluator.measure(base)), "bytes": _bytes(base)}]
     for text, change in DESIGN_ALTERNATIVES:
+        if options.integer:  # its alternative is the default model, compared in docs/quantization.md
+            break
         if change.get("float_layers") == () and "feature.0" not in options.float_layers:
             continue
         if "float_layers" in change:
@@ -284,6 +286,7 @@ class QuantizeRequest:
     train_split: Path | None = None  # calibrate from this DCASE training subset only
     finetune: Path | None = None  # INT8 fine-tuning on this TAU22 folder's train split (quant/finetune.py)
     finetune_epochs: int = 3
+    integer: bool = False  # integer from input to logits (QuantOptions.integer)
 
 
 def default_out(checkpoint: Path) -> Path:
@@ -310,6 +313,10 @@ def check_request(req: QuantizeRequest) -> tuple[QuantOptions, Path]:
     if req.finetune is not None:
         FinetuneOptions(epochs=req.finetune_epochs).check()
         check_finetune_data(req.finetune)
+    if req.integer:
+        if req.max_drop is not None:
+            raise TfsepError("--max-drop leaves layers in float; an --integer model has none: drop one of the two")
+        return QuantOptions(engine, req.observer, (), True, req.reduce_range, integer=True), out
     float_layers = FLOAT_STEM if req.float_stem else ()
     return QuantOptions(engine, req.observer, float_layers, reduce_range=req.reduce_range), out
 
@@ -455,7 +462,14 @@ def format_report(report: dict, top: int = 10) -> str:
         f"{sb['float_qparams']} B float qparams, {sb['float_norm_params']} B float norm params, "
         f"{sb['float_params']} B float layers; total {sb['total']} B"
     )
-    lines.append(f"float layers: {', '.join(q['float_layers']) or 'none'} (+ AdaResNorm, means as float islands)")
+    if q.get("integer"):
+        lines.append(
+            "integer model: int8 from input to logits in the twin and the exports (AdaResNorm, means and the "
+            "global mean in int8 ops); PyTorch's INT8 model keeps AdaResNorm, the means and the global mean as "
+            "float islands (torch has no int8 kernels for them)"
+        )
+    else:
+        lines.append(f"float layers: {', '.join(q['float_layers']) or 'none'} (+ AdaResNorm, means as float islands)")
     rows = report["layer_sensitivity"]
     if rows:
         acc = "float_accuracy_gain_pp" in rows[0]

@@ -19,7 +19,7 @@ from tfsep_edge.core.config import DEFAULT_FRONTEND, LABELS, FrontendConfig
 from tfsep_edge.core.errors import TfsepError
 from tfsep_edge.model.tfsepnet import TFSepNet
 from tfsep_edge.quant.artifact import FORMAT, QuantizedArtifact, storage_bytes, versions
-from tfsep_edge.quant.calibrate import Calibration, QuantOptions, calibrate, convert
+from tfsep_edge.quant.calibrate import Calibration, QuantOptions, calibrate, convert, integer_points
 from tfsep_edge.quant.engine import ENGINES, OBSERVERS
 
 
@@ -35,6 +35,7 @@ def quantize_model(
         raise TfsepError(f"--engine {options.engine}: choose one of {', '.join(ENGINES)}")
     if options.observer not in OBSERVERS:
         raise TfsepError(f"--observer {options.observer}: choose one of {', '.join(OBSERVERS)}")
+    options.check_integer()
     model = copy.deepcopy(model).eval()
     if calibrated is None:
         calibrated = calibrate(model, calib_batches, options)
@@ -57,5 +58,8 @@ def quantize_model(
         "shared_add_qparams": options.shared_add_qparams,
         "weight_rounding": "gptq" if options.gptq else "nearest",
         "storage_bytes": storage_bytes(int8),
+        "integer": options.integer,
     }
+    if options.integer:
+        info["integer_points"] = integer_points(calibrated)
     return QuantizedArtifact(int8, model, options, info), calibrated

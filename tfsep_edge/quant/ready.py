@@ -117,12 +117,13 @@ class QTFSepNet(nn.Module):
         self.feature = nn.Sequential(*layers)
         self.classifier = QLayer(model.classifier)
         self.dequant = torch.ao.quantization.DeQuantStub()
+        self.pool: nn.Module | None = None  # the integer twin's int8 global mean; None: pooled in float
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.feature[0].float_island:  # a float stem takes the float input as it is
             x = self.quant(x)
         y = self.dequant(self.classifier(self.feature(x)))
-        return y.mean((-1, -2))
+        return y.mean((-1, -2)) if self.pool is None else self.pool(y)
 
 
 def fuse(qmodel: QTFSepNet) -> QTFSepNet:

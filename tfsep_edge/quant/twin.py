@@ -11,7 +11,8 @@ from torch import nn
 from tfsep_edge.core.config import DEFAULT_FRONTEND, FrontendConfig
 from tfsep_edge.model.tfsepnet import ConvBlock
 from tfsep_edge.quant.bias_grid import bias_grid, on_grid
-from tfsep_edge.quant.ready import FloatIsland, QBlock, QLayer, QTFSepNet
+from tfsep_edge.quant.integer_norm import IntegerMean, IntegerNorm, IntegerQuantize
+from tfsep_edge.quant.ready import FloatIsland, QBlock, QLayer, QTFSepNet, layer_conv
 
 # --- fake-quant twin ----------------------------------------------------------------------------
 
@@ -130,11 +131,18 @@ def conv_input_scales(int8_model: nn.Module, cfg: FrontendConfig = DEFAULT_FRONT
 
 
 def build_fake_quant(
-    int8_model: nn.Module, float_qready: QTFSepNet, act_dtype: str = "int8", in_scales: dict[str, float] | None = None
+    int8_model: nn.Module,
+    float_qready: QTFSepNet,
+    act_dtype: str = "int8",
+    in_scales: dict[str, float] | None = None,
+    integer_points: dict | None = None,
+    frames: int = DEFAULT_FRONTEND.n_frames,
 ) -> QTFSepNet:
     """Float twin of `int8_model`: same structure as `float_qready`, every int8 op replaced by its
     float op + fake quantization with the int8 model's scales/zero points. `in_scales`
-    (conv_input_scales) puts each conv's bias on its int32 grid; without it biases stay float."""
+    (conv_input_scales) puts each conv's bias on its int32 grid; without it biases stay float.
+    `integer_points` (an integer model's, calibrate.integer_points): the input quantization, the
+    means, the AdaResNorms and the global mean become their exact integer ops (integer_twin)."""
     given = in_scales is not None
     in_scales = in_scales or {}
     fq = copy.deepcopy(float_qready).eval()
@@ -178,12 +186,54 @@ def build_fake_quant(
                 add = q.get_submodule(f"{branch}_add")
                 setattr(m, f"{branch}_add", FakeQuantFunctional(add.scale, add.zero_point, act_dtype))
             m.concat = FakeQuantFunctional(q.concat.scale, q.concat.zero_point, act_dtype)
+    if integer_points is not None:
+        if act_dtype != "int8":
+            raise ValueError("an integer model's twin has int8 activations")
+        integer_twin(fq, int8_model, integer_points, frames)
     return fq
+
+
+def _point(m: nn.Module) -> tuple[float, int]:
+    return float(m.scale), int(m.zero_point)
+
+
+def integer_twin(fq: QTFSepNet, int8_model: nn.Module, points: dict, frames: int) -> None:
+    """The integer ops of an integer model in place of their float versions in the twin `fq`
+    (int8 activations): exact QUANTIZE at the input, every AdaResNorm as an IntegerNorm (its
+    gamma, rho, beta the INT8 model's, which fine-tuning moves), exact int8 means and an int8
+    global mean at the calibrated "pool" point. Walks the layers tracking each tensor's point
+    and its time length (`frames` at the input: the norms' statistics count C * T values)."""
+    fq.quant = IntegerQuantize(fq.quant.scale, fq.quant.zero_point)
+    x = _point(fq.quant)
+    for i, layer in enumerate(fq.feature):
+        name = f"feature.{i}"
+        if isinstance(layer, QLayer):
+            x = _point(layer.body.out if isinstance(layer.body, FakeQuantConv) else layer.quant)
+            conv = layer.body if isinstance(layer.body, FakeQuantConv) else layer_conv(layer)
+            kw, stride, pad = conv.weight.shape[-1], conv.stride[-1], conv.padding[-1]
+            frames = (frames + 2 * pad - kw) // stride + 1
+        elif isinstance(layer, nn.MaxPool2d):
+            frames //= 2
+        elif isinstance(layer, FloatIsland):
+            body = int8_model.get_submodule(name).body
+            n = body.rho.numel() * frames
+            fq.feature[i] = IntegerNorm(body, x, points["norms"][name], _point(layer.quant), n)
+            x = _point(fq.feature[i])
+        elif isinstance(layer, QBlock):
+            for branch, dim in (("freq", 2), ("temp", 3)):
+                dw = getattr(layer, f"{branch}_dw_conv")
+                mean = getattr(layer, f"{branch}_mean")
+                setattr(layer, f"{branch}_mean", IntegerMean((dim,), _point(dw.body.out), _point(mean.out)))
+            x = _point(layer.concat.out)
+    cls = fq.classifier.body
+    fq.pool = IntegerMean((2, 3), _point(cls.out), tuple(points["pool"]), keepdim=False)
 
 
 def output_step(fq: QTFSepNet) -> float:
     """The scale of the twin's last quantization point (the classifier's output): logits are means
     of integers on this grid, so export validation states its INT8 tolerance in these steps."""
+    if fq.pool is not None:  # an integer model: logits are the int8 global mean's values
+        return float(fq.pool.scale)
     cls = fq.classifier
     point = cls.body.out if isinstance(cls.body, FakeQuantConv) else cls.quant
     return float(point.scale)

@@ -1,0 +1,215 @@
+"""The integer model (quantize --integer): the twin's exact integer ops, scales both runtimes read
+alike, exports with no float op between input and logits, TFLite Micro bit for bit LiteRT's
+reference kernels, --io int8, old artifacts, fine-tuning's norm parameters. An untrained C=12
+with a tiny min-max quantization (16 clips), as tests/test_export.py builds its own."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("ai_edge_litert.interpreter")
+
+from conftest import run_cli  # noqa: E402
+
+from tfsep_edge.core.config import DEFAULT_FRONTEND, META_IO  # noqa: E402
+from tfsep_edge.export.reference import validation_waves  # noqa: E402
+from tfsep_edge.quant import integer_kernels as ik  # noqa: E402
+from tfsep_edge.quant import integer_norm as inorm  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("integer")
+
+
+@pytest.fixture(scope="module")
+def mels() -> torch.Tensor:
+    from tfsep_edge.signal.frontend import log_mel_torch
+
+    return log_mel_torch(torch.from_numpy(validation_waves(DEFAULT_FRONTEND, bundled=4, synthetic=12)))
+
+
+@pytest.fixture(scope="module")
+def artifact(mels):
+    from tfsep_edge.model.tfsepnet import random_model
+    from tfsep_edge.quant.calibrate import INTEGER
+    from tfsep_edge.quant.quantize import quantize_model
+
+    options = dataclasses.replace(INTEGER, engine="x86", observer="minmax")
+    return quantize_model(random_model(), [mels[:8], mels[8:]], options)[0]
+
+
+@pytest.fixture(scope="module")
+def qdir(work, artifact) -> Path:
+    from tfsep_edge.core.kinds import QUANTIZED_FILE
+    from tfsep_edge.quant.artifact import artifact_payload
+
+    out = work / "q12"
+    out.mkdir()
+    torch.save(artifact_payload(artifact), out / QUANTIZED_FILE)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tflite_int8_io(work, qdir) -> tuple[Path, dict]:
+    from tfsep_edge.export.tflite_export import export_tflite
+
+    out = work / "int.tflite"
+    return out, export_tflite(qdir, out, int8=True, timing=False, echo=lambda _s: None, io="int8")
+
+
+def test_twin_is_integer_and_close_to_float(artifact, mels):
+    from tfsep_edge.quant.analysis import sqnr_db
+    from tfsep_edge.quant.integer_norm import IntegerMean, IntegerNorm
+
+    fq = artifact.fake_quant_model()
+    assert sum(isinstance(m, IntegerNorm) for m in fq.modules()) == 5
+    assert sum(isinstance(m, IntegerMean) for m in fq.modules()) == 19  # 18 block means + the global mean
+    with torch.no_grad():
+        got, ref = fq(mels), artifact.float_model(mels)
+    assert sqnr_db(ref, got) > 25  # the integer norms hold (untrained model, tiny calibration)
+    steps = got.numpy() / fq.pool.scale  # logits sit on the global mean's grid
+    assert np.allclose(steps, np.round(steps), atol=1e-3)
+
+
+def test_integer_norm_is_the_same_in_nchw_and_nhwc(artifact, mels):
+    """The twin runs NCHW, the .tflite NHWC: the integer arithmetic does not depend on the layout."""
+    norm = artifact.fake_quant_model().feature[1]
+    spec = norm.spec(norm.n)
+    x = np.random.default_rng(0).integers(-128, 128, (2, 24, 64, 22))
+    nchw = inorm.integer_norm(x, spec, channel_axis=1, stat_axes=(1, 3))
+    nhwc = inorm.integer_norm(x.transpose(0, 2, 3, 1), spec, channel_axis=3, stat_axes=(2, 3))
+    assert np.array_equal(nchw, nhwc.transpose(0, 3, 1, 2))
+
+
+def test_nudged_scales_make_both_runtimes_agree():
+    """Scales pinned in test_integer_kernels where LiteRT and TFLM differ: a few float32 steps away
+    both give the same outputs (the twin uses the nudged scale)."""
+    a, b = np.meshgrid(np.arange(-128, 128), np.arange(-128, 128))
+    qa, qb, qo = (0.04431023448705673, -126), (0.006459476426243782, -88), (0.06032533198595047, -80)
+    s = inorm.agreeing_mul_scale(qa[0], qb[0], *qo)
+    assert abs(s / qo[0] - 1) < 1e-5
+    outs = [ik.mul(a, *qa, b, *qb, s, qo[1], runtime=r) for r in (ik.LITERT, ik.TFLM)]
+    assert np.array_equal(*outs)
+    qi, qo = (0.0001667710894253105, -128), (0.04735655337572098, -16)
+    s = inorm.agreeing_rsqrt_scale(qi[0], *qo)
+    q = np.arange(-128, 128)
+    assert np.array_equal(*(ik.rsqrt(q, *qi, s, qo[1], runtime=r) for r in (ik.LITERT, ik.TFLM)))
+
+
+def test_silence_and_constant_inputs(artifact):
+    """A constant input gives zero variance in the first norm: RSQRT's 0 -> 127 path runs in the
+    twin, and LiteRT's reference kernels on the .tflite give the same integers."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from tfsep_edge.export.tflite_int8 import build_int8
+
+    fq = artifact.fake_quant_model()
+    x = torch.stack([torch.full((1, 128, 44), v) for v in (-3.0, 0.0, 2.0)])
+    with torch.no_grad():
+        twin = fq(x).numpy()
+    assert np.isfinite(twin).all()
+    g, x_in, out = build_int8(fq)
+    interp = Interpreter(
+        model_content=g.pack([x_in], [out], {}, "t"), experimental_op_resolver_type=OpResolverType.BUILTIN_REF
+    )
+    interp.allocate_tensors()
+    got = []
+    for sample in x.numpy():
+        interp.set_tensor(interp.get_input_details()[0]["index"], sample[None])
+        interp.invoke()
+        got.append(interp.get_tensor(interp.get_output_details()[0]["index"]).copy())
+    from tfsep_edge.quant.twin import output_step
+
+    assert np.abs(np.concatenate(got) - twin).max() <= 1.01 * output_step(fq)
+
+
+def test_tflite_export_is_integer_and_tflm_exact(tflite_int8_io, qdir, work):
+    from tfsep_edge.core.tflite_format import float_activations, read_metadata
+
+    path, summary = tflite_int8_io
+    v = summary["validation"]
+    data = path.read_bytes()
+    assert float_activations(data) == {"tensors": [], "ops": {}}  # int8 io: no float tensor at all
+    assert v["float_tensors_inside"] == 0
+    io = json.loads(read_metadata(data)[META_IO])
+    assert io["input"]["dtype"] == io["output"]["dtype"] == "int8"
+    if v.get("tflm") != "not installed":
+        assert v["tflm"]["bit_exact"]
+        assert 0 < v["tflm_arena_bytes"] < 160_000
+    from tfsep_edge.export.tflite_export import export_tflite
+
+    floats = work / "float_io.tflite"
+    export_tflite(qdir, floats, int8=True, timing=False, echo=lambda _s: None)
+    f = float_activations(floats.read_bytes())
+    assert f["tensors"] == ["logmel", "logits"] and f["ops"] == {"QUANTIZE": 1, "DEQUANTIZE": 1}
+
+
+def test_int8_io_file_runs_in_the_runtime(tflite_int8_io, mels, artifact):
+    from tfsep_edge.quant.twin import output_step
+    from tfsep_edge.runtime.tflite_classifier import TfliteClassifier
+
+    fq = artifact.fake_quant_model()
+    clf = TfliteClassifier(tflite_int8_io[0])
+    with torch.no_grad():
+        twin = fq(mels).numpy()
+    assert np.abs(clf.run(mels.numpy()) - twin).max() <= 3 * output_step(fq)
+
+
+def test_onnx_export_is_validated(qdir, work):
+    from tfsep_edge.export import onnx_export
+
+    summary = onnx_export.export(qdir, work / "int.onnx", int8=True, timing=False, echo=lambda _s: None)
+    assert summary["validation"]["max_diff_output_steps"] <= 3
+
+
+def test_io_int8_is_refused_where_it_does_not_apply(work, qdir):
+    from tfsep_edge.core.kinds import QUANTIZED_FILE
+    from tfsep_edge.model.checkpoint import save_checkpoint
+    from tfsep_edge.model.tfsepnet import random_model
+
+    ckpt = work / "c12.pt"
+    save_checkpoint(random_model(), ckpt)
+    cases = [
+        ["export", str(ckpt), "--tflite", str(work / "a.tflite"), "--io", "int8"],  # float export
+        ["export", str(qdir), "--onnx", str(work / "a.onnx"), "--int8", "--io", "int8"],  # ONNX
+        ["export", str(qdir), "--tflite", str(work / "b.tflite"), "--int8", "--io", "int16"],
+    ]
+    for args in cases:
+        r = run_cli(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1
+    assert (qdir / QUANTIZED_FILE).exists()
+
+
+def test_old_artifacts_load_as_not_integer(artifact):
+    from tfsep_edge.quant.artifact import artifact_from_payload, artifact_payload
+
+    payload = artifact_payload(artifact)
+    info = json.loads(payload["info_json"])
+    assert info["integer"] is True
+    for key in ("integer", "integer_points"):
+        info.pop(key)
+    payload["info_json"] = json.dumps(info)
+    assert artifact_from_payload(payload).options.integer is False
+
+
+def test_finetuning_moves_the_norms_through_their_integers(artifact, mels):
+    from tfsep_edge.quant.finetune import trainable_twin, write_back
+    from tfsep_edge.quant.integer_norm import IntegerNorm
+
+    fq = trainable_twin(artifact)
+    norm = fq.feature[1]
+    assert isinstance(norm, IntegerNorm) and norm.gamma.requires_grad
+    fq(mels[:4]).square().sum().backward()
+    assert norm.gamma.grad is not None and norm.gamma.grad.abs().sum() > 0
+    with torch.no_grad():
+        norm.gamma.mul_(1.1)
+    int8 = write_back(artifact, fq)
+    assert torch.allclose(int8.feature[1].body.gamma.reshape(-1), norm.gamma.detach())

@@ -1,0 +1,237 @@
+"""The integer ops of an integer TF-SepNet (QuantOptions.integer) for the fake-quant twin: the
+input QUANTIZE, int8 MEAN (the blocks' means and the classifier's global mean) and AdaResNorm in
+int8 TFLite ops. Each forward computes the exact integers the runtimes compute
+(quant/integer_kernels.py) with a float surrogate for the gradient (straight-through:
+y = y_float + (y_exact - y_float).detach()), so fine-tuning still trains the convs and the
+norm's gamma, rho and beta.
+
+AdaResNorm, NCHW x (B, C, F, T), statistics per (B, F) over C and T, n = C*T, k = n / (n - 1):
+    mu = MEAN(x); sq = SQUARED_DIFFERENCE(x, mu); var = MEAN(sq); r = RSQRT(var)
+    S = ADD(MUL(r, c), g); O = ADD(MUL(mu, g), beta); d = SUB(x, mu); y = ADD(MUL(d, S), O)
+with per-channel int8 constants c = gamma (1 - rho) k^-1/2, g = gamma rho and beta. Exact:
+y = g x + c r (x - mu) + beta, and 1/sqrt(k var + eps) = k^-1/2 / sqrt(var + eps/k); the integer
+RSQRT has no eps (it gives its largest output at var = 0). Written with d = x - mu so that no
+full-size product is offset by a large constant; at most two full-size tensors live at once
+(x and sq, x and d, d and d*S, d*S and y). Every intermediate is an int8 tensor whose (scale,
+zero point) was calibrated on the float model's value of it (NORM_POINTS). The choices and their
+measurements: docs/quantization.md, "Integer model".
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from tfsep_edge.quant import integer_kernels as K
+
+# The intermediate quantization points of an integer AdaResNorm, in the order they are computed;
+# the output is the island's own output point.
+NORM_POINTS = ("mean", "sq", "var", "rsqrt", "rc", "scale", "mg", "offset", "centered", "product")
+NONNEGATIVE = ("sq", "var", "rsqrt")  # their zero point must be the range's bottom (RSQRT refuses v < 0)
+NUDGE_ULPS = 64  # how far (float32 steps) an output scale may move so both runtimes agree
+
+
+def norm_constants(rho: torch.Tensor, gamma: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(c, g) per channel: c = gamma (1 - rho) k^-1/2, g = gamma rho, k = n / (n - 1)."""
+    k = n / (n - 1)
+    return gamma * (1 - rho) / k**0.5, gamma * rho
+
+
+def norm_values(x: torch.Tensor, rho, gamma, beta, eps: float) -> dict[str, torch.Tensor]:
+    """The float value of every point of the integer AdaResNorm on NCHW x (and "out", equal to
+    AdaResNorm(x) up to float rounding): what calibration observes, and the gradient's surrogate."""
+    rho, gamma, beta = (p.reshape(1, -1, 1, 1) for p in (rho, gamma, beta))
+    n = x.shape[1] * x.shape[3]
+    c, g = norm_constants(rho, gamma, n)
+    v: dict[str, torch.Tensor] = {"mean": x.mean((1, 3), keepdim=True)}
+    v["sq"] = (x - v["mean"]) ** 2
+    v["var"] = v["sq"].mean((1, 3), keepdim=True)
+    v["rsqrt"] = torch.rsqrt(v["var"] + eps * (n - 1) / n)
+    v["rc"] = v["rsqrt"] * c
+    v["scale"] = v["rc"] + g
+    v["mg"] = v["mean"] * g
+    v["offset"] = v["mg"] + beta
+    v["centered"] = x - v["mean"]
+    v["product"] = v["centered"] * v["scale"]
+    v["out"] = v["product"] + v["offset"]
+    return v
+
+
+# --- scales both runtimes read the same way --------------------------------------------------------
+
+
+def _float32_neighbours(scale: float):
+    """scale as float32, then its float32 neighbours alternately above and below, outwards."""
+    s = np.float32(scale)
+    yield float(s)
+    up = down = s
+    for _ in range(NUDGE_ULPS):
+        up, down = np.nextafter(up, np.float32(np.inf)), np.nextafter(down, np.float32(0))
+        yield float(up)
+        yield float(down)
+
+
+PRODUCTS = np.arange(-(255 * 255), 255 * 255 + 1)  # every (a - za) (b - zb) an int8 MUL can meet
+RSQRT_INPUTS = np.arange(0, 256)  # every q - zp an int8 RSQRT accepts
+
+
+@functools.lru_cache(maxsize=4096)
+def agreeing_mul_scale(a_scale: float, b_scale: float, out_scale: float, out_zp: int) -> float:
+    """The float32 output scale nearest `out_scale` for which LiteRT (multiplier in float32) and
+    TFLM (in double) give the same MUL output for every possible product, so one twin equals both
+    runtimes. (The multipliers themselves rarely agree: float32 keeps 24 bits of the 31.)"""
+    for s in _float32_neighbours(out_scale):
+        outs = [
+            K.clamp_int8(
+                K.multiply_by_quantized_multiplier(
+                    PRODUCTS, *K.quantize_multiplier(K.mul_multiplier(a_scale, b_scale, s, runtime))
+                )
+                + out_zp
+            )
+            for runtime in (K.LITERT, K.TFLM)
+        ]
+        if np.array_equal(*outs):
+            return s
+    raise ValueError(f"no MUL output scale within {NUDGE_ULPS} float32 steps of {out_scale} agrees in both runtimes")
+
+
+@functools.lru_cache(maxsize=4096)
+def agreeing_rsqrt_scale(in_scale: float, out_scale: float, out_zp: int) -> float:
+    """As agreeing_mul_scale, for RSQRT (multiplier 1 / (sqrt(s_in) s_out)) over its 256 inputs."""
+    for s in _float32_neighbours(out_scale):
+        outs = [K.rsqrt(RSQRT_INPUTS, in_scale, 0, s, out_zp, runtime) for runtime in (K.LITERT, K.TFLM)]
+        if np.array_equal(*outs):
+            return s
+    raise ValueError(f"no RSQRT output scale within {NUDGE_ULPS} float32 steps of {out_scale} agrees in both runtimes")
+
+
+def squared_difference_floor(a_scale: float, b_scale: float) -> float:
+    """The smallest output scale SQUARED_DIFFERENCE accepts (LiteRT needs its output multiplier
+    (2 max s)^2 / (2^14 s_out) below 1), with a margin."""
+    twice_max = 2.0 * max(float(np.float32(a_scale)), float(np.float32(b_scale)))
+    return 1.01 * twice_max * twice_max / 2.0**14
+
+
+def symmetric_int8(values: np.ndarray) -> tuple[np.ndarray, float]:
+    """A constant as int8 at one symmetric scale max|v| / 127 (float32; zero point 0)."""
+    peak = float(np.abs(values).max(initial=0.0))
+    scale = float(np.float32(peak / 127.0)) if peak > 0 else 1.0
+    return np.clip(np.round(values / scale), -127, 127).astype(np.int8), scale
+
+
+# --- exact integers with a straight-through gradient -----------------------------------------------
+
+
+def on_grid(x: torch.Tensor, scale: float, zero_point: int) -> np.ndarray:
+    """The integers of a tensor the twin holds on a grid (a fake-quant output): round(x / s) + zp."""
+    return np.rint(x.detach().double().numpy() / scale).astype(np.int64) + int(zero_point)
+
+
+def straight_through(exact_q: np.ndarray, scale: float, zero_point: int, surrogate: torch.Tensor) -> torch.Tensor:
+    """The exact integers' values in the forward pass, the float surrogate's gradient backward."""
+    exact = torch.from_numpy(K.dequantize(exact_q, scale, zero_point)).to(surrogate.dtype)
+    return surrogate + (exact - surrogate).detach()
+
+
+class IntegerQuantize(nn.Module):
+    """The model input's QUANTIZE (float32 -> int8, ties away from zero), in the twin as a value."""
+
+    def __init__(self, scale: float, zero_point: int):
+        super().__init__()
+        self.scale, self.zero_point = float(np.float32(scale)), int(zero_point)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = K.quantize(x.detach().numpy(), self.scale, self.zero_point)
+        return straight_through(q, self.scale, self.zero_point, x)
+
+
+class IntegerMean(nn.Module):
+    """int8 MEAN over `dims` (NCHW) from the input point to its own output point, exactly."""
+
+    def __init__(self, dims: tuple[int, ...], inp: tuple[float, int], out: tuple[float, int], keepdim: bool = True):
+        super().__init__()
+        self.dims, self.keepdim = tuple(dims), keepdim
+        self.inp, self.out = (float(inp[0]), int(inp[1])), (float(out[0]), int(out[1]))
+        self.scale, self.zero_point = self.out  # as a fake-quant point: output_step and describe read these
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = on_grid(x, *self.inp)
+        exact = K.mean(q, *self.inp, *self.out, axes=self.dims, keep_dims=self.keepdim)
+        return straight_through(exact, *self.out, x.mean(self.dims, keepdim=self.keepdim))
+
+
+@dataclass(frozen=True)
+class NormSpec:
+    """Everything an integer AdaResNorm computes with: the (scale, zero point) of its input, of
+    every point (NORM_POINTS, output scales of MUL/RSQRT nudged so both runtimes agree) and of its
+    output, and its int8 constants (per channel, one symmetric scale each)."""
+
+    inp: tuple[float, int]
+    points: dict[str, tuple[float, int]]
+    out: tuple[float, int]
+    c: tuple[np.ndarray, float]
+    g: tuple[np.ndarray, float]
+    beta: tuple[np.ndarray, float]
+
+
+class IntegerNorm(nn.Module):
+    """AdaResNorm as int8 TFLite ops (module docstring), its gamma, rho, beta trainable."""
+
+    def __init__(self, norm: nn.Module, inp: tuple[float, int], points: dict, out: tuple[float, int], n: int):
+        super().__init__()
+        self.n = int(n)  # values per statistic (C * T) on the model's input length: the exports' constants
+        self.rho = nn.Parameter(norm.rho.detach().clone().reshape(-1))
+        self.gamma = nn.Parameter(norm.gamma.detach().clone().reshape(-1))
+        self.beta = nn.Parameter(norm.beta.detach().clone().reshape(-1))
+        self.eps = float(norm.eps)
+        self.inp = (float(inp[0]), int(inp[1]))
+        self.calibrated = {k: (float(points[k][0]), int(points[k][1])) for k in NORM_POINTS}
+        self.out_point = (float(out[0]), int(out[1]))
+        self.scale, self.zero_point = self.out_point
+
+    def spec(self, n: int) -> NormSpec:
+        """The integer norm for n = C * T values per statistic, from the current gamma, rho, beta."""
+        c, g = norm_constants(self.rho.detach().double(), self.gamma.detach().double(), n)
+        consts = {k: symmetric_int8(v.numpy()) for k, v in (("c", c), ("g", g), ("beta", self.beta.detach().double()))}
+        p = dict(self.calibrated)
+        floor = squared_difference_floor(self.inp[0], p["mean"][0])
+        p["sq"] = (max(p["sq"][0], floor), p["sq"][1])
+        p["rsqrt"] = (agreeing_rsqrt_scale(p["var"][0], *p["rsqrt"]), p["rsqrt"][1])
+        p["rc"] = (agreeing_mul_scale(p["rsqrt"][0], consts["c"][1], *p["rc"]), p["rc"][1])
+        p["mg"] = (agreeing_mul_scale(p["mean"][0], consts["g"][1], *p["mg"]), p["mg"][1])
+        p["product"] = (agreeing_mul_scale(p["centered"][0], p["scale"][0], *p["product"]), p["product"][1])
+        p = {k: (float(np.float32(s)), z) for k, (s, z) in p.items()}
+        return NormSpec(self.inp, p, self.out_point, consts["c"], consts["g"], consts["beta"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spec = self.spec(x.shape[1] * x.shape[3])
+        exact = integer_norm(on_grid(x, *spec.inp), spec, channel_axis=1, stat_axes=(1, 3))
+        surrogate = norm_values(x, self.rho, self.gamma, self.beta, self.eps)["out"]
+        return straight_through(exact, *spec.out, surrogate)
+
+
+def integer_norm(xq: np.ndarray, spec: NormSpec, channel_axis: int, stat_axes: tuple[int, int]) -> np.ndarray:
+    """The integer AdaResNorm's int8 output for int8 input `xq`, as the runtimes compute it
+    (op order and operand order of the TFLite graph). Layout-free: the constants go along
+    `channel_axis`, the statistics over `stat_axes` (NCHW: 1 and (1, 3); NHWC: 3 and (2, 3))."""
+    p = spec.points
+    shape = [1] * xq.ndim
+    shape[channel_axis] = -1
+    c, g, beta = (spec.c[0].reshape(shape), spec.g[0].reshape(shape), spec.beta[0].reshape(shape))
+    sc, sg, sb = spec.c[1], spec.g[1], spec.beta[1]
+    x = (xq, *spec.inp)
+    mu = (K.mean(xq, *spec.inp, *p["mean"], axes=stat_axes), *p["mean"])
+    sq = (K.squared_difference(*x, *mu, *p["sq"]), *p["sq"])
+    var = (K.mean(*sq, *p["var"], axes=stat_axes), *p["var"])
+    r = (K.rsqrt(*var, *p["rsqrt"]), *p["rsqrt"])
+    rc = (K.mul(*r, c, sc, 0, *p["rc"]), *p["rc"])
+    s = (K.add(*rc, g, sg, 0, *p["scale"]), *p["scale"])
+    mg = (K.mul(*mu, g, sg, 0, *p["mg"]), *p["mg"])
+    offset = (K.add(*mg, beta, sb, 0, *p["offset"]), *p["offset"])
+    d = (K.sub(*x, *mu, *p["centered"]), *p["centered"])
+    prod = (K.mul(*d, *s, *p["product"]), *p["product"])
+    return K.add(*prod, *offset, *spec.out)
