@@ -21,7 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
-from tfsep_edge.core.config import META_BUDGET
+from tfsep_edge.core.config import META_BUDGET, META_INPUT, META_PRECISION, META_WIDTH
 from tfsep_edge.core.errors import TfsepError
 from tfsep_edge.core.fileio import atomic_path, check_output_file
 from tfsep_edge.export.reference import reference_logits, validation_set
@@ -37,6 +37,15 @@ class FileFacts:
     frontend: bool  # waveform input (front end inside the graph)
     width: int | None  # None: no tfsep-edge metadata says
     input_shape: tuple  # without the batch axis; None where a dimension is symbolic
+
+    @classmethod
+    def read(cls, meta: dict[str, str], graph_int8: bool, input_shape: tuple) -> FileFacts:
+        """From a file's metadata where it says, else from its graph: `graph_int8` (what the
+        format's reader saw), a rank-2 input takes waveforms."""
+        int8 = meta[META_PRECISION] == "int8" if META_PRECISION in meta else graph_int8
+        frontend = meta[META_INPUT] == "waveform" if META_INPUT in meta else len(input_shape) == 2
+        width = meta.get(META_WIDTH, "")
+        return cls(int8, frontend, int(width) if width.isdigit() else None, tuple(input_shape[1:]))
 
 
 class Backend(Protocol):

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from tfsep_edge.core.config import META_INPUT, META_PRECISION, META_WIDTH
 from tfsep_edge.core.errors import TfsepError, first_line
 from tfsep_edge.export import rule
 from tfsep_edge.export.driver import FileFacts, export_model
@@ -147,15 +146,10 @@ def file_facts(model) -> FileFacts:
     inits = {i.name for i in model.graph.initializer}
     inp = next(i for i in model.graph.input if i.name not in inits)
     dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim)
-    if META_PRECISION in meta:
-        int8 = meta[META_PRECISION] == "int8"
-    else:
-        int8 = any(n.op_type in QDQ_OPS for n in model.graph.node) or any(
-            i.data_type in (TensorProto.INT8, TensorProto.UINT8) for i in model.graph.initializer
-        )
-    frontend = meta[META_INPUT] == "waveform" if META_INPUT in meta else len(dims) == 2
-    width = meta.get(META_WIDTH, "")
-    return FileFacts(int8, frontend, int(width) if width.isdigit() else None, dims[1:])
+    graph_int8 = any(n.op_type in QDQ_OPS for n in model.graph.node) or any(
+        i.data_type in (TensorProto.INT8, TensorProto.UINT8) for i in model.graph.initializer
+    )
+    return FileFacts.read(meta, graph_int8, dims)
 
 
 class OnnxBackend:

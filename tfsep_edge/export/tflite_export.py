@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfsep_edge.core.config import META_INPUT, META_IO, META_PRECISION, META_WIDTH
+from tfsep_edge.core.config import META_IO
 from tfsep_edge.core.errors import TfsepError, first_line
 from tfsep_edge.export.driver import FileFacts, export_model
 from tfsep_edge.export.metadata import budget_figures, description, model_metadata
@@ -118,14 +118,12 @@ def file_facts(path: Path, data: bytes) -> FileFacts:
         any_int8 = any(t.type == s.TensorType.INT8 for t in sub.tensors)
     except Exception as exc:  # a cut or corrupted flatbuffer fails deep in the bindings
         raise TfsepError(f"{path}: not a readable TFLite model ({first_line(exc, 80)}); export it again") from None
-    int8 = meta[META_PRECISION] == "int8" if META_PRECISION in meta else any_int8
-    frontend = meta[META_INPUT] == "waveform" if META_INPUT in meta else len(shape) == 2
-    if frontend:
+    facts = FileFacts.read(meta, any_int8, shape)
+    if facts.frontend:
         raise TfsepError(
             f"{path}: takes waveforms; tfsep-edge checks .tflite models that take log-mels, as it exports them"
         )
-    width = meta.get(META_WIDTH, "")
-    return FileFacts(int8, False, int(width) if width.isdigit() else None, shape[1:])
+    return facts
 
 
 class TfliteBackend:
