@@ -54,7 +54,7 @@ def make_checkpoint(width: int, out: Path, seed: int = 0) -> Path:
     return out
 
 
-def make_quantized(checkpoint: Path, folder: Path, calib_clips: int = 64) -> Path:
+def make_quantized(checkpoint: Path, folder: Path, calib_clips: int = 64, integer: bool = False) -> Path:
 
     from tfsep_edge.model.checkpoint import load_model
     from tfsep_edge.quant.artifact import is_quantized_dir, save_quantized
@@ -64,7 +64,7 @@ def make_quantized(checkpoint: Path, folder: Path, calib_clips: int = 64) -> Pat
 
     model = load_model(checkpoint)
     batches = list(noise_logmels(calib_clips).split(16))
-    options = QuantOptions(engine=default_engine())
+    options = QuantOptions(engine=default_engine(), integer=integer)
     artifact, _ = quantize_model(model, batches, options)
     if folder.exists() and not is_quantized_dir(folder):
         folder.rmdir()  # an empty leftover; save_quantized refuses any non-quantize folder
