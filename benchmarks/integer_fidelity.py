@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tfsep_edge.bench.machine import machine_info  # noqa: E402
+from tfsep_edge.bench.report import machine_line  # noqa: E402
 from tfsep_edge.core.fileio import write_text_atomic  # noqa: E402
 from tfsep_edge.quant.pipeline import QuantizeRequest, run_quantize  # noqa: E402
 
@@ -78,7 +79,7 @@ def markdown(result: dict) -> str:
     lines = [
         "# The integer model's fidelity on low-margin SYNTHETIC data (`synth --preset tau-like`)",
         "",
-        f"Measured {result['created']} on {m.get('cpu_model')}: `benchmarks/integer_fidelity.py`. Data: "
+        f"Measured {result['created']} on {machine_line(m)}: `benchmarks/integer_fidelity.py`. Data: "
         f"{result['data']} (SYNTHETIC, tau-like preset), its evaluate split held out; INT8 figures in exact int8 "
         "arithmetic. Targets (issue 20): agreement >= 97% (PTQ), >= 98.5% (fine-tuned); INT8 accuracy never "
         "more than 0.3 pp below FP32.",

@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.models import make_checkpoint, make_quantized, noise_logmels  # noqa: E402
 from tfsep_edge.bench.machine import machine_info, package_version  # noqa: E402
+from tfsep_edge.bench.report import machine_line  # noqa: E402
 from tfsep_edge.core.fileio import write_text_atomic  # noqa: E402
 
 OUT = REPO / "benchmarks" / "results"
@@ -74,7 +75,7 @@ def markdown(result: dict) -> str:
     lines = [
         "# TF-SepNet .tflite files on a microcontroller: TensorFlow Lite Micro's arena and flash",
         "",
-        f"Measured {result['created']} on {m.get('cpu_model')} ({m.get('arch')}), tflite-micro "
+        f"Measured {result['created']} on {machine_line(m)}; tflite-micro "
         f"{result['tflite_micro']}: `benchmarks/micro_footprint.py`. Untrained models (the arena and the "
         "operators do not depend on the weights). The arena is the smallest with which TFLM builds and runs "
         "the model (reference kernels; its bookkeeping with x86-64 struct sizes: a 32-bit Cortex-M needs less).",

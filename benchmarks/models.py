@@ -10,6 +10,7 @@ producer that is missing or fails is reported as a note and its variant is skipp
 
 from __future__ import annotations
 
+import dataclasses
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,13 +59,13 @@ def make_quantized(checkpoint: Path, folder: Path, calib_clips: int = 64, intege
 
     from tfsep_edge.model.checkpoint import load_model
     from tfsep_edge.quant.artifact import is_quantized_dir, save_quantized
-    from tfsep_edge.quant.calibrate import QuantOptions
+    from tfsep_edge.quant.calibrate import INTEGER, QuantOptions
     from tfsep_edge.quant.engine import default_engine
     from tfsep_edge.quant.quantize import quantize_model
 
     model = load_model(checkpoint)
     batches = list(noise_logmels(calib_clips).split(16))
-    options = QuantOptions(engine=default_engine(), integer=integer)
+    options = dataclasses.replace(INTEGER if integer else QuantOptions(), engine=default_engine())
     artifact, _ = quantize_model(model, batches, options)
     if folder.exists() and not is_quantized_dir(folder):
         folder.rmdir()  # an empty leftover; save_quantized refuses any non-quantize folder
