@@ -178,6 +178,9 @@ def fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return my - slope * mx, slope
 
 
+FIXED_SIZE = ("quantize", "export")  # 256 calibration files, one model: nothing grows with the set
+
+
 def extrapolate(runs: list[dict]) -> list[dict]:
     names = [s["stage"] for s in runs[0]["stages"]]
     out = []
@@ -186,7 +189,7 @@ def extrapolate(runs: list[dict]) -> list[dict]:
         row = {"stage": name}
         for key in ("seconds", "peak_rss_mb", "peak_tree_rss_mb"):
             ys = [next(s[key] for s in r["stages"] if s["stage"] == name) for r in runs]
-            a, b = fit(xs, ys)
+            a, b = (sum(ys) / len(ys), 0.0) if name in FIXED_SIZE else fit(xs, ys)
             row[f"{key}_intercept"], row[f"{key}_per_1k_clips"] = round(a, 2), round(b * 1000, 3)
             row[f"{key}_at_tau22"] = round(a + b * TAU22_CLIPS, 1)
         out.append(row)
@@ -223,8 +226,8 @@ def markdown(result: dict) -> str:
         f"## EXTRAPOLATION to TAU22's {TAU22_CLIPS:,} clips (not measured)",
         "",
         "A least-squares line per stage through the runs above (clips -> seconds, clips -> MB), evaluated "
-        f"at {TAU22_CLIPS:,} clips. Stages that do not grow with the set (quantize: 256 calibration files; "
-        "export) extrapolate to their intercept. With one run the line goes through the origin.",
+        f"at {TAU22_CLIPS:,} clips. Stages whose work does not grow with the set (quantize: 256 calibration "
+        "files; export: one model) take the mean of the runs. With one run the line goes through the origin.",
         "",
         "| stage | s per 1k clips | s at TAU22 size | MB per 1k clips | peak RSS MB at TAU22 | tree MB at TAU22 |",
         "|---|---|---|---|---|---|",
@@ -250,7 +253,15 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
     ap.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/results alone")
     ap.add_argument("--note", action="append", default=[], help="a line for the Notes section")
+    ap.add_argument("--render", action="store_true", help="rewrite scale.md (and the fit) from scale.json only")
     args = ap.parse_args()
+    if args.render:
+        result = json.loads((OUT / "scale.json").read_text())
+        result["extrapolation"] = extrapolate(result["runs"])
+        result["notes"] = args.note or result.get("notes", [])
+        write_text_atomic(OUT / "scale.json", json.dumps(result, indent=2) + "\n")
+        write_text_atomic(OUT / "scale.md", markdown(result))
+        return
     fractions = sorted(args.fraction or [0.005])
     base = args.work or Path(tempfile.mkdtemp(prefix="tfsep-scale-"))
     runs = []
