@@ -88,3 +88,51 @@ def test_synth_cli_and_refuses_a_foreign_folder(tmp_path):
     res = run_cli("synth", tmp_path / "mine")
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "not a synthetic set" in res.stderr
     assert (tmp_path / "mine" / "keep.txt").read_text() == "precious"
+
+
+# --- TAU22's size and proportions -------------------------------------------------------------
+
+
+def test_tau22_plan_has_tau22s_counts_and_scales_them():
+    from tfsep_edge.datasets.synth import TAU22_CELLS, TAU22_CLIPS, tau22_counts
+
+    assert tau22_counts() == TAU22_CELLS and TAU22_CLIPS == 230_350
+    assert sum(n for (split, _), n in TAU22_CELLS.items() if split == "train") == 139_620
+    assert sum(n for (split, _), n in TAU22_CELLS.items() if split == "evaluate") == 29_680
+    for clips in (100, 4_607, 23_035):
+        counts = tau22_counts(clips)
+        assert sum(counts.values()) == clips
+        assert all(n >= 1 for (split, _), n in counts.items() if split)  # every fold-1 cell present
+        for cell, n in counts.items():  # proportional to within a clip (or the floor of 1)
+            assert abs(n - TAU22_CELLS[cell] * clips / TAU22_CLIPS) <= 1.0 or n == 1
+
+
+def test_synth_tau22_subset_from_the_cli(tmp_path):
+    made = run_cli("synth", tmp_path / "t", "--size", "tau22", "--clips", "100", "--workers", "2")
+    assert made.returncode == 0, made.stderr
+    root = tmp_path / "t"
+    train, ev = read_split(root, "train"), read_split(root, "evaluate")
+    assert len((root / "meta.csv").read_text().splitlines()) == 1 + 100
+    assert {c.device for c in ev} == set(SEEN_DEVICES) | set(UNSEEN_DEVICES)
+    assert {c.device for c in train} == set(SEEN_DEVICES)
+    assert sum(c.device == "a" for c in train) / len(train) > 0.65  # TAU22: 73% device A
+    assert sf.info(train[0].path).subtype == "PCM_24" and sf.info(train[0].path).samplerate == 44_100
+    readme = (root / "README.txt").read_text()
+    assert "`tfsep-edge synth OUT --size tau22 --clips 100 --seed 0`" in readme and "139,620" in readme
+    # the workers wrote what one process writes: clip i is drawn from default_rng([seed, i])
+    from tfsep_edge.datasets.synth import synth_clip
+
+    clip = train[3]
+    i = int(clip.path.stem.split("-")[-2])
+    want = synth_clip(clip.label, clip.device, np.random.default_rng([0, i]))
+    got, _ = sf.read(clip.path, dtype="float32")
+    assert np.max(np.abs(got - want)) < 2**-22
+    for args, needle in (
+        (("--clips", "100"), "add --size tau22"),
+        (("--size", "tau22", "--clips", "99"), "100 to 230,350"),
+        (("--size", "tau22", "--fraction", "2"), "(0, 1]"),
+        (("--size", "huge"), "one of small, tau22"),
+    ):
+        bad = run_cli("synth", tmp_path / "x", *args)
+        assert bad.returncode == 2 and needle in bad.stderr and bad.stderr.count("\n") == 1, bad.stderr
+        assert not (tmp_path / "x").exists()

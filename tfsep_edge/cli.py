@@ -106,13 +106,36 @@ def synth(
     preset: str = typer.Option(
         "easy", "--preset", help="easy: wide margins (demo, tests) | tau-like: scenes overlap, accuracy near TAU22's"
     ),
+    size: str = typer.Option(
+        "small",
+        "--size",
+        help="small: --clips-per-class | tau22: TAU22's 230,350 clips, devices, fold-1 split sizes, 24-bit WAVs",
+    ),
+    fraction: Optional[float] = typer.Option(
+        None, "--fraction", help="with --size tau22: this share of TAU22's clips, same proportions"
+    ),
+    clips: Optional[int] = typer.Option(None, "--clips", help="with --size tau22: N clips in all, same proportions"),
+    workers: int = typer.Option(0, "--workers", help="write the clips in N processes (the same files)"),
 ) -> None:
-    """Write a small SYNTHETIC data set in the TAU22 layout (for the demo and tests), with DCASE
-    2024/2025-style training subsets split_setup/split5.csv ... split100.csv (for --train-split)."""
-    from tfsep_edge.datasets.synth import preset_overlap, synthesize
+    """Write a SYNTHETIC data set in the TAU22 layout (small for the demo and tests, or TAU22's
+    size and proportions with --size tau22), with DCASE 2024/2025-style training subsets
+    split_setup/split5.csv ... split100.csv (for --train-split)."""
+    from tfsep_edge.datasets.synth import clips_of_fraction, preset_overlap, synthesize
     from tfsep_edge.datasets.tau import read_split
 
-    path = synthesize(out, clips_per_class=clips_per_class, seed=seed, overlap=preset_overlap(preset))
+    if fraction is not None and clips is not None:
+        raise TfsepError(f"--fraction {fraction} and --clips {clips}: give one of them")
+    if fraction is not None:
+        clips = clips_of_fraction(fraction)
+    path = synthesize(
+        out,
+        clips_per_class=clips_per_class,
+        seed=seed,
+        overlap=preset_overlap(preset),
+        size=size,
+        clips=clips,
+        workers=workers,
+    )
     counts = {s: len(read_split(path, s)) for s in ("train", "evaluate")}
     typer.echo(
         f"wrote SYNTHETIC TAU22-layout set {path}: {counts['train']} train, {counts['evaluate']} evaluate clips; "

@@ -45,37 +45,59 @@ CACHE_FILES = {"float16": "waves.f16", "float32": "waves.f32"}  # storage dtype 
 
 
 class WaveStore:
-    """Rows of one or more (N_i, S) float16/float32 memmaps seen as one array; picklable (for workers)."""
+    """Rows of one or more (N_i, S) float16/float32 files seen as one array; picklable (for workers).
+
+    Rows are read with pread into the caller's batch, not through a memory map: a mapped page
+    that has been read stays in the reader's RSS, so a process that reads a whole cache (an
+    epoch, an evaluation) would show the whole cache as its resident memory. Read this way,
+    a batch costs its own size and the page cache (not the process) holds the rest.
+    """
 
     def __init__(self, parts: list[tuple[Path, int]], samples: int, dtype: str = "float16"):
         self.parts = [(Path(p), int(n)) for p, n in parts]
         self.samples = samples
         self.dtype = dtype
         self.offsets = np.cumsum([0] + [n for _, n in self.parts])
-        self._maps: list[np.memmap] | None = None
+        self._fds: list[int] | None = None
+        self._pid = 0
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_maps": None}  # each worker maps the files itself
+        return {**self.__dict__, "_fds": None}  # each worker opens the files itself
 
-    def _open(self) -> list[np.memmap]:
-        if self._maps is None:
-            self._maps = [np.memmap(p, dtype=self.dtype, mode="r", shape=(n, self.samples)) for p, n in self.parts]
-        return self._maps
+    def __del__(self):
+        if getattr(self, "_fds", None) and self._pid == os.getpid():
+            for fd in self._fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    def _open(self) -> list[int]:
+        if self._fds is None or self._pid != os.getpid():  # a forked worker opens its own descriptors
+            self._fds = [os.open(p, os.O_RDONLY) for p, _ in self.parts]
+            self._pid = os.getpid()
+        return self._fds
 
     def get(self, rows: np.ndarray) -> np.ndarray:
         """float32 (len(rows), S) for the given global row numbers."""
         rows = np.asarray(rows, dtype=np.int64)
         out = np.empty((len(rows), self.samples), dtype=np.float32)
+        if not len(rows):
+            return out
+        row_bytes = self.samples * np.dtype(self.dtype).itemsize
+        buf = out if self.dtype == "float32" else np.empty((len(rows), self.samples), dtype=self.dtype)
         part = np.searchsorted(self.offsets, rows, side="right") - 1
-        for k, mm in enumerate(self._open()):
-            sel = np.nonzero(part == k)[0]
-            if len(sel):
-                local = rows[sel] - self.offsets[k]
-                order = np.argsort(local)  # sorted reads are kinder to the page cache
-                out[sel[order]] = mm[local[order]]
+        fds = self._open()
+        for i in np.argsort(rows, kind="stable"):  # ascending offsets are kinder to the page cache
+            k = int(part[i])
+            if not 0 <= k < len(fds):
+                raise IndexError(f"row {rows[i]} outside the store's {len(self)} rows")
+            offset = int(rows[i] - self.offsets[k]) * row_bytes
+            if os.preadv(fds[k], [memoryview(buf[i]).cast("B")], offset) != row_bytes:
+                raise TfsepError(f"{self.parts[k][0]}: the cache file is shorter than its index says; delete it")
+        if buf is not out:
+            out[:] = buf
         return out
 
 
@@ -120,6 +142,42 @@ def _progress(total: int, desc: str, enabled: bool = True):
     return progress_bar(total, desc, "clip", enabled)
 
 
+class RowWriter:
+    """`arr[i] = row` / `arr[a:b] = rows` into a (rows, samples) file of `dtype`, by pwrite.
+
+    Not a writable memory map: its dirty pages count in the writer's RSS until written back,
+    so building a cache of G gigabytes would show up to G gigabytes resident.
+    """
+
+    def __init__(self, fd: int, rows: int, samples: int, dtype: str):
+        self.fd, self.rows, self.samples, self.dtype = fd, rows, samples, np.dtype(dtype)
+
+    def __setitem__(self, key, value) -> None:
+        start = (key.start or 0) if isinstance(key, slice) else int(key)
+        block = np.ascontiguousarray(value, dtype=self.dtype).reshape(-1, self.samples)
+        if start < 0 or start + len(block) > self.rows:
+            raise IndexError(f"rows {start}..{start + len(block)} outside {self.rows}")
+        data = memoryview(block).cast("B")
+        offset = start * self.samples * self.dtype.itemsize
+        while len(data):
+            written = os.pwrite(self.fd, data, offset)
+            data, offset = data[written:], offset + written
+
+
+def _remove_stale_temporaries(folder: Path, name: str) -> None:
+    """Temporaries of earlier builds whose process is gone (a build killed by SIGKILL, a power
+    cut): each is as large as the cache, so a few restarts would fill the disk."""
+    for tmp in folder.glob(f".{name}.*.tmp"):
+        try:
+            pid = int(tmp.name.split(".")[-2])
+            os.kill(pid, 0)  # still running (another rank's build): leave it
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        except (ValueError, PermissionError):
+            continue
+
+
 def build_store(
     name: str,
     folder: Path,
@@ -130,21 +188,27 @@ def build_store(
     progress: bool = True,
     dtype: str = "float16",
 ) -> Path:
-    """Write a (rows, samples) memmap of `dtype` at `folder/name` by calling fill(memmap, bar); atomic."""
+    """Write a (rows, samples) file of `dtype` at `folder/name` by calling fill(writer, bar),
+    where writer takes `writer[i] = row` and `writer[a:b] = rows`; atomic: a temporary file,
+    fsynced, then renamed. Temporaries that killed builds left behind are removed first."""
     itemsize = np.dtype(dtype).itemsize
     final = folder / name
     tmp = folder / f".{name}.{os.getpid()}.tmp"
     made = [p for p in (folder, *folder.parents) if not p.exists()]  # removed again if the build fails
+    fd = -1
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:  # reserve the space now: a full disk is an error here, not a SIGBUS later
-            size = max(rows, 1) * samples * itemsize
-            if hasattr(os, "posix_fallocate"):
-                os.posix_fallocate(f.fileno(), 0, size)
-            else:
-                f.truncate(size)
-        arr = np.memmap(tmp, dtype=dtype, mode="r+", shape=(max(rows, 1), samples))
+        _remove_stale_temporaries(folder, name)
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        # reserve the space now: a full disk is an error here, not halfway through the build
+        size = max(rows, 1) * samples * itemsize
+        if hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(fd, 0, size)
+        else:
+            os.ftruncate(fd, size)
     except OSError as exc:
+        if fd >= 0:
+            os.close(fd)
         if tmp.exists():
             tmp.unlink()
         _remove_empty(made)
@@ -155,11 +219,14 @@ def build_store(
         ) from None
     try:
         with _progress(rows, desc, progress) as bar:
-            fill(arr, bar)
-        arr.flush()
-        del arr
+            fill(RowWriter(fd, max(rows, 1), samples, dtype), bar)
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
         os.replace(tmp, final)
     finally:
+        if fd >= 0:
+            os.close(fd)
         if tmp.exists():
             tmp.unlink()
             _remove_empty(made)  # a clip that failed to decode leaves the data folder as it was

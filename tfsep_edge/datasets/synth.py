@@ -270,6 +270,69 @@ def _plan(clips_per_class: int, seed: int) -> list[tuple[str, str, str, str, str
     return plan
 
 
+# --- a set of TAU22's size and proportions (`synth --size tau22`) -------------------------------
+
+# TAU Urban Acoustic Scenes 2022 Mobile, development: clips per (fold-1 split, device), 1-s clips
+# (10x the 10-s segment counts of the 2020 set it cuts up; the README of a written set says which
+# figures are TAU22's). Split "": in meta.csv only, in neither fold-1 list.
+TAU22_CELLS: dict[tuple[str, str], int] = {
+    ("train", "a"): 102_150,
+    ("train", "b"): 7_490,
+    ("train", "c"): 7_480,
+    ("train", "s1"): 7_500,
+    ("train", "s2"): 7_500,
+    ("train", "s3"): 7_500,
+    ("evaluate", "a"): 3_300,
+    ("evaluate", "b"): 3_290,
+    ("evaluate", "c"): 3_290,
+    **{("evaluate", d): 3_300 for d in ("s1", "s2", "s3", "s4", "s5", "s6")},
+    ("", "a"): 38_500,  # TAU22's device-A total less both splits, less the 50 clips TAU22 lacks
+    ("", "b"): 20,
+    ("", "c"): 30,
+    **{("", d): 7_500 for d in ("s4", "s5", "s6")},
+}
+TAU22_CLIPS = 230_350
+assert sum(TAU22_CELLS.values()) == TAU22_CLIPS
+SIZES = ("small", "tau22")
+MIN_TAU22_CLIPS = 100  # every train and evaluate cell holds a clip from here up
+
+
+def tau22_counts(clips: int = TAU22_CLIPS) -> dict[tuple[str, str], int]:
+    """TAU22_CELLS scaled to `clips` in all (largest remainders), each fold-1 cell at least 1."""
+    if not MIN_TAU22_CLIPS <= clips <= TAU22_CLIPS:
+        raise TfsepError(
+            f"--clips {clips}: a TAU22-proportioned set holds {MIN_TAU22_CLIPS:,} to {TAU22_CLIPS:,} clips "
+            f"(--fraction {MIN_TAU22_CLIPS / TAU22_CLIPS:.5f} to 1)"
+        )
+    exact = {cell: n * clips / TAU22_CLIPS for cell, n in TAU22_CELLS.items()}
+    counts = {cell: int(x) for cell, x in exact.items()}
+    by_remainder = sorted(exact, key=lambda cell: exact[cell] - counts[cell], reverse=True)
+    for cell in by_remainder[: clips - sum(counts.values())]:
+        counts[cell] += 1
+    for cell in counts:
+        if cell[0] and counts[cell] == 0:  # take it from the largest cell: the total stays `clips`
+            counts[max(counts, key=counts.get)] -= 1
+            counts[cell] = 1
+    return counts
+
+
+def clips_of_fraction(fraction: float) -> int:
+    if not 0 < fraction <= 1:
+        raise TfsepError(f"--fraction {fraction}: must be in (0, 1]; 1 is TAU22's {TAU22_CLIPS:,} clips")
+    return max(MIN_TAU22_CLIPS, round(TAU22_CLIPS * fraction))
+
+
+def _tau22_plan(clips: int) -> list[tuple[str, str, str, str, str]]:
+    """(split, label, city, location, device) per clip: each cell's clips go round the ten scenes
+    (so every scene gets its share of every device), split "" for clips outside fold 1."""
+    plan = []
+    for c, ((split, device), n) in enumerate(tau22_counts(clips).items()):
+        for k in range(n):
+            label = LABELS[(k + c) % len(LABELS)]
+            plan.append((split, label, CITIES[(k // len(LABELS)) % len(CITIES)], str(k % 7), device))
+    return plan
+
+
 SUBSET_PERCENTS = (5, 10, 25, 50, 100)  # the DCASE 2024/2025 training subsets
 
 
@@ -290,7 +353,7 @@ README = """SYNTHETIC DATA - NOT TAU Urban Acoustic Scenes 2022 Mobile.
 
 Written by {made_by} (tfsep_edge/datasets/synth.py).
 It copies the TAU22 layout (meta.csv, evaluation_setup/fold1_*.csv, audio/*.wav; 44.1 kHz 1-s
-16-bit mono WAVs; devices a, b, c, s1..s6 with s4..s6 only in the evaluate split) so the demo
+{bits}-bit mono WAVs; devices a, b, c, s1..s6 with s4..s6 only in the evaluate split) so the demo
 and the tests run without the real data set. The sounds are synthetic textures (coloured noise,
 hums, babble, chirps, clicks); the devices are fixed filters. Accuracy measured on this folder
 says nothing about real acoustic scenes: label every figure made from it as synthetic.
@@ -300,26 +363,55 @@ split_setup/split5.csv ... split100.csv: training subsets in the DCASE 2024/2025
 `train --train-split`), that share of each scene's train clips, nested.
 """
 
+TAU22_README = """
+Size and proportions: TAU22's. TAU Urban Acoustic Scenes 2022 Mobile development holds 230,350
+1-s clips, 44.1 kHz 24-bit (the DCASE 2022/2023 Task 1 description; the TF-SepNet report: 230,350
+clips, device A 73%). Its fold-1 setup (10x the 10-s segment counts of TAU Urban Acoustic Scenes
+2020 Mobile, which TAU22 cuts into 1-s clips) lists 139,620 train clips (a 102,150, b 7,490,
+c 7,480, s1-s3 7,500 each) and 29,680 evaluate clips (a 3,300, b 3,290, c 3,290, s1-s6 3,300
+each); the other 61,050 clips are in meta.csv only (device a 38,500, b 20, c 30, s4-s6 7,500
+each: each device's total less both lists; TAU22 is 50 clips short of 10x the 2020 set, taken
+here from device a). Those are TAU22's figures; this set holds {clips:,} clips ({share} of them)
+in the same proportions: {n_train:,} train, {n_eval:,} evaluate, {n_other:,} in meta.csv only.
+Scenes, cities and locations are round-robin, not TAU22's.
+"""
+
 
 def synthesize(
     out: Path | str,
     clips_per_class: int = 20,
     seed: int = 0,
     overlap: float = DEFAULT_OVERLAP,
+    size: str = "small",
+    clips: int | None = None,
+    workers: int = 0,
+    progress: bool = True,
 ) -> Path:
     """Write the synthetic TAU22-layout folder `out` and return it.
 
-    `clips_per_class` counts all clips of a class; about 40% go to the evaluate split (every
-    device in turn), the rest to train (half device a, the rest b, c, s1..s3). `overlap` is the
-    largest weight of another class's texture mixed into a clip (0 makes the task easy).
+    size "small": `clips_per_class` counts all clips of a class; about 40% go to the evaluate
+    split (every device in turn), the rest to train (half device a, the rest b, c, s1..s3).
+    size "tau22": TAU22's clip count, devices, fold-1 split sizes and 24-bit format
+    (TAU22_CELLS), or `clips` in all in the same proportions. `overlap` is the largest weight of
+    another class's texture mixed into a clip (0 makes the task easy). `workers` > 0 writes the
+    clips in that many processes (the same files: clip i is drawn from default_rng([seed, i])).
     """
     from tfsep_edge.core.fileio import atomic_folder, check_output_folder
 
     out = check_output_folder(out)
-    if clips_per_class < 2:
+    if size not in SIZES:
+        raise TfsepError(f"--size {size!r}: one of {', '.join(SIZES)}")
+    if size == "small" and clips is not None:
+        raise TfsepError(f"--clips/--fraction: TAU22 proportions only; add --size tau22 (or drop --clips {clips})")
+    if size == "small" and clips_per_class < 2:
         raise TfsepError(f"--clips-per-class {clips_per_class}: need at least 2 (one train, one evaluate clip)")
+    if size == "tau22":
+        clips = TAU22_CLIPS if clips is None else clips
+        tau22_counts(clips)  # checks the count before any folder is made
     if not 0 <= overlap < 1:
         raise TfsepError(f"overlap {overlap}: must be in [0, 1)")
+    if workers < 0:
+        raise TfsepError(f"--workers {workers}: must be 0 (this process) or more")
     if out.exists() and any(out.iterdir()):
         readme = out / "README.txt"
         if not readme.is_file() or MARKER not in readme.read_text(errors="replace"):
@@ -327,24 +419,60 @@ def synthesize(
     # Written whole into a temporary folder and renamed onto OUT (replacing an earlier synthetic
     # set): a run that fails leaves OUT as it was, never half a data set.
     with atomic_folder(out) as tmp:
-        _write_set(tmp, clips_per_class, seed, overlap)
+        _write_set(tmp, clips_per_class, seed, overlap, clips, workers, progress)
     return out
 
 
-def _write_set(out: Path, clips_per_class: int, seed: int, overlap: float) -> None:
-    """The set's audio, split lists, subsets and README into the new, empty folder `out`."""
+def _write_clip(job: tuple, folder: Path, seed: int, overlap: float, subtype: str) -> None:
+    """One planned clip into `folder` (run in a worker process, or here)."""
     import soundfile as sf
+
+    i, name, label, device = job
+    sf.write(folder / name, synth_clip(label, device, np.random.default_rng([seed, i]), overlap), RATE, subtype=subtype)
+
+
+def _write_set(
+    out: Path,
+    clips_per_class: int,
+    seed: int,
+    overlap: float,
+    clips: int | None = None,
+    workers: int = 0,
+    progress: bool = True,
+) -> None:
+    """The set's audio, split lists, subsets and README into the new, empty folder `out`.
+
+    Only the plan (names and labels) is held; each clip is written as it is made, here or in a
+    worker, so memory does not grow with the set.
+    """
+    from functools import partial
+
+    from tfsep_edge.core.progress import progress_bar
 
     (out / "audio").mkdir()
     (out / "evaluation_setup").mkdir()
+    plan = _plan(clips_per_class, seed) if clips is None else _tau22_plan(clips)
+    subtype = "PCM_16" if clips is None else "PCM_24"  # TAU22 is 24-bit; the small sets stay as they were
     meta = ["filename\tscene_label\tidentifier\tsource_label\torigin"]
-    rows: dict[str, list[str]] = {"train": [], "evaluate": []}
-    for i, (split, label, city, location, device) in enumerate(_plan(clips_per_class, seed)):
-        rng = np.random.default_rng([seed, i])
+    rows: dict[str, list[str]] = {"train": [], "evaluate": [], "": []}
+    jobs = []
+    for i, (split, label, city, location, device) in enumerate(plan):
         name = f"audio/{label}-{city}-{location}-{i}-{device}.wav"
-        sf.write(out / name, synth_clip(label, device, rng, overlap), RATE, subtype="PCM_16")
+        jobs.append((i, name, label, device))
         meta.append(f"{name}\t{label}\t{city}-{location}\t{device}\t{MARKER}")
         rows[split].append(f"{name}\t{label}")
+    write = partial(_write_clip, folder=out, seed=seed, overlap=overlap, subtype=subtype)
+    with progress_bar(len(jobs), "writing clips", "clip", progress) as bar:
+        if workers > 0:
+            from multiprocessing import get_context
+
+            with get_context("spawn").Pool(workers) as pool:
+                for _ in pool.imap_unordered(write, jobs, chunksize=64):
+                    bar.update(1)
+        else:
+            for job in jobs:
+                write(job)
+                bar.update(1)
 
     header = "filename\tscene_label"
     (out / "meta.csv").write_text("\n".join(meta) + "\n")
@@ -356,20 +484,30 @@ def _write_set(out: Path, clips_per_class: int, seed: int, overlap: float) -> No
         subset = subset_rows(rows["train"], percent, seed)
         (out / "split_setup" / f"split{percent}.csv").write_text("\n".join([header, *subset]) + "\n")
     (out / "evaluation_setup" / "fold1_test.csv").write_text("\n".join(test) + "\n")
-    made_by = remake_command(clips_per_class, seed, overlap)
-    readme = README.format(made_by=made_by, n_train=len(rows["train"]), n_eval=len(rows["evaluate"]))
+    made_by = remake_command(clips_per_class, seed, overlap, clips)
+    n_train, n_eval = len(rows["train"]), len(rows["evaluate"])
+    readme = README.format(made_by=made_by, bits=subtype[-2:], n_train=n_train, n_eval=n_eval)
+    if clips is not None:
+        share = "all" if clips == TAU22_CLIPS else f"{clips / TAU22_CLIPS:.4g}"
+        readme += TAU22_README.format(clips=clips, share=share, n_train=n_train, n_eval=n_eval, n_other=len(rows[""]))
     (out / "README.txt").write_text(readme)
 
 
-def remake_command(clips_per_class: int, seed: int, overlap: float) -> str:
+def remake_command(clips_per_class: int, seed: int, overlap: float, clips: int | None = None) -> str:
     """How to write this set again: the command, or the Python call where no preset has this
     `overlap`. OUT stays a placeholder: the same seed gives the same files anywhere."""
     preset = next((name for name, value in PRESETS.items() if value == overlap), None)
+    if clips is None:
+        size = f"--clips-per-class {clips_per_class}"
+        call = f"clips_per_class={clips_per_class}"
+    else:
+        size = "--size tau22" + ("" if clips == TAU22_CLIPS else f" --clips {clips}")
+        call = f"size='tau22', clips={clips}"
     if preset == "easy":
-        return f"`tfsep-edge synth OUT --clips-per-class {clips_per_class} --seed {seed}`"
+        return f"`tfsep-edge synth OUT {size} --seed {seed}`"
     if preset is not None:
-        return f"`tfsep-edge synth OUT --clips-per-class {clips_per_class} --seed {seed} --preset {preset}`"
-    return f"`synthesize(OUT, clips_per_class={clips_per_class}, seed={seed}, overlap={overlap:g})`"
+        return f"`tfsep-edge synth OUT {size} --seed {seed} --preset {preset}`"
+    return f"`synthesize(OUT, {call}, seed={seed}, overlap={overlap:g})`"
 
 
 def preset_overlap(preset: str) -> float:
