@@ -190,7 +190,10 @@ def predict_stream(clf: OnnxClassifier, files: Iterable[Path], batch: int = 16) 
     """Classify files in batches of up to `batch` windows, yielding results in input order.
 
     Only the files of the current batch (and one long file's windows) are held in memory.
-    A file that cannot be read is yielded with its error and skipped.
+    A file that cannot be read is yielded with its error and skipped. Batches also start at
+    every `batch`-th file, so a file's batch depends only on the files since the last such
+    start: predict_parallel cuts its chunks there, and every window meets the same batch as in
+    one process (a runtime's float sums may depend on the batch a window runs in).
     """
     check_at_least_one("--batch", batch)
     pending: list[tuple[Path, np.ndarray]] = []
@@ -206,7 +209,10 @@ def predict_stream(clf: OnnxClassifier, files: Iterable[Path], batch: int = 16) 
             yield FileResult(path, logits[start : start + len(w)].mean(axis=0))
             start += len(w)
 
-    for path in files:
+    for i, path in enumerate(files):
+        if i % batch == 0 and pending:
+            yield from flush()
+            pending, pending_windows = [], 0
         try:
             windows = split_windows(load_audio(path, clf.frontend), clf.frontend)
         except TfsepError as exc:
@@ -258,8 +264,8 @@ def top_line(name: str, probs: np.ndarray, top: int) -> str:
 #
 # Each worker process (spawned, so nothing of the parent's state is shared) loads the model once
 # and runs predict_stream over consecutive chunks of the file list; the parent yields the chunks'
-# results in input order. Every window goes through the same per-clip front end and the model
-# (exports are checked batch-invariant), so labels and CSV rows equal one job's.
+# results in input order. Chunks start where predict_stream starts a batch anyway, so every
+# window runs in the same batch as with one job: labels and CSV rows equal one job's.
 _WORKER: dict = {}
 
 
@@ -275,9 +281,11 @@ def _predict_chunk(files: list[str]) -> list[tuple[str, np.ndarray | None, str |
     ]
 
 
-def chunk_size(n_files: int, jobs: int) -> int:
-    """Files per task: ~8 tasks per process (balance, and progress that moves), at most 32 files."""
-    return max(1, min(32, n_files // (8 * jobs)))
+def chunk_size(n_files: int, jobs: int, batch: int) -> int:
+    """Files per task: a multiple of `batch` (where predict_stream starts a batch anyway), ~8
+    tasks per process where the list allows (balance, and progress that moves), about 32 files."""
+    per_task = max(1, min(32, n_files // (8 * jobs)))
+    return batch * max(1, round(per_task / batch))
 
 
 def predict_parallel(
@@ -287,7 +295,7 @@ def predict_parallel(
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    size = chunk_size(len(files), jobs)
+    size = chunk_size(len(files), jobs, batch)
     chunks = [[str(f) for f in files[i : i + size]] for i in range(0, len(files), size)]
     pool = ProcessPoolExecutor(
         max_workers=min(jobs, len(chunks)),
