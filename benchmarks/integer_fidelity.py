@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO))
 from tfsep_edge.bench.machine import machine_info  # noqa: E402
 from tfsep_edge.bench.report import machine_line  # noqa: E402
 from tfsep_edge.core.fileio import write_text_atomic  # noqa: E402
+from tfsep_edge.model.checkpoint import load_model  # noqa: E402
 from tfsep_edge.quant.pipeline import QuantizeRequest, run_quantize  # noqa: E402
 
 OUT = REPO / "benchmarks" / "results"
@@ -53,10 +54,12 @@ def one(checkpoint: Path, data: Path, work: Path, mode: str, finetune_epochs: in
     )
     _, report = run_quantize(req, log=lambda _m: None)
     ev = report["evaluation"]
+    width = load_model(checkpoint).config.width
     return {
         "mode": mode,
-        "checkpoint": str(checkpoint),
-        "width": report["quantization"].get("width"),
+        "checkpoint": f"C={width} trained on the set ({checkpoint.name})",
+        "checkpoint_path": str(checkpoint),
+        "width": width,
         "clips": ev.get("clips", ev.get("windows")),
         "fp32_accuracy": ev["fp32_accuracy"],
         "int8_accuracy": ev["int8_accuracy"],
