@@ -23,9 +23,10 @@ $(STAMP): pyproject.toml constraints.txt
 demo: setup
 	$(PY) -m tfsep_edge.demo
 
-# The fast tier, after every change: lint, then every test not marked slow (README: what each tier checks).
+# The fast tier, after every change: lint, then every test not marked slow (README: what each tier
+# checks), a test file per worker on two cores.
 test: lint
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n 2 --dist loadfile
 
 # Everything, slow tests included: what CI runs.
 test-all: lint
