@@ -174,3 +174,17 @@ def test_correct_exports_of_the_same_model_pass(qdir, out):
     for source, int8, frontend in ((qdir, True, False), (qdir, True, True), (qdir.parent / "best.pt", False, True)):
         export.export(source, out, int8=int8, frontend=frontend, timing=False, echo=lambda s: None)
         out.unlink()
+
+
+def test_xnnpack_on_an_integer_model_is_held_to_its_reference_kernels_within_the_wider_bound():
+    step = 0.01
+    reference = np.zeros((4, 10), np.float32)
+    near = reference + 3 * step  # XNNPACK's own rounding, carried through the integer norm
+    near[:, 0] += 0.5  # the same winner in both
+    reference[:, 0] += 0.5
+    got = export_rule.check_xnnpack_integer(near, reference, step)
+    assert got["xnnpack_vs_reference_steps"] == pytest.approx(3) and got["xnnpack_top1_agreement"] == 1.0
+    wrong = reference.copy()
+    wrong[:, 1] += (export_rule.XNNPACK_INTEGER_STEPS + 1) * step
+    with pytest.raises(export_rule.ExportValidationError, match="XNNPACK"):
+        export_rule.check_xnnpack_integer(wrong, reference, step)

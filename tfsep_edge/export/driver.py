@@ -165,8 +165,9 @@ def short_timing(
 def validation_lines(s: dict, backend: Backend) -> list[str]:
     """The lines that say what the file was checked on and against, and what it gave."""
     v = s["validation"]
+    where = v.get("validated_in", backend.validated_in)  # an integer .tflite: LiteRT's reference kernels
     lines = [
-        f"validated on {v['inputs']} inputs ({v.get('input_sources', 'audio')}){backend.validated_in} against the "
+        f"validated on {v['inputs']} inputs ({v.get('input_sources', 'audio')}){where} against the "
         f"{v['reference']}: max |d logit| {v['max_abs_logit_diff']:.3g} ({v['threshold']}), top-1 agreement "
         f"{v['top1_agreement']:.1%}",
     ]

@@ -20,6 +20,7 @@ import numpy as np
 
 from tfsep_edge.core.config import META_IO
 from tfsep_edge.core.errors import TfsepError, first_line
+from tfsep_edge.export import rule
 from tfsep_edge.export.driver import FileFacts, export_model
 from tfsep_edge.export.metadata import budget_figures, description, model_metadata
 from tfsep_edge.export.reference import check_logits, reference_logits
@@ -99,10 +100,20 @@ def validate(path: Path, source: Source, int8: bool, waves: np.ndarray) -> dict:
         raise ExportValidationError(f"LiteRT cannot load or run the model: {exc}") from None
     out = clf.run(mels)
     single = np.concatenate([clf.run(mels[i : i + 1]) for i in range(len(mels))])
-    result = {"inputs": int(len(waves))} | check_logits(source, mels, float_logits, single, out, int8, False)
-    if int8 and source.artifact.options.integer:
-        result |= micro_check(path, mels)
-    return result
+    result = {"inputs": int(len(waves))}
+    if not (int8 and source.artifact.options.integer):
+        return result | check_logits(source, mels, float_logits, single, out, int8, False)
+    # The integer model: the rule on LiteRT's reference kernels (what the twin mirrors), XNNPACK
+    # within rule.XNNPACK_INTEGER_STEPS of them, TFLite Micro bit for bit equal to them.
+    from tfsep_edge.runtime.micro import reference_logits as litert_reference
+
+    reference = litert_reference(path.read_bytes(), mels)
+    result["validated_in"] = " in LiteRT's reference kernels"
+    result |= check_logits(source, mels, float_logits, reference, reference, int8, False)
+    step = result["output_step"]
+    result |= rule.check_xnnpack_integer(single, reference, step)
+    result |= rule.check_batch(single, out, rule.int8_tolerance(step))
+    return result | micro_check(path, mels)
 
 
 def file_facts(path: Path, data: bytes) -> FileFacts:
@@ -174,6 +185,11 @@ class TfliteBackend:
         if "float_tensors_inside" not in validation:
             return []
         lines = [f"float tensors between input and logits: {validation['float_tensors_inside']}"]
+        if "xnnpack_vs_reference_steps" in validation:
+            lines.append(
+                f"LiteRT with XNNPACK vs its reference kernels: {validation['xnnpack_vs_reference_steps']:.2f} output "
+                f"steps (<= {rule.XNNPACK_INTEGER_STEPS}), top-1 agreement {validation['xnnpack_top1_agreement']:.1%}"
+            )
         tflm = validation.get("tflm")
         if isinstance(tflm, dict):
             lines.append(

@@ -322,6 +322,18 @@ def reference_interpreter(model: Model):
     return interp
 
 
+def reference_logits(model: Model, x: np.ndarray) -> np.ndarray:
+    """Float log-mels through LiteRT's reference kernels (quantized onto an int8 input's grid as
+    the runtime does), float logits out (an int8 output dequantized)."""
+    interp = reference_interpreter(model)
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    x = np.asarray(x, np.float32)
+    if np.dtype(inp["dtype"]) != np.float32:
+        x = quantize(x, inp["quantization"], inp["dtype"])
+    raw = run_reference_raw(interp, x)
+    return raw if np.dtype(out["dtype"]) == np.float32 else dequantize(raw, out["quantization"])
+
+
 def run_reference_raw(interp, x: np.ndarray) -> np.ndarray:
     """A batch of raw inputs (the input tensor's type) through LiteRT's reference kernels, one
     sample at a time (as TFLM runs them); raw outputs stacked."""
