@@ -388,11 +388,6 @@ def export(
     if (onnx_out is None) == (tflite_out is None):
         given = "both --onnx and --tflite" if onnx_out is not None else "neither --onnx nor --tflite"
         raise TfsepError(f"{model}: {given} given; export writes one file: pass --onnx OUT.onnx or --tflite OUT.tflite")
-    if tflite_out is not None and (frontend or opset is not None):
-        flag = "--frontend" if frontend else "--opset"
-        raise TfsepError(
-            f"{tflite_out}: {flag} applies to ONNX only; a .tflite takes log-mels (the runtime computes them)"
-        )
     require_torch()
     import json
 
@@ -400,20 +395,13 @@ def export(
 
     out = onnx_out if onnx_out is not None else tflite_out
     echo = (lambda _text: None) if as_json else typer.echo
+    from tfsep_edge.export.driver import export_model
+    from tfsep_edge.export.onnx_export import ONNX
+    from tfsep_edge.export.tflite_export import TFLITE
+
+    backend = TFLITE if tflite_out is not None else ONNX  # its check_request refuses options of the other format
     try:
-        if tflite_out is not None:
-            from tfsep_edge.export.tflite_export import export_tflite
-
-            summary = export_tflite(model, tflite_out, int8=int8, echo=echo, io=io)
-        else:
-            from tfsep_edge.export.driver import IO_KINDS
-
-            if io != "float":
-                hint = "export a .tflite (--tflite)" if io in IO_KINDS else "choose float or int8"
-                raise TfsepError(f"{model}: --io {io}: int8 input and output are for TFLite files; {hint}")
-            from tfsep_edge.export.onnx_export import export as run_export
-
-            summary = run_export(model, onnx_out, int8=int8, frontend=frontend, opset=opset or 17, echo=echo)
+        summary = export_model(backend, model, out, int8=int8, frontend=frontend, opset=opset, echo=echo, io=io)
     except ExportValidationError as exc:
         typer.echo(f"error: validation failed, nothing written to {out}: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -211,9 +211,12 @@ def export(
     opset: int = DEFAULT_OPSET,
     timing: bool = True,
     echo=print,
+    io: str = "float",
 ) -> dict:
     """Build, validate and atomically write the ONNX file (driver.export_model); returns a summary dict.
 
     Raises TfsepError (user error: exit 2) or ExportValidationError (exit 1, nothing at OUT).
     """
-    return export_model(ONNX, model_path, out, int8=int8, frontend=frontend, opset=opset, timing=timing, echo=echo)
+    return export_model(
+        ONNX, model_path, out, int8=int8, frontend=frontend, opset=opset, timing=timing, echo=echo, io=io
+    )
