@@ -35,10 +35,11 @@ CFG = DEFAULT_FRONTEND
 IN_Q, OUT_Q = Quant.per_tensor(0.04, -20), Quant.per_tensor(0.03, 5)
 
 
-def tiny_int8(seed: int = 0, float_head: bool = False) -> bytes:
+def tiny_int8(seed: int = 0, float_head: bool = False, plan: bool = False) -> bytes:
     """An all-int8 classifier with TF-SepNet's input and output (1x1x128x44 int8 log-mel -> 10
     int8 logits): RESHAPE, CONV_2D 3x3/2, MAX_POOL_2D, MEAN, FULLY_CONNECTED, with metadata.
-    `float_head`: the last layer in float between DEQUANTIZE and QUANTIZE (a float island)."""
+    `float_head`: the last layer in float between DEQUANTIZE and QUANTIZE (a float island);
+    `plan`: with the arena plan every export carries (export/arena_plan.py)."""
     rng = np.random.default_rng(seed)
     g = FlatGraph()
     x = g.activation("logmel", (1, 1, CFG.n_mels, CFG.n_frames), "INT8", IN_Q)
@@ -84,6 +85,10 @@ def tiny_int8(seed: int = 0, float_head: bool = False) -> bytes:
         config.META_PRECISION: "int8",
         config.META_WIDTH: "tiny",
     }
+    if plan:
+        from tfsep_edge.export import arena_plan
+
+        meta[arena_plan.METADATA_KEY] = arena_plan.offline_plan(g, [x], [y])
     return g.pack([x], [y], meta, "tiny int8")
 
 

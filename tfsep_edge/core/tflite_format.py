@@ -59,6 +59,9 @@ def is_tflite_bytes(data: bytes) -> bool:
     return len(data) >= 8 and data[4:8] == FILE_IDENTIFIER
 
 
+BINARY_METADATA = ("OfflineMemoryAllocation",)  # TFLM's arena plan (export/arena_plan.py): int32s, not text
+
+
 def read_metadata(data: bytes) -> dict[str, str]:
     """The model's `metadata` entries (name -> UTF-8 text) of a TFLite flatbuffer."""
     s = schema()
@@ -69,6 +72,8 @@ def read_metadata(data: bytes) -> dict[str, str]:
         buf = model.Buffers(entry.Buffer())
         raw = buf.DataAsNumpy()
         name = entry.Name().decode("utf-8", "replace")
+        if name in BINARY_METADATA:
+            continue
         try:
             out[name] = bytes(raw).decode("utf-8") if not isinstance(raw, int) else ""
         except UnicodeDecodeError:  # a binary entry (e.g. min_runtime_version of other converters)

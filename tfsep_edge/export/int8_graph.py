@@ -119,16 +119,16 @@ class FloatNorm:
 class IntegerNorm:
     """AdaResNorm in int8 ops (quant/integer_norm.py has the op list and the algebra): the points
     of its input, of every intermediate (`points`, by integer_norm.NORM_POINTS name) and of its
-    output, and its per-channel int8 constants c, g, beta, each (int8 (C,), one symmetric
-    scale). `pool`: the 2x2 max-pool after it, on its int8 output."""
+    output, and its two 1x1 convs from the statistics to the channels (integer_norm.ChannelConv:
+    r -> S with weight c and bias g, mu -> O with weight g and bias beta). `pool`: the 2x2
+    max-pool after it, on its int8 output."""
 
     name: str
     inp: QParams
     points: dict[str, QParams]
     out: QParams
-    c: tuple[np.ndarray, float]
-    g: tuple[np.ndarray, float]
-    beta: tuple[np.ndarray, float]
+    scale_conv: object  # integer_norm.ChannelConv (numpy only)
+    offset_conv: object
     pool: MaxPool | None
 
 
@@ -288,7 +288,7 @@ def describe_integer_norm(norm, name: str, pool: MaxPool | None) -> IntegerNorm:
     """A twin IntegerNorm with its current constants and (runtime-agreeing) scales."""
     spec = norm.spec(norm.n)
     q = {k: QParams(*v) for k, v in spec.points.items()}
-    return IntegerNorm(name, QParams(*spec.inp), q, QParams(*spec.out), spec.c, spec.g, spec.beta, pool)
+    return IntegerNorm(name, QParams(*spec.inp), q, QParams(*spec.out), spec.scale_conv, spec.offset_conv, pool)
 
 
 def describe_block(block, groups: int, name: str, inp: QParams | None) -> Block:

@@ -185,7 +185,8 @@ def add_float_norm(g: GraphBuilder, x: QTensor | str, op: FloatNorm, freqs: int,
 
 def add_integer_norm(g: GraphBuilder, x: QTensor, op: IntegerNorm) -> QTensor:
     """AdaResNorm as quant/integer_norm's ops, each DQ -> float op -> Q at its point (the
-    statistics over C and T of NCHW x; the constants int8 (1, C, 1, 1) initializers), then the
+    statistics over C and T of NCHW x; the 1x1 convs from the statistics to the channels as a Mul
+    and an Add by their dequantized weight and bias), then the
     max-pool after it on the dequantized output, requantized to the same point (Q is monotonic)."""
     base = op.name
 
@@ -196,23 +197,24 @@ def add_integer_norm(g: GraphBuilder, x: QTensor, op: IntegerNorm) -> QTensor:
     def value(t: QTensor) -> str:
         return dequantize(g, t, t.name)
 
-    def constant(key: str, const: tuple[np.ndarray, float]) -> str:
-        q = g.const(f"{base}.{key}_int8", const[0].reshape(1, -1, 1, 1))
-        s = g.const(f"{base}.{key}_scale", np.array(const[1], np.float32))
-        z = g.const(f"{base}.{key}_zero_point", np.array(0, np.int8))
-        return g.op("DequantizeLinear", [q, s, z], f"{base}.{key}")
+    def channel_conv(stat: QTensor, conv, key: str) -> QTensor:
+        """integer_norm.ChannelConv on a (B, 1, F, 1) statistic: w * stat + bias, the weight and
+        the bias dequantized from their integers (the bias on its int32 grid), (1, C, 1, 1)."""
+        w = (conv.weight.astype(np.float64) * conv.w_scales.astype(np.float64)).astype(np.float32)
+        grid = conv.bias_int32().astype(np.float64) * (np.float32(conv.in_scale) * conv.w_scales).astype(np.float64)
+        wt = g.const(f"{base}.{key}_weight", w.reshape(1, -1, 1, 1))
+        bt = g.const(f"{base}.{key}_bias", grid.astype(np.float32).reshape(1, -1, 1, 1))
+        product = g.op("Mul", [value(stat), wt], f"{base}.{key}_w")
+        return point(g.op("Add", [product, bt], f"{base}.{key}_f"), key)
 
-    c, gamma_rho, beta = constant("c", op.c), constant("g", op.g), constant("beta", op.beta)
     xf = value(x)
     mu = point(g.reduce("ReduceMean", xf, [1, 3], f"{base}.mean_f"), "mean")
     diff = g.op("Sub", [xf, value(mu)], f"{base}.diff_f")
     sq = point(g.op("Mul", [diff, diff], f"{base}.sq_f"), "sq")
     var = point(g.reduce("ReduceMean", value(sq), [1, 3], f"{base}.var_f"), "var")
     r = point(g.op("Reciprocal", [g.op("Sqrt", [value(var)], f"{base}.sqrt_f")], f"{base}.rsqrt_f"), "rsqrt")
-    rc = point(g.op("Mul", [value(r), c], f"{base}.rc_f"), "rc")
-    scale = point(g.op("Add", [value(rc), gamma_rho], f"{base}.scale_f"), "scale")
-    mg = point(g.op("Mul", [value(mu), gamma_rho], f"{base}.mg_f"), "mg")
-    offset = point(g.op("Add", [value(mg), beta], f"{base}.offset_f"), "offset")
+    scale = channel_conv(r, op.scale_conv, "scale")
+    offset = channel_conv(mu, op.offset_conv, "offset")
     d = point(g.op("Sub", [xf, value(mu)], f"{base}.centered_f"), "centered")
     prod = point(g.op("Mul", [value(d), value(scale)], f"{base}.product_f"), "product")
     y = point(g.op("Add", [value(prod), value(offset)], f"{base}.out_f"), "out")

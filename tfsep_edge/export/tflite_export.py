@@ -20,7 +20,7 @@ import numpy as np
 
 from tfsep_edge.core.config import META_IO
 from tfsep_edge.core.errors import TfsepError, first_line
-from tfsep_edge.export import rule
+from tfsep_edge.export import arena_plan, rule
 from tfsep_edge.export.driver import FileFacts, export_model
 from tfsep_edge.export.metadata import budget_figures, description, model_metadata
 from tfsep_edge.export.reference import check_logits, reference_logits
@@ -49,7 +49,8 @@ def build(source: Source, int8: bool, io: str = "float") -> bytes:
     draft = graph.pack([x_in], [out], {}, desc)
     budget = budget_figures(source.float_model, stored_bytes(tflite_constants(draft)), source.frontend)
     meta = model_metadata("logmel", precision, width, source.frontend, budget) | extra
-    return graph.pack([x_in], [out], meta, desc)
+    plan = {arena_plan.METADATA_KEY: arena_plan.offline_plan(graph, [x_in], [out])}
+    return graph.pack([x_in], [out], meta | plan, desc)
 
 
 def io_metadata(x_in, out) -> str:

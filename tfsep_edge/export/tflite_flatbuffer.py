@@ -53,6 +53,8 @@ class FlatGraph:
     operators: list = field(default_factory=list)
     opcodes: dict = field(default_factory=dict)
     names: dict = field(default_factory=dict)
+    share_constants: bool = False  # one tensor for equal constants (same bytes, dtype, shape, quant)
+    _shared: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.s = schema()
@@ -85,11 +87,18 @@ class FlatGraph:
         return self._tensor(name, shape, dtype, 0, quant, batch=True)
 
     def const(self, name: str, array: np.ndarray, quant: Quant | None = None) -> Tensor:
+        """A constant tensor; with `share_constants`, the tensor of an equal constant made
+        before, if any: on a microcontroller every tensor costs interpreter memory."""
         array = np.ascontiguousarray(array)
+        key = (array.tobytes(), array.dtype.str, array.shape, quant)
+        if self.share_constants and key in self._shared:
+            return self._shared[key]
         buf = self.s.BufferT()
         buf.data = np.frombuffer(array.tobytes(), np.uint8)
         self.buffers.append(buf)
-        return self._tensor(name, array.shape, _DTYPES[array.dtype], len(self.buffers) - 1, quant, batch=False)
+        t = self._tensor(name, array.shape, _DTYPES[array.dtype], len(self.buffers) - 1, quant, batch=False)
+        self._shared[key] = t
+        return t
 
     def op(self, code: str, inputs: list, outputs: list[Tensor], options=None, version: int = 1) -> None:
         """One operator; `inputs` are Tensors (or None for an omitted optional input)."""
@@ -117,7 +126,9 @@ class FlatGraph:
             setattr(obj, k, v)
         return obj
 
-    def pack(self, inputs: list[Tensor], outputs: list[Tensor], metadata: dict[str, str], description: str) -> bytes:
+    def pack(
+        self, inputs: list[Tensor], outputs: list[Tensor], metadata: dict[str, str | bytes], description: str
+    ) -> bytes:
         import flatbuffers
 
         sub = self.s.SubGraphT()
@@ -133,7 +144,8 @@ class FlatGraph:
         model.metadata = []
         for key, value in metadata.items():
             buf = self.s.BufferT()
-            buf.data = np.frombuffer(value.encode("utf-8"), np.uint8)
+            raw = value if isinstance(value, bytes) else value.encode("utf-8")
+            buf.data = np.frombuffer(raw, np.uint8)
             model.buffers.append(buf)
             entry = self.s.MetadataT()
             entry.name, entry.buffer = key, len(model.buffers) - 1

@@ -90,10 +90,24 @@ def reshape(g: FlatGraph, x: Tensor, shape: tuple, name: str) -> Tensor:
     return out
 
 
+def concat(g: FlatGraph, parts: list[Tensor], axis: int, name: str, quant: Quant | None = None) -> Tensor:
+    shape = list(parts[0].shape)
+    shape[axis] = sum(p.shape[axis] for p in parts)
+    out = g.activation(name, tuple(shape), parts[0].dtype, quant if quant is not None else parts[0].quant)
+    g.op("CONCATENATION", parts, [out], g.options("ConcatenationOptions", axis=axis))
+    return out
+
+
 def concat_channels(g: FlatGraph, parts: list[Tensor], name: str, quant: Quant | None = None) -> Tensor:
-    shape = (*parts[0].shape[:-1], sum(p.shape[-1] for p in parts))
-    out = g.activation(name, shape, parts[0].dtype, quant if quant is not None else parts[0].quant)
-    g.op("CONCATENATION", parts, [out], g.options("ConcatenationOptions", axis=len(shape) - 1))
+    return concat(g, parts, len(parts[0].shape) - 1, name, quant)
+
+
+def slice_rows(g: FlatGraph, x: Tensor, start: int, rows: int, name: str) -> Tensor:
+    """Rows start..start+rows of NHWC x (axis 1), every batch, column and channel."""
+    out = g.activation(name, (x.shape[0], rows, *x.shape[2:]), x.dtype, x.quant)
+    begin = g.const(f"{name}.begin", np.array([0, start, 0, 0], np.int32))
+    size = g.const(f"{name}.size", np.array([-1, rows, -1, -1], np.int32))
+    g.op("SLICE", [x, begin, size], [out])
     return out
 
 

@@ -25,6 +25,8 @@ scale.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from tfsep_edge.core.config import DEFAULT_FRONTEND, FrontendConfig
@@ -133,19 +135,37 @@ def shuffle_halves(g: FlatGraph, x: Tensor, groups: int, name: str) -> list[Tens
     ]
 
 
-def qblock(g: FlatGraph, x: Tensor, blk: Block) -> Tensor:
-    """A block on a natural-order tensor; output in natural channel order. A transition conv is
-    written as two half-width convs whose rows are the shuffled halves (nothing to split);
-    otherwise the shuffle and split are shuffle_halves' two permutation convs."""
-    c, half, name = 2 * blk.half, blk.half, blk.name
-    if blk.transition is not None:
-        rows = tg.shuffle_sources(c, blk.groups)
-        halves = [
-            qconv(g, x, blk.transition, f"{name}.trans{i}", rows=rows[s])
-            for i, s in enumerate((slice(0, half), slice(half, c)))
-        ]
-    else:
-        halves = shuffle_halves(g, x, blk.groups, f"{name}.shuffle")
+def gather_halves(g: FlatGraph, x: Tensor, groups: int, name: str) -> list[Tensor]:
+    """The shuffle and split of an int8 tensor as two GATHERs along the channels: the same
+    integers as shuffle_halves with no weights and no requantization, which is what a
+    microcontroller's interpreter pays least for (XNNPACK does not run GATHER)."""
+    c = x.shape[-1]
+    rows = np.array(tg.shuffle_sources(c, groups), np.int32)
+    outs = []
+    for i, idx in enumerate((rows[: c // 2], rows[c // 2 :])):
+        out = g.activation(f"{name}.{i}", (*x.shape[:-1], c // 2), x.dtype, x.quant)
+        g.op("GATHER", [x, g.const(f"{name}.{i}.rows", idx)], [out], g.options("GatherOptions", axis=3))
+        outs.append(out)
+    return outs
+
+
+def block_halves(g: FlatGraph, x: Tensor, blk: Block, gather: bool = False) -> list[Tensor]:
+    """The block's shuffled halves of natural-order `x`: a transition conv written as two
+    half-width convs whose rows are the shuffled halves (nothing to split); otherwise
+    shuffle_halves' two permutation convs, or with `gather` gather_halves' two GATHERs."""
+    c, half = 2 * blk.half, blk.half
+    if blk.transition is None:
+        split = gather_halves if gather else shuffle_halves
+        return split(g, x, blk.groups, f"{blk.name}.shuffle")
+    rows = tg.shuffle_sources(c, blk.groups)
+    return [
+        qconv(g, x, blk.transition, f"{blk.name}.trans{i}", rows=rows[s])
+        for i, s in enumerate((slice(0, half), slice(half, c)))
+    ]
+
+
+def block_paths(g: FlatGraph, halves: list[Tensor], blk: Block) -> Tensor:
+    """The two paths on the shuffled halves, then the concat: output in natural channel order."""
     outs = []
     for xi, branch in zip(halves, blk.branches, strict=True):
         d = qconv(g, xi, branch.dw, branch.dw.name)
@@ -153,6 +173,38 @@ def qblock(g: FlatGraph, x: Tensor, blk: Block) -> Tensor:
         p = qconv(g, m, branch.pw, branch.pw.name)
         outs.append(qadd(g, xi, p, branch.add))
     return qconcat(g, outs, blk.concat)
+
+
+def qblock(g: FlatGraph, x: Tensor, blk: Block, gather: bool = False) -> Tensor:
+    """A block on a natural-order tensor; output in natural channel order."""
+    return block_paths(g, block_halves(g, x, blk, gather), blk)
+
+
+# The integer model's widest tensors are the stem's output and the first norm's (2C x F/2 x T/2,
+# two live at once). The norm's statistics are per frequency row and the stem and the transition
+# conv after it are local, so the .tflite runs stem, norm and transition conv on bands of rows
+# and joins the narrower transition outputs: the same integers, a smaller TFLM arena
+# (docs/micro.md has the measurements).
+FRONT_BANDS = 3
+
+
+def chunked_front(g: FlatGraph, x: Tensor, stem: Int8Conv, norm: IntegerNorm, blk: Block, bands: int) -> list[Tensor]:
+    """Stem, first norm and the first block's transition conv on `bands` bands of output rows:
+    PAD once, then per band a SLICE of the padded input rows it reads, the stem VALID, the norm,
+    the two half convs; each half's bands joined along frequency (one CONCATENATION each, on the
+    conv's own grid). Returns the block's shuffled halves, as block_halves would."""
+    kh, stride, (ph, pw) = stem.weight.shape[2], stem.stride, stem.padding
+    padded = tg.pad(g, x, [(0, 0), (ph, ph), (pw, pw), (0, 0)], f"{stem.name}.pad")
+    out_rows = (padded.shape[1] - kh) // stride + 1
+    valid = dataclasses.replace(stem, padding=(0, 0))
+    parts: list[list[Tensor]] = [[], []]
+    for i, rows in enumerate(np.array_split(np.arange(out_rows), bands)):
+        first, n = int(rows[0]), len(rows)
+        band = tg.slice_rows(g, padded, first * stride, (n - 1) * stride + kh, f"{stem.name}.band{i}")
+        y = integer_norm(g, qconv(g, band, valid, f"{stem.name}.{i}"), norm, suffix=f".{i}")
+        for part, half in zip(parts, block_halves(g, y, blk), strict=True):
+            part.append(half)
+    return [tg.concat(g, p, 1, f"{blk.name}.trans{k}.rows", quant=p[0].quant) for k, p in enumerate(parts)]
 
 
 def float_norm(g: FlatGraph, x: Tensor, op: FloatNorm) -> Tensor:
@@ -163,27 +215,26 @@ def float_norm(g: FlatGraph, x: Tensor, op: FloatNorm) -> Tensor:
     return quantize(g, y, _quant(op.out), f"{op.name}.out")
 
 
-def integer_norm(g: FlatGraph, x: Tensor, op: IntegerNorm) -> Tensor:
+def integer_norm(g: FlatGraph, x: Tensor, op: IntegerNorm, suffix: str = "") -> Tensor:
     """AdaResNorm as int8 ops in the order of quant/integer_norm.integer_norm (the twin's exact
-    arithmetic): statistics over (T, C) of NHWC x, per-channel int8 constants as (1, 1, 1, C)
-    tensors broadcast against the (B, F, 1, 1) statistics; then the max-pool after it, if any."""
-    name, p = op.name, {k: _quant(q) for k, q in op.points.items()}
-    channels = x.shape[-1]
+    arithmetic): statistics over (T, C) of NHWC x, each (B, F, 1, 1) statistic taken to the C
+    channels by a 1x1 CONV_2D; then the max-pool after it, if any.
+    `suffix` names the tensors of one band of rows (chunked_front)."""
+    name, p = op.name + suffix, {k: _quant(q) for k, q in op.points.items()}
 
-    def constant(key: str, value: tuple[np.ndarray, float]) -> Tensor:
-        return g.const(f"{name}.{key}", value[0].reshape(1, 1, 1, channels), Quant.per_tensor(value[1], 0))
+    def channel_conv(stat: Tensor, conv, key: str) -> Tensor:  # (B, F, 1, 1) -> (B, F, 1, C)
+        w = conv.weight.astype(np.float64).reshape(-1, 1, 1, 1)
+        wq = (conv.weight.reshape(-1, 1, 1, 1), conv.w_scales.astype(np.float64))
+        return tg.conv(g, stat, w, conv.bias, f"{name}.{key}", relu=False, wq=wq, out_quant=p[key])
 
-    c, gamma_rho, beta = constant("c", op.c), constant("g", op.g), constant("beta", op.beta)
     mu = tg.mean(g, x, [2, 3], f"{name}.mean", quant=p["mean"])
     sq = g.activation(f"{name}.sq", x.shape, "INT8", p["sq"])
     g.op("SQUARED_DIFFERENCE", [x, mu], [sq])
     var = tg.mean(g, sq, [2, 3], f"{name}.var", quant=p["var"])
     r = g.activation(f"{name}.rsqrt", var.shape, "INT8", p["rsqrt"])
     g.op("RSQRT", [var], [r])
-    rc = tg.binary(g, "MUL", r, c, f"{name}.rc", quant=p["rc"])
-    scale = tg.binary(g, "ADD", rc, gamma_rho, f"{name}.scale", quant=p["scale"])
-    mg = tg.binary(g, "MUL", mu, gamma_rho, f"{name}.mg", quant=p["mg"])
-    offset = tg.binary(g, "ADD", mg, beta, f"{name}.offset", quant=p["offset"])
+    scale = channel_conv(r, op.scale_conv, "scale")
+    offset = channel_conv(mu, op.offset_conv, "offset")
     d = tg.binary(g, "SUB", x, mu, f"{name}.centered", quant=p["centered"])
     prod = tg.binary(g, "MUL", d, scale, f"{name}.product", quant=p["product"])
     y = tg.binary(g, "ADD", prod, offset, f"{name}.out", quant=_quant(op.out))
@@ -207,8 +258,13 @@ def classifier(g: FlatGraph, x: Tensor, op: Classifier, int8_output: bool = Fals
 def add_qmodel(g: FlatGraph, x: Tensor, model: Int8Model, int8_output: bool = False) -> Tensor:
     """The Int8Model's ops on the NHWC log-mel -> (B, classes) logits (or the last tensor of a
     model described only up to a feature layer). An int8 `x` is already at the input's point."""
-    for op in model.ops:
-        if isinstance(op, QuantizeInput):
+    ops, integer = list(model.ops), is_integer(model)
+    while ops:
+        op = ops.pop(0)
+        if front_in_bands(ops, op):
+            norm, blk = ops.pop(0), ops.pop(0)
+            x = block_paths(g, chunked_front(g, x, op, norm, blk, FRONT_BANDS), blk)
+        elif isinstance(op, QuantizeInput):
             if x.dtype != "INT8":
                 x = quantize(g, x, _quant(op.out), "input.q")
         elif isinstance(op, IntegerNorm):
@@ -220,12 +276,25 @@ def add_qmodel(g: FlatGraph, x: Tensor, model: Int8Model, int8_output: bool = Fa
         elif isinstance(op, MaxPool):
             x = tg.max_pool(g, x, f"{op.name}.pool")
         elif isinstance(op, Block):
-            x = qblock(g, x, op)
+            x = qblock(g, x, op, gather=integer)
         elif isinstance(op, Classifier):
             x = classifier(g, x, op, int8_output)
         else:
             raise TypeError(f"no TFLite writer for {type(op).__name__}")
     return x
+
+
+def front_in_bands(rest: list, op) -> bool:
+    """`op` an int8 stem followed by an integer norm (no pool) and a transition block: what
+    chunked_front runs in bands of rows."""
+    return (
+        isinstance(op, Int8Conv)
+        and len(rest) >= 2
+        and isinstance(rest[0], IntegerNorm)
+        and rest[0].pool is None
+        and isinstance(rest[1], Block)
+        and rest[1].transition is not None
+    )
 
 
 def is_integer(model: Int8Model) -> bool:
@@ -245,7 +314,7 @@ def write_int8(
         raise ValueError("the .tflite takes the twin with int8 activations: fake_quant_model('int8')")
     if int8_io and not is_integer(model):
         raise ValueError("int8 input and output need an integer model (quantize --integer)")
-    g = FlatGraph()
+    g = FlatGraph(share_constants=True)
     if is_integer(model):  # int8 from the input on: QUANTIZE (unless int8 io) before the reshape
         q = _quant(model.ops[0].out)
         x_in = g.activation(

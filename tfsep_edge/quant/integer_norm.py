@@ -7,8 +7,11 @@ norm's gamma, rho and beta.
 
 AdaResNorm, NCHW x (B, C, F, T), statistics per (B, F) over C and T, n = C*T, k = n / (n - 1):
     mu = MEAN(x); sq = SQUARED_DIFFERENCE(x, mu); var = MEAN(sq); r = RSQRT(var)
-    S = ADD(MUL(r, c), g); O = ADD(MUL(mu, g), beta); d = SUB(x, mu); y = ADD(MUL(d, S), O)
-with per-channel int8 constants c = gamma (1 - rho) k^-1/2, g = gamma rho and beta. Exact:
+    S = CONV_1x1(r; c, g); O = CONV_1x1(mu; g, beta); d = SUB(x, mu); y = ADD(MUL(d, S), O)
+with c = gamma (1 - rho) k^-1/2, g = gamma rho per channel. S and O are 1x1 convs from the one
+statistic to C channels: the weight int8 per channel (each channel's own scale, so +-127 holds it
+exactly), the bias int32 on the accumulator's grid, one rounding at the output: one op each
+instead of a MUL and an ADD (on a microcontroller every op costs interpreter memory). Exact:
 y = g x + c r (x - mu) + beta, and 1/sqrt(k var + eps) = k^-1/2 / sqrt(var + eps/k); the integer
 RSQRT has no eps (it gives its largest output at var = 0). Written with d = x - mu so that no
 full-size product is offset by a large constant; at most two full-size tensors live at once
@@ -27,10 +30,11 @@ import torch
 from torch import nn
 
 from tfsep_edge.quant import integer_kernels as K
+from tfsep_edge.quant.bias_grid import int32_bias
 
 # The intermediate quantization points of an integer AdaResNorm, in the order they are computed;
 # the output is the island's own output point.
-NORM_POINTS = ("mean", "sq", "var", "rsqrt", "rc", "scale", "mg", "offset", "centered", "product")
+NORM_POINTS = ("mean", "sq", "var", "rsqrt", "scale", "offset", "centered", "product")
 NONNEGATIVE = ("sq", "var", "rsqrt")  # their zero point must be the range's bottom (RSQRT refuses v < 0)
 NUDGE_ULPS = 64  # how far (float32 steps) an output scale may move so both runtimes agree
 
@@ -51,10 +55,8 @@ def norm_values(x: torch.Tensor, rho, gamma, beta, eps: float) -> dict[str, torc
     v["sq"] = (x - v["mean"]) ** 2
     v["var"] = v["sq"].mean((1, 3), keepdim=True)
     v["rsqrt"] = torch.rsqrt(v["var"] + eps * (n - 1) / n)
-    v["rc"] = v["rsqrt"] * c
-    v["scale"] = v["rc"] + g
-    v["mg"] = v["mean"] * g
-    v["offset"] = v["mg"] + beta
+    v["scale"] = v["rsqrt"] * c + g
+    v["offset"] = v["mean"] * g + beta
     v["centered"] = x - v["mean"]
     v["product"] = v["centered"] * v["scale"]
     v["out"] = v["product"] + v["offset"]
@@ -116,11 +118,40 @@ def squared_difference_floor(a_scale: float, b_scale: float) -> float:
     return 1.01 * twice_max * twice_max / 2.0**14
 
 
-def symmetric_int8(values: np.ndarray) -> tuple[np.ndarray, float]:
-    """A constant as int8 at one symmetric scale max|v| / 127 (float32; zero point 0)."""
-    peak = float(np.abs(values).max(initial=0.0))
-    scale = float(np.float32(peak / 127.0)) if peak > 0 else 1.0
-    return np.clip(np.round(values / scale), -127, 127).astype(np.int8), scale
+@dataclass(frozen=True)
+class ChannelConv:
+    """A 1x1 conv from one statistic (one input channel) to C channels: int8 weight per channel
+    at its own symmetric scale, float bias stored as int32 on s_in * s_w (bias_grid.int32_bias,
+    as every int8 conv's)."""
+
+    weight: np.ndarray  # int8 (C,)
+    w_scales: np.ndarray  # float32 (C,)
+    bias: np.ndarray  # float64 (C,)
+    in_scale: float
+
+    def bias_int32(self) -> np.ndarray:
+        return int32_bias(self.bias, self.in_scale, self.w_scales)[0]
+
+
+def channel_conv(weight: np.ndarray, bias: np.ndarray, in_scale: float) -> ChannelConv:
+    """weight (C,) as int8 at per-channel scales |w| / 127 (a zero weight, or one whose bias
+    would overflow int32 on s_in * s_w, gets a larger scale)."""
+    floor = np.abs(bias) / (float(np.float32(in_scale)) * 2.0**30)
+    scales = np.maximum(np.abs(weight) / 127.0, np.maximum(floor, 1e-12)).astype(np.float32)
+    q = np.clip(np.round(weight / scales.astype(np.float64)), -127, 127).astype(np.int8)
+    return ChannelConv(q, scales, np.asarray(bias, np.float64), float(np.float32(in_scale)))
+
+
+def apply_channel_conv(q, in_point: tuple[float, int], conv: ChannelConv, out_point, channel_axis: int):
+    """The conv's int8 output for the int8 statistic `q` (size 1 along `channel_axis`), as
+    CONV_2D computes it: sum (q - zp) * w + bias, per-channel requantization."""
+    shape = [1] * np.ndim(q)
+    shape[channel_axis] = -1
+    acc = (K.as_int(q) - int(in_point[1])) * conv.weight.astype(np.int64).reshape(shape)
+    acc = acc + conv.bias_int32().astype(np.int64).reshape(shape)
+    moved = np.moveaxis(acc, channel_axis, -1)  # K.requantize takes channels last
+    out = K.requantize(moved, in_point[0], conv.w_scales, *out_point)
+    return np.moveaxis(out, -1, channel_axis)
 
 
 # --- exact integers with a straight-through gradient -----------------------------------------------
@@ -173,9 +204,8 @@ class NormSpec:
     inp: tuple[float, int]
     points: dict[str, tuple[float, int]]
     out: tuple[float, int]
-    c: tuple[np.ndarray, float]
-    g: tuple[np.ndarray, float]
-    beta: tuple[np.ndarray, float]
+    scale_conv: ChannelConv  # r -> S: weight c, bias g
+    offset_conv: ChannelConv  # mu -> O: weight g, bias beta
 
 
 class IntegerNorm(nn.Module):
@@ -195,17 +225,17 @@ class IntegerNorm(nn.Module):
 
     def spec(self, n: int) -> NormSpec:
         """The integer norm for n = C * T values per statistic, from the current gamma, rho, beta."""
-        c, g = norm_constants(self.rho.detach().double(), self.gamma.detach().double(), n)
-        consts = {k: symmetric_int8(v.numpy()) for k, v in (("c", c), ("g", g), ("beta", self.beta.detach().double()))}
+        c, g = (v.numpy() for v in norm_constants(self.rho.detach().double(), self.gamma.detach().double(), n))
         p = dict(self.calibrated)
         floor = squared_difference_floor(self.inp[0], p["mean"][0])
         p["sq"] = (max(p["sq"][0], floor), p["sq"][1])
         p["rsqrt"] = (agreeing_rsqrt_scale(p["var"][0], *p["rsqrt"]), p["rsqrt"][1])
-        p["rc"] = (agreeing_mul_scale(p["rsqrt"][0], consts["c"][1], *p["rc"]), p["rc"][1])
-        p["mg"] = (agreeing_mul_scale(p["mean"][0], consts["g"][1], *p["mg"]), p["mg"][1])
         p["product"] = (agreeing_mul_scale(p["centered"][0], p["scale"][0], *p["product"]), p["product"][1])
         p = {k: (float(np.float32(s)), z) for k, (s, z) in p.items()}
-        return NormSpec(self.inp, p, self.out_point, consts["c"], consts["g"], consts["beta"])
+        beta = self.beta.detach().double().numpy()
+        return NormSpec(
+            self.inp, p, self.out_point, channel_conv(c, g, p["rsqrt"][0]), channel_conv(g, beta, p["mean"][0])
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         spec = self.spec(x.shape[1] * x.shape[3])
@@ -219,19 +249,13 @@ def integer_norm(xq: np.ndarray, spec: NormSpec, channel_axis: int, stat_axes: t
     (op order and operand order of the TFLite graph). Layout-free: the constants go along
     `channel_axis`, the statistics over `stat_axes` (NCHW: 1 and (1, 3); NHWC: 3 and (2, 3))."""
     p = spec.points
-    shape = [1] * xq.ndim
-    shape[channel_axis] = -1
-    c, g, beta = (spec.c[0].reshape(shape), spec.g[0].reshape(shape), spec.beta[0].reshape(shape))
-    sc, sg, sb = spec.c[1], spec.g[1], spec.beta[1]
     x = (xq, *spec.inp)
     mu = (K.mean(xq, *spec.inp, *p["mean"], axes=stat_axes), *p["mean"])
     sq = (K.squared_difference(*x, *mu, *p["sq"]), *p["sq"])
     var = (K.mean(*sq, *p["var"], axes=stat_axes), *p["var"])
-    r = (K.rsqrt(*var, *p["rsqrt"]), *p["rsqrt"])
-    rc = (K.mul(*r, c, sc, 0, *p["rc"]), *p["rc"])
-    s = (K.add(*rc, g, sg, 0, *p["scale"]), *p["scale"])
-    mg = (K.mul(*mu, g, sg, 0, *p["mg"]), *p["mg"])
-    offset = (K.add(*mg, beta, sb, 0, *p["offset"]), *p["offset"])
+    r = K.rsqrt(*var, *p["rsqrt"])
+    s = (apply_channel_conv(r, p["rsqrt"], spec.scale_conv, p["scale"], channel_axis), *p["scale"])
+    offset = (apply_channel_conv(mu[0], p["mean"], spec.offset_conv, p["offset"], channel_axis), *p["offset"])
     d = (K.sub(*x, *mu, *p["centered"]), *p["centered"])
     prod = (K.mul(*d, *s, *p["product"]), *p["product"])
     return K.add(*prod, *offset, *spec.out)
