@@ -206,7 +206,7 @@ def kaldi_mel_banks(n_mels: int, n_fft: int, sample_rate: float, fmin: float, fm
 
 
 def authors_recipe(waves: np.ndarray, cfg: FrontendConfig, periodic: bool = False) -> np.ndarray:
-    """CpMel.forward (easy_dcase_task1 util/spec_extractor.py), step by step in float64:
+    """CpMel.forward (easy_dcase_task1, module util.spec_extractor), step by step in float64:
     (B, samples) -> (B, n_mels, frames)."""
     x = np.asarray(waves, np.float64).reshape(-1, waves.shape[-1])
     # conv1d with the kernel [-0.97, 1] (a cross-correlation): one sample fewer.

@@ -106,7 +106,7 @@ DEFAULT_FRONTEND = FrontendConfig()
 
 # The named front ends, in one place. "cpjku": the TF-SepNet report's (CP-JKU DCASE22), 1 s ->
 # 128 x 44. "cpmel": CpMel of the authors' later toolkit (yqcai888/easy_dcase_task1,
-# util/spec_extractor.py, n_mels 512 as its TF-SepNet-64 configs set it), 1 s -> 512 x 64.
+# its util.spec_extractor module; n_mels 512 as its TF-SepNet-64 configs set it), 1 s -> 512 x 64.
 FRONTENDS: dict[str, FrontendConfig] = {
     "cpjku": DEFAULT_FRONTEND,
     "cpmel": FrontendConfig(n_fft=4096, win_length=3072, hop_length=500, n_mels=512),

@@ -312,10 +312,11 @@ class StreamLogMel:
     exactly the same frame: it is taken from here instead of recomputed (log_mel_frames computes the
     others, with the operations log_mel uses, so every window equals log_mel of its samples).
     Frames line up when the hop between windows is a multiple of the frame hop (744 samples,
-    23.25 ms at 32 kHz); at other hops, listen's default 0.5 s included (16000 = 21.5 frame hops),
-    no frame of a window sits where a frame of an earlier one did, and all are computed.
+    23.25 ms at 32 kHz, in the default front end); at other hops, listen's default 0.5 s included
+    (16000 = 21.5 frame hops), no frame of a window sits where a frame of an earlier one did, and
+    all are computed. (With cpmel's hop of 500, 0.5 s is 32 frame hops: frames are reused.)
 
-    Memory: the interior frames of the last two windows (2 x 40 x 128 float32).
+    Memory: the interior frames of the last two windows (2 x 40 x 128 float32 by default).
     """
 
     def __init__(self, cfg: FrontendConfig = DEFAULT_FRONTEND, keep_windows: int = 2):
