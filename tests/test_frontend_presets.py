@@ -263,3 +263,15 @@ def test_preset_equals_the_authors_recipe(name, real_windows):
     np.testing.assert_allclose(log_mel(real_windows, cfg), expected, atol=TOL, rtol=0)
     got = log_mel_torch(torch.from_numpy(real_windows), cfg).squeeze(1).numpy()
     np.testing.assert_allclose(got, expected, atol=TOL, rtol=0)
+
+
+def test_alternating_presets_keep_their_buffers(real_windows):
+    # A process feeding two models of different front ends must not reallocate on every switch.
+    first = {name: log_mel(real_windows[0], cfg) for name, cfg in FRONTENDS.items()}
+    backend = frontend.fft_backend()
+    kept = {name: frontend._workspace(cfg.clip_samples, cfg, backend) for name, cfg in FRONTENDS.items()}
+    for _ in range(2):
+        for name, cfg in FRONTENDS.items():
+            np.testing.assert_array_equal(log_mel(real_windows[0], cfg), first[name])
+            assert frontend._workspace(cfg.clip_samples, cfg, backend) is kept[name]
+    assert kept["cpjku"].frames.shape == (44, 2048) and kept["cpmel"].frames.shape == (64, 4096)

@@ -227,12 +227,19 @@ class _Workspace:
 
 
 _WORKSPACE = threading.local()
+_KEPT_WORKSPACES = 4  # per thread: a process alternating between front ends (bench of two presets) keeps each
 
 
 def _workspace(n_samples: int, cfg: FrontendConfig, backend: str) -> _Workspace:
+    key = (n_samples, cfg, backend)
     ws = getattr(_WORKSPACE, "ws", None)
-    if ws is None or ws.key != (n_samples, cfg, backend):
-        ws = _WORKSPACE.ws = _Workspace(n_samples, cfg, backend)
+    if ws is None or ws.key != key:  # the last one used answers the common case without hashing cfg
+        kept = _WORKSPACE.__dict__.setdefault("kept", {})
+        ws = kept.pop(key, None) or _Workspace(n_samples, cfg, backend)
+        kept[key] = ws  # most recently used last
+        while len(kept) > _KEPT_WORKSPACES:
+            del kept[next(iter(kept))]
+        _WORKSPACE.ws = ws
     return ws
 
 
