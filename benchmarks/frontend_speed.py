@@ -13,6 +13,11 @@
 3. `tfsep-edge predict --jobs 1` and `--jobs 2` over a folder of generated 10-s WAVs: clips/s,
    and whether the CSVs are byte-identical.
 
+With --presets, only `log_mel` of each named front end (core.config.FRONTENDS) per FFT backend,
+round-robin in one process, and with --before REV the default front end as of that revision
+(its frontend.py with its own config.py): no model needed. Writes
+benchmarks/results/frontend_presets.json and .md.
+
 Without --model it makes an untrained C=12 checkpoint (randomised statistics: latency does not
 depend on the weights) and exports it with `tfsep-edge export --tflite` (needs torch and the
 [tflite] extra). Writes benchmarks/results/frontend_speed.json and .md with the machine record
@@ -75,17 +80,28 @@ def make_model(folder: Path) -> Path:
     return out
 
 
-def load_before(rev: str):
-    """log_mel as of git revision `rev` (its frontend.py alone, imported under another name)."""
-    text = subprocess.run(
-        ["git", "show", f"{rev}:tfsep_edge/signal/frontend.py"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout
-    path = Path(tempfile.mkdtemp()) / ("frontend_before" + ".py")  # a temporary copy
-    path.write_text(text)
-    spec = importlib.util.spec_from_file_location("frontend_before", path)
+def _module_at(rev: str, repo_path: str, name: str):
+    """A module as of git revision `rev`, imported from a temporary copy under another name."""
+    text = subprocess.run(["git", "show", f"{rev}:{repo_path}"], cwd=REPO, capture_output=True, text=True, check=True)
+    path = Path(tempfile.mkdtemp()) / (name + ".py")  # a temporary copy
+    path.write_text(text.stdout)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is made
     spec.loader.exec_module(module)
-    return module.log_mel
+    return module
+
+
+def load_before(rev: str):
+    """The front end module as of git revision `rev`, bound to that revision's config.py (so its
+    FrontendConfig, the cache key of every lookup, is the one it ran with)."""
+    key = "tfsep_edge.core.config"
+    current = sys.modules[key]
+    sys.modules[key] = _module_at(rev, "tfsep_edge/core/config.py", "config_before")
+    try:
+        return _module_at(rev, "tfsep_edge/signal/frontend.py", "frontend_before")
+    finally:
+        sys.modules[key] = current
 
 
 def round_robin(calls: dict, rounds: int, block: int = 20) -> dict:
@@ -136,7 +152,7 @@ def micro(model: Path, rounds: int, before_rev: str | None) -> dict:
             calls[f"listen window, hop {label} ({b} FFT)"] = (use(b), window)
     calls["log_mel_reference (float64, dense)"] = (nothing, lambda: frontend.log_mel_reference(wave))
     if before_rev:
-        before = load_before(before_rev)
+        before = load_before(before_rev).log_mel
         calls[f"front end as of {before_rev}"] = (nothing, lambda: before(wave))
     stats = round_robin(calls, rounds)
     frontend.set_fft_backend(None)
@@ -146,6 +162,62 @@ def micro(model: Path, rounds: int, before_rev: str | None) -> dict:
         for k, v in stats.items()
     ]
     return {"backends": backends, "rounds": rounds, "block": 20, "rows": rows}
+
+
+def presets(rounds: int, before_rev: str | None) -> dict:
+    """log_mel of a 1-s clip per preset and FFT backend (and the default as of before_rev), round-robin."""
+    from tfsep_edge.core.config import FRONTENDS
+
+    wave = (0.1 * np.random.default_rng(0).standard_normal((1, CFG.clip_samples))).astype(np.float32)
+    backends = ["numpy"] + (["scipy"] if package_version("scipy") else [])
+    before = load_before(before_rev) if before_rev else None
+    if before:  # the same arithmetic, so the same bits: otherwise the comparison means nothing
+        np.testing.assert_array_equal(before.log_mel(wave), frontend.log_mel(wave))
+    calls: dict = {}
+    for b in backends:
+        for name, cfg in FRONTENDS.items():
+            shape = f"{cfg.n_mels} x {cfg.n_frames}"
+            calls[f"{name}, {shape} ({b} FFT)"] = (
+                lambda b=b: frontend.set_fft_backend(b),
+                lambda cfg=cfg: frontend.log_mel(wave, cfg),
+            )
+        if before:
+            calls[f"cpjku as of {before_rev} ({b} FFT)"] = (
+                lambda b=b: before.set_fft_backend(b),
+                lambda: before.log_mel(wave),
+            )
+    stats = round_robin(calls, rounds)
+    frontend.set_fft_backend(None)
+    rows = [{"what": k, "p50_ms": v["p50"], "min_ms": v["min"], "p90_ms": v["p90"]} for k, v in stats.items()]
+    ratios = {}
+    if before:
+        for b in backends:
+            now = stats[f"cpjku, {CFG.n_mels} x {CFG.n_frames} ({b} FFT)"]
+            then = stats[f"cpjku as of {before_rev} ({b} FFT)"]
+            ratios[b] = {"p50": now["p50"] / then["p50"], "min": now["min"] / then["min"]}
+    return {"backends": backends, "rounds": rounds, "block": 20, "before": before_rev, "rows": rows, "ratios": ratios}
+
+
+def presets_markdown(result: dict) -> str:
+    p = result["presets"]
+    lines = [
+        "# Front end speed per preset (generated by benchmarks/frontend_speed.py --presets; do not edit)",
+        "",
+        f"Machine: {machine_line(result['machine'])}; scipy {result['scipy'] or 'not installed'}.",
+        f"Load average (1, 5, 15 min) at start {result['load_start']}, at end {result['load_end']}: "
+        "a shared 2-vCPU VM; trust the ratios within one run, not the absolute times.",
+        "",
+        f"`log_mel` of one 1-s clip, batch 1, one thread, round-robin in one process ({p['rounds']} rounds of "
+        f"{p['block']} calls each).",
+        "",
+        "| what | p50 ms | min ms | p90 ms |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {r['what']} | {r['p50_ms']:.3f} | {r['min_ms']:.3f} | {r['p90_ms']:.3f} |" for r in p["rows"]]
+    if p["ratios"]:
+        lines += ["", f"Default front end (cpjku) now / as of {p['before']}, same run (outputs bit-equal):", ""]
+        lines += [f"- {b} FFT: p50 {r['p50']:.3f}x, min {r['min']:.3f}x" for b, r in p["ratios"].items()]
+    return "\n".join(lines) + "\n"
 
 
 def bench_runs(model: Path, repeats: int, seconds: float) -> list[dict]:
@@ -287,8 +359,22 @@ def main() -> None:
     ap.add_argument("--bench-seconds", type=float, default=4.0)
     ap.add_argument("--files", type=int, default=300)
     ap.add_argument("--predict-repeats", type=int, default=2)
+    ap.add_argument("--presets", action="store_true", help="only log_mel per named front end (and --before)")
     args = ap.parse_args()
     load_start = [round(x, 2) for x in os.getloadavg()]
+    if args.presets:
+        result = {
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "machine": machine_info(1),
+            "scipy": package_version("scipy"),
+            "load_start": load_start,
+            "presets": presets(args.rounds, args.before),
+            "load_end": [round(x, 2) for x in os.getloadavg()],
+        }
+        write_text_atomic(OUT / "frontend_presets.json", json.dumps(result, indent=1) + "\n")
+        write_text_atomic(OUT / "frontend_presets.md", presets_markdown(result))
+        print(presets_markdown(result))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or make_model(Path(tmp))
         result = {

@@ -1,11 +1,13 @@
-"""The log-mel front end, defined once.
+"""The log-mel front end, defined once; a FrontendConfig gives its numbers.
 
-CP-JKU's DCASE22 set-up, as the TF-SepNet report uses it: pre-emphasis (x[n+1] - 0.97 x[n]),
-centred STFT (reflect padding) with a symmetric 2048-sample Hann window, hop 744, power
-spectrum, 128 Kaldi-style mel bands (triangles on the 1127 ln(1 + f/700) scale, 0-16 kHz,
-Nyquist bin zero), log(x + 1e-5), then (x + 4.5) / 5.
+The default (preset "cpjku"), CP-JKU's DCASE22 set-up as the TF-SepNet report uses it:
+pre-emphasis (x[n+1] - 0.97 x[n]), centred STFT (reflect padding) with a symmetric 2048-sample
+Hann window, hop 744, power spectrum, 128 Kaldi-style mel bands (triangles on the
+1127 ln(1 + f/700) scale, 0-16 kHz, Nyquist bin zero), log(x + 1e-5), then (x + 4.5) / 5.
+Preset "cpmel" (the authors' later CpMel) is the same recipe with n_fft 4096, a 3072-sample
+window centred in it, hop 500 and 512 bands. Presets: tfsep_edge.core.config.FRONTENDS.
 
-`mel_filterbank` and `hann_window` are the single source of the constants; `log_mel` (numpy,
+`mel_filterbank` and `analysis_window` are the single source of the constants; `log_mel` (numpy,
 for the torch-free runtime) and `log_mel_torch` (training, calibration, ONNX export) both use
 them and are tested equal. `log_mel_reference` is the straightforward float64 version, kept as
 the yardstick for correctness tests and the front-end benchmark.
@@ -29,7 +31,13 @@ def _kaldi_mel(freq: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=8)
 def mel_filterbank(cfg: FrontendConfig = DEFAULT_FRONTEND) -> np.ndarray:
     """(n_mels, n_fft // 2 + 1) float32 Kaldi mel filterbank (as torchaudio's get_mel_banks,
-    padded with a zero column for the Nyquist bin)."""
+    padded with a zero column for the Nyquist bin).
+
+    Computed in float64 and rounded once; torchaudio computes the bins' mel values in float32,
+    which moves a weight by at most a few 1e-5 (tests/test_frontend_presets.py).
+    """
+    if cfg.mel_banks != "kaldi":  # FrontendConfig admits only MEL_BANKS; a new kind needs its code here
+        raise ValueError(f"mel_banks={cfg.mel_banks!r}: no filterbank code for it")
     n_bins = cfg.n_fft // 2
     mel_lo, mel_hi = _kaldi_mel(np.float64(cfg.fmin)), _kaldi_mel(np.float64(cfg.fmax))
     delta = (mel_hi - mel_lo) / (cfg.n_mels + 1)
@@ -46,11 +54,16 @@ def mel_filterbank(cfg: FrontendConfig = DEFAULT_FRONTEND) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def hann_window(length: int) -> np.ndarray:
-    """Symmetric Hann window (torch.hann_window(periodic=False))."""
-    w = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(length) / (length - 1))).astype(np.float32)
+def hann_window(length: int, periodic: bool = False) -> np.ndarray:
+    """float32 Hann window as torch.hann_window(length, periodic=periodic): symmetric by default."""
+    w = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(length) / (length if periodic else length - 1))).astype(np.float32)
     w.setflags(write=False)
     return w
+
+
+def analysis_window(cfg: FrontendConfig = DEFAULT_FRONTEND) -> np.ndarray:
+    """The STFT window of `cfg` (win_length points; torch.stft centres it in n_fft)."""
+    return hann_window(cfg.win_length, cfg.window_periodic)
 
 
 @lru_cache(maxsize=8)
@@ -64,9 +77,8 @@ def _mel_blocks(cfg: FrontendConfig, rows_per_block: int = 16) -> tuple:
     for r0 in range(0, fb.shape[0], rows_per_block):
         r1 = min(r0 + rows_per_block, fb.shape[0])
         nz = np.nonzero(fb[r0:r1].any(axis=0))[0]
-        if nz.size == 0:
-            continue
-        b0, b1 = int(nz[0]), int(nz[-1]) + 1
+        # An all-zero block keeps an empty bin range: its product writes the zeros those bands hold.
+        b0, b1 = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, 0)
         blocks.append((r0, r1, b0, b1, np.ascontiguousarray(fb[r0:r1, b0:b1].T)))
     return tuple(blocks)
 
@@ -97,7 +109,7 @@ def _frame_view(buf: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
 @lru_cache(maxsize=8)
 def _padded_window(cfg: FrontendConfig) -> np.ndarray:
     """The float32 window, centred in n_fft points as torch.stft centres a shorter one."""
-    window = hann_window(cfg.win_length)
+    window = analysis_window(cfg)
     if cfg.win_length != cfg.n_fft:
         offset = (cfg.n_fft - cfg.win_length) // 2
         window = np.pad(window, (offset, cfg.n_fft - cfg.win_length - offset))
@@ -209,15 +221,25 @@ class _Workspace:
         self.spectrum = np.empty((n_frames, bins), np.complex64)
         self.power = np.empty((n_frames, bins), np.float32)
         self.mel = np.empty((n_frames, cfg.n_mels), np.float32)
+        # The config's constants, looked up once here rather than through the caches per clip.
+        self.window = _padded_window(cfg)
+        self.blocks = _mel_blocks(cfg)
 
 
 _WORKSPACE = threading.local()
+_KEPT_WORKSPACES = 4  # per thread: a process alternating between front ends (bench of two presets) keeps each
 
 
 def _workspace(n_samples: int, cfg: FrontendConfig, backend: str) -> _Workspace:
+    key = (n_samples, cfg, backend)
     ws = getattr(_WORKSPACE, "ws", None)
-    if ws is None or ws.key != (n_samples, cfg, backend):
-        ws = _WORKSPACE.ws = _Workspace(n_samples, cfg, backend)
+    if ws is None or ws.key != key:  # the last one used answers the common case without hashing cfg
+        kept = _WORKSPACE.__dict__.setdefault("kept", {})
+        ws = kept.pop(key, None) or _Workspace(n_samples, cfg, backend)
+        kept[key] = ws  # most recently used last
+        while len(kept) > _KEPT_WORKSPACES:
+            del kept[next(iter(kept))]
+        _WORKSPACE.ws = ws
     return ws
 
 
@@ -236,7 +258,7 @@ def _log_mel_rows(frames: np.ndarray, cfg: FrontendConfig, ws: _Workspace, backe
         ws.power[1] = power[0]
         power = ws.power[:2]
     mel = ws.mel[: len(power)]
-    for r0, r1, b0, b1, weights in _mel_blocks(cfg):
+    for r0, r1, b0, b1, weights in ws.blocks:
         np.matmul(power[:, b0:b1], weights, out=mel[:, r0:r1])
     # (log(mel + offset) + shift) / scale, in place
     mel += np.float32(cfg.log_offset)
@@ -261,7 +283,7 @@ def log_mel(wave: np.ndarray, cfg: FrontendConfig = DEFAULT_FRONTEND) -> np.ndar
     n_frames = ws.frames.shape[0]
     clips = wave.reshape(-1, n_samples)
     out = np.empty((len(clips), cfg.n_mels, n_frames), np.float32)
-    window = _padded_window(cfg)
+    window = ws.window
     for i, clip in enumerate(clips):
         _preemphasize_padded(clip, cfg, ws.buf)
         np.multiply(_frame_view(ws.buf, cfg), window, out=ws.frames)
@@ -282,7 +304,7 @@ def log_mel_frames(wave: np.ndarray, frames: np.ndarray, cfg: FrontendConfig = D
     if len(frames):
         _preemphasize_padded(wave, cfg, ws.buf)
         rows = ws.frames[: len(frames)]
-        np.multiply(_frame_view(ws.buf, cfg)[frames], _padded_window(cfg), out=rows)
+        np.multiply(_frame_view(ws.buf, cfg)[frames], ws.window, out=rows)
         _log_mel_rows(rows, cfg, ws, backend, out)
     return out
 
@@ -297,10 +319,11 @@ class StreamLogMel:
     exactly the same frame: it is taken from here instead of recomputed (log_mel_frames computes the
     others, with the operations log_mel uses, so every window equals log_mel of its samples).
     Frames line up when the hop between windows is a multiple of the frame hop (744 samples,
-    23.25 ms at 32 kHz); at other hops, listen's default 0.5 s included (16000 = 21.5 frame hops),
-    no frame of a window sits where a frame of an earlier one did, and all are computed.
+    23.25 ms at 32 kHz, in the default front end); at other hops, listen's default 0.5 s included
+    (16000 = 21.5 frame hops), no frame of a window sits where a frame of an earlier one did, and
+    all are computed. (With cpmel's hop of 500, 0.5 s is 32 frame hops: frames are reused.)
 
-    Memory: the interior frames of the last two windows (2 x 40 x 128 float32).
+    Memory: the interior frames of the last two windows (2 x 40 x 128 float32 by default).
     """
 
     def __init__(self, cfg: FrontendConfig = DEFAULT_FRONTEND, keep_windows: int = 2):
@@ -360,7 +383,7 @@ def log_mel_torch(wave, cfg: FrontendConfig = DEFAULT_FRONTEND):
     import torch
 
     fb = torch.from_numpy(np.array(mel_filterbank(cfg))).to(wave.device)
-    window = torch.from_numpy(np.array(hann_window(cfg.win_length))).to(wave.device)
+    window = torch.from_numpy(np.array(analysis_window(cfg))).to(wave.device)
     x = wave[:, 1:] - cfg.preemphasis * wave[:, :-1]
     spec = torch.stft(
         x,
