@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tfsep_edge.core.config import DEFAULT_FRONTEND, FrontendConfig
 from tfsep_edge.model.shuffle import shuffle_sources
-from tfsep_edge.signal.frontend import hann_window, mel_filterbank
+from tfsep_edge.signal.frontend import analysis_window, mel_filterbank
 
 BATCH = "batch"
 LOGMEL_INPUT = "logmel"
@@ -324,7 +324,7 @@ def add_frontend(g: GraphBuilder, wave: str, cfg: FrontendConfig = DEFAULT_FRONT
         )
     framed = g.op("Concat", pieces, "fe.framed", axis=2) if len(pieces) > 1 else pieces[0]  # (B, frames, n)
     framed = g.op("Reshape", [framed, g.const("fe.split_shape", np.array([-1, frames, n1, n2], np.int64))], "fe.frames")
-    window = np.asarray(hann_window(cfg.win_length), np.float64)
+    window = np.asarray(analysis_window(cfg), np.float64)
     if cfg.win_length != n:
         off = (n - cfg.win_length) // 2
         window = np.pad(window, (off, n - cfg.win_length - off))
