@@ -134,6 +134,10 @@ class Evaluator:
     def measure(self, artifact: QuantizedArtifact) -> dict:
         return compare(self.fp32, self.data.clip_logits(run_exact_int8(artifact, self.data.windows)), self.data)
 
+    def measure_twin(self, twin: torch.nn.Module) -> dict:
+        """A modified fake-quant twin (integer_parts.float_variants) on the same data."""
+        return compare(self.fp32, self.data.clip_logits(run_float(twin, self.data.windows)), self.data)
+
 
 def fake_quant_agreement(artifact: QuantizedArtifact, data: EvalData) -> dict:
     """PyTorch's INT8 kernels on this CPU vs exact int8 arithmetic (the twin the exports reproduce)."""
@@ -179,6 +183,27 @@ def sensitivity(
         rows.append(row)
     # Worst first: the layer whose float fallback raises the logit SQNR most. On a few hundred
     # clips one layer moves accuracy by a clip or two either way (noise); the SQNR gain is stable.
+    rows.sort(key=lambda r: (-r["float_logit_sqnr_gain_db"], -r["float_agreement_gain"], r["layer"]))
+    return rows
+
+
+def integer_sensitivity(artifact: QuantizedArtifact, evaluator: Evaluator) -> list[dict]:
+    """Per integer part of an integer model (integer_parts): what computing it alone in float
+    changes, worst first, in the rows `sensitivity` gives (no per-layer output SQNR)."""
+    from tfsep_edge.quant.integer_parts import float_variants
+
+    base = evaluator.measure(artifact)
+    rows = []
+    for part, variant in float_variants(artifact.fake_quant_model()):
+        m = evaluator.measure_twin(variant)
+        row = {
+            "layer": part,
+            "float_agreement_gain": m["agreement"] - base["agreement"],
+            "float_logit_sqnr_gain_db": (m["logit_sqnr_db"] or 99.0) - (base["logit_sqnr_db"] or 99.0),
+        }
+        if "int8_accuracy" in m:
+            row["float_accuracy_gain_pp"] = 100.0 * (m["int8_accuracy"] - base["int8_accuracy"])
+        rows.append(row)
     rows.sort(key=lambda r: (-r["float_logit_sqnr_gain_db"], -r["float_agreement_gain"], r["layer"]))
     return rows
 
@@ -374,7 +399,10 @@ def run_quantize(req: QuantizeRequest, log: Callable[[str], None] = print, warn=
     if req.sensitivity or req.max_drop is not None:
         sens_eval = Evaluator(data.subset(SENSITIVITY_WINDOWS), np.zeros(0))
         sens_eval.fp32 = sens_eval.data.clip_logits(run_float(model, sens_eval.data.windows))
-        rows = sensitivity(model, calibration, options, artifact, sens_eval)
+        if options.integer:
+            rows = integer_sensitivity(artifact, sens_eval)
+        else:
+            rows = sensitivity(model, calibration, options, artifact, sens_eval)
     choices = design_choices(model, calibration, options, evaluator, calib) if req.sensitivity else []
     fallback_summary = None
     if req.max_drop is not None:
@@ -473,14 +501,15 @@ def format_report(report: dict, top: int = 10) -> str:
     rows = report["layer_sensitivity"]
     if rows:
         acc = "float_accuracy_gain_pp" in rows[0]
-        lines.append(f"per-layer sensitivity (worst first, top {min(top, len(rows))} of {len(rows)}):")
+        what = "per integer part, computed alone in float" if q.get("integer") else "per layer, left alone in float"
+        lines.append(f"sensitivity {what} (worst first, top {min(top, len(rows))} of {len(rows)}):")
         lines.append(
             f"  {'layer':32s}{'out SQNR':>9s}{'d agree':>9s}{'d SQNR':>8s}" + (f"{'d acc':>8s}" if acc else "")
         )
         for r in rows[:top]:
-            s = r["output_sqnr_db"]
+            s = r.get("output_sqnr_db", "-")
             line = (
-                f"  {r['layer']:32s}{('inf' if s is None else f'{s:.1f}'):>9s}"
+                f"  {r['layer']:32s}{('inf' if s is None else s if isinstance(s, str) else f'{s:.1f}'):>9s}"
                 f"{100 * r['float_agreement_gain']:>+8.1f}%{r['float_logit_sqnr_gain_db']:>+8.1f}"
             )
             if acc:
