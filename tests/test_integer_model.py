@@ -88,6 +88,28 @@ def test_integer_norm_is_the_same_in_nchw_and_nhwc(artifact, mels):
     assert np.array_equal(nchw, nhwc.transpose(0, 3, 1, 2))
 
 
+def test_float_variants_change_one_integer_part_each(artifact, mels):
+    """quantize --integer's sensitivity scan: each variant computes one integer part in float and
+    keeps every other integer op; a float norm's output still sits on its point's grid."""
+    from tfsep_edge.quant.integer_parts import FloatNormAtPoint, float_variants
+
+    fq = artifact.fake_quant_model()
+    with torch.no_grad():
+        base = fq(mels)
+        variants = {part: v for part, v in float_variants(fq)}
+        assert len(variants) == 1 + 5 + 1 + 1
+        for part, v in variants.items():
+            assert not torch.equal(v(mels), base), part
+    norm_variant = variants["feature.1 (AdaResNorm)"]
+    assert isinstance(norm_variant.feature[1], FloatNormAtPoint)
+    assert sum(isinstance(m, inorm.IntegerNorm) for m in norm_variant.feature) == 4  # the others stay integer
+    with torch.no_grad():
+        y = norm_variant.feature[1](norm_variant.feature[0](norm_variant.quant(mels)))
+    s, z = norm_variant.feature[1].norm.out_point
+    steps = y.numpy() / s + z
+    assert np.allclose(steps, np.round(steps), atol=1e-3)
+
+
 def test_nudged_scales_make_both_runtimes_agree():
     """Scales pinned in test_integer_kernels where LiteRT and TFLM differ: a few float32 steps away
     both give the same outputs (the twin uses the nudged scale)."""

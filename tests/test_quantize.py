@@ -172,12 +172,31 @@ def test_fallback_leaves_layers_float(tiny):
 
 
 @pytest.mark.slow
+def test_cli_quantize_integer_scans_its_integer_parts(tiny, tmp_path):
+    """--integer with the default sensitivity scan: each integer part alone in float (an integer
+    model has no float layers to fall back to), worst first."""
+    out = tmp_path / "qi"
+    r = run_cli(
+        "quantize", tiny["ckpt"], "--calib", tiny["data"], "--eval", tiny["data"], "--num-calib", "40", "--integer",
+        "-o", out,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "sensitivity per integer part, computed alone in float" in r.stdout
+    rows = json.loads((out / "quant_report.json").read_text())["layer_sensitivity"]
+    parts = {r["layer"] for r in rows}
+    assert {"input QUANTIZE", "the blocks' 18 means", "global mean"} <= parts
+    assert sum(p.endswith("(AdaResNorm)") for p in parts) == 5
+    gains = [r["float_logit_sqnr_gain_db"] for r in rows]
+    assert gains == sorted(gains, reverse=True)
+
+
+@pytest.mark.slow
 def test_cli_quantize_report_and_determinism(tiny, tmp_path):
     out1, out2 = tmp_path / "q1", tmp_path / "q2"
     args = ("quantize", tiny["ckpt"], "--eval", tiny["data"], "--num-calib", "40", "--max-drop", "100")
     r = run_cli(*args, "--calib", tiny["data"], "-o", out1)
     assert r.returncode == 0, r.stderr
-    assert "top-1 agreement FP32 vs INT8" in r.stdout and "per-layer sensitivity" in r.stdout
+    assert "top-1 agreement FP32 vs INT8" in r.stdout and "sensitivity per layer, left alone in float" in r.stdout
     report = json.loads((out1 / "quant_report.json").read_text())
     ev = report["evaluation"]
     assert ev["labelled"] and 0 <= ev["agreement"] <= 1 and ev["clips"] == len(tiny["eval"])
