@@ -22,6 +22,7 @@ from tfsep_edge.export.tflite_flatbuffer import FlatGraph, Tensor
 
 METADATA_KEY = "OfflineMemoryAllocation"  # the name TFLM's allocator looks for
 ALIGNMENT = 16  # TFLM's buffer alignment
+LARGE = 32  # a buffer of at least 1/LARGE of the bytes live at once is placed by the search
 _ITEM_BYTES = {"FLOAT32": 4, "INT32": 4, "INT64": 8, "INT8": 1}
 
 
@@ -91,8 +92,7 @@ def plan(bufs: list[Buffer], steps: int = 3000, patience: int = 1500, seed: int 
     the plan grows) until it reaches the bytes live at once, or `patience` swaps in a row
     change nothing; the small ones then fill in, largest first. Deterministic (seeded)."""
     by_size = sorted(bufs, key=lambda b: (-b.size, b.first))
-    largest = by_size[0].size if by_size else 0
-    large = [b for b in by_size if b.size * 8 >= largest]
+    large = [b for b in by_size if b.size * LARGE >= live_bytes(bufs)]
     small = by_size[len(large) :]
     floor = _aligned(live_bytes(large)) + 8 * ALIGNMENT  # alignment may keep the exact floor out of reach
     rng = np.random.default_rng(seed)

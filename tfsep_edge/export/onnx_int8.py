@@ -23,6 +23,7 @@ from tfsep_edge.export.int8_graph import (
     Int8Model,
     IntegerNorm,
     MaxPool,
+    QParams,
     QuantizeInput,
     describe,
 )
@@ -183,6 +184,17 @@ def add_float_norm(g: GraphBuilder, x: QTensor | str, op: FloatNorm, freqs: int,
     return quantize(g, y, *_point(op.out), f"{base}.out")
 
 
+def rsqrt_table(g: GraphBuilder, var: QTensor, out: QParams, base: str) -> QTensor:
+    """int8 RSQRT as TFLite computes it (a fixed-point inverse square root, not 1/sqrt rounded):
+    a Gather from its 256 outputs (integer_kernels.rsqrt), indexed by the int8 input + 128."""
+    from tfsep_edge.quant import integer_kernels as K
+
+    table = K.rsqrt(np.arange(-128, 128), var.scale, var.zero_point, out.scale, out.zero_point).astype(np.int8)
+    idx = g.op("Cast", [var.name], f"{base}.idx", to=onnx.TensorProto.INT32)
+    idx = g.op("Add", [idx, g.const(f"{base}.offset", np.array(128, np.int32))], f"{base}.row")
+    return QTensor(g.op("Gather", [g.const(f"{base}.table", table), idx], base, axis=0), out.scale, out.zero_point)
+
+
 def add_integer_norm(g: GraphBuilder, x: QTensor, op: IntegerNorm) -> QTensor:
     """AdaResNorm as quant/integer_norm's ops, each DQ -> float op -> Q at its point (the
     statistics over C and T of NCHW x; the 1x1 convs from the statistics to the channels as a Mul
@@ -212,7 +224,7 @@ def add_integer_norm(g: GraphBuilder, x: QTensor, op: IntegerNorm) -> QTensor:
     diff = g.op("Sub", [xf, value(mu)], f"{base}.diff_f")
     sq = point(g.op("Mul", [diff, diff], f"{base}.sq_f"), "sq")
     var = point(g.reduce("ReduceMean", value(sq), [1, 3], f"{base}.var_f"), "var")
-    r = point(g.op("Reciprocal", [g.op("Sqrt", [value(var)], f"{base}.sqrt_f")], f"{base}.rsqrt_f"), "rsqrt")
+    r = rsqrt_table(g, var, op.points["rsqrt"], f"{base}.rsqrt")
     scale = channel_conv(r, op.scale_conv, "scale")
     offset = channel_conv(mu, op.offset_conv, "offset")
     d = point(g.op("Sub", [xf, value(mu)], f"{base}.centered_f"), "centered")

@@ -16,8 +16,9 @@ before the global mean (PyTorch pools in float).
 Why written directly rather than a PT2E graph converted by litert-torch: the qparams are then
 exactly the twin's by construction (no converter re-deriving or folding them), the layout is
 NHWC as in the FP32 graph (the shuffle folded into the transition convs; elsewhere two
-permutation convs, since the FP32 graph's whole-tensor block would merge quantization points the
-twin keeps apart), and the export install needs no converter. Where this differs from PyTorch:
+permutation convs, or two GATHERs in an integer model, since the FP32 graph's whole-tensor block
+would merge quantization points the twin keeps apart), an integer model's widest part runs in
+bands of rows (chunked_front), and the export install needs no converter. Where this differs from PyTorch:
 TFLite/XNNPACK requantize with their own rounding (fixed-point or float multipliers), so a value
 on a rounding edge can land one step away; export validation bounds that in steps of the output
 scale.
@@ -184,7 +185,7 @@ def qblock(g: FlatGraph, x: Tensor, blk: Block, gather: bool = False) -> Tensor:
 # two live at once). The norm's statistics are per frequency row and the stem and the transition
 # conv after it are local, so the .tflite runs stem, norm and transition conv on bands of rows
 # and joins the narrower transition outputs: the same integers, a smaller TFLM arena
-# (docs/micro.md has the measurements).
+# (docs/quantization.md, "The integer .tflite in TFLite Micro's arena", has the measurements).
 FRONT_BANDS = 3
 
 
