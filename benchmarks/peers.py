@@ -178,7 +178,7 @@ def runners_for(width: int, paths: dict[str, Path | str]) -> dict[str, object]:
         try:
             out[key] = missing("openvino") or openvino_runner(paths[src], f"{paths[src].name} (OpenVINO)", width, prec)
         except Exception as exc:  # a model the CPU plugin refuses is a result, not a crash
-            out[key] = f"fails to compile: {str(exc).strip().splitlines()[0][:160]}"
+            out[key] = f"fails to compile: {openvino_error(exc)}"
     for r in out.values():
         if not isinstance(r, str):
             r.width = width
@@ -246,14 +246,22 @@ def agreement(paths: dict[str, Path | str], art, width: int, probe: Probe) -> di
     }
     if missing("openvino"):
         return res
-    try:
-        for suffix, f32 in (("", False), ("_f32", True)):
+    for suffix, f32 in (("", False), ("_f32", True)):  # each precision on its own: one may compile, one not
+        try:
             ovl = one_by_one(openvino_runner(paths["ort_int8"], "ov", width, "int8", f32=f32).model, mels)
-            res[f"openvino{suffix}_vs_onnxruntime_int8_top1"] = float((ovl.argmax(1) == ort8.argmax(1)).mean())
-            res[f"openvino{suffix}_vs_onnxruntime_int8_max_abs"] = float(np.abs(ovl - ort8).max())
-    except Exception as exc:
-        res["openvino_int8"] = f"fails: {str(exc).strip().splitlines()[0][:160]}"
+        except Exception as exc:
+            res[f"openvino{suffix}_int8"] = f"fails: {openvino_error(exc)}"
+            continue
+        res[f"openvino{suffix}_vs_onnxruntime_int8_top1"] = float((ovl.argmax(1) == ort8.argmax(1)).mean())
+        res[f"openvino{suffix}_vs_onnxruntime_int8_max_abs"] = float(np.abs(ovl - ort8).max())
     return res
+
+
+def openvino_error(exc: Exception) -> str:
+    """The line of an OpenVINO exception that says what failed (its first line is only a source location)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    telling = [line for line in lines if "Check" in line or "failed" in line or "No suitable" in line]
+    return (telling or lines or ["?"])[0][:160]
 
 
 # Other runtimes a user could pick. Each peer function makes its artifact from the float model (or
@@ -306,7 +314,9 @@ def ncnn_peer(model, probe: Probe, stem: Path, plain_onnx: Path) -> Peer:
     import pnnx
     import torch
 
-    files = {k: f"{stem}.{k}" for k in ("pnnxparam", "pnnxbin", "pnnxpy", "pnnxonnx", "ncnnpy")}
+    # pnnx writes all of these; it imports the two .py files it generates, so they keep their suffix
+    files = {"pnnxparam": ".pnnx.param", "pnnxbin": ".pnnx.bin", "pnnxonnx": ".pnnx.onnx"}
+    files = {k: f"{stem}{v}" for k, v in files.items()} | {"pnnxpy": f"{stem}_pnnx.py", "ncnnpy": f"{stem}_ncnn.py"}
     param, weights = stem.with_suffix(".param"), stem.with_suffix(".bin")
     x = torch.from_numpy(probe.mels[:1])
     pnnx.export(pnnx_model(model), f"{stem}.pt", (x,), fp16=False, ncnnparam=str(param), ncnnbin=str(weights), **files)
