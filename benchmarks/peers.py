@@ -315,8 +315,8 @@ def ncnn_peer(model, probe: Probe, stem: Path, plain_onnx: Path) -> Peer:
     import torch
 
     # pnnx writes all of these; it imports the two .py files it generates, so they keep their suffix
-    files = {"pnnxparam": ".pnnx.param", "pnnxbin": ".pnnx.bin", "pnnxonnx": ".pnnx.onnx"}
-    files = {k: f"{stem}{v}" for k, v in files.items()} | {"pnnxpy": f"{stem}_pnnx.py", "ncnnpy": f"{stem}_ncnn.py"}
+    files = {k: f"{stem}.{k[:4]}.{k[4:]}" for k in ("pnnxparam", "pnnxbin", "pnnxonnx")}
+    files |= {k: str(stem.with_name(f"{stem.name}_{k[:4]}").with_suffix(".py")) for k in ("pnnxpy", "ncnnpy")}
     param, weights = stem.with_suffix(".param"), stem.with_suffix(".bin")
     x = torch.from_numpy(probe.mels[:1])
     pnnx.export(pnnx_model(model), f"{stem}.pt", (x,), fp16=False, ncnnparam=str(param), ncnnbin=str(weights), **files)
