@@ -728,8 +728,10 @@ def markdown(rep: dict) -> str:
         "|---|" + "---|" * len(ws),
     ]
     for key, label in ROWS[:4]:
-        cells = [rep["agreement"][str(w)]["graphs"][key] for w in ws]
-        lines.append(f"| {label} | " + " | ".join(f"{c['operators']} / {c['transposes']}" for c in cells) + " |")
+        cells = [rep["agreement"][str(w)]["graphs"].get(key) for w in ws]  # none: not installed
+        lines.append(
+            f"| {label} | " + " | ".join(f"{c['operators']} / {c['transposes']}" if c else "-" for c in cells) + " |"
+        )
     prof = rep["layer_profile"]
     lines += [
         "",
