@@ -261,7 +261,7 @@ def openvino_error(exc: Exception) -> str:
     """The line of an OpenVINO exception that says what failed (its first line is only a source location)."""
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     telling = [line for line in lines if "Check" in line or "failed" in line or "No suitable" in line]
-    return (telling or lines or ["?"])[0][:160]
+    return (telling or lines or ["?"])[0].split(" at src/")[0][:160]  # not the source file it failed in
 
 
 # Other runtimes a user could pick. Each peer function makes its artifact from the float model (or
