@@ -1,0 +1,206 @@
+"""Model families: the report's Table 3 networks and TF-SepNet-64, built, counted and loaded.
+
+Fixtures: tests/data/easy_dcase (logits of the authors' easy_dcase_task1 code, its README)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from tfsep_edge.core.errors import TfsepError
+from tfsep_edge.model.checkpoint import load_checkpoint, save_checkpoint
+from tfsep_edge.model.families import FAMILIES, build_model, make_config
+from tfsep_edge.model.tfsepnet import TFSepNet, random_model
+
+
+@pytest.fixture(scope="module")
+def easy(data_dir):
+    return data_dir / "easy_dcase"
+
+
+def torchinfo_counts(model, shape):
+    import torchinfo
+
+    stats = torchinfo.summary(model, input_size=(1, *shape), verbose=0, device="cpu")
+    return stats.total_params, stats.total_mult_adds
+
+
+@pytest.mark.parametrize(
+    "name, options, params, macs",
+    [
+        ("tfsepnet", {"width": 40}, 54_270, 10_220_340),  # Table 3: 54.27 K, 10.22 M
+        ("tfsepnet", {"width": 40, "norm": "resnorm"}, 53_190, 10_220_340),  # 53.19 K = 54,270 - 3 x 360
+        ("bcresnet", {"width": 40}, 81_770, 10_229_180),  # easy_dcase_task1's BCResNet(40)
+        ("tfsepnet-v2", {"depth": 17}, 126_858, 29_419_648),
+        ("tfsepnet-v2", {"depth": 16}, 126_858, 32_024_128),
+    ],
+)
+def test_counts_are_torchinfo_exact(name, options, params, macs):
+    family = FAMILIES[name]
+    model = build_model(make_config(name, **options)).eval()
+    assert torchinfo_counts(model, family.input_shape) == (params, macs)
+
+
+@pytest.mark.parametrize("sub_bands, params", [(2, 83_090), (4, 85_730), (8, 91_010)])
+def test_bcresnet_subspectralnorm_counts(sub_bands, params):
+    model = build_model(make_config("bcresnet", width=40, sub_bands=sub_bands)).eval()
+    assert torchinfo_counts(model, (1, 128, 44))[0] == params
+
+
+def test_counts_match_the_fixture_cases(easy):
+    cases = json.loads((easy / "cases.json").read_text())
+    for case in cases.values():
+        name = {"BCResNet": "bcresnet", "TFSepNet": "tfsepnet-v2"}[case["class"].rsplit(".", 1)[-1]]
+        args = case["init_args"]
+        model = build_model(make_config(name, width=args["base_channels"], depth=args["depth"])).eval()
+        assert torchinfo_counts(model, tuple(case["input_shape"][1:])) == (case["params"], case["macs_torchinfo"])
+
+
+def test_resnorm_is_the_reports_eq3_with_lambda_0_1():
+    """ResNorm(x) = 0.1 x + FreqIN(x), no weights; as an AdaResNorm it has the same function."""
+    model = random_model(12, norm="resnorm")
+    norm = model.feature[1]
+    x = torch.randn(3, 24, 64, 22)
+    mean, var = x.mean((1, 3), keepdim=True), x.var((1, 3), keepdim=True)
+    expected = 0.1 * x + (x - mean) / (var + 1e-5).sqrt()
+    torch.testing.assert_close(norm(x), expected, rtol=0, atol=1e-6)
+    folded = norm.gamma * (norm.rho * x + (1 - norm.rho) * (x - mean) / (var + 1e-5).sqrt()) + norm.beta
+    torch.testing.assert_close(folded, expected, rtol=0, atol=1e-5)
+    assert not any("feature.1." in k for k in model.state_dict())
+
+
+def load_reference(path, x):
+    model, info = load_checkpoint(path)
+    with torch.no_grad():
+        return model, info, model(torch.from_numpy(x)).numpy()
+
+
+def test_bcresnet_gives_the_authors_logits(easy):
+    x = np.load(easy / "bcresnet_c40_input.npy")
+    model, info, logits = load_reference(easy / "bcresnet_c40.ckpt", x)
+    assert info["family"] == "bcresnet" and model.config.width == 40 and model.config.sub_bands == 1
+    np.testing.assert_allclose(logits, np.load(easy / "bcresnet_c40_logits.npy"), atol=1e-4, rtol=0)
+
+
+def depth16_state(easy) -> dict:
+    """The depth-16 fixture: the depth-17 tensors, the last stage one index lower."""
+    state = torch.load(easy / "tfsepnet64_d17.ckpt", weights_only=True)["state_dict"]
+    target = build_model(make_config("tfsepnet-v2", depth=16)).state_dict()
+    assert len(target) == len(state)
+    return {"state_dict": {f"backbone.{k}": v for k, v in zip(target, state.values(), strict=True)}}
+
+
+@pytest.mark.parametrize("depth", [16, 17])
+def test_tfsepnet64_gives_the_authors_logits_and_its_depth_from_the_keys(easy, tmp_path, depth):
+    path = easy / "tfsepnet64_d17.ckpt"
+    if depth == 16:
+        path = tmp_path / "d16.ckpt"
+        torch.save(depth16_state(easy), path)
+    x = np.load(easy / "tfsepnet64_input.npy")
+    model, info, logits = load_reference(path, x)
+    assert info["family"] == "tfsepnet-v2" and model.config.depth == depth and model.config.width == 64
+    np.testing.assert_allclose(logits, np.load(easy / f"tfsepnet64_d{depth}_logits.npy"), atol=1e-4, rtol=0)
+
+
+def lightning_run(easy, tmp_path):
+    run = tmp_path / "version_0"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(easy / "run_config.yaml", run / "config.yaml")
+    ckpt = run / "checkpoints" / "epoch=0-val_acc=0.1000.ckpt"
+    shutil.copy(easy / "tfsepnet64_d17.ckpt", ckpt)
+    return ckpt
+
+
+def test_lightning_run_config_above_checkpoints(easy, tmp_path):
+    model, info = load_checkpoint(lightning_run(easy, tmp_path))
+    assert (info["family"], model.config.depth, model.config.width) == ("tfsepnet-v2", 17, 64)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"depth": 16}, "config.yaml: says depth 17, --width/--depth says 16; drop --depth"),
+        ({"model": "bcresnet"}, "holds a tfsepnet-v2"),
+        ({"model": "resnet"}, "--model 'resnet': not a model family; use one of tfsepnet | bcresnet | tfsepnet-v2"),
+        ({"norm": "resnorm"}, "--norm resnorm: tfsepnet-v2 has no norm choice"),
+    ],
+)
+def test_lightning_run_bad_options(easy, tmp_path, options, message):
+    with pytest.raises(TfsepError, match=message.replace("(", r"\(").replace("|", r"\|")):
+        load_checkpoint(lightning_run(easy, tmp_path), **options)
+
+
+def test_config_yaml_of_another_backbone(easy, tmp_path):
+    ckpt = lightning_run(easy, tmp_path)
+    config = ckpt.parent.parent / "config.yaml"
+    config.write_text(config.read_text().replace("backbones.TFSepNet", "backbones.BCResNet"))
+    with pytest.raises(TfsepError, match="describes a bcresnet, but .* holds a tfsepnet-v2"):
+        load_checkpoint(ckpt)
+    config.write_text(config.read_text().replace("backbones.BCResNet", "backbones.PretrainedBEATs"))
+    with pytest.raises(TfsepError, match="PretrainedBEATs is not one tfsep-edge builds"):
+        load_checkpoint(ckpt)
+
+
+def test_keys_of_no_family(tmp_path):
+    path = tmp_path / "resnet.ckpt"
+    torch.save({"state_dict": {"backbone.layer1.0.conv1.weight": torch.zeros(4, 4, 3, 3)}}, path)
+    with pytest.raises(TfsepError, match=r"resnet.ckpt: its state_dict matches no model family \(1 keys: layer1"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [("tfsepnet", {"width": 12, "norm": "resnorm"}), ("bcresnet", {"width": 8}), ("tfsepnet-v2", {"width": 16})],
+)
+def test_own_checkpoint_records_and_restores_the_family(tmp_path, name, options):
+    torch.manual_seed(0)
+    model = build_model(make_config(name, **options)).eval()
+    save_checkpoint(model, tmp_path / "m.pt")
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert payload["model"]["family"] == name
+    loaded, info = load_checkpoint(tmp_path / "m.pt")
+    assert info["family"] == name and loaded.config.to_dict() == model.config.to_dict()
+    x = torch.randn(2, *FAMILIES[name].input_shape)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    with pytest.raises(TfsepError, match="drop --model"):
+        load_checkpoint(tmp_path / "m.pt", model="bcresnet" if name != "bcresnet" else "tfsepnet")
+
+
+def test_checkpoint_without_family_is_tfsepnet_adaresnorm(tmp_path):
+    """Checkpoints written before families: "model" has no family/norm keys."""
+    model = random_model(12)
+    save_checkpoint(model, tmp_path / "old.pt")
+    payload = torch.load(tmp_path / "old.pt", weights_only=True)
+    payload["model"] = {k: payload["model"][k] for k in ("width", "shuffle_groups", "dropout", "num_classes")}
+    torch.save(payload, tmp_path / "old.pt")
+    loaded, info = load_checkpoint(tmp_path / "old.pt")
+    assert isinstance(loaded, TFSepNet) and loaded.config.norm == "adaresnorm" and info["family"] == "tfsepnet"
+
+
+def test_reference_tfsepnet_resnorm_state_dict(tmp_path):
+    model = random_model(12, norm="resnorm")
+    torch.save(model.state_dict(), tmp_path / "r.pt")
+    loaded, _ = load_checkpoint(tmp_path / "r.pt")
+    assert loaded.config.norm == "resnorm"
+    with pytest.raises(TfsepError, match="holds a TF-SepNet with resnorm, not --norm adaresnorm"):
+        load_checkpoint(tmp_path / "r.pt", norm="adaresnorm")
+
+
+@pytest.mark.parametrize(
+    "name, options, message",
+    [
+        ("bcresnet", {"norm": "adaresnorm"}, "--norm adaresnorm: bcresnet has no norm choice"),
+        ("tfsepnet", {"depth": 16}, "--depth 16: tfsepnet has no depth choice"),
+        ("tfsepnet-v2", {"depth": 18}, "--depth 18: tfsepnet-v2 takes 16 | 17"),
+        ("tfsepnet", {"norm": "batchnorm"}, "--norm 'batchnorm': tfsepnet takes adaresnorm | resnorm"),
+        ("tfsepnet-v2", {"width": 30}, "--width 30: TF-SepNet-64 splits"),
+    ],
+)
+def test_bad_family_options(name, options, message):
+    with pytest.raises(TfsepError, match=message):
+        build_model(make_config(name, **options))
