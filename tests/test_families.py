@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import run_cli
 from tfsep_edge.core.errors import TfsepError
 from tfsep_edge.model.checkpoint import load_checkpoint, save_checkpoint
 from tfsep_edge.model.families import FAMILIES, build_model, make_config
@@ -204,3 +205,101 @@ def test_reference_tfsepnet_resnorm_state_dict(tmp_path):
 def test_bad_family_options(name, options, message):
     with pytest.raises(TfsepError, match=message):
         build_model(make_config(name, **options))
+
+
+# --- budget: --model/--norm/--depth and the report's Table 3 ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def table3():
+    from tfsep_edge.budget.table3 import table3_rows
+
+    return table3_rows()
+
+
+def test_table3_counts_every_row_and_agrees_except_bcresnet(table3):
+    rows = {r["network"]: r for r in table3["rows"]}
+    assert (rows["TF-SepNet, C=40 + ResNorm"]["params"], rows["+ AdaResNorm (1)"]["params"]) == (53_190, 54_270)
+    assert rows["TF-SepNet, C=160 + (1)(2)"]["macs"] == 242_177_920  # the teacher at 256 mel bands
+    disagree = [r["network"] for r in table3["rows"] if r.get("agrees") is False]
+    assert disagree == ["BC-ResNet, C=40 + ResNorm"]
+    bc = table3["bcresnet"]
+    assert bc["ours"] == 81_770 and bc["sub_bands"] == {"2": 83_090, "4": 85_730, "8": 91_010}
+    assert bc["five_sub_bands_bias_free_classifier"] == 87_040  # the report's 87.04 K exactly
+    later = [r for r in table3["rows"] if r["model"] == "tfsepnet-v2"]
+    assert [(r["input"], r["macs"]) for r in later] == [([1, 512, 64], 29_419_648), ([1, 512, 64], 32_024_128)]
+
+
+def test_table3_text_labels_the_reports_figures(table3):
+    from tfsep_edge.budget.table3 import format_table3
+
+    text = format_table3(table3)
+    assert "report: Cai et al., DCASE 2023 Task 1 technical report, Table 3" in text
+    assert "BC-ResNet: ours 81,770 params vs the report's 87.04 K" in text
+
+
+def budget_json(*args):
+    res = run_cli("budget", *args, "--json")
+    assert res.returncode in (0, 1), res.stderr
+    return res.returncode, json.loads(res.stdout)
+
+
+def test_budget_cli_counts_each_family():
+    code, rep = budget_json("--model", "tfsepnet", "--width", "40", "--norm", "resnorm")
+    assert (code, rep["params"], rep["macs"]) == (0, 53_190, 10_220_340)
+    code, rep = budget_json("--model", "tfsepnet-v2")  # its own 512 x 64 input by default
+    assert (code, rep["input_size"], rep["macs"], rep["shuffle_groups"]) == (0, [1, 1, 512, 64], 29_419_648, None)
+    code, rep = budget_json("--model", "tfsepnet-v2", "--depth", "16")
+    assert (code, rep["macs"]) == (1, 32_024_128)  # over the 30 M MAC limit
+    code, rep = budget_json("--model", "bcresnet")
+    assert (code, rep["width"], rep["params"]) == (0, 40, 81_770)
+
+
+def test_budget_cli_reads_a_lightning_checkpoint(easy, tmp_path):
+    code, rep = budget_json(lightning_run(easy, tmp_path))
+    assert (rep["params"], rep["macs"]) == (126_858, 29_419_648)
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--model", "resnet"], "--model 'resnet': not a model family"),
+        (["--model", "bcresnet", "--norm", "resnorm"], "bcresnet has no norm choice"),
+        (["--model", "tfsepnet", "--depth", "16"], "tfsepnet has no depth choice"),
+        (["--table3", "--width", "12"], "--table3 counts the report's networks itself"),
+    ],
+)
+def test_budget_cli_bad_family_options(args, needle):
+    res = run_cli("budget", *args)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and needle in lines[0], res.stderr
+
+
+# --- train: --model/--norm/--depth --------------------------------------------------------------------
+
+
+def test_train_options_build_each_family():
+    from tfsep_edge.train.options import TrainOptions
+
+    assert TrainOptions.resolve({"model": "bcresnet"}).model_config().width == 40
+    opts = TrainOptions.resolve({"model": "tfsepnet-v2", "depth": 16, "width": 32})
+    opts.check()
+    assert (opts.model_config().depth, opts.model_config().width) == (16, 32)
+    assert TrainOptions.resolve({"norm": "resnorm"}).model_config().norm == "resnorm"
+    with pytest.raises(TfsepError, match="bcresnet has no norm choice"):
+        TrainOptions.resolve({"model": "bcresnet", "norm": "resnorm"}).check()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, options", [("bcresnet", {"width": 8}), ("tfsepnet", {"width": 12, "norm": "resnorm"})])
+def test_train_a_family_for_two_tiny_epochs(tmp_path, name, options):
+    from tfsep_edge.datasets.synth import synthesize
+    from tfsep_edge.train import loop
+
+    data = synthesize(tmp_path / "data", clips_per_class=3, seed=1)
+    fast = {"mixup_alpha": 0, "mixstyle_p": 0, "devsim": "none", "threads": 1, "batch_size": 8, "epochs": 2}
+    summary = loop.train(data, tmp_path / "run", {**fast, "model": name, **options}, progress=False)
+    assert summary["model"] == name
+    model, info = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert info["family"] == name and model.config.width == options["width"]
+    assert getattr(model.config, "norm", None) == options.get("norm", getattr(model.config, "norm", None))
