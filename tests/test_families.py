@@ -303,3 +303,80 @@ def test_train_a_family_for_two_tiny_epochs(tmp_path, name, options):
     model, info = load_checkpoint(tmp_path / "run" / "best.pt")
     assert info["family"] == name and model.config.width == options["width"]
     assert getattr(model.config, "norm", None) == options.get("norm", getattr(model.config, "norm", None))
+
+
+# --- evaluate, quantize, export --------------------------------------------------------------------
+
+
+V2_INPUT = {"n_fft": 4096, "win_length": 3072, "hop_length": 500, "n_mels": 512}  # CpMel's 1 x 512 x 64
+
+
+@pytest.mark.parametrize(
+    "name, inp, frontend",
+    [("bcresnet_c40", "bcresnet_c40_input", {}), ("tfsepnet64_d17", "tfsepnet64_input", V2_INPUT)],
+)
+def test_fp32_onnx_graph_gives_the_authors_logits(easy, name, inp, frontend):
+    import onnxruntime as ort
+
+    from tfsep_edge.core.config import FrontendConfig
+    from tfsep_edge.export.onnx_fp32 import build_fp32
+
+    cfg = FrontendConfig(**frontend)
+    model, _ = load_checkpoint(easy / f"{name}.ckpt")
+    session = ort.InferenceSession(build_fp32(model, False, 17, cfg).SerializeToString())
+    logits = session.run(None, {"logmel": np.load(easy / f"{inp}.npy")})[0]
+    np.testing.assert_allclose(logits, np.load(easy / f"{name}_logits.npy"), atol=1e-4, rtol=0)
+
+
+def test_export_cli_bcresnet_onnx_and_its_budget(easy, tmp_path):
+    out = tmp_path / "bc.onnx"
+    res = run_cli("export", easy / "bcresnet_c40.ckpt", "--onnx", out)
+    assert res.returncode == 0 and out.is_file(), res.stderr
+    code, rep = budget_json(out)
+    assert (rep["params"], rep["macs"]) == (81_770, 10_229_180)
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["export", "bcresnet_c40.ckpt", "--tflite", "OUT.tflite"], "the .tflite writer builds TF-SepNet only"),
+        (["export", "tfsepnet64_d17.ckpt", "--onnx", "OUT.onnx"], "takes its cpmel features (1x512x64)"),
+        (["quantize", "bcresnet_c40.ckpt", "--calib", "CALIB"], "quantize builds INT8 TF-SepNet models only"),
+    ],
+)
+def test_stages_a_family_cannot_take_yet_say_what_it_can(easy, tmp_path, args, needle):
+    names = {"OUT.tflite": tmp_path / "x.tflite", "OUT.onnx": tmp_path / "x.onnx", "CALIB": tmp_path}
+    res = run_cli(*[names.get(a, easy / a if a.endswith(".ckpt") else a) for a in args])
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and needle in lines[0], res.stderr
+    assert not (tmp_path / "x.tflite").exists() and not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.slow
+def test_resnorm_ablation_through_quantize_and_every_export(tmp_path):
+    """TF-SepNet + ResNorm: PTQ, then FP32 and INT8 ONNX and .tflite, each validated by the rule."""
+    from tfsep_edge.core.config import DEFAULT_FRONTEND
+    from tfsep_edge.core.kinds import QUANTIZED_FILE
+    from tfsep_edge.export.reference import validation_waves
+    from tfsep_edge.quant.artifact import artifact_payload
+    from tfsep_edge.quant.calibrate import QuantOptions
+    from tfsep_edge.quant.quantize import quantize_model
+    from tfsep_edge.signal.frontend import log_mel_torch
+
+    ckpt = tmp_path / "rn.pt"
+    model = random_model(12, norm="resnorm")
+    save_checkpoint(model, ckpt)
+    waves = torch.from_numpy(validation_waves(DEFAULT_FRONTEND, bundled=4, synthetic=12))
+    art = quantize_model(model, [log_mel_torch(waves[:8]), log_mel_torch(waves[8:])], QuantOptions(engine="x86"))[0]
+    (tmp_path / "q").mkdir()
+    torch.save(artifact_payload(art), tmp_path / "q" / QUANTIZED_FILE)
+    for src, flags, out in (
+        (ckpt, [], "f.onnx"),
+        (ckpt, [], "f.tflite"),
+        (tmp_path / "q", ["--int8"], "i.onnx"),
+        (tmp_path / "q", ["--int8"], "i.tflite"),
+    ):
+        res = run_cli("export", src, *flags, "--onnx" if out.endswith("onnx") else "--tflite", tmp_path / out)
+        assert res.returncode == 0, res.stderr
+        code, rep = budget_json(tmp_path / out)
+        assert rep["params"] == 6_514  # 6,838 - 3 x 108: the C=12 network without AdaResNorm's parameters

@@ -500,16 +500,29 @@ def budget_command(
 def count_graph_file(path: Path, kind: Kind, n_mels: int, frames: int):
     """budget.Counted for an exported .onnx or .tflite file.
 
-    The official count (params, MACs) is NeSsi's torchinfo count of the float TF-SepNet rebuilt
-    from the width in the file's metadata (the counts do not depend on the weights; a
-    non-default shuffle-group count is read from the budget metadata when present); the bytes
+    The official count (params, MACs) is NeSsi's torchinfo count of the float model rebuilt from
+    the width in the file's metadata (the counts do not depend on the weights; the family, norm,
+    depth and a non-default shuffle-group count are read from the budget metadata when present;
+    the input is the file's front end unless --n-mels/--frames say otherwise); the bytes
     are those of the file's stored constants by type (stored_bytes.py, one count for every format).
     """
     from tfsep_edge.budget.stored_bytes import read_graph_file
 
     graph = read_graph_file(path, kind)
     width = graph.width()
-    counted = count_width(width, graph.shuffle_groups(), n_mels, frames)
+    if n_mels is None or frames is None:  # the input the file was exported for
+        from tfsep_edge.core.config import META_FRONTEND, FrontendConfig
+
+        try:
+            cfg = FrontendConfig.from_dict(json.loads(graph.meta.get(META_FRONTEND, "{}")))
+        except (ValueError, TypeError):
+            cfg = FrontendConfig()
+        n_mels, frames = n_mels or cfg.n_mels, frames or cfg.n_frames
+    stored = graph.model_config()
+    family = FamilyOptions(stored.get("family"), stored.get("norm"), stored.get("depth"))
+    if family.model not in (None, "tfsepnet"):
+        family = FamilyOptions(family.model, None, family.depth)  # --norm is TF-SepNet's only
+    counted = count_width(width, graph.shuffle_groups(), n_mels, frames, family)
     counted.source = f"{path} ({graph.format}, {graph.precision}, width {width})"
     counted.stored_param_bytes = graph.stored["total"]
     counted.notes.append(

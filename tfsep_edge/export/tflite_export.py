@@ -28,6 +28,16 @@ from tfsep_edge.export.rule import ExportValidationError
 from tfsep_edge.export.source import Source
 
 
+def check_tflite_family(source: Source) -> None:
+    """The FP32 .tflite writer is built for TF-SepNet's blocks (tflite_fp32.py)."""
+    family = source.float_model.config.family
+    if family != "tfsepnet":
+        raise TfsepError(
+            f"{source.path}: the .tflite writer builds TF-SepNet only, not a {family}; "
+            f"export its FP32 ONNX instead (tfsep-edge export {source.path} --onnx OUT.onnx)"
+        )
+
+
 def build(source: Source, int8: bool, io: str = "float") -> bytes:
     """The flatbuffer with its metadata: the budget's stored bytes are counted on the graph itself.
     `io` "int8": int8 input and output tensors (an integer model), their points in META_IO."""
@@ -43,6 +53,7 @@ def build(source: Source, int8: bool, io: str = "float") -> bytes:
     else:
         from tfsep_edge.export.tflite_fp32 import build_fp32
 
+        check_tflite_family(source)
         graph, x_in, out = build_fp32(source.float_model, source.frontend)
     precision, width = ("int8" if int8 else "fp32"), source.float_model.config.width
     desc = description(width, precision, "logmel")

@@ -287,11 +287,13 @@ def load_checkpoint(
     if obj.get("format") == FORMAT:
         net, frontend, labels = _own_model(obj, path, shuffle_groups)
         _check_options(net, path, model, norm, depth)
-        kind = "tfsep-edge"
+        kind, trained_on = "tfsep-edge", "default"  # its features are its recorded front end
     else:
         options = {"model": model, "norm": norm, "depth": depth, "width": expected_width}
         net = _reference_model(obj, path, shuffle_groups, options)
         frontend, labels, kind = DEFAULT_FRONTEND, list(LABELS), "reference"
+        # What it was trained on: TF-SepNet-64 with easy_dcase_task1's CpMel ("cpmel").
+        trained_on = get_family(net.config.family).frontend
     if expected_width is not None and net.config.width != expected_width:
         raise TfsepError(
             f"{path}: holds a width-{net.config.width} {net.config.family}, not width {expected_width}; "
@@ -300,12 +302,26 @@ def load_checkpoint(
     info = {
         "format": kind,
         "family": net.config.family,
+        "trained_frontend": trained_on,
         "frontend": frontend,
         "labels": labels,
         "meta": obj.get("meta", {}),
         "payload": obj,
     }
     return net, info
+
+
+def require_known_frontend(info: dict, path: Path) -> None:
+    """Inference (export, evaluate, bench) computes info["frontend"]; a reference checkpoint trained
+    on another front end (TF-SepNet-64 on CpMel) would get wrong features."""
+    name = info.get("trained_frontend", "default")
+    if name != "default":
+        raise TfsepError(
+            f"{path}: a {info['family']} of easy_dcase_task1 takes its {name} features "
+            f"({'x'.join(map(str, get_family(info['family']).input_shape))}), which tfsep-edge does not "
+            "compute yet; count it with `budget`, or train one here (tfsep-edge train --model "
+            f"{info['family']}) to deploy it"
+        )
 
 
 def _check_options(net, path: Path, model: str | None, norm: str | None, depth: int | None) -> None:

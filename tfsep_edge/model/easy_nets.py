@@ -99,6 +99,10 @@ class BCResNet(nn.Module):
         self.middle_layers, last = middle_layers(BCRESNET_LAYOUTS[config.depth], config.width, block)
         self.classifier = ConvClassifier(last, config.num_classes)
 
+    @property
+    def width(self) -> int:  # as TFSepNet.width: what reports and metadata name the model by
+        return self.config.width
+
     def forward(self, x):
         return self.classifier(self.middle_layers(self.conv_layers(x)))
 
@@ -126,6 +130,10 @@ class TFSepNetV2(nn.Module):
 
         self.middle_layers, last = middle_layers(TFSEPNET_V2_LAYOUTS[config.depth], w, block)
         self.classifier = ConvClassifier(last, config.num_classes)
+
+    @property
+    def width(self) -> int:  # as TFSepNet.width: what reports and metadata name the model by
+        return self.config.width
 
     def forward(self, x):
         return self.classifier(self.middle_layers(self.conv_layers(x)))
