@@ -319,11 +319,11 @@ def test_fp32_onnx_graph_gives_the_authors_logits(easy, name, inp, frontend):
     import onnxruntime as ort
 
     from tfsep_edge.core.config import FrontendConfig
-    from tfsep_edge.export.onnx_fp32 import build_fp32
+    from tfsep_edge.export.onnx_easy_nets import build_family_fp32
 
     cfg = FrontendConfig(**frontend)
     model, _ = load_checkpoint(easy / f"{name}.ckpt")
-    session = ort.InferenceSession(build_fp32(model, False, 17, cfg).SerializeToString())
+    session = ort.InferenceSession(build_family_fp32(model, False, 17, cfg).SerializeToString())
     logits = session.run(None, {"logmel": np.load(easy / f"{inp}.npy")})[0]
     np.testing.assert_allclose(logits, np.load(easy / f"{name}_logits.npy"), atol=1e-4, rtol=0)
 

@@ -100,6 +100,13 @@ def budget(
     from tfsep_edge.budget.count import FamilyOptions, budget_command
     from tfsep_edge.runtime.micro import footprint
 
+    if table3:
+        from tfsep_edge.budget.table3 import table3_command
+
+        picked = {"MODEL": model, "--width": width, "--model": model_family, "--norm": norm, "--depth": depth}
+        picked |= {"--sweep": sweep or None, "--ram": ram, "--flash": flash, "--shuffle-groups": shuffle_groups}
+        raise typer.Exit(table3_command([k for k, v in picked.items() if v is not None], as_json))
+
     code = budget_command(
         model=model,
         width=width,
@@ -113,7 +120,6 @@ def budget(
         flash=flash,
         measure_device=footprint,
         family=FamilyOptions(model_family, norm, depth),
-        table3=table3,
     )
     raise typer.Exit(code)
 

@@ -452,7 +452,6 @@ def budget_command(
     flash: str | None = None,
     measure_device=None,
     family: FamilyOptions = FamilyOptions(),
-    table3: bool = False,
 ) -> int:
     """Run `tfsep-edge budget`; return the exit code (0 fits, 1 does not; TfsepError -> 2).
 
@@ -465,14 +464,6 @@ def budget_command(
 
     dtype = check_options(n_mels, frames, dtype, width, shuffle_groups)
     ram_bytes, flash_bytes = parse_size(ram, "--ram"), parse_size(flash, "--flash")
-    if table3:
-        from tfsep_edge.budget.table3 import format_table3, table3_rows
-
-        if model is not None or width is not None or sweep or family.given or ram_bytes or flash_bytes:
-            raise TfsepError("--table3 counts the report's networks itself; drop MODEL, --width, --model and --sweep")
-        result = table3_rows()
-        typer.echo(json.dumps(result, indent=2) if as_json else format_table3(result))
-        return 0
     if sweep:
         if model is not None or width is not None or ram_bytes or flash_bytes or family.given:
             raise TfsepError(

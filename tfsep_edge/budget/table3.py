@@ -96,6 +96,21 @@ def table3_rows() -> dict:
     }
 
 
+def table3_command(given: list[str], as_json: bool) -> int:
+    """`budget --table3`: `given` names the options that would pick one model (they conflict)."""
+    import json
+
+    import typer
+
+    from tfsep_edge.core.errors import TfsepError
+
+    if given:
+        raise TfsepError(f"--table3 counts the report's networks itself; drop {', '.join(given)}")
+    result = table3_rows()
+    typer.echo(json.dumps(result, indent=2) if as_json else format_table3(result))
+    return 0
+
+
 def format_table3(result: dict) -> str:
     head = (
         f"{'network':<38} {'--model':<12} {'input':<9} {'report K':>9} {'params':>9} "

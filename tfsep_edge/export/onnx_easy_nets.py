@@ -11,8 +11,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfsep_edge.core.config import DEFAULT_FRONTEND, FrontendConfig
 from tfsep_edge.core.errors import TfsepError
-from tfsep_edge.export.onnx_fp32 import OUTPUT, GraphBuilder, _f32, add_adaresnorm, add_conv, fold_bn
+from tfsep_edge.export.onnx_fp32 import (
+    OUTPUT,
+    GraphBuilder,
+    _f32,
+    add_adaresnorm,
+    add_conv,
+    add_input,
+    finish_model,
+    fold_bn,
+)
 from tfsep_edge.model.shuffle import shuffle_sources
 
 
@@ -123,3 +133,15 @@ def add_easy_model(g: GraphBuilder, x: str, model, n_mels: int, frames: int) -> 
         OUTPUT,
         transB=1,
     )
+
+
+def build_family_fp32(model, frontend: bool, opset: int, cfg: FrontendConfig = DEFAULT_FRONTEND):
+    """onnx_fp32.build_fp32 for any family: TF-SepNet's tuned graph, the others' plain one."""
+    from tfsep_edge.export.onnx_fp32 import build_fp32
+
+    if model.config.family == "tfsepnet":
+        return build_fp32(model, frontend, opset, cfg)
+    g = GraphBuilder(opset)
+    graph_input, x = add_input(g, frontend, cfg)
+    add_easy_model(g, x, model, cfg.n_mels, cfg.n_frames)
+    return finish_model(g, graph_input, model.config.num_classes)

@@ -416,12 +416,7 @@ def build_fp32(model, frontend: bool, opset: int, cfg: FrontendConfig = DEFAULT_
     """The clean FP32 graph of `model` (eval mode), taking log-mel or waveform input."""
     g = GraphBuilder(opset)
     graph_input, x = add_input(g, frontend, cfg)
-    if model.config.family == "tfsepnet":
-        add_model(g, x, model, cfg.n_mels, cfg.n_frames)
-    else:  # BC-ResNet, TF-SepNet-64: plain graphs of their own
-        from tfsep_edge.export.onnx_easy_nets import add_easy_model
-
-        add_easy_model(g, x, model, cfg.n_mels, cfg.n_frames)
+    add_model(g, x, model, cfg.n_mels, cfg.n_frames)
     return finish_model(g, graph_input, model.config.num_classes)
 
 
