@@ -380,3 +380,12 @@ def test_resnorm_ablation_through_quantize_and_every_export(tmp_path):
         assert res.returncode == 0, res.stderr
         code, rep = budget_json(tmp_path / out)
         assert rep["params"] == 6_514  # 6,838 - 3 x 108: the C=12 network without AdaResNorm's parameters
+
+
+def test_bcresnet_with_subspectralnorm_bands_is_refused_by_the_onnx_export(tmp_path):
+    torch.manual_seed(0)
+    save_checkpoint(build_model(make_config("bcresnet", width=8, sub_bands=2)).eval(), tmp_path / "ssn.pt")
+    res = run_cli("export", tmp_path / "ssn.pt", "--onnx", tmp_path / "ssn.onnx")
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert "ssn.pt: SubSpectralNorm with 2 sub-bands" in lines[0] and not (tmp_path / "ssn.onnx").exists()

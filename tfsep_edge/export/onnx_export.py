@@ -56,7 +56,10 @@ def build_graph(source: Source, int8: bool, frontend: bool, opset: int):
     if int8:
         model = build_int8(source.artifact.fake_quant_model(), frontend, opset, source.frontend)
     else:
-        model = build_family_fp32(source.float_model, frontend, opset, source.frontend)
+        try:
+            model = build_family_fp32(source.float_model, frontend, opset, source.frontend)
+        except TfsepError as exc:  # what the graph cannot hold (SubSpectralNorm sub-bands): name the file
+            raise TfsepError(f"{source.path}: {exc}") from None
     budget = budget_figures(source.float_model, stored_bytes(onnx_constants(model)), source.frontend)
     kind, precision = ("waveform" if frontend else "logmel"), ("int8" if int8 else "fp32")
     width = source.float_model.config.width
