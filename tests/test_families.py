@@ -290,8 +290,30 @@ def test_train_options_build_each_family():
         TrainOptions.resolve({"model": "bcresnet", "norm": "resnorm"}).check()
 
 
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--model", "bcresnet", "--norm", "resnorm"], "--norm resnorm: bcresnet has no norm choice"),
+        (["--model", "tfsepnet-v2", "--depth", "15"], "--depth 15: tfsepnet-v2 takes 16 | 17"),
+        (["--model", "vgg"], "--model 'vgg': not a model family"),
+    ],
+)
+def test_train_cli_bad_family_options(tmp_path, args, needle):
+    res = run_cli("train", tmp_path, "-o", tmp_path / "run", *args)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and needle in lines[0], res.stderr
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name, options", [("bcresnet", {"width": 8}), ("tfsepnet", {"width": 12, "norm": "resnorm"})])
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("bcresnet", {"width": 8}),
+        ("tfsepnet", {"width": 12, "norm": "resnorm"}),
+        ("tfsepnet-v2", {"width": 8, "depth": 16}),
+    ],
+)
 def test_train_a_family_for_two_tiny_epochs(tmp_path, name, options):
     from tfsep_edge.datasets.synth import synthesize
     from tfsep_edge.train import loop
@@ -302,7 +324,9 @@ def test_train_a_family_for_two_tiny_epochs(tmp_path, name, options):
     assert summary["model"] == name
     model, info = load_checkpoint(tmp_path / "run" / "best.pt")
     assert info["family"] == name and model.config.width == options["width"]
-    assert getattr(model.config, "norm", None) == options.get("norm", getattr(model.config, "norm", None))
+    for key in ("norm", "depth"):
+        if key in options:
+            assert getattr(model.config, key) == options[key]
 
 
 # --- evaluate, quantize, export --------------------------------------------------------------------
