@@ -352,9 +352,29 @@ def test_fp32_onnx_graph_gives_the_authors_logits(easy, name, inp, frontend):
     np.testing.assert_allclose(logits, np.load(easy / f"{name}_logits.npy"), atol=1e-4, rtol=0)
 
 
-def test_export_cli_bcresnet_onnx_and_its_budget(easy, tmp_path):
-    out = tmp_path / "bc.onnx"
-    res = run_cli("export", easy / "bcresnet_c40.ckpt", "--onnx", out)
+@pytest.mark.parametrize(
+    "name, inp, frontend",
+    [("bcresnet_c40", "bcresnet_c40_input", {}), ("tfsepnet64_d17", "tfsepnet64_input", V2_INPUT)],
+)
+def test_fp32_tflite_graph_gives_the_authors_logits(easy, name, inp, frontend):
+    interpreter_module = pytest.importorskip("ai_edge_litert.interpreter")
+    from tfsep_edge.core.config import FrontendConfig
+    from tfsep_edge.export.tflite_easy_nets import build_family_fp32
+
+    model, _ = load_checkpoint(easy / f"{name}.ckpt")
+    graph, x_in, out = build_family_fp32(model, FrontendConfig(**frontend))
+    interpreter = interpreter_module.Interpreter(model_content=graph.pack([x_in], [out], {}, "test"))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], np.load(easy / f"{inp}.npy"))
+    interpreter.invoke()
+    logits = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    np.testing.assert_allclose(logits, np.load(easy / f"{name}_logits.npy"), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("suffix", ["onnx", "tflite"])
+def test_export_cli_bcresnet_fp32_and_its_budget(easy, tmp_path, suffix):
+    out = tmp_path / f"bc.{suffix}"
+    res = run_cli("export", easy / "bcresnet_c40.ckpt", f"--{suffix}", out)
     assert res.returncode == 0 and out.is_file(), res.stderr
     code, rep = budget_json(out)
     assert (rep["params"], rep["macs"]) == (81_770, 10_229_180)
@@ -363,7 +383,6 @@ def test_export_cli_bcresnet_onnx_and_its_budget(easy, tmp_path):
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["export", "bcresnet_c40.ckpt", "--tflite", "OUT.tflite"], "the .tflite writer builds TF-SepNet only"),
         (["export", "tfsepnet64_d17.ckpt", "--onnx", "OUT.onnx"], "takes its cpmel features (1x512x64)"),
         (["quantize", "bcresnet_c40.ckpt", "--calib", "CALIB"], "quantize builds INT8 TF-SepNet models only"),
     ],
@@ -406,10 +425,11 @@ def test_resnorm_ablation_through_quantize_and_every_export(tmp_path):
         assert rep["params"] == 6_514  # 6,838 - 3 x 108: the C=12 network without AdaResNorm's parameters
 
 
-def test_bcresnet_with_subspectralnorm_bands_is_refused_by_the_onnx_export(tmp_path):
+@pytest.mark.parametrize("suffix", ["onnx", "tflite"])
+def test_bcresnet_with_subspectralnorm_bands_is_refused_by_the_fp32_exports(tmp_path, suffix):
     torch.manual_seed(0)
     save_checkpoint(build_model(make_config("bcresnet", width=8, sub_bands=2)).eval(), tmp_path / "ssn.pt")
-    res = run_cli("export", tmp_path / "ssn.pt", "--onnx", tmp_path / "ssn.onnx")
+    res = run_cli("export", tmp_path / "ssn.pt", f"--{suffix}", tmp_path / f"ssn.{suffix}")
     lines = res.stderr.strip().splitlines()
     assert res.returncode == 2 and len(lines) == 1, res.stderr
-    assert "ssn.pt: SubSpectralNorm with 2 sub-bands" in lines[0] and not (tmp_path / "ssn.onnx").exists()
+    assert "ssn.pt: SubSpectralNorm with 2 sub-bands" in lines[0] and not (tmp_path / f"ssn.{suffix}").exists()

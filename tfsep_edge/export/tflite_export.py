@@ -28,16 +28,6 @@ from tfsep_edge.export.rule import ExportValidationError
 from tfsep_edge.export.source import Source
 
 
-def check_tflite_family(source: Source) -> None:
-    """The FP32 .tflite writer is built for TF-SepNet's blocks (tflite_fp32.py)."""
-    family = source.float_model.config.family
-    if family != "tfsepnet":
-        raise TfsepError(
-            f"{source.path}: the .tflite writer builds TF-SepNet only, not a {family}; "
-            f"export its FP32 ONNX instead (tfsep-edge export {source.path} --onnx OUT.onnx)"
-        )
-
-
 def build(source: Source, int8: bool, io: str = "float") -> bytes:
     """The flatbuffer with its metadata: the budget's stored bytes are counted on the graph itself.
     `io` "int8": int8 input and output tensors (an integer model), their points in META_IO."""
@@ -51,10 +41,12 @@ def build(source: Source, int8: bool, io: str = "float") -> bytes:
         if io == "int8":
             extra[META_IO] = io_metadata(x_in, out)
     else:
-        from tfsep_edge.export.tflite_fp32 import build_fp32
+        from tfsep_edge.export.tflite_easy_nets import build_family_fp32
 
-        check_tflite_family(source)
-        graph, x_in, out = build_fp32(source.float_model, source.frontend)
+        try:
+            graph, x_in, out = build_family_fp32(source.float_model, source.frontend)
+        except TfsepError as exc:  # what the graph cannot hold (SubSpectralNorm sub-bands): name the file
+            raise TfsepError(f"{source.path}: {exc}") from None
     precision, width = ("int8" if int8 else "fp32"), source.float_model.config.width
     desc = description(width, precision, "logmel")
     draft = graph.pack([x_in], [out], {}, desc)
