@@ -24,7 +24,17 @@ import torch
 from tfsep_edge.core.config import DEFAULT_FRONTEND, LABELS, FrontendConfig
 from tfsep_edge.core.errors import TfsepError, first_line
 from tfsep_edge.core.fileio import atomic_path
-from tfsep_edge.model.families import FAMILIES, Family, build_model, config_from_dict, family_of_state, get_family
+from tfsep_edge.model.easy_dcase_run import find_run_config, merge, read_run_config, weights_config
+from tfsep_edge.model.families import (
+    FAMILIES,
+    Family,
+    build_model,
+    check_family_options,
+    config_from_dict,
+    family_of_state,
+    get_family,
+    make_config,
+)
 from tfsep_edge.model.tfsepnet import TFSepNet
 
 FORMAT = "tfsep-edge/checkpoint"
@@ -205,11 +215,8 @@ def _own_model(obj: dict, path: Path, shuffle_groups: int | None):
         if shuffle_groups:
             raise TfsepError(f"{path}: a {family.name} has no shuffle-group choice; drop --shuffle-groups")
         config = config_from_dict(cfg)
-        return (
-            load_weights(_build(config, path), state, path, f"{family.name} of width {config.width}"),
-            frontend,
-            labels,
-        )
+        model = load_weights(_build(config, path), state, path, f"{family.name} of width {config.width}")
+        return model, frontend, labels
     stored = int(cfg.get("shuffle_groups") or 0) or None
     if shuffle_groups and stored and int(shuffle_groups) != stored:
         # The own format records the groups it was trained with; another value is another network.
@@ -243,9 +250,6 @@ def _reference_model(obj: dict, path: Path, shuffle_groups: int | None, options:
 
 def _easy_model(state: dict, path: Path, family: Family, options: dict):
     """BC-ResNet / TF-SepNet-64 weights + (config.yaml beside or above, or the options) -> model."""
-    from tfsep_edge.model.easy_dcase_run import find_run_config, merge, read_run_config, weights_config
-    from tfsep_edge.model.families import check_family_options, make_config
-
     check_family_options(family, options.get("norm"), options.get("depth"))
     given = {k: options[k] for k in ("width", "depth") if options.get(k) is not None}
     source = "--width/--depth"
