@@ -47,6 +47,11 @@ def user_errors(fn):
     return wrapper
 
 
+MODEL_HELP = "model family: tfsepnet | bcresnet | tfsepnet-v2 (TF-SepNet-64) [tfsepnet]"
+NORM_HELP = "tfsepnet only: adaresnorm (the report's) | resnorm (Table 3's ablation) [adaresnorm]"
+DEPTH_HELP = "tfsepnet-v2 only: 16 | 17 (17: a max-pool before the last stage) [17]"
+
+
 @app.command()
 @user_errors
 def budget(
@@ -54,13 +59,27 @@ def budget(
         None, help="checkpoint, quantize folder, .onnx or .tflite; none: an untrained model of --width"
     ),
     width: Optional[int] = typer.Option(
-        None, "--width", help="count an untrained model of this width (default 12); with MODEL: must match it"
+        None,
+        "--width",
+        help="count an untrained model of this width (default: the family's, tfsepnet 12); with MODEL: must match it",
+    ),
+    model_family: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
+    norm: Optional[str] = typer.Option(None, "--norm", help=NORM_HELP),
+    depth: Optional[int] = typer.Option(None, "--depth", help=DEPTH_HELP),
+    table3: bool = typer.Option(
+        False,
+        "--table3",
+        help="every network of the report's Table 3 and TF-SepNet-64: the report's figures next to ours",
     ),
     shuffle_groups: Optional[int] = typer.Option(
         None, "--shuffle-groups", help="default width // 4; needed for reference state_dicts trained otherwise"
     ),
-    n_mels: int = typer.Option(128, "--n-mels", help="input mel bands (7..1024)"),
-    frames: int = typer.Option(44, "--frames", help="input frames (7..1024); 44 = 1 s"),
+    n_mels: Optional[int] = typer.Option(
+        None, "--n-mels", help="input mel bands (7..1024) [the family's: 128; tfsepnet-v2 512]"
+    ),
+    frames: Optional[int] = typer.Option(
+        None, "--frames", help="input frames (7..1024) [the family's 1 s: 44; tfsepnet-v2 64]"
+    ),
     dtype: str = typer.Option("int8", "--dtype", help="int8 | float16 | float32: storage type of the parameters"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     sweep: bool = typer.Option(False, "--sweep", help="list every valid width 8..64 and the largest that fits"),
@@ -78,8 +97,15 @@ def budget(
     figures: RAM (the smallest TFLite Micro arena, measured) and flash, against --ram / --flash.
     Exit 0 fits, 1 does not fit, 2 bad input.
     """
-    from tfsep_edge.budget.count import budget_command
+    from tfsep_edge.budget.count import FamilyOptions, budget_command
     from tfsep_edge.runtime.micro import footprint
+
+    if table3:
+        from tfsep_edge.budget.table3 import table3_command
+
+        picked = {"MODEL": model, "--width": width, "--model": model_family, "--norm": norm, "--depth": depth}
+        picked |= {"--sweep": sweep or None, "--ram": ram, "--flash": flash, "--shuffle-groups": shuffle_groups}
+        raise typer.Exit(table3_command([k for k, v in picked.items() if v is not None], as_json))
 
     code = budget_command(
         model=model,
@@ -93,6 +119,7 @@ def budget(
         ram=ram,
         flash=flash,
         measure_device=footprint,
+        family=FamilyOptions(model_family, norm, depth),
     )
     raise typer.Exit(code)
 
@@ -259,7 +286,12 @@ def bench(
 def train(
     data: Path = typer.Argument(..., help="data folder in the TAU22 layout (meta.csv, evaluation_setup/, audio/)"),
     out: Path = typer.Option(Path("runs/train"), "-o", "--out", help="run folder: best.pt, last.pt, metrics.csv"),
-    width: Optional[int] = typer.Option(None, "--width", help="TF-SepNet width C [12]"),
+    model_family: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
+    width: Optional[int] = typer.Option(
+        None, "--width", help="base channels C [the family's: tfsepnet 12, bcresnet 40, tfsepnet-v2 64]"
+    ),
+    norm: Optional[str] = typer.Option(None, "--norm", help=NORM_HELP),
+    depth: Optional[int] = typer.Option(None, "--depth", help=DEPTH_HELP),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="[200]"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="global batch [32]"),
     lr: Optional[float] = typer.Option(None, "--lr", help="peak learning rate [0.01]"),
@@ -306,7 +338,8 @@ def train(
     each response takes 7.34% of the training set's device-A clips (at least 1, at most 7,500).
     --devsim-clips N takes N per response instead.
     """
-    given = {k: v for k, v in locals().items() if k not in ("data", "out", "resume", "as_json")}
+    given = {k: v for k, v in locals().items() if k not in ("data", "out", "resume", "as_json", "model_family")}
+    given["model"] = model_family
     require_torch()
     import json
     import os
@@ -321,7 +354,8 @@ def train(
         return
     tag = " (SYNTHETIC data)" if summary["synthetic_data"] else ""
     typer.echo(
-        f"trained C={summary['width']} for {summary['trained_epochs']} epochs in {summary['seconds']:.1f} s on "
+        f"trained {summary['model']} C={summary['width']} for {summary['trained_epochs']} epochs "
+        f"in {summary['seconds']:.1f} s on "
         f"{summary['train_clips']} clips{tag}: validation accuracy {summary['last_val_acc']:.4f} last, "
         f"{summary['best_val_acc']:.4f} best -> {summary['run_dir']}/best.pt, last.pt, metrics.csv"
     )

@@ -36,7 +36,6 @@ from tfsep_edge.core.kinds import Kind, artifact_kind
 from tfsep_edge.core.torch_check import require_torch
 
 DTYPE_BYTES = {"int8": 1, "float16": 2, "float32": 4}
-DEFAULT_WIDTH = 12  # the report's submitted TF-SepNet (6.83 K params, 1.65 M MACs)
 SWEEP_RANGE = (8, 64)
 # The 5x5 stride-2 stem and two 2x2 max-pools divide each axis by 8 (the stem rounds up):
 # 7 -> 4 -> 2 -> 1 is the smallest input that leaves one bin; 6 -> 3 -> 1 -> 0 fails.
@@ -47,13 +46,26 @@ MAX_WIDTH = 256
 UNCOUNTED_LABEL = "uncounted work: elementwise ops NeSsi leaves out (NOT part of the official count)"
 
 
+@dataclass(frozen=True)
+class FamilyOptions:
+    """--model / --norm / --depth of `budget` (model/families.py); None: the default."""
+
+    model: str | None = None
+    norm: str | None = None
+    depth: int | None = None
+
+    @property
+    def given(self) -> bool:
+        return any(v is not None for v in (self.model, self.norm, self.depth))
+
+
 @dataclass
 class Counted:
     """Everything `budget` reports about one model, whatever the MODEL file was."""
 
     source: str  # what was counted, in words
     width: int
-    shuffle_groups: int
+    shuffle_groups: int | None  # None: a family without one shuffle-group count
     n_mels: int
     frames: int
     params: int  # torchinfo total_params (NeSsi)
@@ -66,13 +78,15 @@ class Counted:
     notes: list[str] = field(default_factory=list)
 
 
-def check_options(n_mels: int, frames: int, dtype: str, width: int | None, shuffle_groups: int | None) -> str:
+def check_options(
+    n_mels: int | None, frames: int | None, dtype: str, width: int | None, shuffle_groups: int | None
+) -> str:
     """Validate the numeric options; return the normalised dtype."""
     key = str(dtype).lower()
     if key not in DTYPE_BYTES:
         raise TfsepError(f"--dtype {dtype!r}: not one of {', '.join(DTYPE_BYTES)}")
     for name, value in (("--n-mels", n_mels), ("--frames", frames)):
-        if not MIN_INPUT <= value <= MAX_INPUT:
+        if value is not None and not MIN_INPUT <= value <= MAX_INPUT:
             raise TfsepError(
                 f"{name} {value}: must be {MIN_INPUT}..{MAX_INPUT} (the stem and two max-pools need at least "
                 f"{MIN_INPUT} bins on each axis; the default input is 128 x 44)"
@@ -109,11 +123,14 @@ def uncounted_work(model, n_mels: int, frames: int) -> dict:
     import torch
     from torch import nn
 
-    from tfsep_edge.model.tfsepnet import AdaResNorm, ChannelShuffle, TimeFreqSepConvs
+    from tfsep_edge.model.easy_blocks import BroadcastBlock, TimeFreqSepConvolutions
+    from tfsep_edge.model.tfsepnet import AdaResNorm, ChannelShuffle, ResNorm, TimeFreqSepConvs
 
     totals = {
         "adaresnorm_statistics": 0,
         "adaresnorm_normalise_affine": 0,
+        "resnorm_normalise": 0,
+        "swish": 0,
         "freq_time_mean_pooling": 0,
         "residual_adds": 0,
         "channel_shuffle": 0,
@@ -129,22 +146,34 @@ def uncounted_work(model, n_mels: int, frames: int) -> dict:
             _, c, f, _ = x.shape
             e = x.numel()
             totals["adaresnorm_statistics"] += 4 * e + 2 * f
-            totals["adaresnorm_normalise_affine"] += 7 * e + c
-        elif isinstance(module, TimeFreqSepConvs):
+            if isinstance(module, ResNorm):
+                totals["resnorm_normalise"] += 4 * e
+            else:
+                totals["adaresnorm_normalise_affine"] += 7 * e + c
+        elif isinstance(module, (TimeFreqSepConvs, TimeFreqSepConvolutions)):
             totals["freq_time_mean_pooling"] += output.numel()
             totals["residual_adds"] += output.numel()
+        elif isinstance(module, BroadcastBlock):
+            # mean over frequency of the auxiliary map; the broadcast add of the temporal branch,
+            # and of the identity where the channels stay
+            totals["freq_time_mean_pooling"] += output.numel()
+            totals["residual_adds"] += output.numel() * (1 if module.trans_conv is not None else 2)
+        elif isinstance(module, nn.SiLU):
+            totals["swish"] += output.numel()
         elif isinstance(module, ChannelShuffle):
             moved["channel_shuffle"] += output.numel()
         elif isinstance(module, nn.MaxPool2d):
             totals["max_pool"] += 3 * output.numel()
         elif isinstance(module, nn.ReLU):
             totals["relu"] += output.numel()
-        elif module is model.classifier:
+        elif module is head:
             totals["global_mean"] += output.numel()
 
-    kinds = (AdaResNorm, TimeFreqSepConvs, ChannelShuffle, nn.MaxPool2d, nn.ReLU)
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
-    handles.append(model.classifier.register_forward_hook(hook))
+    # The 1x1 classifier conv whose map the global mean averages (easy_dcase's wraps it).
+    head = getattr(model.classifier, "conv", model.classifier)
+    kinds = (AdaResNorm, TimeFreqSepConvs, TimeFreqSepConvolutions, BroadcastBlock, ChannelShuffle, nn.MaxPool2d)
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (*kinds, nn.ReLU, nn.SiLU))]
+    handles.append(head.register_forward_hook(hook))
     try:
         with torch.no_grad():
             model.eval()(torch.zeros(1, 1, n_mels, frames))
@@ -152,18 +181,23 @@ def uncounted_work(model, n_mels: int, frames: int) -> dict:
         for h in handles:
             h.remove()
     formulas = {
-        "adaresnorm_statistics": "4E + 2F per AdaResNorm (mean, unbiased var, +eps, sqrt)",
+        "adaresnorm_statistics": "4E + 2F per AdaResNorm or ResNorm (mean, unbiased var, +eps, sqrt)",
         "adaresnorm_normalise_affine": "7E + C per AdaResNorm (normalise, rho mix, gamma/beta)",
-        "freq_time_mean_pooling": "E_out per TF-SepConv block (mean over F / over T of each half)",
-        "residual_adds": "E_out per TF-SepConv block",
+        "resnorm_normalise": "4E per ResNorm (x - mean, / std, lambda * x, add)",
+        "swish": "1 per SiLU output (BC-ResNet's temporal branch)",
+        "freq_time_mean_pooling": "E_out per TF-SepConv block (mean over F / over T of each half); "
+        "E_out per BC-ResBlock (mean over F)",
+        "residual_adds": "E_out per TF-SepConv block; E_out per BC-ResBlock (2 E_out where the channels stay)",
         "channel_shuffle": "0 (data movement only)",
         "max_pool": "3 compares per output",
         "relu": "1 compare per output (fused into the conv by most backends)",
         "global_mean": "classifier map elements (mean over F and T)",
     }
+    always = ("adaresnorm_statistics", "adaresnorm_normalise_affine", "channel_shuffle")
     items = [
         {"name": k, "ops": v, "formula": formulas[k], **({"elements_moved": moved[k]} if k in moved else {})}
         for k, v in totals.items()
+        if v or k in always or moved.get(k)  # the other families' items only where they occur
     ]
     return {
         "label": UNCOUNTED_LABEL,
@@ -173,12 +207,18 @@ def uncounted_work(model, n_mels: int, frames: int) -> dict:
     }
 
 
-def _count_float(model, source: str, n_mels: int, frames: int) -> Counted:
+def _count_float(model, source: str, n_mels: int | None, frames: int | None) -> Counted:
+    """NeSsi's count and the uncounted work; an input axis left None is the family's own
+    (TF-SepNet and BC-ResNet 128 x 44, TF-SepNet-64 512 x 64)."""
+    from tfsep_edge.model.families import get_family
+
+    shape = get_family(model.config.family).input_shape
+    n_mels, frames = n_mels or shape[1], frames or shape[2]
     params, macs, layers = official_count(model, n_mels, frames)
     return Counted(
         source=source,
         width=model.config.width,
-        shuffle_groups=model.config.groups,
+        shuffle_groups=getattr(model.config, "groups", None),
         n_mels=n_mels,
         frames=frames,
         params=params,
@@ -188,16 +228,52 @@ def _count_float(model, source: str, n_mels: int, frames: int) -> Counted:
     )
 
 
-def count_width(width: int, shuffle_groups: int | None, n_mels: int, frames: int) -> Counted:
-    """An untrained TFSepNet of this width (the counts do not depend on the weights)."""
+def count_width(
+    width: int | None,
+    shuffle_groups: int | None,
+    n_mels: int,
+    frames: int,
+    family: FamilyOptions = FamilyOptions(),
+) -> Counted:
+    """An untrained model of this family and width (None: the family's default width; the counts
+    do not depend on the weights)."""
     require_torch()
-    from tfsep_edge.model.tfsepnet import TFSepNet
-
-    model = TFSepNet(width=width, shuffle_groups=shuffle_groups).eval()
-    return _count_float(model, f"untrained TF-SepNet, width {width}", n_mels, frames)
+    model = family_model(width, shuffle_groups, family)
+    return _count_float(model, f"untrained {describe(model.config)}", n_mels, frames)
 
 
-def count_model(path: Path, width: int | None, shuffle_groups: int | None, n_mels: int, frames: int) -> Counted:
+def family_model(width: int | None, shuffle_groups: int | None, family: FamilyOptions):
+    from tfsep_edge.model.families import build_model, make_config
+
+    extra = {}
+    if shuffle_groups is not None:
+        if family.model not in (None, "tfsepnet"):
+            raise TfsepError(f"--shuffle-groups {shuffle_groups}: {family.model} has no shuffle-group choice")
+        extra["shuffle_groups"] = shuffle_groups
+    return build_model(make_config(family.model, width, family.norm, family.depth, **extra)).eval()
+
+
+def describe(config) -> str:
+    """A model config in words: 'TF-SepNet, width 40, resnorm', 'tfsepnet-v2, width 64, depth 17'."""
+    words = {"tfsepnet": "TF-SepNet", "bcresnet": "BC-ResNet", "tfsepnet-v2": "TF-SepNet-64 (tfsepnet-v2)"}
+    parts = [words[config.family], f"width {config.width}"]
+    if getattr(config, "norm", "adaresnorm") != "adaresnorm":
+        parts.append(config.norm)
+    if config.family == "tfsepnet-v2":
+        parts.append(f"depth {config.depth}")
+    if getattr(config, "sub_bands", 1) != 1:
+        parts.append(f"{config.sub_bands} sub-bands")
+    return ", ".join(parts)
+
+
+def count_model(
+    path: Path,
+    width: int | None,
+    shuffle_groups: int | None,
+    n_mels: int,
+    frames: int,
+    family: FamilyOptions = FamilyOptions(),
+) -> Counted:
     """MODEL file -> Counted. The one place that dispatches on what MODEL is.
 
     Today: float checkpoints (own format or a reference state_dict). The export/quantize issues
@@ -209,14 +285,17 @@ def count_model(path: Path, width: int | None, shuffle_groups: int | None, n_mel
     path = Path(path)
     kind = artifact_kind(path)
     require_torch()  # the NeSsi count runs torchinfo on the float model, whatever the artifact
+    if family.given and (kind.exported or kind is Kind.QUANTIZED):
+        raise TfsepError(f"{path}: an exported or quantized model records its network; drop --model/--norm/--depth")
     if kind.exported:  # stored bytes: the file's constants (budget/stored_bytes.py)
         return count_graph_file(path, kind, n_mels, frames)
     if kind is Kind.QUANTIZED:
         return count_quantized(path, n_mels, frames)
     from tfsep_edge.model.checkpoint import load_checkpoint
 
-    model, info = load_checkpoint(path, shuffle_groups=shuffle_groups, expected_width=width)
-    return _count_float(model, f"{path} ({info['format']} checkpoint, width {model.config.width})", n_mels, frames)
+    options = {"model": family.model, "norm": family.norm, "depth": family.depth}
+    model, info = load_checkpoint(path, shuffle_groups=shuffle_groups, expected_width=width, **options)
+    return _count_float(model, f"{path} ({info['format']} checkpoint, {describe(model.config)})", n_mels, frames)
 
 
 def budget_report(counted: Counted, dtype: str) -> dict:
@@ -264,7 +343,8 @@ def format_report(report: dict) -> str:
     ws = max([len("output")] + [len(r[2]) for r in rows])
     head = f"{'layer':<{wn}}  {'type':<{wt}}  {'output':<{ws}}  {'params':>9}  {'MACs':>12}"
     lines = [
-        f"model: {report['model']}, shuffle groups {report['shuffle_groups']}",
+        f"model: {report['model']}"
+        + (f", shuffle groups {report['shuffle_groups']}" if report["shuffle_groups"] is not None else ""),
         f"input: {'x'.join(map(str, report['input_size']))}; counted by {report['counted_by']}",
         "",
         head,
@@ -298,9 +378,10 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def sweep_widths(shuffle_groups: int | None, n_mels: int, frames: int) -> dict:
+def sweep_widths(shuffle_groups: int | None, n_mels: int | None, frames: int | None) -> dict:
     """Every valid width in SWEEP_RANGE: params, bytes per dtype, MACs, and the largest that fits."""
     require_torch()
+    n_mels, frames = n_mels or 128, frames or 44  # TF-SepNet's input
     from tfsep_edge.model.tfsepnet import check_width, valid_widths
 
     lo, hi = SWEEP_RANGE
@@ -370,6 +451,7 @@ def budget_command(
     ram: str | None = None,
     flash: str | None = None,
     measure_device=None,
+    family: FamilyOptions = FamilyOptions(),
 ) -> int:
     """Run `tfsep-edge budget`; return the exit code (0 fits, 1 does not; TfsepError -> 2).
 
@@ -383,17 +465,19 @@ def budget_command(
     dtype = check_options(n_mels, frames, dtype, width, shuffle_groups)
     ram_bytes, flash_bytes = parse_size(ram, "--ram"), parse_size(flash, "--flash")
     if sweep:
-        if model is not None or width is not None or ram_bytes or flash_bytes:
-            raise TfsepError("--sweep counts every width itself; drop MODEL, --width, --ram and --flash")
+        if model is not None or width is not None or ram_bytes or flash_bytes or family.given:
+            raise TfsepError(
+                "--sweep counts every TF-SepNet width itself; drop MODEL, --width, --model, --ram and --flash"
+            )
         result = sweep_widths(shuffle_groups, n_mels, frames)
         typer.echo(json.dumps(result, indent=2) if as_json else format_sweep(result))
         return 0
     if model is not None:
-        counted = count_model(model, width, shuffle_groups, n_mels, frames)
+        counted = count_model(model, width, shuffle_groups, n_mels, frames, family)
     else:
-        counted = count_width(width if width is not None else DEFAULT_WIDTH, shuffle_groups, n_mels, frames)
+        counted = count_width(width, shuffle_groups, n_mels, frames, family)
         if width is None:
-            counted.notes.append(f"no MODEL or --width given: counted the default width {DEFAULT_WIDTH}")
+            counted.notes.append(f"no MODEL or --width given: counted the family's default width {counted.width}")
     report = budget_report(counted, dtype)
     device = device_checks(model, ram_bytes, flash_bytes, measure_device)
     text = format_report(report)
@@ -407,16 +491,29 @@ def budget_command(
 def count_graph_file(path: Path, kind: Kind, n_mels: int, frames: int):
     """budget.Counted for an exported .onnx or .tflite file.
 
-    The official count (params, MACs) is NeSsi's torchinfo count of the float TF-SepNet rebuilt
-    from the width in the file's metadata (the counts do not depend on the weights; a
-    non-default shuffle-group count is read from the budget metadata when present); the bytes
+    The official count (params, MACs) is NeSsi's torchinfo count of the float model rebuilt from
+    the width in the file's metadata (the counts do not depend on the weights; the family, norm,
+    depth and a non-default shuffle-group count are read from the budget metadata when present;
+    the input is the file's front end unless --n-mels/--frames say otherwise); the bytes
     are those of the file's stored constants by type (stored_bytes.py, one count for every format).
     """
     from tfsep_edge.budget.stored_bytes import read_graph_file
 
     graph = read_graph_file(path, kind)
     width = graph.width()
-    counted = count_width(width, graph.shuffle_groups(), n_mels, frames)
+    if n_mels is None or frames is None:  # the input the file was exported for
+        from tfsep_edge.core.config import META_FRONTEND, FrontendConfig
+
+        try:
+            cfg = FrontendConfig.from_dict(json.loads(graph.meta.get(META_FRONTEND, "{}")))
+        except (ValueError, TypeError):
+            cfg = FrontendConfig()
+        n_mels, frames = n_mels or cfg.n_mels, frames or cfg.n_frames
+    stored = graph.model_config()
+    family = FamilyOptions(stored.get("family"), stored.get("norm"), stored.get("depth"))
+    if family.model not in (None, "tfsepnet"):
+        family = FamilyOptions(family.model, None, family.depth)  # --norm is TF-SepNet's only
+    counted = count_width(width, graph.shuffle_groups(), n_mels, frames, family)
     counted.source = f"{path} ({graph.format}, {graph.precision}, width {width})"
     counted.stored_param_bytes = graph.stored["total"]
     counted.notes.append(

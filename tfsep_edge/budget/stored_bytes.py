@@ -162,6 +162,14 @@ class GraphFile:
         except (KeyError, ValueError):
             raise TfsepError(f"{self.path}: no tfsep-edge width in its metadata; {EXPORT_HINT}") from None
 
+    def model_config(self) -> dict:
+        """The float model's config (family, norm, depth) from the budget metadata; {} in files
+        written before families (a TF-SepNet with AdaResNorm)."""
+        try:
+            return json.loads(self.meta.get(META_BUDGET, "{}")).get("model") or {}
+        except (ValueError, AttributeError):
+            return {}
+
     def shuffle_groups(self) -> int | None:
         """A non-default shuffle-group count, from the budget metadata when present."""
         try:

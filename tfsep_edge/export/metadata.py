@@ -17,7 +17,8 @@ def budget_figures(float_model, stored: dict, cfg: FrontendConfig) -> dict:
     params, macs, _ = official_count(float_model, cfg.n_mels, cfg.n_frames)
     return {
         "width": float_model.config.width,
-        "shuffle_groups": float_model.config.groups,
+        "shuffle_groups": getattr(float_model.config, "groups", None),  # None: no one shuffle-group count
+        "model": float_model.config.to_dict(),  # family, norm / depth: `budget FILE` rebuilds this network
         "params": params,
         "macs": macs,
         "counted_by": "torchinfo (NeSsi) on the float model",

@@ -50,13 +50,16 @@ def set_metadata(model, meta: dict[str, str], doc: str) -> None:
 def build_graph(source: Source, int8: bool, frontend: bool, opset: int):
     """The ModelProto with its metadata: the budget's stored bytes are counted on the graph itself."""
     from tfsep_edge.budget.stored_bytes import onnx_constants, stored_bytes
-    from tfsep_edge.export.onnx_fp32 import build_fp32
+    from tfsep_edge.export.onnx_easy_nets import build_family_fp32
     from tfsep_edge.export.onnx_int8 import build_int8
 
     if int8:
         model = build_int8(source.artifact.fake_quant_model(), frontend, opset, source.frontend)
     else:
-        model = build_fp32(source.float_model, frontend, opset, source.frontend)
+        try:
+            model = build_family_fp32(source.float_model, frontend, opset, source.frontend)
+        except TfsepError as exc:  # what the graph cannot hold (SubSpectralNorm sub-bands): name the file
+            raise TfsepError(f"{source.path}: {exc}") from None
     budget = budget_figures(source.float_model, stored_bytes(onnx_constants(model)), source.frontend)
     kind, precision = ("waveform" if frontend else "logmel"), ("int8" if int8 else "fp32")
     width = source.float_model.config.width

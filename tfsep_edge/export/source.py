@@ -43,7 +43,8 @@ def load_source(path: Path, int8: bool) -> Source:
             f"{path}: a float checkpoint, never quantized; run `tfsep-edge quantize {path} --calib CALIB` "
             "and export its output folder with --int8"
         )
-    from tfsep_edge.model.checkpoint import load_checkpoint
+    from tfsep_edge.model.checkpoint import load_checkpoint, require_known_frontend
 
     model, info = load_checkpoint(path)
+    require_known_frontend(info, path)
     return Source(path, model, info["frontend"])

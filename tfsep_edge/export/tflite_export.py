@@ -41,9 +41,12 @@ def build(source: Source, int8: bool, io: str = "float") -> bytes:
         if io == "int8":
             extra[META_IO] = io_metadata(x_in, out)
     else:
-        from tfsep_edge.export.tflite_fp32 import build_fp32
+        from tfsep_edge.export.tflite_easy_nets import build_family_fp32
 
-        graph, x_in, out = build_fp32(source.float_model, source.frontend)
+        try:
+            graph, x_in, out = build_family_fp32(source.float_model, source.frontend)
+        except TfsepError as exc:  # what the graph cannot hold (SubSpectralNorm sub-bands): name the file
+            raise TfsepError(f"{source.path}: {exc}") from None
     precision, width = ("int8" if int8 else "fp32"), source.float_model.config.width
     desc = description(width, precision, "logmel")
     draft = graph.pack([x_in], [out], {}, desc)

@@ -25,20 +25,32 @@ LAYOUT: tuple = ("CONV", "N", 1, 1, "N", "M", 1.5, 1.5, "N", "M", 2, 2, "N", 2.5
 STEM_MULTIPLIER = 2
 
 
+# The norm after the stem and after each stage: the report's AdaResNorm, or ResNorm (its Table 3
+# ablation "TF-SepNet, C=40 + ResNorm", 53.19 K params: AdaResNorm's rho/gamma/beta removed).
+NORMS = ("adaresnorm", "resnorm")
+FAMILY = "tfsepnet"
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     width: int = 12
     shuffle_groups: int | None = None  # None: width // 4, as the report sets it
     dropout: float = 0.2
     num_classes: int = NUM_CLASSES
+    norm: str = "adaresnorm"
 
     @property
     def groups(self) -> int:
         return self.shuffle_groups if self.shuffle_groups is not None else max(1, self.width // 4)
 
+    @property
+    def family(self) -> str:
+        return FAMILY
+
     def to_dict(self) -> dict:
         values = asdict(self)
         values["shuffle_groups"] = self.groups
+        values["family"] = FAMILY
         return values
 
 
@@ -88,12 +100,16 @@ class ChannelShuffle(nn.Module):
         return x.unflatten(1, (-1, self.groups)).transpose(1, 2).flatten(1, 2)
 
 
-class AdaResNorm(nn.Module):
-    """Adaptive residual normalisation: gamma * (rho * x + (1 - rho) * FreqIN(x)) + beta.
+def freq_instance_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """FreqIN: each (example, frequency bin) normalised over channels and time, with the unbiased
+    variance, as the reference code does (`x.var((1, 3))`)."""
+    mean = x.mean((1, 3), keepdim=True)
+    var = x.var((1, 3), keepdim=True)
+    return (x - mean) / (var + eps).sqrt()
 
-    FreqIN normalises each (example, frequency bin) over channels and time, with the unbiased
-    variance, as the reference code does (`x.var((1, 3))`).
-    """
+
+class AdaResNorm(nn.Module):
+    """Adaptive residual normalisation: gamma * (rho * x + (1 - rho) * FreqIN(x)) + beta."""
 
     def __init__(self, num_channels: int, eps: float = 1e-5):
         super().__init__()
@@ -103,11 +119,39 @@ class AdaResNorm(nn.Module):
         self.beta = nn.Parameter(torch.zeros(1, num_channels, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean((1, 3), keepdim=True)
-        var = x.var((1, 3), keepdim=True)
-        ifn = (x - mean) / (var + self.eps).sqrt()
-        res_norm = self.rho * x + (1 - self.rho) * ifn
+        res_norm = self.rho * x + (1 - self.rho) * freq_instance_norm(x, self.eps)
         return self.gamma * res_norm + self.beta
+
+
+class ResNorm(AdaResNorm):
+    """Residual normalisation (Kim et al. 2021; the report's Eq. 3): lam * x + FreqIN(x), lam fixed.
+
+    lam = 0.1 as the authors' easy_dcase_task1 `ResNorm` (their BC-ResNet and TF-SepNet-64) and
+    QTI's ResNorm. No parameters and no state_dict entries, as there. (The 2023 code's
+    `AdaResNorm(grad=False)` is another thing: 0.5 * x + 0.5 * FreqIN.)
+
+    It is an AdaResNorm with constant rho = lam / (1 + lam), gamma = 1 + lam, beta = 0 (the same
+    function), held as non-persistent buffers: quantization and the ONNX/TFLite writers, which
+    fold AdaResNorm's constants, take it unchanged, while torchinfo counts 0 parameters.
+    """
+
+    def __init__(self, num_channels: int, lam: float = 0.1, eps: float = 1e-5):
+        nn.Module.__init__(self)  # not AdaResNorm.__init__: its rho/gamma/beta are Parameters
+        self.eps = eps
+        self.lam = lam
+        shape = (1, num_channels, 1, 1)
+        self.register_buffer("rho", torch.full(shape, lam / (1 + lam)), persistent=False)
+        self.register_buffer("gamma", torch.full(shape, 1 + lam), persistent=False)
+        self.register_buffer("beta", torch.zeros(shape), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lam * x + freq_instance_norm(x, self.eps)
+
+
+def make_norm(norm: str, num_channels: int) -> AdaResNorm:
+    if norm not in NORMS:
+        raise TfsepError(f"--norm {norm!r}: TF-SepNet takes {' | '.join(NORMS)}")
+    return AdaResNorm(num_channels) if norm == "adaresnorm" else ResNorm(num_channels)
 
 
 class ConvBlock(nn.Module):
@@ -161,9 +205,10 @@ class TFSepNet(nn.Module):
         shuffle_groups: int | None = None,
         dropout: float = 0.2,
         num_classes: int = NUM_CLASSES,
+        norm: str = "adaresnorm",
     ):
         super().__init__()
-        self.config = ModelConfig(width, shuffle_groups, dropout, num_classes)
+        self.config = ModelConfig(width, shuffle_groups, dropout, num_classes, norm)
         check_width(width, self.config.groups)
         groups = self.config.groups
         layers: list[nn.Module] = []
@@ -172,7 +217,7 @@ class TFSepNet(nn.Module):
             if v == "CONV":
                 layers.append(nn.Conv2d(1, channels(width, current), 5, stride=2, padding=2, bias=False))
             elif v == "N":
-                layers.append(AdaResNorm(channels(width, current)))
+                layers.append(make_norm(norm, channels(width, current)))
             elif v == "M":
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
             else:
@@ -190,12 +235,12 @@ class TFSepNet(nn.Module):
         return y.mean((-1, -2))
 
 
-def random_model(width: int = 12, seed: int = 0) -> TFSepNet:
+def random_model(width: int = 12, seed: int = 0, norm: str = "adaresnorm") -> TFSepNet:
     """Untrained TF-SepNet (eval mode) with randomised BatchNorm and AdaResNorm statistics, so BN
     folding and the norm algebra do real work: for latency benchmarks (latency does not depend
     on the weights) and for export/runtime tests."""
     torch.manual_seed(seed)
-    model = TFSepNet(width).eval()
+    model = TFSepNet(width, norm=norm).eval()
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
@@ -203,7 +248,7 @@ def random_model(width: int = 12, seed: int = 0) -> TFSepNet:
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.3, 0.3)
-            elif isinstance(m, AdaResNorm):
+            elif type(m) is AdaResNorm:  # ResNorm's constants are fixed
                 m.rho.uniform_(0, 1)
                 m.gamma.uniform_(0.5, 1.5)
                 m.beta.uniform_(-0.3, 0.3)

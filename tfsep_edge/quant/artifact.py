@@ -141,7 +141,8 @@ def artifact_from_payload(payload: dict, where: str = "quantized model") -> Quan
         raise TfsepError(f"{where}: not a tfsep-edge quantized model (run `tfsep-edge quantize CKPT` to make one)")
     info = json.loads(payload["info_json"])
     cfg = ModelConfig(**{k: info["model"][k] for k in ("width", "shuffle_groups", "dropout", "num_classes")})
-    model = TFSepNet(cfg.width, cfg.shuffle_groups, cfg.dropout, cfg.num_classes)
+    norm = info["model"].get("norm", "adaresnorm")  # artifacts from before --norm: AdaResNorm
+    model = TFSepNet(cfg.width, cfg.shuffle_groups, cfg.dropout, cfg.num_classes, norm)
     model.load_state_dict(payload["float_state_dict"])
     model.eval()
     options = QuantOptions(

@@ -369,12 +369,23 @@ def fidelity_row(measured: dict) -> dict:
     return {k: measured.get(k) for k in keys}
 
 
+def check_quantizable(model, path: Path) -> None:
+    """The INT8 model (quant/ready.py, the twin, the INT8 writers) is built for TF-SepNet's blocks."""
+    family = model.config.family
+    if family != "tfsepnet":
+        raise TfsepError(
+            f"{path}: quantize builds INT8 TF-SepNet models only, not a {family}; "
+            f"export its FP32 ONNX instead (tfsep-edge export {path} --onnx OUT.onnx)"
+        )
+
+
 def run_quantize(req: QuantizeRequest, log: Callable[[str], None] = print, warn=None) -> tuple[Path, dict]:
     """Everything `tfsep-edge quantize` does; returns (OUT, report)."""
     warn = warn or log
     started = time.perf_counter()
     options, out = check_request(req)
     model, ck_info = load_checkpoint(req.checkpoint)
+    check_quantizable(model, req.checkpoint)
     frontend = ck_info["frontend"]
 
     subset = calibration_subset(req, ck_info, log)

@@ -35,8 +35,8 @@ from tfsep_edge.core.errors import TfsepError
 from tfsep_edge.core.fileio import check_output_folder, make_folder, write_text_atomic
 from tfsep_edge.core.progress import progress_bar
 from tfsep_edge.datasets.cache import is_synthetic
+from tfsep_edge.model import families
 from tfsep_edge.model.checkpoint import read_checkpoint, save_checkpoint
-from tfsep_edge.model.tfsepnet import TFSepNet
 from tfsep_edge.signal.frontend import log_mel_torch
 from tfsep_edge.train import augment
 from tfsep_edge.train.batches import WaveBatches, epoch_batches
@@ -139,6 +139,12 @@ def open_run(data: Path, out: Path, given: dict, resume: bool, log: Callable[[st
         if not isinstance(state, dict):
             raise TfsepError(f"{out / 'last.pt'}: has no training state; resume needs a last.pt written by train")
         stored_width = int(payload["model"]["width"])
+        stored_family = payload["model"].get("family") or "tfsepnet"
+        if given.get("model") not in (None, stored_family):
+            raise TfsepError(
+                f"{out / 'last.pt'}: the run being resumed trains a {stored_family}, not --model {given['model']}; "
+                "drop --model"
+            )
         if given.get("width") not in (None, stored_width):
             raise TfsepError(
                 f"{out / 'last.pt'}: the run being resumed has width {stored_width}, not --width {given['width']}; "
@@ -162,7 +168,16 @@ def open_run(data: Path, out: Path, given: dict, resume: bool, log: Callable[[st
 def build_model(opts: TrainOptions, device: torch.device, run: Run, log: Callable[[str], None]):
     """(model, optimizer), seeded; with the resumed run's weights, optimizer state and history."""
     torch.manual_seed(opts.seed)
-    model = TFSepNet(width=opts.width, dropout=opts.dropout).to(device)
+    config = opts.model_config()
+    family = families.get_family(config.family)
+    if family.frontend != "default":
+        # The training pipeline computes the report's log-mel (DEFAULT_FRONTEND) for every family.
+        log(
+            f"note: {family.name} was defined on the {family.frontend} front end "
+            f"({'x'.join(map(str, family.input_shape))}); this run trains it on the report's "
+            f"{DEFAULT_FRONTEND.n_mels}x{DEFAULT_FRONTEND.n_frames} log-mel"
+        )
+    model = families.build_model(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
     if run.resumed is not None:
         state = run.resumed["train_state"]
@@ -332,5 +347,6 @@ def run_summary(run: Run, clips: TrainingData, ranks: Ranks, seconds: float) -> 
         "seconds": seconds,
         "synthetic_data": is_synthetic(run.data),
         "world_size": ranks.world,
-        "width": run.opts.width,
+        "model": run.opts.model,
+        "width": run.opts.model_config().width,
     }

@@ -6,14 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from tfsep_edge.core.errors import TfsepError, check_at_least_one
-from tfsep_edge.model.tfsepnet import check_width
+from tfsep_edge.model.families import build_model, make_config
 
 DEVSIM_MODES = ("offline", "online", "none")
 
 
 @dataclass
 class TrainOptions:
-    width: int = 12
+    model: str = "tfsepnet"  # a family of model/families.py
+    width: int | None = None  # None: the family's default (TF-SepNet 12, BC-ResNet 40, TF-SepNet-64 64)
+    norm: str | None = None  # tfsepnet: adaresnorm (None) | resnorm
+    depth: int | None = None  # tfsepnet-v2: 16 | 17 (None: 17)
     epochs: int = 200
     batch_size: int = 32
     lr: float = 0.01
@@ -40,7 +43,7 @@ class TrainOptions:
 
     def check(self) -> None:
         """Every user-facing value, validated with a one-line error."""
-        check_width(self.width)
+        build_model(self.model_config())  # the family's own checks of --model/--norm/--depth/--width
         positive = {"--epochs": self.epochs, "--batch-size": self.batch_size, "--lr": self.lr}
         for name, v in positive.items():
             if not v > 0:
@@ -76,6 +79,10 @@ class TrainOptions:
         if self.device not in ("cpu", "cuda"):
             raise TfsepError(f"--device {self.device}: choose cpu or cuda")
         check_at_least_one("--threads", self.threads)
+
+    def model_config(self):
+        """The config of the network to train (its family, width, norm or depth, dropout)."""
+        return make_config(self.model, self.width, self.norm, self.depth, dropout=self.dropout)
 
     @classmethod
     def resolve(cls, given: dict, stored: dict | None = None) -> TrainOptions:

@@ -1,0 +1,435 @@
+"""Model families: the report's Table 3 networks and TF-SepNet-64, built, counted and loaded.
+
+Fixtures: tests/data/easy_dcase (logits of the authors' easy_dcase_task1 code, its README)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import run_cli
+from tfsep_edge.core.errors import TfsepError
+from tfsep_edge.model.checkpoint import load_checkpoint, save_checkpoint
+from tfsep_edge.model.families import FAMILIES, build_model, make_config
+from tfsep_edge.model.tfsepnet import TFSepNet, random_model
+
+
+@pytest.fixture(scope="module")
+def easy(data_dir):
+    return data_dir / "easy_dcase"
+
+
+def torchinfo_counts(model, shape):
+    import torchinfo
+
+    stats = torchinfo.summary(model, input_size=(1, *shape), verbose=0, device="cpu")
+    return stats.total_params, stats.total_mult_adds
+
+
+@pytest.mark.parametrize(
+    "name, options, params, macs",
+    [
+        ("tfsepnet", {"width": 40}, 54_270, 10_220_340),  # Table 3: 54.27 K, 10.22 M
+        ("tfsepnet", {"width": 40, "norm": "resnorm"}, 53_190, 10_220_340),  # 53.19 K = 54,270 - 3 x 360
+        ("bcresnet", {"width": 40}, 81_770, 10_229_180),  # easy_dcase_task1's BCResNet(40)
+        ("tfsepnet-v2", {"depth": 17}, 126_858, 29_419_648),
+        ("tfsepnet-v2", {"depth": 16}, 126_858, 32_024_128),
+    ],
+)
+def test_counts_are_torchinfo_exact(name, options, params, macs):
+    family = FAMILIES[name]
+    model = build_model(make_config(name, **options)).eval()
+    assert torchinfo_counts(model, family.input_shape) == (params, macs)
+
+
+@pytest.mark.parametrize("sub_bands, params", [(2, 83_090), (4, 85_730), (8, 91_010)])
+def test_bcresnet_subspectralnorm_counts(sub_bands, params):
+    model = build_model(make_config("bcresnet", width=40, sub_bands=sub_bands)).eval()
+    assert torchinfo_counts(model, (1, 128, 44))[0] == params
+
+
+def test_counts_match_the_fixture_cases(easy):
+    cases = json.loads((easy / "cases.json").read_text())
+    for case in cases.values():
+        name = {"BCResNet": "bcresnet", "TFSepNet": "tfsepnet-v2"}[case["class"].rsplit(".", 1)[-1]]
+        args = case["init_args"]
+        model = build_model(make_config(name, width=args["base_channels"], depth=args["depth"])).eval()
+        assert torchinfo_counts(model, tuple(case["input_shape"][1:])) == (case["params"], case["macs_torchinfo"])
+
+
+def test_resnorm_is_the_reports_eq3_with_lambda_0_1():
+    """ResNorm(x) = 0.1 x + FreqIN(x), no weights; as an AdaResNorm it has the same function."""
+    model = random_model(12, norm="resnorm")
+    norm = model.feature[1]
+    x = torch.randn(3, 24, 64, 22)
+    mean, var = x.mean((1, 3), keepdim=True), x.var((1, 3), keepdim=True)
+    expected = 0.1 * x + (x - mean) / (var + 1e-5).sqrt()
+    torch.testing.assert_close(norm(x), expected, rtol=0, atol=1e-6)
+    folded = norm.gamma * (norm.rho * x + (1 - norm.rho) * (x - mean) / (var + 1e-5).sqrt()) + norm.beta
+    torch.testing.assert_close(folded, expected, rtol=0, atol=1e-5)
+    assert not any("feature.1." in k for k in model.state_dict())
+
+
+def load_reference(path, x):
+    model, info = load_checkpoint(path)
+    with torch.no_grad():
+        return model, info, model(torch.from_numpy(x)).numpy()
+
+
+def test_bcresnet_gives_the_authors_logits(easy):
+    x = np.load(easy / "bcresnet_c40_input.npy")
+    model, info, logits = load_reference(easy / "bcresnet_c40.ckpt", x)
+    assert info["family"] == "bcresnet" and model.config.width == 40 and model.config.sub_bands == 1
+    np.testing.assert_allclose(logits, np.load(easy / "bcresnet_c40_logits.npy"), atol=1e-4, rtol=0)
+
+
+def depth16_state(easy) -> dict:
+    """The depth-16 fixture: the depth-17 tensors, the last stage one index lower."""
+    state = torch.load(easy / "tfsepnet64_d17.ckpt", weights_only=True)["state_dict"]
+    target = build_model(make_config("tfsepnet-v2", depth=16)).state_dict()
+    assert len(target) == len(state)
+    return {"state_dict": {f"backbone.{k}": v for k, v in zip(target, state.values(), strict=True)}}
+
+
+@pytest.mark.parametrize("depth", [16, 17])
+def test_tfsepnet64_gives_the_authors_logits_and_its_depth_from_the_keys(easy, tmp_path, depth):
+    path = easy / "tfsepnet64_d17.ckpt"
+    if depth == 16:
+        path = tmp_path / "d16.ckpt"
+        torch.save(depth16_state(easy), path)
+    x = np.load(easy / "tfsepnet64_input.npy")
+    model, info, logits = load_reference(path, x)
+    assert info["family"] == "tfsepnet-v2" and model.config.depth == depth and model.config.width == 64
+    np.testing.assert_allclose(logits, np.load(easy / f"tfsepnet64_d{depth}_logits.npy"), atol=1e-4, rtol=0)
+
+
+def lightning_run(easy, tmp_path):
+    run = tmp_path / "version_0"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(easy / "run_config.yaml", run / "config.yaml")
+    ckpt = run / "checkpoints" / "epoch=0-val_acc=0.1000.ckpt"
+    shutil.copy(easy / "tfsepnet64_d17.ckpt", ckpt)
+    return ckpt
+
+
+def test_lightning_run_config_above_checkpoints(easy, tmp_path):
+    model, info = load_checkpoint(lightning_run(easy, tmp_path))
+    assert (info["family"], model.config.depth, model.config.width) == ("tfsepnet-v2", 17, 64)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"depth": 16}, "config.yaml: says depth 17, --width/--depth says 16; drop --depth"),
+        ({"model": "bcresnet"}, "holds a tfsepnet-v2"),
+        ({"model": "resnet"}, "--model 'resnet': not a model family; use one of tfsepnet | bcresnet | tfsepnet-v2"),
+        ({"norm": "resnorm"}, "--norm resnorm: tfsepnet-v2 has no norm choice"),
+    ],
+)
+def test_lightning_run_bad_options(easy, tmp_path, options, message):
+    with pytest.raises(TfsepError, match=message.replace("(", r"\(").replace("|", r"\|")):
+        load_checkpoint(lightning_run(easy, tmp_path), **options)
+
+
+def test_config_yaml_of_another_backbone(easy, tmp_path):
+    ckpt = lightning_run(easy, tmp_path)
+    config = ckpt.parent.parent / "config.yaml"
+    config.write_text(config.read_text().replace("backbones.TFSepNet", "backbones.BCResNet"))
+    with pytest.raises(TfsepError, match="describes a bcresnet, but .* holds a tfsepnet-v2"):
+        load_checkpoint(ckpt)
+    config.write_text(config.read_text().replace("backbones.BCResNet", "backbones.PretrainedBEATs"))
+    with pytest.raises(TfsepError, match="PretrainedBEATs is not one tfsep-edge builds"):
+        load_checkpoint(ckpt)
+
+
+def test_keys_of_no_family(tmp_path):
+    path = tmp_path / "resnet.ckpt"
+    torch.save({"state_dict": {"backbone.layer1.0.conv1.weight": torch.zeros(4, 4, 3, 3)}}, path)
+    with pytest.raises(TfsepError, match=r"resnet.ckpt: its state_dict matches no model family \(1 keys: layer1"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [("tfsepnet", {"width": 12, "norm": "resnorm"}), ("bcresnet", {"width": 8}), ("tfsepnet-v2", {"width": 16})],
+)
+def test_own_checkpoint_records_and_restores_the_family(tmp_path, name, options):
+    torch.manual_seed(0)
+    model = build_model(make_config(name, **options)).eval()
+    save_checkpoint(model, tmp_path / "m.pt")
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert payload["model"]["family"] == name
+    loaded, info = load_checkpoint(tmp_path / "m.pt")
+    assert info["family"] == name and loaded.config.to_dict() == model.config.to_dict()
+    x = torch.randn(2, *FAMILIES[name].input_shape)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    with pytest.raises(TfsepError, match="drop --model"):
+        load_checkpoint(tmp_path / "m.pt", model="bcresnet" if name != "bcresnet" else "tfsepnet")
+
+
+def test_checkpoint_without_family_is_tfsepnet_adaresnorm(tmp_path):
+    """Checkpoints written before families: "model" has no family/norm keys."""
+    model = random_model(12)
+    save_checkpoint(model, tmp_path / "old.pt")
+    payload = torch.load(tmp_path / "old.pt", weights_only=True)
+    payload["model"] = {k: payload["model"][k] for k in ("width", "shuffle_groups", "dropout", "num_classes")}
+    torch.save(payload, tmp_path / "old.pt")
+    loaded, info = load_checkpoint(tmp_path / "old.pt")
+    assert isinstance(loaded, TFSepNet) and loaded.config.norm == "adaresnorm" and info["family"] == "tfsepnet"
+
+
+def test_reference_tfsepnet_resnorm_state_dict(tmp_path):
+    model = random_model(12, norm="resnorm")
+    torch.save(model.state_dict(), tmp_path / "r.pt")
+    loaded, _ = load_checkpoint(tmp_path / "r.pt")
+    assert loaded.config.norm == "resnorm"
+    with pytest.raises(TfsepError, match="holds a TF-SepNet with resnorm, not --norm adaresnorm"):
+        load_checkpoint(tmp_path / "r.pt", norm="adaresnorm")
+
+
+@pytest.mark.parametrize(
+    "name, options, message",
+    [
+        ("bcresnet", {"norm": "adaresnorm"}, "--norm adaresnorm: bcresnet has no norm choice"),
+        ("tfsepnet", {"depth": 16}, "--depth 16: tfsepnet has no depth choice"),
+        ("tfsepnet-v2", {"depth": 18}, "--depth 18: tfsepnet-v2 takes 16 | 17"),
+        ("tfsepnet", {"norm": "batchnorm"}, "--norm 'batchnorm': tfsepnet takes adaresnorm | resnorm"),
+        ("tfsepnet-v2", {"width": 30}, "--width 30: TF-SepNet-64 splits"),
+    ],
+)
+def test_bad_family_options(name, options, message):
+    with pytest.raises(TfsepError, match=message):
+        build_model(make_config(name, **options))
+
+
+# --- budget: --model/--norm/--depth and the report's Table 3 ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def table3():
+    from tfsep_edge.budget.table3 import table3_rows
+
+    return table3_rows()
+
+
+def test_table3_counts_every_row_and_agrees_except_bcresnet(table3):
+    rows = {r["network"]: r for r in table3["rows"]}
+    assert (rows["TF-SepNet, C=40 + ResNorm"]["params"], rows["+ AdaResNorm (1)"]["params"]) == (53_190, 54_270)
+    assert rows["TF-SepNet, C=160 + (1)(2)"]["macs"] == 242_177_920  # the teacher at 256 mel bands
+    disagree = [r["network"] for r in table3["rows"] if r.get("agrees") is False]
+    assert disagree == ["BC-ResNet, C=40 + ResNorm"]
+    bc = table3["bcresnet"]
+    assert bc["ours"] == 81_770 and bc["sub_bands"] == {"2": 83_090, "4": 85_730, "8": 91_010}
+    assert bc["five_sub_bands_bias_free_classifier"] == 87_040  # the report's 87.04 K exactly
+    later = [r for r in table3["rows"] if r["model"] == "tfsepnet-v2"]
+    assert [(r["input"], r["macs"]) for r in later] == [([1, 512, 64], 29_419_648), ([1, 512, 64], 32_024_128)]
+
+
+def test_table3_text_labels_the_reports_figures(table3):
+    from tfsep_edge.budget.table3 import format_table3
+
+    text = format_table3(table3)
+    assert "report: Cai et al., DCASE 2023 Task 1 technical report, Table 3" in text
+    assert "BC-ResNet: ours 81,770 params vs the report's 87.04 K" in text
+
+
+def budget_json(*args):
+    res = run_cli("budget", *args, "--json")
+    assert res.returncode in (0, 1), res.stderr
+    return res.returncode, json.loads(res.stdout)
+
+
+def test_budget_cli_counts_each_family():
+    code, rep = budget_json("--model", "tfsepnet", "--width", "40", "--norm", "resnorm")
+    assert (code, rep["params"], rep["macs"]) == (0, 53_190, 10_220_340)
+    code, rep = budget_json("--model", "tfsepnet-v2")  # its own 512 x 64 input by default
+    assert (code, rep["input_size"], rep["macs"], rep["shuffle_groups"]) == (0, [1, 1, 512, 64], 29_419_648, None)
+    code, rep = budget_json("--model", "tfsepnet-v2", "--depth", "16")
+    assert (code, rep["macs"]) == (1, 32_024_128)  # over the 30 M MAC limit
+    code, rep = budget_json("--model", "bcresnet")
+    assert (code, rep["width"], rep["params"]) == (0, 40, 81_770)
+
+
+def test_budget_cli_reads_a_lightning_checkpoint(easy, tmp_path):
+    code, rep = budget_json(lightning_run(easy, tmp_path))
+    assert (rep["params"], rep["macs"]) == (126_858, 29_419_648)
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--model", "resnet"], "--model 'resnet': not a model family"),
+        (["--model", "bcresnet", "--norm", "resnorm"], "bcresnet has no norm choice"),
+        (["--model", "tfsepnet", "--depth", "16"], "tfsepnet has no depth choice"),
+        (["--table3", "--width", "12"], "--table3 counts the report's networks itself"),
+    ],
+)
+def test_budget_cli_bad_family_options(args, needle):
+    res = run_cli("budget", *args)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and needle in lines[0], res.stderr
+
+
+# --- train: --model/--norm/--depth --------------------------------------------------------------------
+
+
+def test_train_options_build_each_family():
+    from tfsep_edge.train.options import TrainOptions
+
+    assert TrainOptions.resolve({"model": "bcresnet"}).model_config().width == 40
+    opts = TrainOptions.resolve({"model": "tfsepnet-v2", "depth": 16, "width": 32})
+    opts.check()
+    assert (opts.model_config().depth, opts.model_config().width) == (16, 32)
+    assert TrainOptions.resolve({"norm": "resnorm"}).model_config().norm == "resnorm"
+    with pytest.raises(TfsepError, match="bcresnet has no norm choice"):
+        TrainOptions.resolve({"model": "bcresnet", "norm": "resnorm"}).check()
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--model", "bcresnet", "--norm", "resnorm"], "--norm resnorm: bcresnet has no norm choice"),
+        (["--model", "tfsepnet-v2", "--depth", "15"], "--depth 15: tfsepnet-v2 takes 16 | 17"),
+        (["--model", "vgg"], "--model 'vgg': not a model family"),
+    ],
+)
+def test_train_cli_bad_family_options(tmp_path, args, needle):
+    res = run_cli("train", tmp_path, "-o", tmp_path / "run", *args)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and needle in lines[0], res.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("bcresnet", {"width": 8}),
+        ("tfsepnet", {"width": 12, "norm": "resnorm"}),
+        ("tfsepnet-v2", {"width": 8, "depth": 16}),
+    ],
+)
+def test_train_a_family_for_two_tiny_epochs(tmp_path, name, options):
+    from tfsep_edge.datasets.synth import synthesize
+    from tfsep_edge.train import loop
+
+    data = synthesize(tmp_path / "data", clips_per_class=3, seed=1)
+    fast = {"mixup_alpha": 0, "mixstyle_p": 0, "devsim": "none", "threads": 1, "batch_size": 8, "epochs": 2}
+    summary = loop.train(data, tmp_path / "run", {**fast, "model": name, **options}, progress=False)
+    assert summary["model"] == name
+    model, info = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert info["family"] == name and model.config.width == options["width"]
+    for key in ("norm", "depth"):
+        if key in options:
+            assert getattr(model.config, key) == options[key]
+
+
+# --- evaluate, quantize, export --------------------------------------------------------------------
+
+
+V2_INPUT = {"n_fft": 4096, "win_length": 3072, "hop_length": 500, "n_mels": 512}  # CpMel's 1 x 512 x 64
+
+
+@pytest.mark.parametrize(
+    "name, inp, frontend",
+    [("bcresnet_c40", "bcresnet_c40_input", {}), ("tfsepnet64_d17", "tfsepnet64_input", V2_INPUT)],
+)
+def test_fp32_onnx_graph_gives_the_authors_logits(easy, name, inp, frontend):
+    import onnxruntime as ort
+
+    from tfsep_edge.core.config import FrontendConfig
+    from tfsep_edge.export.onnx_easy_nets import build_family_fp32
+
+    cfg = FrontendConfig(**frontend)
+    model, _ = load_checkpoint(easy / f"{name}.ckpt")
+    session = ort.InferenceSession(build_family_fp32(model, False, 17, cfg).SerializeToString())
+    logits = session.run(None, {"logmel": np.load(easy / f"{inp}.npy")})[0]
+    np.testing.assert_allclose(logits, np.load(easy / f"{name}_logits.npy"), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "name, inp, frontend",
+    [("bcresnet_c40", "bcresnet_c40_input", {}), ("tfsepnet64_d17", "tfsepnet64_input", V2_INPUT)],
+)
+def test_fp32_tflite_graph_gives_the_authors_logits(easy, name, inp, frontend):
+    interpreter_module = pytest.importorskip("ai_edge_litert.interpreter")
+    from tfsep_edge.core.config import FrontendConfig
+    from tfsep_edge.export.tflite_easy_nets import build_family_fp32
+
+    model, _ = load_checkpoint(easy / f"{name}.ckpt")
+    graph, x_in, out = build_family_fp32(model, FrontendConfig(**frontend))
+    interpreter = interpreter_module.Interpreter(model_content=graph.pack([x_in], [out], {}, "test"))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], np.load(easy / f"{inp}.npy"))
+    interpreter.invoke()
+    logits = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    np.testing.assert_allclose(logits, np.load(easy / f"{name}_logits.npy"), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("suffix", ["onnx", "tflite"])
+def test_export_cli_bcresnet_fp32_and_its_budget(easy, tmp_path, suffix):
+    out = tmp_path / f"bc.{suffix}"
+    res = run_cli("export", easy / "bcresnet_c40.ckpt", f"--{suffix}", out)
+    assert res.returncode == 0 and out.is_file(), res.stderr
+    code, rep = budget_json(out)
+    assert (rep["params"], rep["macs"]) == (81_770, 10_229_180)
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["export", "tfsepnet64_d17.ckpt", "--onnx", "OUT.onnx"], "takes its cpmel features (1x512x64)"),
+        (["quantize", "bcresnet_c40.ckpt", "--calib", "CALIB"], "quantize builds INT8 TF-SepNet models only"),
+    ],
+)
+def test_stages_a_family_cannot_take_yet_say_what_it_can(easy, tmp_path, args, needle):
+    names = {"OUT.tflite": tmp_path / "x.tflite", "OUT.onnx": tmp_path / "x.onnx", "CALIB": tmp_path}
+    res = run_cli(*[names.get(a, easy / a if a.endswith(".ckpt") else a) for a in args])
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and needle in lines[0], res.stderr
+    assert not (tmp_path / "x.tflite").exists() and not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.slow
+def test_resnorm_ablation_through_quantize_and_every_export(tmp_path):
+    """TF-SepNet + ResNorm: PTQ, then FP32 and INT8 ONNX and .tflite, each validated by the rule."""
+    from tfsep_edge.core.config import DEFAULT_FRONTEND
+    from tfsep_edge.core.kinds import QUANTIZED_FILE
+    from tfsep_edge.export.reference import validation_waves
+    from tfsep_edge.quant.artifact import artifact_payload
+    from tfsep_edge.quant.calibrate import QuantOptions
+    from tfsep_edge.quant.quantize import quantize_model
+    from tfsep_edge.signal.frontend import log_mel_torch
+
+    ckpt = tmp_path / "rn.pt"
+    model = random_model(12, norm="resnorm")
+    save_checkpoint(model, ckpt)
+    waves = torch.from_numpy(validation_waves(DEFAULT_FRONTEND, bundled=4, synthetic=12))
+    art = quantize_model(model, [log_mel_torch(waves[:8]), log_mel_torch(waves[8:])], QuantOptions(engine="x86"))[0]
+    (tmp_path / "q").mkdir()
+    torch.save(artifact_payload(art), tmp_path / "q" / QUANTIZED_FILE)
+    for src, flags, out in (
+        (ckpt, [], "f.onnx"),
+        (ckpt, [], "f.tflite"),
+        (tmp_path / "q", ["--int8"], "i.onnx"),
+        (tmp_path / "q", ["--int8"], "i.tflite"),
+    ):
+        res = run_cli("export", src, *flags, "--onnx" if out.endswith("onnx") else "--tflite", tmp_path / out)
+        assert res.returncode == 0, res.stderr
+        code, rep = budget_json(tmp_path / out)
+        assert rep["params"] == 6_514  # 6,838 - 3 x 108: the C=12 network without AdaResNorm's parameters
+
+
+@pytest.mark.parametrize("suffix", ["onnx", "tflite"])
+def test_bcresnet_with_subspectralnorm_bands_is_refused_by_the_fp32_exports(tmp_path, suffix):
+    torch.manual_seed(0)
+    save_checkpoint(build_model(make_config("bcresnet", width=8, sub_bands=2)).eval(), tmp_path / "ssn.pt")
+    res = run_cli("export", tmp_path / "ssn.pt", f"--{suffix}", tmp_path / f"ssn.{suffix}")
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert "ssn.pt: SubSpectralNorm with 2 sub-bands" in lines[0] and not (tmp_path / f"ssn.{suffix}").exists()
