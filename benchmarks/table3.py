@@ -247,10 +247,13 @@ def reading(rows: list[dict], chance: float, recipe: dict) -> list[str]:
         "- Same epochs is not the same training: device simulation adds simulated clips (the `clips/epoch` "
         "column), so its rows take more optimizer steps per epoch."
     )
-    out.append(
-        "- BC-ResNet here is easy_dcase_task1's BCResNet (81,770 params, not the report's 87.04 K; "
-        "`tfsep-edge budget --table3` says where the difference likely comes from); the other counts match the report."
-    )
+    bc = next((row for row in rows if row["options"]["model"] == "bcresnet"), None)
+    if bc is not None:
+        out.append(
+            f"- BC-ResNet here is easy_dcase_task1's BCResNet ({bc['params']:,} params at C={bc['options']['width']}; "
+            "the report's C=40 has 87.04 K: `tfsep-edge budget --table3` says where the difference likely comes "
+            "from); the TF-SepNet counts match the report's."
+        )
     return out
 
 

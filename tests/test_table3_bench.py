@@ -1,0 +1,48 @@
+"""benchmarks/table3.py: the rows differ only where the ablation says, and the committed table is
+the committed JSON rendered (no figure typed by hand)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+from conftest import REPO
+
+
+def _table3():
+    spec = importlib.util.spec_from_file_location("table3_bench", REPO / "benchmarks" / "table3.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rows_differ_only_in_model_norm_devsim_and_width():
+    t3 = _table3()
+    rows = t3.row_specs([40, 12])
+    assert [r["options"]["width"] for r in rows] == [40, 40, 40, 40, 12, 12]
+    assert {k for r in rows for k in r["options"]} == {"model", "norm", "devsim", "width"}
+    assert [r["options"]["model"] for r in rows] == ["bcresnet"] + ["tfsepnet"] * 5
+    norms = [None, "resnorm", "adaresnorm", "adaresnorm", "resnorm", "adaresnorm"]
+    assert [r["options"].get("norm") for r in rows] == norms
+    assert [r["options"]["devsim"] for r in rows] == ["none", "none", "none", "offline", "offline", "offline"]
+    # each row that is one of the report's names the report's row, whose figures are the report's
+    named = [r["report_row"] for r in rows if r["report_row"]]
+    assert named == [
+        "BC-ResNet, C=40 + ResNorm",
+        "TF-SepNet, C=40 + ResNorm",
+        "+ AdaResNorm (1)",
+        "+ Device Simulation (2)",
+        "TF-SepNet, C=12 + (1)(2)",
+    ]
+    assert all(n in t3.REPORT_ACCURACY and n in t3.REPORT_COUNTS for n in named)
+    # another ablation width has no report row to stand beside
+    assert not any(r["report_row"] for r in t3.row_specs([24])[:4])
+
+
+def test_committed_table_is_the_committed_json_rendered():
+    t3 = _table3()
+    saved = json.loads((REPO / "benchmarks" / "results" / "table3.json").read_text())
+    assert saved["synthetic_data"] is True
+    assert (REPO / "benchmarks" / "results" / "table3.md").read_text() == t3.markdown(saved)
+    text = t3.markdown(saved)
+    assert "SYNTHETIC" in text and f"{saved['recipe']['epochs']} epochs" in text
