@@ -243,6 +243,13 @@ def reading(rows: list[dict], chance: float, recipe: dict) -> list[str]:
         f"on {clips} clips each from sampling alone.",
         "",
     ]
+    beyond = [name for name, (a, b), _ in steps(rows) if abs(rows[b]["accuracy"] - rows[a]["accuracy"]) >= noise / 100]
+    if beyond:
+        out.append(
+            f"- Beyond the clips' sampling noise ({'; '.join(beyond)}) is not beyond seed-to-seed variation, which "
+            "one run per row does not measure: rerun with another `--seed` (and more `--epochs`) before reading "
+            "such a step as a property of the network."
+        )
     out.append(
         "- Same epochs is not the same training: device simulation adds simulated clips (the `clips/epoch` "
         "column), so its rows take more optimizer steps per epoch."
