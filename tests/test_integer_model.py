@@ -154,6 +154,7 @@ def test_silence_and_constant_inputs(artifact):
 
 def test_tflite_export_is_integer_and_tflm_exact(tflite_int8_io, qdir, work):
     from tfsep_edge.core.tflite_format import float_activations, read_metadata
+    from tfsep_edge.export import tflite_int8
 
     path, summary = tflite_int8_io
     v = summary["validation"]
@@ -164,7 +165,16 @@ def test_tflite_export_is_integer_and_tflm_exact(tflite_int8_io, qdir, work):
     assert io["input"]["dtype"] == io["output"]["dtype"] == "int8"
     if v.get("tflm") != "not installed":
         assert v["tflm"]["bit_exact"]
-        assert 0 < v["tflm_arena_bytes"] < 160_000
+        # issue 20's C=12 target: bands of rows, GATHER shuffles, the norms' 1x1 convs and the
+        # stored arena plan (docs/quantization.md); the arena does not depend on the weights
+        assert 0 < v["tflm_arena_bytes"] <= 80_000
+    from tfsep_edge.core.tflite_format import operator_counts, schema
+    from tfsep_edge.export import arena_plan
+
+    ops = operator_counts(data)
+    assert ops["SLICE"] == tflite_int8.FRONT_BANDS and "GATHER" in ops and "SQUARED_DIFFERENCE" in ops
+    model = schema().ModelT.InitFromPackedBuf(data, 0)
+    assert arena_plan.METADATA_KEY in {m.name.decode() for m in model.metadata}
     from tfsep_edge.export.tflite_export import export_tflite
 
     floats = work / "float_io.tflite"
