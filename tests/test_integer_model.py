@@ -201,6 +201,22 @@ def test_onnx_export_is_validated(qdir, work):
     assert summary["validation"]["max_diff_output_steps"] <= 3
 
 
+def test_a_rejected_integer_onnx_says_what_to_do(qdir, work, monkeypatch):
+    """On trained models the integer ONNX's float-op rounding, amplified by the first norm, can
+    exceed the rule (7 steps measured): the rejection then names the way out."""
+    from tfsep_edge.export import onnx_export
+    from tfsep_edge.export.rule import ExportValidationError
+
+    def too_far(*_a, **_k):
+        raise ExportValidationError("INT8 logits differ from the fake-quant twin by 7.0 output steps (> 3)")
+
+    monkeypatch.setattr(onnx_export, "check_logits", too_far)
+    out = work / "rejected.onnx"
+    with pytest.raises(ExportValidationError, match="export it with --tflite") as info:
+        onnx_export.export(qdir, out, int8=True, timing=False, echo=lambda _s: None)
+    assert "7.0 output steps" in str(info.value) and not out.exists()
+
+
 def test_io_int8_is_refused_where_it_does_not_apply(work, qdir):
     from tfsep_edge.core.kinds import QUANTIZED_FILE
     from tfsep_edge.model.checkpoint import save_checkpoint
