@@ -95,6 +95,8 @@ def train(
         log(f"knowledge distillation from {Path(opts.teacher)} (lambda {opts.kd_lambda:g}, T {opts.kd_temperature:g})")
     if ranks.master:  # once everything is read: a bad clip or teacher leaves no empty run folder behind
         make_folder(out)
+    fe = run.frontend
+    log(f"{opts.model} on the {preset_name(fe) or 'custom'} front end ({fe.n_mels}x{fe.n_frames} log-mel per second)")
 
     t_run = time.perf_counter()
     for epoch in range(run.start_epoch, opts.epochs):
@@ -174,10 +176,6 @@ def build_model(opts: TrainOptions, device: torch.device, run: Run, log: Callabl
     """(model, optimizer), seeded; with the resumed run's weights, optimizer state and history."""
     torch.manual_seed(opts.seed)
     config = opts.model_config()
-    fe = run.frontend
-    log(
-        f"{config.family} on the {preset_name(fe) or 'custom'} front end ({fe.n_mels}x{fe.n_frames} log-mel per second)"
-    )
     model = families.build_model(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
     if run.resumed is not None:
