@@ -51,6 +51,8 @@ def test_each_family_defaults_to_its_preset_and_a_recorded_front_end_wins():
     assert model_frontend("tfsepnet-v2", {}, "x") == CPMEL  # nothing recorded
     custom = CPMEL.to_dict() | {"log_offset": 1e-6}  # same shape, other numbers: the record wins
     assert model_frontend("tfsepnet-v2", custom, "x").log_offset == 1e-6
+    # Only the mel bands are held to the family's input: a recorded hop of its own is its training choice.
+    assert model_frontend("tfsepnet", {"hop_length": 500}, "x").n_frames == 64
 
 
 def test_checkpoints_load_with_their_familys_front_end(easy, tmp_path):
@@ -71,7 +73,8 @@ def test_lightning_run_config_names_the_front_end(easy, tmp_path):
     assert load_checkpoint(run / "checkpoints" / "epoch=0.ckpt")[1]["frontend"] == CPMEL
     (run / "config.yaml").write_text(text.replace("n_mels: 512", "n_mels: 256"))
     with pytest.raises(
-        TfsepError, match=r"epoch=0.ckpt: a custom front end gives 1x256x64 log-mels, but a tfsepnet-v2"
+        TfsepError,
+        match=r"epoch=0.ckpt: a custom front end gives 256x64 log-mels, but a tfsepnet-v2 takes 512 mel bands",
     ):
         load_checkpoint(run / "checkpoints" / "epoch=0.ckpt")
     (run / "config.yaml").write_text(text.replace("util.CpMel", "util.Cnn3Mel"))
@@ -85,8 +88,8 @@ def test_lightning_run_config_names_the_front_end(easy, tmp_path):
 @pytest.mark.parametrize(
     "family, recorded, shape",
     [
-        ("tfsepnet-v2", CPJKU, "1x128x44 log-mels, but a tfsepnet-v2 takes 1x512x64 (cpmel)"),
-        ("tfsepnet", CPMEL, "1x512x64 log-mels, but a tfsepnet takes 1x128x44 (cpjku)"),
+        ("tfsepnet-v2", CPJKU, "128x44 log-mels, but a tfsepnet-v2 takes 512 mel bands (cpmel: 512x64)"),
+        ("tfsepnet", CPMEL, "512x64 log-mels, but a tfsepnet takes 128 mel bands (cpjku: 128x44)"),
     ],
 )
 @pytest.mark.parametrize("command", ["export", "evaluate", "bench", "budget"])
@@ -112,7 +115,7 @@ def test_resuming_a_run_recorded_on_another_front_end_is_refused(tmp_path):
     out.mkdir()
     options = {"model": "tfsepnet-v2", "width": 8, "depth": 16}
     save_checkpoint(small_v2(), out / "last.pt", CPJKU, extra={"train_state": {"options": options}})
-    with pytest.raises(TfsepError, match=r"last.pt: the cpjku front end gives 1x128x44 log-mels, but a tfsepnet-v2"):
+    with pytest.raises(TfsepError, match=r"last.pt: the cpjku front end gives 128x44 log-mels, but a tfsepnet-v2"):
         loop.open_run(tmp_path, out, {}, True, lambda msg: None)
 
 

@@ -13,7 +13,7 @@ checkpoint written before families existed).
 
 Which features a model takes is decided here too (`model_frontend`): the front end its checkpoint
 or artifact records, else its family's preset (tfsepnet, bcresnet: cpjku; tfsepnet-v2: cpmel), and
-it must give the family's input shape.
+it must give the family's mel bands.
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def model_frontend(family: str | None, recorded: FrontendConfig | dict | None, w
     """The features a model of `family` takes: `recorded` (what its checkpoint, artifact or file
     stores; None or {} for none) else the family's preset. Every stage that computes features
     asks this, so training, calibration, export and inference cannot disagree.
-    TfsepError naming `where` if that front end does not give the family's input shape."""
+    TfsepError naming `where` if that front end does not give the family's mel bands."""
     fam = get_family(family)
     if isinstance(recorded, dict):
         recorded = FrontendConfig.from_dict(recorded) if recorded else None
@@ -176,15 +176,16 @@ def model_frontend(family: str | None, recorded: FrontendConfig | dict | None, w
 
 
 def check_frontend_fits(family: str | None, cfg: FrontendConfig, where, fix: str | None = None) -> None:
-    """TfsepError (one line naming `where` and the fix) unless `cfg` gives the family's input."""
+    """TfsepError (one line naming `where` and the fix) unless `cfg` gives the family's mel bands.
+    Only the bands are held to the family's input: its layers were built for them, while the
+    frames are pooled (a recorded custom hop is the model's own training choice)."""
     fam = get_family(family)
-    shape = (1, cfg.n_mels, cfg.n_frames)
-    if shape == fam.input_shape:
+    if cfg.n_mels == fam.input_shape[1]:
         return
     name = preset_name(cfg)
     given = f"the {name} front end" if name else "a custom front end"
     fix = fix or f"train it again with `tfsep-edge train --model {fam.name}`, which uses {fam.frontend}"
     raise TfsepError(
-        f"{where}: {given} gives {'x'.join(map(str, shape))} log-mels, but a {fam.name} takes "
-        f"{'x'.join(map(str, fam.input_shape))} ({fam.frontend}); {fix}"
+        f"{where}: {given} gives {cfg.n_mels}x{cfg.n_frames} log-mels, but a {fam.name} takes "
+        f"{fam.input_shape[1]} mel bands ({fam.frontend}: {'x'.join(map(str, fam.input_shape[1:]))}); {fix}"
     )
