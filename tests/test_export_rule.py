@@ -163,7 +163,9 @@ def test_dropped_bias(qdir, out, monkeypatch):
 @pytest.mark.parametrize("int8", [False, True])
 def test_front_end_with_the_wrong_window(qdir, out, monkeypatch, int8):
     """The periodic Hann window (numpy's / torch's default) instead of the symmetric one."""
-    monkeypatch.setattr(onnx_graph, "hann_window", lambda n: np.hanning(n + 1)[:-1].astype(np.float32))
+    monkeypatch.setattr(
+        onnx_graph, "analysis_window", lambda cfg: np.hanning(cfg.win_length + 1)[:-1].astype(np.float32)
+    )
     source = [qdir, "--int8"] if int8 else [qdir.parent / "best.pt"]
     text = reject([*source, "--frontend", "--onnx", out], out.parent)
     assert "front end inside the graph" in text

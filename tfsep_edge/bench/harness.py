@@ -19,7 +19,7 @@ import numpy as np
 from tfsep_edge.bench.machine import machine_info, measure_peak_macs, peak_rss_mb, ru_maxrss_mb
 from tfsep_edge.bench.report import SCHEMA, SCHEMA_VERSION, compare_command, format_report
 from tfsep_edge.bench.runners import Runner, load_runner
-from tfsep_edge.core.config import DEFAULT_FRONTEND, FrontendConfig
+from tfsep_edge.core.config import DEFAULT_FRONTEND, FrontendConfig, preset_name
 from tfsep_edge.core.errors import TfsepError, check_at_least_one, first_line
 
 DEFAULT_RUNS = 1000
@@ -85,6 +85,7 @@ def frontend_comparison(windows: np.ndarray, cfg: FrontendConfig, runs: int, sec
         "reference_ms": stats["reference"],
         "fft_ms": stats.get("fft"),
         "fft_backend": fft_backend(),
+        "frontend": preset_name(cfg) or "custom",
         "frames_per_clip": cfg.n_frames,
         "speedup_p50": stats["reference"]["p50"] / stats["numpy"]["p50"],
         "runs": len(samples["numpy"]),
@@ -261,7 +262,9 @@ def run_bench(
     for i, r in enumerate(runners):
         if names.count(r.name) > 1:
             r.name = f"{r.name}#{i + 1}"
-    cfg = DEFAULT_FRONTEND
+    # Each runner computes its own model's features; the front-end comparison times the first
+    # model's front end (every preset reads the same 1-s windows).
+    cfg = next((r.cfg for r in runners if r.cfg is not None), DEFAULT_FRONTEND)
     windows = bench_windows(batch, cfg)
     overhead = harness_overhead()
     with contextlib.ExitStack() as stack:

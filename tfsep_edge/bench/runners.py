@@ -32,6 +32,7 @@ class Runner:
     macs_source: str | None = None
     extra: dict = field(default_factory=dict)
     rss_load_mb: float | None = None
+    cfg: FrontendConfig | None = None  # the front end it takes (from its file, checkpoint or artifact)
 
 
 def count_macs_torch(model, cfg: FrontendConfig) -> tuple[int | None, str | None]:
@@ -83,6 +84,7 @@ def load_onnx(path: Path, threads: int) -> Runner:
         macs_source=source,
         extra={threads_key: threads, "frontend_in_model": clf.input_kind == "waveform"},
         rss_load_mb=_delta(before),
+        cfg=clf.frontend,
     )
 
 
@@ -112,6 +114,7 @@ def load_torch(path: Path, kind: Kind, threads: int) -> Runner:
         macs_source=source,
         extra=tm.extra,
         rss_load_mb=_delta(before),
+        cfg=tm.frontend,
     )
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 
 from tfsep_edge.core.config import DEFAULT_FRONTEND, FrontendConfig
-from tfsep_edge.core.errors import TfsepError
 from tfsep_edge.export.onnx_fp32 import (
     OUTPUT,
     GraphBuilder,
@@ -68,15 +67,11 @@ def add_tfsep_block(g: GraphBuilder, x: str, block, base: str) -> str:
 def add_broadcast_block(g: GraphBuilder, x: str, block, base: str) -> str:
     """BC-ResBlock: [transition] -> freq dw conv + BN (= auxiliary) -> mean over F -> temporal dw
     conv + BN -> SiLU -> 1x1 conv, added back over F to the auxiliary [and the input] -> ReLU."""
-    if block.ssn.sub_bands != 1:
-        raise TfsepError(
-            f"SubSpectralNorm with {block.ssn.sub_bands} sub-bands: the FP32 ONNX export folds a plain "
-            "BatchNorm (1 sub-band) only; export a BC-ResNet trained without sub-bands"
-        )
+    bn = block.ssn.plain_batchnorm("ONNX")
     identity = x
     if block.trans_conv is not None:
         x = add_conv_bn(g, x, block.trans_conv, f"{base}.trans")
-    w, b = fold_bn(block.freq_dw_conv, block.ssn._bn)
+    w, b = fold_bn(block.freq_dw_conv, bn)
     aux = add_conv(g, x, w, b, f"{base}.freq.dw", relu=False, **conv_attrs(block.freq_dw_conv))
     y = g.reduce("ReduceMean", aux, [2], f"{base}.freq.mean")
     y = add_conv_bn(g, y, block.temp_dw_conv, f"{base}.temp.dw")

@@ -123,7 +123,21 @@ def validate(path: Path, source: Source, int8: bool, frontend: bool, waves: np.n
     result = {"inputs": int(len(waves))}
     if logmel is not None:
         result |= rule.check_frontend(logmel, mels)
-    return result | check_logits(source, mels, float_logits, single, out, int8, frontend)
+    try:
+        return result | check_logits(source, mels, float_logits, single, out, int8, frontend)
+    except ExportValidationError as exc:
+        if int8 and source.artifact is not None and source.artifact.options.integer:
+            raise ExportValidationError(f"{exc} {INTEGER_ONNX_HINT}") from None
+        raise
+
+
+# An integer model's ONNX runs each integer op as DQ -> float op -> Q: onnxruntime's rounding
+# differs from the integer kernels by a step here and there, and the first AdaResNorm amplifies
+# that in quiet frequency rows (docs/export.md). Untrained models pass; trained ones may not.
+INTEGER_ONNX_HINT = (
+    "(an integer model's ONNX computes its norms in float ops, whose rounding the norms amplify: "
+    "export it with --tflite, or quantize without --integer for an ONNX)"
+)
 
 
 def session_runner(path: Path):

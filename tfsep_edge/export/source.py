@@ -43,8 +43,7 @@ def load_source(path: Path, int8: bool) -> Source:
             f"{path}: a float checkpoint, never quantized; run `tfsep-edge quantize {path} --calib CALIB` "
             "and export its output folder with --int8"
         )
-    from tfsep_edge.model.checkpoint import load_checkpoint, require_known_frontend
+    from tfsep_edge.model.checkpoint import load_checkpoint
 
-    model, info = load_checkpoint(path)
-    require_known_frontend(info, path)
+    model, info = load_checkpoint(path)  # info["frontend"]: the features it was trained on
     return Source(path, model, info["frontend"])

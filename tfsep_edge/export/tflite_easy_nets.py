@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 
 from tfsep_edge.core.config import DEFAULT_FRONTEND, FrontendConfig
-from tfsep_edge.core.errors import TfsepError
 from tfsep_edge.export.tflite_flatbuffer import FlatGraph, Tensor
 from tfsep_edge.export.tflite_fp32 import (
     OUTPUT_NAME,
@@ -75,15 +74,11 @@ def tfsep_block(g: FlatGraph, x: Tensor, blk, name: str) -> Tensor:
 
 def broadcast_block(g: FlatGraph, x: Tensor, blk, name: str) -> Tensor:
     """BC-ResBlock (easy_blocks.BroadcastBlock), sub_bands 1 only."""
-    if blk.ssn.sub_bands != 1:
-        raise TfsepError(
-            f"SubSpectralNorm with {blk.ssn.sub_bands} sub-bands: the FP32 .tflite export folds a plain "
-            "BatchNorm (1 sub-band) only; export a BC-ResNet trained without sub-bands"
-        )
+    bn = blk.ssn.plain_batchnorm(".tflite")
     identity = x
     if blk.trans_conv is not None:
         x = conv_bn(g, x, blk.trans_conv, f"{name}.trans")
-    w, b = fold_bn(blk.freq_dw_conv, blk.ssn._bn)
+    w, b = fold_bn(blk.freq_dw_conv, bn)
     aux = padded_conv(g, x, blk.freq_dw_conv, w, b, f"{name}.freq.dw", relu=False)
     y = conv_bn(g, mean(g, aux, [1], f"{name}.freq.mean"), blk.temp_dw_conv, f"{name}.temp.dw")
     y = binary(g, "MUL", y, unary(g, "LOGISTIC", y, f"{name}.sigmoid"), f"{name}.swish")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from tfsep_edge.core.config import DEFAULT_FRONTEND, LABELS, FrontendConfig
+from tfsep_edge.core.config import LABELS, FrontendConfig
 from tfsep_edge.core.errors import TfsepError, first_line
 from tfsep_edge.core.fileio import atomic_path
 from tfsep_edge.model.easy_dcase_run import find_run_config, merge, read_run_config, weights_config
@@ -31,9 +31,11 @@ from tfsep_edge.model.families import (
     build_model,
     check_family_options,
     config_from_dict,
+    family_frontend,
     family_of_state,
     get_family,
     make_config,
+    model_frontend,
 )
 from tfsep_edge.model.tfsepnet import TFSepNet
 
@@ -45,11 +47,13 @@ STEM_KEY = "feature.0.weight"
 def save_checkpoint(
     model,
     path: str | Path,
-    frontend: FrontendConfig = DEFAULT_FRONTEND,
+    frontend: FrontendConfig | None = None,
     meta: dict | None = None,
     extra: dict | None = None,
 ) -> None:
-    """Write the model of any family (weights + the config, with its family, to rebuild it) atomically."""
+    """Write the model of any family (weights + the config, with its family, to rebuild it) and the
+    front end it was trained on (None: its family's) atomically."""
+    frontend = frontend or family_frontend(model.config.family)
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -201,7 +205,7 @@ def _build(config, path: Path):
 
 
 def _own_model(obj: dict, path: Path, shuffle_groups: int | None):
-    """A tfsep-edge checkpoint -> (model, frontend, labels)."""
+    """A tfsep-edge checkpoint -> (model, recorded front end dict or None, labels)."""
     cfg = obj.get("model") or {}
     state = obj.get("state_dict")
     if not isinstance(state, dict) or "width" not in cfg:
@@ -209,7 +213,7 @@ def _own_model(obj: dict, path: Path, shuffle_groups: int | None):
     labels = list(obj.get("labels") or LABELS)
     if labels != list(LABELS):
         raise TfsepError(f"{path}: trained for labels {labels[:3]}..., not the ten TAU22 scenes in DCASE order")
-    frontend = FrontendConfig.from_dict(obj.get("frontend") or {})
+    frontend = obj.get("frontend") or None
     family = get_family(cfg.get("family") or "tfsepnet")
     if family.name != "tfsepnet":
         if shuffle_groups:
@@ -230,7 +234,8 @@ def _own_model(obj: dict, path: Path, shuffle_groups: int | None):
 
 
 def _reference_model(obj: dict, path: Path, shuffle_groups: int | None, options: dict):
-    """A state_dict of the 2023 reference code or of easy_dcase_task1 -> model."""
+    """A state_dict of the 2023 reference code or of easy_dcase_task1 -> (model, the front end its
+    run's config.yaml records or None)."""
     state = _find_state_dict(obj, path)
     family = family_of_state(state)
     asked = options.get("model")
@@ -245,14 +250,16 @@ def _reference_model(obj: dict, path: Path, shuffle_groups: int | None, options:
         raise TfsepError(f"{path}: holds a TF-SepNet with {norm}, not --norm {options['norm']}; drop --norm")
     if options.get("depth") is not None:
         raise TfsepError(f"--depth {options['depth']}: tfsepnet has no depth choice; drop --depth")
-    return model_from_state(state, path, infer_width(state, path), shuffle_groups, 0.2, norm)
+    return model_from_state(state, path, infer_width(state, path), shuffle_groups, 0.2, norm), None
 
 
 def _easy_model(state: dict, path: Path, family: Family, options: dict):
-    """BC-ResNet / TF-SepNet-64 weights + (config.yaml beside or above, or the options) -> model."""
+    """BC-ResNet / TF-SepNet-64 weights + (config.yaml beside or above, or the options) -> (model,
+    the front end config.yaml records or None)."""
     check_family_options(family, options.get("norm"), options.get("depth"))
     given = {k: options[k] for k in ("width", "depth") if options.get(k) is not None}
     source = "--width/--depth"
+    frontend = None
     run_config = find_run_config(path)
     if run_config is not None:
         run = read_run_config(run_config)
@@ -262,10 +269,12 @@ def _easy_model(state: dict, path: Path, family: Family, options: dict):
                 "move the checkpoint out of that run folder or pick its own"
             )
         given = merge(run_config, run["args"], given, "--width/--depth")
+        frontend = run["frontend"]
         source = f"{run_config.name} (+ options)"
     values = merge(path, weights_config(family, state, path), given, source)
     config = make_config(family.name, **values)
-    return load_weights(_build(config, path), state, path, f"{family.name} of width {config.width}")
+    model = load_weights(_build(config, path), state, path, f"{family.name} of width {config.width}")
+    return model, frontend
 
 
 def load_checkpoint(
@@ -282,7 +291,9 @@ def load_checkpoint(
     so it cannot be inferred); default width // 4 as in the report. `model`/`norm`/`depth` (the
     --model/--norm/--depth options) must agree with what the checkpoint holds; for an
     easy_dcase_task1 checkpoint they stand in for a missing config.yaml. info holds `format`,
-    `family`, `frontend` (FrontendConfig), `labels`, `meta`, and the raw payload under `payload`.
+    `family`, `frontend` (the FrontendConfig its features come from: families.model_frontend),
+    `labels`, `meta`, and the raw payload under `payload`. A recorded front end that does not give
+    the family's input shape is a TfsepError naming the file.
     """
     path = Path(path)
     if model is not None:
@@ -291,13 +302,11 @@ def load_checkpoint(
     if obj.get("format") == FORMAT:
         net, frontend, labels = _own_model(obj, path, shuffle_groups)
         _check_options(net, path, model, norm, depth)
-        kind, trained_on = "tfsep-edge", "default"  # its features are its recorded front end
+        kind = "tfsep-edge"
     else:
         options = {"model": model, "norm": norm, "depth": depth, "width": expected_width}
-        net = _reference_model(obj, path, shuffle_groups, options)
-        frontend, labels, kind = DEFAULT_FRONTEND, list(LABELS), "reference"
-        # What it was trained on: TF-SepNet-64 with easy_dcase_task1's CpMel ("cpmel").
-        trained_on = get_family(net.config.family).frontend
+        net, frontend = _reference_model(obj, path, shuffle_groups, options)
+        labels, kind = list(LABELS), "reference"
     if expected_width is not None and net.config.width != expected_width:
         raise TfsepError(
             f"{path}: holds a width-{net.config.width} {net.config.family}, not width {expected_width}; "
@@ -306,26 +315,12 @@ def load_checkpoint(
     info = {
         "format": kind,
         "family": net.config.family,
-        "trained_frontend": trained_on,
-        "frontend": frontend,
+        "frontend": model_frontend(net.config.family, frontend, path),
         "labels": labels,
         "meta": obj.get("meta", {}),
         "payload": obj,
     }
     return net, info
-
-
-def require_known_frontend(info: dict, path: Path) -> None:
-    """Inference (export, evaluate, bench) computes info["frontend"]; a reference checkpoint trained
-    on another front end (TF-SepNet-64 on CpMel) would get wrong features."""
-    name = info.get("trained_frontend", "default")
-    if name != "default":
-        raise TfsepError(
-            f"{path}: a {info['family']} of easy_dcase_task1 takes its {name} features "
-            f"({'x'.join(map(str, get_family(info['family']).input_shape))}), which tfsep-edge does not "
-            "compute yet; count it with `budget`, or train one here (tfsep-edge train --model "
-            f"{info['family']}) to deploy it"
-        )
 
 
 def _check_options(net, path: Path, model: str | None, norm: str | None, depth: int | None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tfsep_edge.core.errors import TfsepError
 from tfsep_edge.model.tfsepnet import ChannelShuffle
 
 
@@ -59,6 +60,15 @@ class SubSpectralNorm(nn.Module):
         super().__init__()
         self.sub_bands = sub_bands
         self._bn = nn.BatchNorm2d(channels * sub_bands)
+
+    def plain_batchnorm(self, export: str) -> nn.BatchNorm2d:
+        """The BatchNorm a graph folds into the conv before it: only with one sub-band."""
+        if self.sub_bands != 1:
+            raise TfsepError(
+                f"SubSpectralNorm with {self.sub_bands} sub-bands: the FP32 {export} export folds a plain "
+                "BatchNorm (1 sub-band) only; export a BC-ResNet trained without sub-bands"
+            )
+        return self._bn
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.sub_bands == 1:

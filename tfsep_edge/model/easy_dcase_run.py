@@ -11,10 +11,12 @@ checked against config.yaml or --depth where given.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from tfsep_edge.core.config import FrontendConfig, frontend_preset
 from tfsep_edge.core.errors import TfsepError
 from tfsep_edge.model.families import FAMILIES, Family
 
@@ -41,8 +43,12 @@ def find_run_config(checkpoint: Path) -> Path | None:
     return None
 
 
+# Spectrogram extractors of the toolkit's `util` module -> our presets (core.config.FRONTENDS).
+EXTRACTORS = {"CpMel": "cpmel"}
+
+
 def read_run_config(path: Path) -> dict:
-    """config.yaml -> {"family": name, "args": {our field: value}, "n_mels": int | None}."""
+    """config.yaml -> {"family": name, "args": {our field: value}, "frontend": FrontendConfig | None}."""
     import yaml
 
     try:
@@ -61,7 +67,24 @@ def read_run_config(path: Path) -> dict:
     if int(init_args.get("in_channels", 1)) != 1:
         raise TfsepError(f"{path}: in_channels {init_args['in_channels']}; tfsep-edge models take one log-mel channel")
     args = {ours: init_args[theirs] for theirs, ours in ARGUMENTS.items() if theirs in init_args}
-    return {"family": BACKBONES[name], "args": args}
+    return {"family": BACKBONES[name], "args": args, "frontend": run_frontend(doc["model"]["init_args"], path)}
+
+
+def run_frontend(model_args: dict, path: Path) -> FrontendConfig | None:
+    """The front end of the run's `spec_extractor` (None if it names none): its preset, with the
+    run's n_mels (the argument its TF-SepNet-64 configs set; CpMel's others are the preset's)."""
+    extractor = model_args.get("spec_extractor") if isinstance(model_args, dict) else None
+    if not isinstance(extractor, dict) or "class_path" not in extractor:
+        return None
+    name = str(extractor["class_path"]).rsplit(".", 1)[-1]
+    if name not in EXTRACTORS:
+        raise TfsepError(
+            f"{path}: spec_extractor {extractor['class_path']} is not a front end tfsep-edge computes "
+            f"(it reads {', '.join(EXTRACTORS)}); a model trained on it would get other features"
+        )
+    cfg = frontend_preset(EXTRACTORS[name])
+    n_mels = (extractor.get("init_args") or {}).get("n_mels")
+    return cfg if n_mels is None else replace(cfg, n_mels=int(n_mels))
 
 
 def _tensor(state: dict, key: str, path: Path) -> torch.Tensor:

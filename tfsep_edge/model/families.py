@@ -10,12 +10,17 @@ which family it is.
 
 A checkpoint's "model" dict carries "family"; one without it is a TF-SepNet with AdaResNorm (every
 checkpoint written before families existed).
+
+Which features a model takes is decided here too (`model_frontend`): the front end its checkpoint
+or artifact records, else its family's preset (tfsepnet, bcresnet: cpjku; tfsepnet-v2: cpmel), and
+it must give the family's mel bands.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from tfsep_edge.core.config import FrontendConfig, frontend_preset, preset_name
 from tfsep_edge.core.errors import TfsepError
 from tfsep_edge.model.easy_nets import (
     TFSEPNET_V2_LAYOUTS,
@@ -39,7 +44,7 @@ class Family:
     norms: tuple[str, ...]  # empty: --norm does not apply
     depths: tuple[int, ...]  # empty: --depth does not apply
     input_shape: tuple[int, int, int]  # (channels, mel bands, frames) of one 1-s clip
-    frontend: str  # the named front end it was defined with ("default": the report's log-mel)
+    frontend: str  # the preset (core.config.FRONTENDS) it is trained on unless a checkpoint records another
     stem_key: str  # a state_dict key only this family's layout has
 
 
@@ -55,7 +60,7 @@ FAMILIES: dict[str, Family] = {
             NORMS,
             (),
             (1, 128, 44),
-            "default",
+            "cpjku",
             "feature.0.weight",
         ),
         Family(
@@ -67,7 +72,7 @@ FAMILIES: dict[str, Family] = {
             (),
             (15,),
             (1, 128, 44),
-            "default",
+            "cpjku",
             "conv_layers.weight",
         ),
         Family(
@@ -150,3 +155,37 @@ def family_of_state(state: dict) -> Family | None:
         if family.stem_key in state:
             return family
     return None
+
+
+def family_frontend(name: str | None) -> FrontendConfig:
+    """The front end a family is trained on when nothing records another: its preset."""
+    return frontend_preset(get_family(name).frontend)
+
+
+def model_frontend(family: str | None, recorded: FrontendConfig | dict | None, where, fix: str | None = None):
+    """The features a model of `family` takes: `recorded` (what its checkpoint, artifact or file
+    stores; None or {} for none) else the family's preset. Every stage that computes features
+    asks this, so training, calibration, export and inference cannot disagree.
+    TfsepError naming `where` if that front end does not give the family's mel bands."""
+    fam = get_family(family)
+    if isinstance(recorded, dict):
+        recorded = FrontendConfig.from_dict(recorded) if recorded else None
+    cfg = recorded or family_frontend(fam.name)
+    check_frontend_fits(fam.name, cfg, where, fix)
+    return cfg
+
+
+def check_frontend_fits(family: str | None, cfg: FrontendConfig, where, fix: str | None = None) -> None:
+    """TfsepError (one line naming `where` and the fix) unless `cfg` gives the family's mel bands.
+    Only the bands are held to the family's input: its layers were built for them, while the
+    frames are pooled (a recorded custom hop is the model's own training choice)."""
+    fam = get_family(family)
+    if cfg.n_mels == fam.input_shape[1]:
+        return
+    name = preset_name(cfg)
+    given = f"the {name} front end" if name else "a custom front end"
+    fix = fix or f"train it again with `tfsep-edge train --model {fam.name}`, which uses {fam.frontend}"
+    raise TfsepError(
+        f"{where}: {given} gives {cfg.n_mels}x{cfg.n_frames} log-mels, but a {fam.name} takes "
+        f"{fam.input_shape[1]} mel bands ({fam.frontend}: {'x'.join(map(str, fam.input_shape[1:]))}); {fix}"
+    )

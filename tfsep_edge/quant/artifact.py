@@ -14,10 +14,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from tfsep_edge.core.config import DEFAULT_FRONTEND, FrontendConfig
+from tfsep_edge.core.config import FrontendConfig
 from tfsep_edge.core.errors import TfsepError
 from tfsep_edge.core.fileio import atomic_folder, check_writable_dir
 from tfsep_edge.core.kinds import QUANT_REPORT_FILE, QUANTIZED_FILE
+from tfsep_edge.model.families import model_frontend
 from tfsep_edge.model.tfsepnet import AdaResNorm, ModelConfig, TFSepNet
 from tfsep_edge.quant.calibrate import QuantOptions, prepare
 from tfsep_edge.quant.engine import engine_scope, known_warnings_silenced
@@ -40,9 +41,8 @@ class QuantizedArtifact:
 
     @property
     def frontend(self) -> FrontendConfig:
-        """The front end the model was calibrated with (from info; older files: the default)."""
-        values = self.info.get("frontend")
-        return FrontendConfig.from_dict(values) if values else DEFAULT_FRONTEND
+        """The front end the model was calibrated with (from info; older files: its family's)."""
+        return model_frontend(self.float_model.config.family, self.info.get("frontend"), "the quantized model")
 
     def fused_float_model(self) -> QTFSepNet:
         """The fused float quantization-ready model (islands as in the int8 model)."""
@@ -181,7 +181,9 @@ def load_quantized(path: str | Path) -> QuantizedArtifact:
             f"{file}: not a readable tfsep-edge quantized model ({first[:120]}); "
             "make it again with `tfsep-edge quantize CKPT --calib CALIB`"
         ) from None
-    return artifact_from_payload(payload, str(file))
+    artifact = artifact_from_payload(payload, str(file))
+    model_frontend(artifact.float_model.config.family, artifact.info.get("frontend"), file)  # named here, once
+    return artifact
 
 
 def save_quantized(

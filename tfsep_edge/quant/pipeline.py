@@ -170,21 +170,29 @@ def sensitivity(
         variant, _ = quantize_model(
             model, None, options.with_float_layers((*options.float_layers, name)), calibrated=calibration
         )
-        m = evaluator.measure(variant)
-        row = {
-            "layer": name,
-            "output_sqnr_db": finite(sqnr[name]),
-            "float_agreement_gain": m["agreement"] - base["agreement"],
-            "float_logit_sqnr_gain_db": (m["logit_sqnr_db"] or 99.0) - (base["logit_sqnr_db"] or 99.0),
-            "float_extra_bytes": variant.info["storage_bytes"]["total"] - artifact.info["storage_bytes"]["total"],
-        }
-        if "int8_accuracy" in m:
-            row["float_accuracy_gain_pp"] = 100.0 * (m["int8_accuracy"] - base["int8_accuracy"])
+        row = gain_row(name, evaluator.measure(variant), base)
+        row["output_sqnr_db"] = finite(sqnr[name])
+        row["float_extra_bytes"] = variant.info["storage_bytes"]["total"] - artifact.info["storage_bytes"]["total"]
         rows.append(row)
-    # Worst first: the layer whose float fallback raises the logit SQNR most. On a few hundred
-    # clips one layer moves accuracy by a clip or two either way (noise); the SQNR gain is stable.
-    rows.sort(key=lambda r: (-r["float_logit_sqnr_gain_db"], -r["float_agreement_gain"], r["layer"]))
-    return rows
+    return worst_first(rows)
+
+
+def gain_row(part: str, m: dict, base: dict) -> dict:
+    """What computing `part` in float changed (m) against the INT8 model (base)."""
+    row = {
+        "layer": part,
+        "float_agreement_gain": m["agreement"] - base["agreement"],
+        "float_logit_sqnr_gain_db": (m["logit_sqnr_db"] or 99.0) - (base["logit_sqnr_db"] or 99.0),
+    }
+    if "int8_accuracy" in m:
+        row["float_accuracy_gain_pp"] = 100.0 * (m["int8_accuracy"] - base["int8_accuracy"])
+    return row
+
+
+def worst_first(rows: list[dict]) -> list[dict]:
+    """The part whose float version raises the logit SQNR most first. On a few hundred clips one
+    part moves accuracy by a clip or two either way (noise); the SQNR gain is stable."""
+    return sorted(rows, key=lambda r: (-r["float_logit_sqnr_gain_db"], -r["float_agreement_gain"], r["layer"]))
 
 
 def integer_sensitivity(artifact: QuantizedArtifact, evaluator: Evaluator) -> list[dict]:
@@ -193,19 +201,8 @@ def integer_sensitivity(artifact: QuantizedArtifact, evaluator: Evaluator) -> li
     from tfsep_edge.quant.integer_parts import float_variants
 
     base = evaluator.measure(artifact)
-    rows = []
-    for part, variant in float_variants(artifact.fake_quant_model()):
-        m = evaluator.measure_twin(variant)
-        row = {
-            "layer": part,
-            "float_agreement_gain": m["agreement"] - base["agreement"],
-            "float_logit_sqnr_gain_db": (m["logit_sqnr_db"] or 99.0) - (base["logit_sqnr_db"] or 99.0),
-        }
-        if "int8_accuracy" in m:
-            row["float_accuracy_gain_pp"] = 100.0 * (m["int8_accuracy"] - base["int8_accuracy"])
-        rows.append(row)
-    rows.sort(key=lambda r: (-r["float_logit_sqnr_gain_db"], -r["float_agreement_gain"], r["layer"]))
-    return rows
+    variants = float_variants(artifact.fake_quant_model())
+    return worst_first([gain_row(part, evaluator.measure_twin(v), base) for part, v in variants])
 
 
 def fallback(

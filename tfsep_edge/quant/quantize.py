@@ -15,8 +15,9 @@ from collections.abc import Iterable
 
 import torch
 
-from tfsep_edge.core.config import DEFAULT_FRONTEND, LABELS, FrontendConfig
+from tfsep_edge.core.config import LABELS, FrontendConfig
 from tfsep_edge.core.errors import TfsepError
+from tfsep_edge.model.families import family_frontend
 from tfsep_edge.model.tfsepnet import TFSepNet
 from tfsep_edge.quant.artifact import FORMAT, QuantizedArtifact, storage_bytes, versions
 from tfsep_edge.quant.calibrate import Calibration, QuantOptions, calibrate, convert, integer_points
@@ -28,9 +29,10 @@ def quantize_model(
     calib_batches: Iterable[torch.Tensor],
     options: QuantOptions,
     calibrated: Calibration | None = None,
-    frontend: FrontendConfig = DEFAULT_FRONTEND,
+    frontend: FrontendConfig | None = None,
 ) -> tuple[QuantizedArtifact, Calibration]:
-    """Fuse, calibrate (unless `calibrated` is given), convert -> (artifact, calibrated observers)."""
+    """Fuse, calibrate (unless `calibrated` is given), convert -> (artifact, calibrated observers).
+    `frontend`: what the calibration features were computed with (None: the family's)."""
     if options.engine not in ENGINES:
         raise TfsepError(f"--engine {options.engine}: choose one of {', '.join(ENGINES)}")
     if options.observer not in OBSERVERS:
@@ -54,7 +56,7 @@ def quantize_model(
         "versions": versions(),
         "model": model.config.to_dict(),
         "labels": list(LABELS),
-        "frontend": frontend.to_dict(),
+        "frontend": (frontend or family_frontend(model.config.family)).to_dict(),
         "shared_add_qparams": options.shared_add_qparams,
         "weight_rounding": "gptq" if options.gptq else "nearest",
         "storage_bytes": storage_bytes(int8),

@@ -59,10 +59,9 @@ def load_torch_model(path: Path, kind: Kind, threads: int) -> TorchModel:
         torch.backends.quantized.engine = loaded.options.engine
         extra = {"torch_threads": threads, "quantized_engine": loaded.options.engine}
         return TorchModel(loaded.int8_model, loaded.float_model, loaded.frontend, "int8", load_ms, extra)
-    from tfsep_edge.model.checkpoint import load_checkpoint, require_known_frontend
+    from tfsep_edge.model.checkpoint import load_checkpoint
 
-    model, info = load_checkpoint(path)
-    require_known_frontend(info, path)
+    model, info = load_checkpoint(path)  # info["frontend"]: the features it was trained on
     load_ms = (time.perf_counter_ns() - t0) / 1e6
     return TorchModel(model, model, info["frontend"], "fp32", load_ms, {"torch_threads": threads})
 

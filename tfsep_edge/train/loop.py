@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from tfsep_edge.core.config import DEFAULT_FRONTEND, NUM_CLASSES
+from tfsep_edge.core.config import NUM_CLASSES, FrontendConfig, preset_name
 from tfsep_edge.core.errors import TfsepError
 from tfsep_edge.core.fileio import check_output_folder, make_folder, write_text_atomic
 from tfsep_edge.core.progress import progress_bar
@@ -90,17 +90,19 @@ def train(
     clips = load_training_data(data, opts, device, ranks, progress, log)
     model, optimizer = build_model(opts, device, run, log)
     ddp_model = distributed_model(model, ranks, device)  # trains; `model` validates and is saved
-    teacher = open_teacher(opts.teacher, opts.kd_temperature, clips.train, clips.train_filenames, device)
+    teacher = open_teacher(opts.teacher, opts.kd_temperature, clips.train, clips.train_filenames, device, run.frontend)
     if teacher is not None:
         log(f"knowledge distillation from {Path(opts.teacher)} (lambda {opts.kd_lambda:g}, T {opts.kd_temperature:g})")
     if ranks.master:  # once everything is read: a bad clip or teacher leaves no empty run folder behind
         make_folder(out)
+    fe = run.frontend
+    log(f"{opts.model} on the {preset_name(fe) or 'custom'} front end ({fe.n_mels}x{fe.n_frames} log-mel per second)")
 
     t_run = time.perf_counter()
     for epoch in range(run.start_epoch, opts.epochs):
         stats = train_one_epoch(ddp_model, optimizer, clips, teacher, run, epoch, ranks, device, progress)
         if ranks.master:  # validation and checkpoints: rank 0 only
-            val_acc, val_loss = validate(model, clips.val, device)
+            val_acc, val_loss = validate(model, clips.val, device, run.frontend)
             row = metrics_row(run, epoch, stats, val_acc, val_loss)
             save_epoch(model, optimizer, run, row, val_acc, val_loss)
             log(
@@ -122,6 +124,9 @@ class Run:
     out: Path
     opts: TrainOptions
     warmup: float  # epochs of linear warm-up actually used
+    # The features it trains on (families.model_frontend: the resumed run's, else the family's).
+    # The waveform cache does not depend on it: every preset reads 1-s clips at 32 kHz.
+    frontend: FrontendConfig
     resumed: dict | None = None  # the last.pt payload being resumed
     start_epoch: int = 0
     best_acc: float = -1.0
@@ -129,8 +134,8 @@ class Run:
 
 
 def open_run(data: Path, out: Path, given: dict, resume: bool, log: Callable[[str], None]) -> Run:
-    """Options: explicit > resumed run's > defaults. A resumed run must keep its width."""
-    payload = None
+    """Options: explicit > resumed run's > defaults. A resumed run must keep its width and front end."""
+    payload, recorded = None, None
     if resume:
         if not (out / "last.pt").is_file():
             raise TfsepError(f"{out}: no last.pt to resume from; drop --resume to start a new run")
@@ -151,6 +156,7 @@ def open_run(data: Path, out: Path, given: dict, resume: bool, log: Callable[[st
                 f"drop --width or pass --width {stored_width}"
             )
         opts = TrainOptions.resolve(given, state["options"])
+        recorded = payload.get("frontend") or None
     else:
         if (out / "last.pt").exists():
             raise TfsepError(f"{out}: already holds a run (last.pt); pass --resume to continue it or choose another -o")
@@ -162,21 +168,14 @@ def open_run(data: Path, out: Path, given: dict, resume: bool, log: Callable[[st
     if warmup >= opts.epochs:
         warmup = opts.epochs * 0.05  # the report's 10 of 200 epochs
         log(f"note: --warmup-epochs {opts.warmup_epochs} >= --epochs {opts.epochs}; warming up {warmup:g} epochs")
-    return Run(data, out, opts, warmup, payload)
+    frontend = families.model_frontend(opts.model, recorded, out / "last.pt")
+    return Run(data, out, opts, warmup, frontend, payload)
 
 
 def build_model(opts: TrainOptions, device: torch.device, run: Run, log: Callable[[str], None]):
     """(model, optimizer), seeded; with the resumed run's weights, optimizer state and history."""
     torch.manual_seed(opts.seed)
     config = opts.model_config()
-    family = families.get_family(config.family)
-    if family.frontend != "default":
-        # The training pipeline computes the report's log-mel (DEFAULT_FRONTEND) for every family.
-        log(
-            f"note: {family.name} was defined on the {family.frontend} front end "
-            f"({'x'.join(map(str, family.input_shape))}); this run trains it on the report's "
-            f"{DEFAULT_FRONTEND.n_mels}x{DEFAULT_FRONTEND.n_frames} log-mel"
-        )
     model = families.build_model(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
     if run.resumed is not None:
@@ -235,7 +234,8 @@ def train_one_epoch(
         lr = lr_at(epoch + step / len(batches), opts.lr, run.warmup, opts.epochs)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        x, targets, t_probs = augmented_batch(waves.to(device, non_blocking=True), rows, clips, teacher, opts, gen)
+        waves = waves.to(device, non_blocking=True)
+        x, targets, t_probs = augmented_batch(waves, rows, clips, teacher, opts, gen, run.frontend)
         logits, loss = train_step(model, optimizer, x, targets, t_probs, opts)
         loss_sum += loss.item() * len(rows)
         correct += int((logits.argmax(1) == targets.argmax(1)).sum())
@@ -248,13 +248,15 @@ def train_one_epoch(
     return EpochStats(started, train_seconds, loss_sum, correct, seen)
 
 
-def augmented_batch(waves, rows, clips: TrainingData, teacher: Teacher | None, opts: TrainOptions, gen):
+def augmented_batch(
+    waves, rows, clips: TrainingData, teacher: Teacher | None, opts: TrainOptions, gen, cfg: FrontendConfig
+):
     """Waveform -> (device simulation) -> log-mel -> Freq-MixStyle -> Mixup: (x, targets, the
     teacher's softened probabilities for the same batch or None)."""
     device = waves.device
     if clips.irs:
         waves = augment.simulate_devices(waves, clips.is_device_a[rows], clips.irs, opts.devsim_p, gen)
-    x = log_mel_torch(waves)
+    x = log_mel_torch(waves, cfg)
     x = augment.freq_mixstyle(x, opts.mixstyle_alpha, opts.mixstyle_p, gen)
     targets = F.one_hot(clips.labels[rows], NUM_CLASSES).float().to(device)
     t_probs = teacher.probs_before_mixup(rows, device) if teacher is not None else None
@@ -313,7 +315,7 @@ def save_epoch(model, optimizer, run: Run, row: dict, val_acc: float, val_loss: 
     }
     if val_acc > run.best_acc:
         run.best_acc = val_acc
-        save_checkpoint(model, run.out / "best.pt", DEFAULT_FRONTEND, meta)
+        save_checkpoint(model, run.out / "best.pt", run.frontend, meta)
     train_state = {
         "epoch": row["epoch"],
         "optimizer": optimizer.state_dict(),
@@ -322,7 +324,7 @@ def save_epoch(model, optimizer, run: Run, row: dict, val_acc: float, val_loss: 
         "options": asdict(run.opts),
         "torch_rng": torch.get_rng_state(),
     }
-    save_checkpoint(model, run.out / "last.pt", DEFAULT_FRONTEND, meta, extra={"train_state": train_state})
+    save_checkpoint(model, run.out / "last.pt", run.frontend, meta, extra={"train_state": train_state})
     write_text_atomic(run.out / "metrics.csv", metrics_text(run.history))
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tfsep_edge.core.config import NUM_CLASSES
+from tfsep_edge.core.config import NUM_CLASSES, FrontendConfig, preset_name
 from tfsep_edge.core.errors import TfsepError
 from tfsep_edge.core.fileio import write_bytes_atomic
 from tfsep_edge.datasets.cache import SplitData, load_split
@@ -78,9 +78,9 @@ def save_teacher_logits(
     checkpoint: str | Path, data: str | Path, out: str | Path, cache_dir: str | None = None
 ) -> Path:
     """Precompute a teacher's logits on the train split, in fold1_train.csv order, as a .pt file."""
-    model, _ = load_checkpoint(checkpoint)
+    model, info = load_checkpoint(checkpoint)
     train = load_split(data, "train", cache_dir)
-    logits = predict_logits(model, train, torch.device("cpu"))
+    logits = predict_logits(model, train, torch.device("cpu"), info["frontend"])  # on its own features
     buf = io.BytesIO()
     torch.save({"logits": torch.from_numpy(logits), "filenames": train.filenames}, buf)
     write_bytes_atomic(out, buf.getvalue())
@@ -106,9 +106,16 @@ class Teacher:
 
 
 def open_teacher(
-    path: str | None, temperature: float, train_set: SplitData, train_filenames: list[str], device: torch.device
+    path: str | None,
+    temperature: float,
+    train_set: SplitData,
+    train_filenames: list[str],
+    device: torch.device,
+    frontend: FrontendConfig,
 ) -> Teacher | None:
-    """The --teacher file as a Teacher (None without one); TfsepError if it is missing or misaligned."""
+    """The --teacher file as a Teacher (None without one); TfsepError if it is missing or misaligned,
+    or a checkpoint trained on other features than the student's `frontend` (it runs on the
+    student's augmented log-mel batch)."""
     if not path:
         return None
     tpath = Path(path)
@@ -118,4 +125,11 @@ def open_teacher(
         logits = load_teacher_logits(tpath, train_filenames)
         source = train_set.source if len(train_set.source) else np.arange(len(train_filenames))
         return Teacher(temperature, logits=torch.from_numpy(logits[source]))
-    return Teacher(temperature, model=load_checkpoint(tpath)[0].to(device).eval())
+    model, info = load_checkpoint(tpath)
+    if info["frontend"] != frontend:
+        theirs, ours = (preset_name(c) or "a custom front end" for c in (info["frontend"], frontend))
+        raise TfsepError(
+            f"{tpath}: a teacher trained on {theirs} features, the student trains on {ours}; "
+            "precompute its logits on its own features (train.teacher.save_teacher_logits) and pass that file"
+        )
+    return Teacher(temperature, model=model.to(device).eval())
