@@ -1,10 +1,11 @@
 """FP32 .tflite graphs of BC-ResNet and TF-SepNet-64 (model/easy_nets.py), NHWC, from the weights.
 
 Plain graphs built from tflite_fp32's op helpers: BatchNorm folded, ResNorm through
-tflite_fp32.adaresnorm (a ResNorm is an AdaResNorm with constant parameters), PyTorch's conv
-padding as PAD + VALID (exact for every stride; TFLite's SAME pads stride-2 convs differently),
-the channel shuffle as two GATHERs, SiLU as x * LOGISTIC(x), broadcast adds left to the
-runtime, the classifier after the global mean (they commute). Not tuned as TF-SepNet's
+tflite_fp32.adaresnorm (a ResNorm is an AdaResNorm with constant parameters), stride-1 convs
+SAME and strided ones PAD + VALID (TFLite's SAME pads stride-2 convs differently from PyTorch),
+the channel shuffle as a transition conv's rows or as RESHAPE, TRANSPOSE, RESHAPE and a SPLIT
+(one XNNPACK partition), SiLU as x * LOGISTIC(x), broadcast adds left to the runtime, the
+classifier after the global mean (they commute). Not tuned as TF-SepNet's
 (tflite_fp32.py); validated by the same rule.
 """
 
@@ -33,11 +34,15 @@ from tfsep_edge.model.shuffle import shuffle_sources
 
 
 def padded_conv(g: FlatGraph, x: Tensor, torch_conv, w: np.ndarray, b, name: str, relu: bool) -> Tensor:
-    """A PyTorch Conv2d (its padding and stride) with weight `w`, bias `b`."""
-    ph, pw = torch_conv.padding
+    """A PyTorch Conv2d (its padding and stride) with weight `w`, bias `b`: SAME where that is
+    PyTorch's padding (stride 1, odd kernel, (k - 1) / 2 each side), else PAD + VALID."""
+    (ph, pw), stride = torch_conv.padding, torch_conv.stride[0]
+    kh, kw = w.shape[2:]
+    if stride == 1 and (ph, pw) == ((kh - 1) // 2, (kw - 1) // 2) and kh % 2 and kw % 2 and (ph or pw):
+        return conv(g, x, w, b, name, relu=relu, same=True)
     if ph or pw:
         x = pad(g, x, [(0, 0), (ph, ph), (pw, pw), (0, 0)], f"{name}.pad")
-    return conv(g, x, w, b, name, relu=relu, stride=torch_conv.stride[0])
+    return conv(g, x, w, b, name, relu=relu, stride=stride)
 
 
 def conv_bn(g: FlatGraph, x: Tensor, block, name: str) -> Tensor:
@@ -46,26 +51,44 @@ def conv_bn(g: FlatGraph, x: Tensor, block, name: str) -> Tensor:
     return padded_conv(g, x, block._conv, w, b, name, relu=block._relu is not None)
 
 
-def gather_channels(g: FlatGraph, x: Tensor, idx: np.ndarray, name: str) -> Tensor:
-    out = g.activation(name, (*x.shape[:-1], len(idx)))
-    g.op("GATHER", [x, g.const(f"{name}.idx", idx.astype(np.int32))], [out], g.options("GatherOptions", axis=3))
-    return out
+def shuffled_halves(g: FlatGraph, x: Tensor, groups: int, name: str) -> list[Tensor]:
+    """ChannelShuffle(groups) then the split into halves, as XNNPACK runs it in one partition:
+    RESHAPE (B, H*W, c/g, g) -> TRANSPOSE (B, H*W, g, c/g) -> RESHAPE (B, H, W, c) -> SPLIT in two
+    (GATHER along the channels, and SLICE with a dynamic batch, are not delegated and split the
+    graph at every block)."""
+    b, h, w, c = x.shape
+    grouped = reshape(g, x, (b, h * w, c // groups, groups), f"{name}.grouped")
+    swapped = g.activation(f"{name}.swapped", (b, h * w, groups, c // groups))
+    g.op("TRANSPOSE", [grouped, g.const(f"{name}.perm", np.array([0, 1, 3, 2], np.int32))], [swapped])
+    shuffled = reshape(g, swapped, (b, h, w, c), f"{name}.shuffled")
+    halves = [g.activation(f"{name}.{i}", (b, h, w, c // 2)) for i in range(2)]
+    axis = g.const(f"{name}.axis", np.array(3, np.int32))
+    g.op("SPLIT", [axis, shuffled], halves, g.options("SplitOptions", numSplits=2))
+    return halves
 
 
 def tfsep_block(g: FlatGraph, x: Tensor, blk, name: str) -> Tensor:
-    """TF-SepNet-64's block: [transition] -> shuffle -> freq half | time half -> concat."""
+    """TF-SepNet-64's block: [transition] -> shuffle -> freq half | time half -> concat. With a
+    transition conv the shuffle is its rows (two half-width convs, nothing to move)."""
     from tfsep_edge.export.tflite_fp32 import concat_channels
 
-    if blk.trans_conv is not None:
-        x = conv_bn(g, x, blk.trans_conv, f"{name}.trans")
     half = blk.half
-    idx = np.array(shuffle_sources(2 * half, blk.shuffle_layer.groups))
+    if blk.trans_conv is not None:
+        tc = blk.trans_conv
+        w, b = fold_bn(tc._conv, tc._bn) if tc._bn is not None else (f64(tc._conv.weight), np.zeros(2 * half))
+        rows = np.array(shuffle_sources(2 * half, blk.shuffle_layer.groups))
+        parts = [
+            padded_conv(g, x, tc._conv, w[r], b[r], f"{name}.trans.{k}", relu=tc._relu is not None)
+            for k, r in enumerate((rows[:half], rows[half:]))
+        ]
+    else:
+        parts = shuffled_halves(g, x, blk.shuffle_layer.groups, f"{name}.shuffle")
     halves = []
-    for path, part, dw, pw, axis in (
-        ("freq", idx[:half], blk.freq_dw_conv, blk.freq_pw_conv, 1),
-        ("time", idx[half:], blk.temp_dw_conv, blk.temp_pw_conv, 2),
+    for xi, (path, dw, pw, axis) in zip(
+        parts,
+        (("freq", blk.freq_dw_conv, blk.freq_pw_conv, 1), ("time", blk.temp_dw_conv, blk.temp_pw_conv, 2)),
+        strict=True,
     ):
-        xi = gather_channels(g, x, part, f"{name}.{path}.x")
         d = conv_bn(g, xi, dw, f"{name}.{path}.dw")
         p = conv_bn(g, mean(g, d, [axis], f"{name}.{path}.mean"), pw, f"{name}.{path}.pw")
         halves.append(binary(g, "ADD", xi, p, f"{name}.{path}.residual"))
