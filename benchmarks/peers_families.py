@@ -55,23 +55,10 @@ def random_family_model(name: str, options: dict, seed: int = 0):
     import torch
 
     from tfsep_edge.model.families import build_model, make_config
-    from tfsep_edge.model.tfsepnet import AdaResNorm
+    from tfsep_edge.model.tfsepnet import randomise_statistics
 
     torch.manual_seed(seed)
-    model = build_model(make_config(name, **options)).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                if m.affine:
-                    m.weight.uniform_(0.5, 1.5)
-                    m.bias.uniform_(-0.3, 0.3)
-            elif type(m) is AdaResNorm:  # ResNorm's constants are fixed
-                m.rho.uniform_(0, 1)
-                m.gamma.uniform_(0.5, 1.5)
-                m.beta.uniform_(-0.3, 0.3)
-    return model
+    return randomise_statistics(build_model(make_config(name, **options)).eval())
 
 
 def probe_inputs(cfg, n: int = PROBES, seed: int = 3) -> np.ndarray:

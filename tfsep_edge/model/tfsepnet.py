@@ -240,14 +240,21 @@ def random_model(width: int = 12, seed: int = 0, norm: str = "adaresnorm") -> TF
     folding and the norm algebra do real work: for latency benchmarks (latency does not depend
     on the weights) and for export/runtime tests."""
     torch.manual_seed(seed)
-    model = TFSepNet(width, norm=norm).eval()
+    return randomise_statistics(TFSepNet(width, norm=norm).eval())
+
+
+def randomise_statistics(model: nn.Module) -> nn.Module:
+    """Every BatchNorm's statistics and affine parameters and every AdaResNorm's rho, gamma, beta
+    drawn at random (from torch's current seed), in place: an untrained model of any family whose
+    folding and norm algebra do real work."""
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.3, 0.3)
+                if m.affine:
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.uniform_(-0.3, 0.3)
             elif type(m) is AdaResNorm:  # ResNorm's constants are fixed
                 m.rho.uniform_(0, 1)
                 m.gamma.uniform_(0.5, 1.5)
