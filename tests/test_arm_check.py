@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
-from conftest import REPO
+from conftest import load_script
 
-spec = importlib.util.spec_from_file_location("arm_check", REPO / "deploy" / "arm-emulation" / "check.py")
-arm_check = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(arm_check)
+arm_check = load_script("deploy/arm-emulation/check.py", "arm_check")
 
 
 def result(arch: str, fp32: list[float], int8: list[float], labels=("bus", "park")) -> dict:

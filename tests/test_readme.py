@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-
-from conftest import REPO
+from conftest import REPO, load_script
 
 
 def _readme_tables():
-    spec = importlib.util.spec_from_file_location("readme_tables", REPO / "benchmarks" / "readme_tables.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/readme_tables.py", "readme_tables")
 
 
 def test_readme_tables_match_committed_results():

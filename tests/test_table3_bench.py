@@ -3,17 +3,13 @@ the committed JSON rendered (no figure typed by hand)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
-from conftest import REPO
+from conftest import REPO, load_script
 
 
 def _table3():
-    spec = importlib.util.spec_from_file_location("table3_bench", REPO / "benchmarks" / "table3.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/table3.py", "table3_bench")
 
 
 def test_rows_differ_only_in_model_norm_devsim_and_width():
