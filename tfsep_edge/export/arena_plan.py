@@ -92,7 +92,8 @@ def plan(bufs: list[Buffer], steps: int = 3000, patience: int = 1500, seed: int 
     the plan grows) until it reaches the bytes live at once, or `patience` swaps in a row
     change nothing; the small ones then fill in, largest first. Deterministic (seeded)."""
     by_size = sorted(bufs, key=lambda b: (-b.size, b.first))
-    large = [b for b in by_size if b.size * LARGE >= live_bytes(bufs)]
+    at_once = live_bytes(bufs)
+    large = [b for b in by_size if b.size * LARGE >= at_once]
     small = by_size[len(large) :]
     floor = _aligned(live_bytes(large)) + 8 * ALIGNMENT  # alignment may keep the exact floor out of reach
     rng = np.random.default_rng(seed)

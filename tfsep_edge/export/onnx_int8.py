@@ -36,6 +36,7 @@ from tfsep_edge.export.onnx_fp32 import (
     spell_out,
 )
 from tfsep_edge.model.shuffle import shuffle_sources
+from tfsep_edge.quant.bias_grid import bias_grid, on_grid
 
 
 @dataclass(frozen=True)
@@ -213,9 +214,9 @@ def add_integer_norm(g: GraphBuilder, x: QTensor, op: IntegerNorm) -> QTensor:
         """integer_norm.ChannelConv on a (B, 1, F, 1) statistic: w * stat + bias, the weight and
         the bias dequantized from their integers (the bias on its int32 grid), (1, C, 1, 1)."""
         w = (conv.weight.astype(np.float64) * conv.w_scales.astype(np.float64)).astype(np.float32)
-        grid = conv.bias_int32().astype(np.float64) * (np.float32(conv.in_scale) * conv.w_scales).astype(np.float64)
+        bias = on_grid(conv.bias, bias_grid(conv.in_scale, conv.w_scales))
         wt = g.const(f"{base}.{key}_weight", w.reshape(1, -1, 1, 1))
-        bt = g.const(f"{base}.{key}_bias", grid.astype(np.float32).reshape(1, -1, 1, 1))
+        bt = g.const(f"{base}.{key}_bias", bias.reshape(1, -1, 1, 1))
         product = g.op("Mul", [value(stat), wt], f"{base}.{key}_w")
         return point(g.op("Add", [product, bt], f"{base}.{key}_f"), key)
 
