@@ -197,8 +197,12 @@ def test_int8_io_file_runs_in_the_runtime(tflite_int8_io, mels, artifact):
 def test_onnx_export_is_validated(qdir, work):
     from tfsep_edge.export import onnx_export
 
-    summary = onnx_export.export(qdir, work / "int.onnx", int8=True, timing=False, echo=lambda _s: None)
+    out = work / "int.onnx"
+    summary = onnx_export.export(qdir, out, int8=True, timing=False, echo=lambda _s: None)
     assert summary["validation"]["max_diff_output_steps"] <= 3
+    ov = pytest.importorskip("openvino")
+    for config in ({}, {"INFERENCE_PRECISION_HINT": "f32"}):  # default settings (bf16 where the CPU has it)
+        ov.Core().compile_model(str(out), "CPU", {"INFERENCE_NUM_THREADS": 1} | config)
 
 
 def test_a_rejected_integer_onnx_says_what_to_do(qdir, work, monkeypatch):

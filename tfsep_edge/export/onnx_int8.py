@@ -1,6 +1,10 @@
 """The INT8 QDQ ONNX writer: an Int8Model (int8_graph.py, the fake-quant twin described once)
 op for op as QuantizeLinear / DequantizeLinear around float ops, one writer function per op type.
 
+Activations are stored as uint8 and weights as int8 (U8S8, onnxruntime's x86 format): an int8
+point (s, z) is written as (s, z + 128), the same values. OpenVINO's CPU plugin in its default
+precision compiles no int8 convolution for signed activations with a nonzero zero point.
+
 Why each node or step is built the way it is, with the measurements that decided it:
 docs/export.md (figures go stale in code, so they live there).
 """
@@ -48,11 +52,16 @@ class QTensor:
     zero_point: int
 
 
+def stored_zero_point(g: GraphBuilder, zero_point: int) -> np.ndarray:
+    """A point's zero point as the graph stores it: uint8, shifted by 128 for an int8 model."""
+    return np.array(zero_point + g.zp_shift, np.uint8)
+
+
 def quantize(g: GraphBuilder, x: str, scale: float | None, zero_point: int | None, base: str) -> QTensor | str:
     if scale is None:  # no quantization point here: the tensor stays float
         return x
     s = g.const(f"{base}.scale", np.array(scale, np.float32))
-    z = g.const(f"{base}.zero_point", np.array(zero_point, g.act_dtype))
+    z = g.const(f"{base}.zero_point", stored_zero_point(g, zero_point))
     return QTensor(g.op("QuantizeLinear", [x, s, z], f"{base}.q"), scale, zero_point)
 
 
@@ -64,43 +73,24 @@ def dequantize(g: GraphBuilder, t: QTensor | str, base: str) -> str:
     cache = g.__dict__.setdefault("dq_of", {})
     if t.name not in cache:
         s = g.const(f"{base}.dq_scale", np.array(t.scale, np.float32))
-        z = g.const(f"{base}.dq_zero_point", np.array(t.zero_point, g.act_dtype))
+        z = g.const(f"{base}.dq_zero_point", stored_zero_point(g, t.zero_point))
         cache[t.name] = g.op("DequantizeLinear", [t.name, s, z], f"{base}.dq")
     return cache[t.name]
 
 
 def moved(g: GraphBuilder, op: str, t: QTensor, extra: list[str], bases: list[str], **attrs) -> list[QTensor]:
-    """Channel movement (Split, Gather) of a quantized tensor: the op on the int8 values, then an
+    """Channel movement (Split, Gather) of a quantized tensor: the op on the integers, then an
     identity requantization DQ -> Q on the same grid (Q(DQ(q)) == q) before the consumer's DQ.
 
-    Each runtime needs one half of that. OpenVINO's int8 pipeline (CPU plugin, on CPUs with
-    VNNI) compiles no conv whose int8 input, with a nonzero zero point, arrives through a Split or
-    Gather ("No suitable implementations"): the conv's DQ must follow a Q. For onnxruntime the op
-    still sits between the producer's Q and a DQ, which keeps its x86 rewrite to u8s8 integer
-    convs away (keep_int8; tests/test_export.py reads its optimized graph).
+    OpenVINO's int8 pipeline (CPU plugin, on CPUs with VNNI) compiles no conv whose quantized
+    input arrives through a Split or Gather ("No suitable implementations"): the conv's DQ must
+    follow a Q.
     """
     outs = g.op_multi(op, [t.name, *extra], [f"{b}.int8" for b in bases], **attrs)
     return [
         quantize(g, dequantize(g, QTensor(o, t.scale, t.zero_point), f"{b}.requant"), t.scale, t.zero_point, b)
         for o, b in zip(outs, bases, strict=True)
     ]
-
-
-def keep_int8(g: GraphBuilder, t: QTensor | str, channels: int, base: str) -> QTensor | str:
-    """An identity channel Gather between a QuantizeLinear and the DequantizeLinear of a conv input.
-
-    On x86 without VNNI onnxruntime 1.32 rewrites an adjacent int8 Q -> DQ pair as uint8 and fuses
-    DQ -> Conv -> Q into a u8s8 QLinearConv whose AVX2 kernel saturates 16-bit pair sums with
-    full-range activations: under `qemu-x86_64 -cpu Haswell` a model's logits moved by 0.22 and
-    a one-conv test lost half its value. Between Q and DQ the Gather (a copy of a tiny tensor)
-    stops that rewrite, so there the conv runs in float on the exactly dequantized values; where
-    int8 kernels are exact (ARM, VNNI) onnxruntime still fuses the int8 conv around it. Written
-    as `moved`, so that OpenVINO compiles the conv after it.
-    """
-    if not isinstance(t, QTensor):
-        return t
-    idx = g.const(f"const.identity_{channels}", np.arange(channels, dtype=np.int64))
-    return moved(g, "Gather", t, [idx], [f"{base}.keep_int8"], axis=1)[0]
 
 
 def conv_outputs(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -162,7 +152,7 @@ def add_qblock(g: GraphBuilder, x: QTensor, block: Block, freqs: int, frames: in
         d = add_qconv(g, xi, branch.dw, f"{base}.{name}.dw")
         m = g.reduce("ReduceMean", dequantize(g, d, f"{base}.{name}.mean_in"), [mean.axis], f"{base}.{name}.mean")
         mq = quantize(g, m, *_point(mean.out), f"{base}.{name}.mean_out")
-        p = add_qconv(g, keep_int8(g, mq, half, f"{base}.{name}.mean_out"), branch.pw, f"{base}.{name}.pw")
+        p = add_qconv(g, mq, branch.pw, f"{base}.{name}.pw")
         p_float = dequantize(g, p, f"{base}.{name}.res_p")
         p_full = spell_out(g, p_float, mean.axis, half, freqs, frames, f"{base}.{name}")
         s = g.op("Add", [dequantize(g, xi, f"{base}.{name}.res_x"), p_full], f"{base}.{name}.residual")
@@ -187,13 +177,16 @@ def add_float_norm(g: GraphBuilder, x: QTensor | str, op: FloatNorm, freqs: int,
 
 def rsqrt_table(g: GraphBuilder, var: QTensor, out: QParams, base: str) -> QTensor:
     """int8 RSQRT as TFLite computes it (a fixed-point inverse square root, not 1/sqrt rounded):
-    a Gather from its 256 outputs (integer_kernels.rsqrt), indexed by the int8 input + 128."""
+    a Gather from its 256 outputs (integer_kernels.rsqrt), indexed by the stored uint8 input
+    (the int8 integer + 128)."""
     from tfsep_edge.quant import integer_kernels as K
 
-    table = K.rsqrt(np.arange(-128, 128), var.scale, var.zero_point, out.scale, out.zero_point).astype(np.int8)
+    if g.zp_shift != 128:
+        raise ValueError("an integer model's twin has int8 activations: fake_quant_model('int8')")
+    table = K.rsqrt(np.arange(-128, 128), var.scale, var.zero_point, out.scale, out.zero_point)
     idx = g.op("Cast", [var.name], f"{base}.idx", to=onnx.TensorProto.INT32)
-    idx = g.op("Add", [idx, g.const(f"{base}.offset", np.array(128, np.int32))], f"{base}.row")
-    return QTensor(g.op("Gather", [g.const(f"{base}.table", table), idx], base, axis=0), out.scale, out.zero_point)
+    stored = g.const(f"{base}.table", (table.astype(np.int32) + g.zp_shift).astype(np.uint8))
+    return QTensor(g.op("Gather", [stored, idx], base, axis=0), out.scale, out.zero_point)
 
 
 def add_integer_norm(g: GraphBuilder, x: QTensor, op: IntegerNorm) -> QTensor:
@@ -245,8 +238,7 @@ def add_max_pool(g: GraphBuilder, x: QTensor | str, op: MaxPool) -> QTensor | st
 
 def add_classifier(g: GraphBuilder, x: QTensor | str, op: Classifier) -> str:
     """The classifier conv, dequantized, global mean -> logits."""
-    channels = op.conv.weight.shape[1] * op.conv.groups
-    c = add_qconv(g, keep_int8(g, x, channels, "classifier.in"), op.conv, "classifier")
+    c = add_qconv(g, x, op.conv, "classifier")
     pooled = g.op("GlobalAveragePool", [dequantize(g, c, "classifier.out")], "pool")
     if op.pool is not None:  # an integer model: the int8 global mean's point, dequantized at the output
         pooled = dequantize(g, quantize(g, pooled, op.pool.scale, op.pool.zero_point, "pool"), "pool.out")
@@ -284,7 +276,7 @@ def add_qmodel(g: GraphBuilder, x: str, model: Int8Model, n_mels: int, frames: i
 def write_int8(model: Int8Model, frontend: bool, opset: int, cfg: FrontendConfig = DEFAULT_FRONTEND) -> onnx.ModelProto:
     """The QDQ graph of an Int8Model, taking log-mel or waveform input."""
     g = GraphBuilder(opset)
-    g.act_dtype = np.int8 if model.act_dtype == "int8" else np.uint8
+    g.zp_shift = 128 if model.act_dtype == "int8" else 0  # activations stored as uint8 (U8S8)
     graph_input, x = add_input(g, frontend, cfg)
     add_qmodel(g, x, model, cfg.n_mels, cfg.n_frames)
     return finish_model(g, graph_input, model.num_classes)
