@@ -34,6 +34,7 @@ from tfsep_edge.quant.pipeline import QuantizeRequest, run_quantize  # noqa: E40
 OUT = REPO / "benchmarks" / "results"
 MODES = {
     "PTQ (float stem and norms)": {},
+    "PTQ --finetune": {"finetune": True},
     "--integer": {"integer": True},
     "--integer --finetune": {"integer": True, "finetune": True},
 }
@@ -67,6 +68,7 @@ def one(checkpoint: Path, data: Path, work: Path, mode: str, finetune_epochs: in
         "agreement": ev["agreement"],
         "logit_sqnr_db": ev["logit_sqnr_db"],
         "seconds": report["seconds"],
+        "measured": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
 
@@ -85,15 +87,16 @@ def markdown(result: dict) -> str:
         f"Measured {result['created']} on {machine_line(m)}: `benchmarks/integer_fidelity.py`. Data: "
         f"{result['data']} (SYNTHETIC, tau-like preset), its evaluate split held out; INT8 figures in exact int8 "
         "arithmetic. Targets (issue 20): agreement >= 97% (PTQ), >= 98.5% (fine-tuned); INT8 accuracy never "
-        "more than 0.3 pp below FP32.",
+        "more than 0.3 pp below FP32. Rows kept from an earlier run (`--keep`) show their own date.",
         "",
-        "| checkpoint | mode | FP32 acc | INT8 acc | drop (pp) | agreement | logit SQNR |",
-        "|---|---|---|---|---|---|---|",
+        "| checkpoint | mode | FP32 acc | INT8 acc | drop (pp) | agreement | logit SQNR | measured |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         lines.append(
             f"| {r['checkpoint']} | {r['mode']} | {100 * r['fp32_accuracy']:.1f}% | {100 * r['int8_accuracy']:.1f}% | "
-            f"{r['accuracy_drop_pp']:+.2f} | {100 * r['agreement']:.1f}% | {r['logit_sqnr_db']:.1f} dB |"
+            f"{r['accuracy_drop_pp']:+.2f} | {100 * r['agreement']:.1f}% | {r['logit_sqnr_db']:.1f} dB | "
+            f"{r.get('measured', result['created'])[:10]} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -103,17 +106,33 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True, help="a `synth --preset tau-like` folder")
     ap.add_argument("--checkpoints", type=Path, nargs="+", required=True)
     ap.add_argument("--finetune-epochs", type=int, default=3)
+    ap.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES), metavar="MODE")
+    ap.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the rows of the committed results that this run does not measure (same data set only)",
+    )
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for ck in args.checkpoints:
-            for mode in MODES:
+            for mode in args.modes:
                 rows.append(one(ck, args.data, Path(tmp), mode, args.finetune_epochs))
                 print(rows[-1], flush=True)
+    data = made_by(args.data)
+    if args.keep and (OUT / "integer_fidelity.json").is_file():
+        old = json.loads((OUT / "integer_fidelity.json").read_text())
+        if old["data"] != data:
+            sys.exit(f"--keep: the committed rows are on {old['data']}, this run on {data}")
+        new = {(r["checkpoint_path"], r["mode"]) for r in rows}
+        kept = [r | {"measured": r.get("measured", old["created"])} for r in old["rows"]]
+        rows = [r for r in kept if (r["checkpoint_path"], r["mode"]) not in new] + rows
+    order = {mode: k for k, mode in enumerate(MODES)}
+    rows.sort(key=lambda r: (r["width"], r["checkpoint_path"], order[r["mode"]]))
     result = {
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(1),
-        "data": made_by(args.data),
+        "data": data,
         "rows": rows,
     }
     write_text_atomic(OUT / "integer_fidelity.json", json.dumps(result, indent=1) + "\n")

@@ -58,6 +58,7 @@ OUT = REPO / "benchmarks" / "results"
 ROWS = (  # key, label
     ("tflite_fp32", "LiteRT + XNNPACK, tfsep-edge FP32 .tflite"),
     ("tflite_int8", "LiteRT + XNNPACK, tfsep-edge INT8 .tflite"),
+    ("tflite_integer", "LiteRT + XNNPACK, tfsep-edge integer INT8 .tflite (`quantize --integer`)"),
     ("stock_fp32", "LiteRT + XNNPACK, stock `litert_torch.convert` FP32"),
     ("stock_int8", "LiteRT, stock PT2E INT8 (litert-torch PT2EQuantizer, per-channel)"),
     ("ov_plain", "OpenVINO on a plain `torch.onnx.export`"),
@@ -72,6 +73,7 @@ ROWS = (  # key, label
     ("et_fp32", "ExecuTorch, XNNPACK FP32"),
     ("et_int8", "ExecuTorch, XNNPACK PT2E INT8 (XNNPACKQuantizer, per-channel)"),
 )
+PRECISIONS = {"fp32": "FP32", "int8": "INT8", "integer": "integer"}  # the op profile's graphs
 PEER_PACKAGES = ("litert-torch", "openvino", "ncnn", "pnnx", "mnn", "executorch")
 
 
@@ -133,8 +135,9 @@ def openvino_runner(path: Path, name: str, width: int, precision: str, f32: bool
     return Runner(name, str(path), "openvino", precision, width, "logmel", load_ms, logmel_frontend, run)
 
 
-def make_artifacts(width: int, folder: Path) -> tuple[dict[str, Path | str], object]:
-    """Every artifact of one width; returns ({row key: path, or why there is none}, the quantized artifact)."""
+def make_artifacts(width: int, folder: Path) -> tuple[dict[str, Path | str], object, object]:
+    """Every artifact of one width; returns ({row key: path, or why there is none}, the quantized
+    artifact, the integer one)."""
     import export_speed
     import models
     import onnx
@@ -146,6 +149,7 @@ def make_artifacts(width: int, folder: Path) -> tuple[dict[str, Path | str], obj
     quiet = {"echo": lambda _s: None, "timing": False}
     ckpt = models.make_checkpoint(width, folder / f"c{width}.pt")
     qdir = models.make_quantized(ckpt, folder / f"c{width}-int8")
+    integer = models.make_quantized(ckpt, folder / f"c{width}-integer", integer=True)
     model = load_model(ckpt)
     calib = models.noise_logmels(64)
     stock = missing("litert_torch")
@@ -155,6 +159,7 @@ def make_artifacts(width: int, folder: Path) -> tuple[dict[str, Path | str], obj
         "ort_plain": folder / f"c{width}_plain.onnx",
         "tflite_fp32": folder / f"c{width}_fp32.tflite",
         "tflite_int8": folder / f"c{width}_int8.tflite",
+        "tflite_integer": folder / f"c{width}_integer.tflite",
         "stock_fp32": stock or stock_tflite(model, calib[:1], folder / f"c{width}_stock.tflite", False),
         "stock_int8": stock or stock_tflite(model, calib, folder / f"c{width}_stock_int8.tflite", True),
         "torch_fp32": ckpt,
@@ -162,7 +167,8 @@ def make_artifacts(width: int, folder: Path) -> tuple[dict[str, Path | str], obj
     onnx.save(export_speed.plain_export(model), str(paths["ort_plain"]))
     export_tflite(ckpt, paths["tflite_fp32"], **quiet)
     export_tflite(qdir, paths["tflite_int8"], int8=True, **quiet)
-    return paths, load_quantized(qdir)
+    export_tflite(integer, paths["tflite_integer"], int8=True, **quiet)
+    return paths, load_quantized(qdir), load_quantized(integer)
 
 
 def runners_for(width: int, paths: dict[str, Path | str]) -> dict[str, object]:
@@ -191,7 +197,7 @@ def graph_sizes(paths: dict[str, Path]) -> dict:
     from tfsep_edge.core.tflite_format import operator_counts
 
     out = {}
-    for key in ("tflite_fp32", "tflite_int8", "stock_fp32", "stock_int8"):
+    for key in ("tflite_fp32", "tflite_int8", "tflite_integer", "stock_fp32", "stock_int8"):
         if isinstance(paths[key], str):
             continue
         ops = operator_counts(paths[key].read_bytes())
@@ -237,7 +243,9 @@ def agreement(paths: dict[str, Path | str], art, width: int, probe: Probe) -> di
         return one_by_one(open_classifier(paths[key]).run, mels)
 
     tfl8, ort8, tfl32 = logits("tflite_int8"), logits("ort_int8"), logits("tflite_fp32")
+    integer = logits("tflite_integer")
     res = {
+        "tflite_integer_vs_fp32_top1": float((integer.argmax(1) == ref.argmax(1)).mean()),
         "inputs": len(mels),
         "tflite_fp32_vs_pytorch_max_abs": float(np.abs(tfl32 - ref).max()),
         "tflite_int8_vs_onnx_int8_top1": float((tfl8.argmax(1) == ort8.argmax(1)).mean()),
@@ -495,8 +503,8 @@ def one_op_models(g) -> list[tuple[str, bytes, list]]:
     return out
 
 
-def op_profile(art, runs: int) -> dict:
-    """Each operator of the FP32 and INT8 .tflite graphs timed alone (a one-op model, XNNPACK, one
+def op_profile(art, integer_art, runs: int) -> dict:
+    """Each operator of the FP32, INT8 and integer .tflite graphs timed alone (a one-op model, XNNPACK, one
     thread, round-robin), summed by kind: where the time goes, op by op. A one-op call also pays
     the interpreter's per-call cost (`call_ms`, an empty-ish call), so the sums exceed the model."""
     from ai_edge_litert.interpreter import Interpreter
@@ -507,6 +515,7 @@ def op_profile(art, runs: int) -> dict:
     graphs = {
         "fp32": build_fp32(art.float_model, art.frontend)[0],
         "int8": build_int8(art.fake_quant_model("int8"), art.frontend)[0],
+        "integer": build_int8(integer_art.fake_quant_model("int8"), integer_art.frontend)[0],
     }
     rng = np.random.default_rng(0)
     calls = []  # (precision, kind, interpreter)
@@ -530,7 +539,7 @@ def op_profile(art, runs: int) -> dict:
             samples[k].append(time.perf_counter_ns() - t0)
     rows: dict = {}
     for (precision, kind, _), v in zip(calls, samples, strict=True):
-        row = rows.setdefault(kind, {"fp32_ops": 0, "fp32_ms": 0.0, "int8_ops": 0, "int8_ms": 0.0})
+        row = rows.setdefault(kind, {f"{p}_{x}": 0 for p in graphs for x in ("ops", "ms")})
         row[f"{precision}_ops"] += 1
         row[f"{precision}_ms"] += float(np.median(v)) / 1e6
     call_ms = min(float(np.median(v)) for v in samples) / 1e6
@@ -600,11 +609,11 @@ def main() -> None:
     from tfsep_edge.core.config import DEFAULT_FRONTEND
 
     started = time.time()
-    results, checks, arts = {}, {}, {}
+    results, checks, arts, integers = {}, {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         runners = {}
         for w in args.widths:
-            paths, arts[w] = make_artifacts(w, Path(tmp))
+            paths, arts[w], integers[w] = make_artifacts(w, Path(tmp))
             probe = probe_for(arts[w])
             peers, peer_checks = peer_runners(w, arts[w], paths, probe, Path(tmp))
             checks[w] = agreement(paths, arts[w], w, probe) | {"graphs": graph_sizes(paths), "peers": peer_checks}
@@ -621,7 +630,7 @@ def main() -> None:
                 if isinstance(r, str):
                     results[w][key] = r
         profile = layer_profile(arts[max(args.widths)], args.profile_runs)
-        ops = {str(w): op_profile(arts[w], args.profile_runs) for w in args.widths}
+        ops = {str(w): op_profile(arts[w], integers[w], args.profile_runs) for w in args.widths}
     report = {
         "machine": machine_info(1),
         "peer_versions": {name: package_version(name) for name in PEER_PACKAGES},
@@ -649,6 +658,8 @@ def ratios(results: dict, widths: list[int]) -> dict:
         str(w): {
             "tflite_fp32_speedup_over_stock_fp32": r(w, "tflite_fp32", "stock_fp32"),
             "tflite_int8_time_over_tflite_fp32": r(w, "tflite_fp32", "tflite_int8"),
+            "tflite_integer_time_over_tflite_fp32": r(w, "tflite_fp32", "tflite_integer"),
+            "tflite_integer_time_over_tflite_int8": r(w, "tflite_int8", "tflite_integer"),
             "tflite_int8_speedup_over_stock_int8": r(w, "tflite_int8", "stock_int8"),
             "tflite_fp32_speedup_over_ort_fp32": r(w, "tflite_fp32", "ort_fp32"),
         }
@@ -691,11 +702,13 @@ def markdown(rep: dict) -> str:
     targets = {
         "tflite_fp32_speedup_over_stock_fp32": ("tfsep-edge FP32 .tflite speed-up over stock FP32", ">= 1.15"),
         "tflite_int8_time_over_tflite_fp32": ("tfsep-edge INT8 / FP32 .tflite time", "< 1 at C=40, <= 0.8 at C=60"),
+        "tflite_integer_time_over_tflite_fp32": ("tfsep-edge integer / FP32 .tflite time", "<= 0.8 at C=40, C=60"),
+        "tflite_integer_time_over_tflite_int8": ("tfsep-edge integer / INT8 .tflite time", "< 1"),
         "tflite_int8_speedup_over_stock_int8": ("tfsep-edge INT8 .tflite speed-up over stock PT2E INT8", "> 1"),
         "tflite_fp32_speedup_over_ort_fp32": ("tfsep-edge FP32 .tflite speed-up over its FP32 ONNX on ORT", "-"),
     }
     for key, (label, target) in targets.items():
-        vals = [rep["ratios"][str(w)][key] for w in ws]
+        vals = [rep["ratios"][str(w)].get(key) for w in ws]
         lines.append(f"| {label} | " + " | ".join(f"{v:.2f}" if v else "-" for v in vals) + f" | {target} |")
     lines += [
         "",
@@ -709,6 +722,7 @@ def markdown(rep: dict) -> str:
         ("tflite_int8_vs_onnx_int8_top1", ".tflite INT8 vs INT8 ONNX (onnxruntime), top-1"),
         ("tflite_int8_vs_onnx_int8_max_abs", ".tflite INT8 vs INT8 ONNX, max abs d logit"),
         ("tflite_int8_vs_fp32_top1", ".tflite INT8 vs PyTorch FP32, top-1 (noise-like inputs, untrained model)"),
+        ("tflite_integer_vs_fp32_top1", "integer .tflite vs PyTorch FP32, top-1 (same inputs)"),
         ("openvino_vs_onnxruntime_int8_top1", "INT8 ONNX: OpenVINO (its default precision) vs onnxruntime, top-1"),
         ("openvino_vs_onnxruntime_int8_max_abs", "INT8 ONNX: OpenVINO (default) vs onnxruntime, max abs d logit"),
         ("openvino_f32_vs_onnxruntime_int8_top1", "INT8 ONNX: OpenVINO (f32 float parts) vs onnxruntime, top-1"),
@@ -727,7 +741,7 @@ def markdown(rep: dict) -> str:
         "| .tflite: operators / TRANSPOSEs | " + " | ".join(f"C={w}" for w in ws) + " |",
         "|---|" + "---|" * len(ws),
     ]
-    for key, label in ROWS[:4]:
+    for key, label in ROWS[:5]:
         cells = [rep["agreement"][str(w)]["graphs"].get(key) for w in ws]  # none: not installed
         lines.append(
             f"| {label} | " + " | ".join(f"{c['operators']} / {c['transposes']}" if c else "-" for c in cells) + " |"
@@ -814,14 +828,14 @@ def op_profile_markdown(ops: dict, ws: list[int]) -> list[str]:
         "misses what XNNPACK fuses in the whole graph (the stem's PAD) and pays a per-call cost "
         f"(the fastest op took {fastest * 1000:.1f} us), so the sums exceed the model's time.",
         "",
-        "| op kind | " + " | ".join(f"C={w} FP32 | C={w} INT8" for w in ws) + " |",
-        "|---|" + "---|---|" * len(ws),
+        "| op kind | " + " | ".join(f"C={w} {PRECISIONS[p]}" for w in ws for p in PRECISIONS) + " |",
+        "|---|" + "---|" * len(PRECISIONS) * len(ws),
     ]
     kinds = sorted(
         {k for w in ws for k in ops[str(w)]["rows"]},
-        key=lambda k: -sum(ops[str(w)]["rows"].get(k, {}).get(p, 0.0) for w in ws for p in ("fp32_ms", "int8_ms")),
+        key=lambda k: -sum(ops[str(w)]["rows"].get(k, {}).get(f"{p}_ms", 0.0) for w in ws for p in PRECISIONS),
     )
-    empty = {"fp32_ops": 0, "fp32_ms": 0.0, "int8_ops": 0, "int8_ms": 0.0}
+    empty: dict = {}
 
     def cell(n: int, ms: float) -> str:
         return f"{n} / {ms:.3f}" if n else "-"
@@ -830,13 +844,13 @@ def op_profile_markdown(ops: dict, ws: list[int]) -> list[str]:
         cells = []
         for w in ws:
             r = ops[str(w)]["rows"].get(k, empty)
-            cells += [cell(r["fp32_ops"], r["fp32_ms"]), cell(r["int8_ops"], r["int8_ms"])]
+            cells += [cell(r.get(f"{p}_ops", 0), r.get(f"{p}_ms", 0.0)) for p in PRECISIONS]
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
     totals = []
     for w in ws:
         rows = ops[str(w)]["rows"].values()
-        for p in ("fp32", "int8"):
-            totals.append(cell(sum(r[f"{p}_ops"] for r in rows), sum(r[f"{p}_ms"] for r in rows)))
+        for p in PRECISIONS:
+            totals.append(cell(sum(r.get(f"{p}_ops", 0) for r in rows), sum(r.get(f"{p}_ms", 0.0) for r in rows)))
     lines.append("| all ops | " + " | ".join(totals) + " |")
     return lines
 
