@@ -178,7 +178,7 @@ def fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return my - slope * mx, slope
 
 
-FIXED_SIZE = ("quantize", "export")  # 256 calibration files, one model: nothing grows with the set
+FIXED_SIZE = ("quantize", "export")  # --num-calib files at most, one model: nothing grows with the set
 
 
 def extrapolate(runs: list[dict]) -> list[dict]:
@@ -226,8 +226,9 @@ def markdown(result: dict) -> str:
         f"## EXTRAPOLATION to TAU22's {TAU22_CLIPS:,} clips (not measured)",
         "",
         "A least-squares line per stage through the runs above (clips -> seconds, clips -> MB), evaluated "
-        f"at {TAU22_CLIPS:,} clips. Stages whose work does not grow with the set (quantize: 256 calibration "
-        "files; export: one model) take the mean of the runs. With one run the line goes through the origin.",
+        f"at {TAU22_CLIPS:,} clips. Stages whose work does not grow with the set (quantize: at most "
+        "--num-calib calibration files; export: one model) take the mean of the runs. With one run the line "
+        "goes through the origin.",
         "",
         "| stage | s per 1k clips | s at TAU22 size | MB per 1k clips | peak RSS MB at TAU22 | tree MB at TAU22 |",
         "|---|---|---|---|---|---|",

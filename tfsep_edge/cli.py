@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 
+from tfsep_edge.core.config import DEFAULT_NUM_CALIB
 from tfsep_edge.core.errors import TfsepError, check_at_least_one
 from tfsep_edge.core.torch_check import require_torch
 
@@ -491,7 +492,7 @@ def quantize(
     calib: Path = typer.Option(..., "--calib", help="calibration audio: folder of WAVs, list file, or TAU22 layout"),
     engine: Optional[str] = typer.Option(None, "--engine", help="x86 | qnnpack (default: qnnpack on ARM, else x86)"),
     observer: str = typer.Option("histogram", "--observer", help="histogram | minmax activation observer"),
-    num_calib: int = typer.Option(256, "--num-calib", help="calibration files to use (all if fewer)"),
+    num_calib: int = typer.Option(DEFAULT_NUM_CALIB, "--num-calib", help="calibration files to use (all if fewer)"),
     eval_data: Optional[Path] = typer.Option(None, "--eval", help="TAU22 layout, or folder of audio (+ labels.csv)"),
     max_drop: Optional[float] = typer.Option(
         None, "--max-drop", help="leave layers in float until INT8 is within PP points"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfsep_edge.core.config import DEFAULT_FRONTEND, LABELS, FrontendConfig
+from tfsep_edge.core.config import DEFAULT_FRONTEND, DEFAULT_NUM_CALIB, LABELS, FrontendConfig
 from tfsep_edge.core.errors import TfsepError
 from tfsep_edge.datasets.tau import device_of, is_tau_layout, read_split, read_train_subset
 from tfsep_edge.signal.audio import find_audio, load_audio, split_windows
@@ -29,7 +29,6 @@ from tfsep_edge.signal.frontend import log_mel
 # Fewer readable files than this cannot stand for the activation ranges of real input; a
 # 1-file set is almost always a mistake (a path to one WAV instead of a folder).
 MIN_CALIB_FILES = 4
-DEFAULT_NUM_CALIB = 256
 DEFAULT_SEED = 0
 LABELS_FILE_NAMES = ("labels.csv", "labels.tsv")
 
