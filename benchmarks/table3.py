@@ -15,8 +15,11 @@ ours for reference only.
     .venv/bin/python benchmarks/table3.py --epochs 30                      # C=40 ablation + C=12 pair
     .venv/bin/python benchmarks/table3.py --epochs 2 --widths 12 --results /tmp/t3   # a quick look
     .venv/bin/python benchmarks/table3.py --render                         # rewrite the .md from the .json
+    .venv/bin/python benchmarks/table3.py --combine s0/table3.json s1/table3.json s2/table3.json
+                                                                # runs with other --seed: mean and spread
 
-Writes benchmarks/results/table3.json and table3.md (atomically) with the machine record. SYNTHETIC
+Writes benchmarks/results/table3.json and table3.md (atomically) with the machine record; --combine
+writes table3_seeds.json and .md from runs that differ only in --seed. SYNTHETIC
 audio: the rows show that the ablation runs end to end at equal settings, not TAU22 accuracy.
 """
 
@@ -283,6 +286,96 @@ def steps(rows: list[dict]) -> list[tuple[str, tuple[int, int], float | None]]:
     return [(name, ab, report_diff(*ab)) for name, ab in out]
 
 
+def combine(paths: list[Path]) -> dict:
+    """Runs of the same rows, data and recipe that differ only in the training seed, side by side."""
+    runs = [json.loads(p.read_text()) for p in paths]
+    first = runs[0]
+    same = lambda r: ({**r["recipe"], "seed": None}, r["data"], [row["label"] for row in r["rows"]])  # noqa: E731
+    for path, r in zip(paths, runs, strict=True):
+        if same(r) != same(first):
+            sys.exit(f"{path}: not the same rows, data and recipe as {paths[0]} (only --seed may differ)")
+    seeds = [r["recipe"]["seed"] for r in runs]
+    if len(set(seeds)) != len(seeds):
+        sys.exit(f"--combine: seeds {seeds} repeat; give runs with different --seed")
+    rows = []
+    for k, row in enumerate(first["rows"]):
+        per_seed = [r["rows"][k] for r in runs]
+        rows.append(
+            {
+                "label": row["label"],
+                "report_row": row.get("report_row"),
+                "options": row["options"],
+                "params": row["params"],
+                "accuracy": [x["accuracy"] for x in per_seed],
+                "seen_accuracy": [x["seen_accuracy"] for x in per_seed],
+                "unseen_accuracy": [x["unseen_accuracy"] for x in per_seed],
+            }
+        )
+    made = [{"seed": r["recipe"]["seed"], "created": r["created"], "cpu": r["machine"].get("cpu_model")} for r in runs]
+    return {
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "synthetic_data": True,
+        "data": first["data"],
+        "train_clips": first["train_clips"],
+        "evaluate_clips": first["evaluate_clips"],
+        "recipe": {**first["recipe"], "seed": seeds},
+        "runs": made,
+        "rows": rows,
+    }
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
+    return mean, sd
+
+
+def seeds_markdown(result: dict) -> str:
+    r, rows, seeds = result["recipe"], result["rows"], result["recipe"]["seed"]
+    lines = [
+        "# Table 3's ablation over training seeds, on SYNTHETIC data (`benchmarks/table3.py --combine`)",
+        "",
+        f"**SYNTHETIC data, not TAU22**: {result['data']} ({result['train_clips']} train / "
+        f"{result['evaluate_clips']} held-out evaluate clips). The same rows, data and recipe as "
+        f"`table3.md` ({r['epochs']} epochs, batch {r['batch_size']}, lr {r['lr']:g}, {r['threads']} thread), "
+        f"trained once per seed ({', '.join(map(str, seeds))}); accuracy of last.pt on the evaluate split. Runs: "
+        + "; ".join(f"seed {x['seed']} measured {x['created']} on {x['cpu']}" for x in result["runs"])
+        + ".",
+        "",
+        "| row | params | acc per seed (%) | mean +- sd (%) | seen / unseen, mean (%) | report acc (TAU22) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        mean, sd = _mean_sd(row["accuracy"])
+        seen, unseen = (_mean_sd(row[k])[0] for k in ("seen_accuracy", "unseen_accuracy"))
+        rep = REPORT_ACCURACY.get(row.get("report_row") or "")
+        lines.append(
+            f"| {row['label']} | {row['params']:,} | {' / '.join(_pct(a) for a in row['accuracy'])} | "
+            f"{100 * mean:.1f} +- {100 * sd:.1f} | {100 * seen:.1f} / {100 * unseen:.1f} | "
+            f"{f'{rep[-1]:.1f}' if rep else '-'} |"
+        )
+    lines += [
+        "",
+        "## The ablation's steps over seeds",
+        "",
+        "Each step's difference in accuracy, per seed (the same seed on both sides), then their mean and "
+        'standard deviation; "same sign" says whether every seed moved the same way.',
+        "",
+        "| step | per seed (pp) | mean +- sd (pp) | same sign | report (pp) |",
+        "|---|---|---|---|---|",
+    ]
+    for step, (a, b), report_ab in steps(rows):
+        diffs = [100 * (y - x) for x, y in zip(rows[a]["accuracy"], rows[b]["accuracy"], strict=True)]
+        mean, sd = _mean_sd(diffs)
+        sign = "yes" if all(d > 0 for d in diffs) or all(d < 0 for d in diffs) else "no"
+        rep = f"{report_ab:+.1f}" if report_ab is not None else "-"
+        lines.append(
+            f"| {step} | {' / '.join(f'{d:+.1f}' for d in diffs)} | {mean:+.1f} +- {sd:.1f} | {sign} | {rep} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def render(folder: Path = OUT) -> None:
     saved = json.loads((folder / "table3.json").read_text())
     write_text_atomic(folder / "table3.md", markdown(saved))
@@ -301,9 +394,16 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, help="keep the run folders here (else a temporary folder)")
     ap.add_argument("--results", type=Path, default=OUT, help="where table3.json/.md go")
     ap.add_argument("--render", action="store_true", help="only rewrite the .md from the committed .json")
+    ap.add_argument("--combine", type=Path, nargs="+", metavar="JSON", help="table3.json of runs with other --seed")
     args = ap.parse_args()
     if args.render:
         render(args.results)
+        return
+    if args.combine:
+        result = combine(args.combine)
+        write_text_atomic(args.results / "table3_seeds.json", json.dumps(result, indent=1) + "\n")
+        write_text_atomic(args.results / "table3_seeds.md", seeds_markdown(result))
+        print(seeds_markdown(result))
         return
     from tfsep_edge.datasets.synth import synthesize
     from tfsep_edge.datasets.tau import read_split

@@ -42,3 +42,35 @@ def test_committed_table_is_the_committed_json_rendered():
     assert (REPO / "benchmarks" / "results" / "table3.md").read_text() == t3.markdown(saved)
     text = t3.markdown(saved)
     assert "SYNTHETIC" in text and f"{saved['recipe']['epochs']} epochs" in text
+
+
+def test_seeds_combine_runs_of_the_same_rows_only(tmp_path):
+    """--combine puts runs that differ only in --seed side by side (mean, sd, each step per seed),
+    and refuses runs of other rows or data, or a repeated seed."""
+    import pytest
+
+    t3 = _table3()
+    saved = json.loads((REPO / "benchmarks" / "results" / "table3.json").read_text())
+    other = json.loads(json.dumps(saved))
+    other["recipe"]["seed"] = saved["recipe"]["seed"] + 1
+    for row in other["rows"]:
+        row["accuracy"] -= 0.02
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(saved))
+    b.write_text(json.dumps(other))
+    result = t3.combine([a, b])
+    assert result["recipe"]["seed"] == [saved["recipe"]["seed"], saved["recipe"]["seed"] + 1]
+    first = result["rows"][0]["accuracy"]
+    assert first[0] - first[1] == pytest.approx(0.02)
+    text = t3.seeds_markdown(result)
+    assert "SYNTHETIC" in text and "| yes |" in text  # every step moved the same way in both (shifted) runs
+    with pytest.raises(SystemExit, match="seeds"):
+        t3.combine([a, a])
+    other["data"] = "another set"
+    b.write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="not the same"):
+        t3.combine([a, b])
+    committed = REPO / "benchmarks" / "results" / "table3_seeds.json"
+    if committed.is_file():
+        seeds = json.loads(committed.read_text())
+        assert (REPO / "benchmarks" / "results" / "table3_seeds.md").read_text() == t3.seeds_markdown(seeds)
