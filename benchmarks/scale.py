@@ -255,6 +255,11 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/results alone")
     ap.add_argument("--note", action="append", default=[], help="a line for the Notes section")
     ap.add_argument("--render", action="store_true", help="rewrite scale.md (and the fit) from scale.json only")
+    ap.add_argument(
+        "--add",
+        action="store_true",
+        help="keep the committed runs of other fractions (same machine kind) and fit through all of them",
+    )
     args = ap.parse_args()
     if args.render:
         result = json.loads((OUT / "scale.json").read_text())
@@ -275,6 +280,14 @@ def main() -> None:
         if not args.keep and args.work is None:
             shutil.rmtree(base, ignore_errors=True)
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    notes = args.note
+    if args.add and (OUT / "scale.json").is_file():
+        old = json.loads((OUT / "scale.json").read_text())
+        if old["machine"].get("cpu_model") != machine_info(1).get("cpu_model"):
+            sys.exit(f"--add: the committed runs are from {old['machine'].get('cpu_model')}, not this CPU")
+        new = {r["fraction"] for r in runs}
+        runs = sorted([r for r in old["runs"] if r["fraction"] not in new] + runs, key=lambda r: r["fraction"])
+        notes = notes or old.get("notes", [])
     result = {
         "machine": machine_info(1),
         "memory_gb": round(memory, 1),
@@ -283,7 +296,7 @@ def main() -> None:
         "extrapolation": extrapolate(runs),
         "extrapolated_to_clips": TAU22_CLIPS,
         "rss_limit_mb": LIMIT_MB,
-        "notes": args.note,
+        "notes": notes,
     }
     text = markdown(result)
     print(text)
