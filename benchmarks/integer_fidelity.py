@@ -40,6 +40,9 @@ MODES = {
 }
 
 
+MODE_NAMES = dict(zip(("ptq", "ptq-finetune", "integer", "integer-finetune"), MODES, strict=True))  # --modes
+
+
 def one(checkpoint: Path, data: Path, work: Path, mode: str, finetune_epochs: int) -> dict:
     flags = dict(MODES[mode])
     finetune = data if flags.pop("finetune", False) else None
@@ -106,7 +109,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True, help="a `synth --preset tau-like` folder")
     ap.add_argument("--checkpoints", type=Path, nargs="+", required=True)
     ap.add_argument("--finetune-epochs", type=int, default=3)
-    ap.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES), metavar="MODE")
+    ap.add_argument(
+        "--modes", nargs="+", choices=list(MODE_NAMES), default=list(MODE_NAMES), help="which modes to run [all]"
+    )
     ap.add_argument(
         "--keep",
         action="store_true",
@@ -116,8 +121,8 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for ck in args.checkpoints:
-            for mode in args.modes:
-                rows.append(one(ck, args.data, Path(tmp), mode, args.finetune_epochs))
+            for name in args.modes:
+                rows.append(one(ck, args.data, Path(tmp), MODE_NAMES[name], args.finetune_epochs))
                 print(rows[-1], flush=True)
     data = made_by(args.data)
     if args.keep and (OUT / "integer_fidelity.json").is_file():

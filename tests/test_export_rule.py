@@ -126,9 +126,9 @@ def test_activation_scale_off_by_2x(qdir, out, monkeypatch):
     """An AdaResNorm island quantized with twice its scale while its consumers read the true one."""
     real = onnx_qdq.quantize
 
-    def wrong_scale(g, x, scale, zero_point, base):
-        q = real(g, x, scale * 2 if base == "feature.4.out" else scale, zero_point, base)
-        return onnx_qdq.QTensor(q.name, scale, zero_point) if isinstance(q, onnx_qdq.QTensor) else q
+    def wrong_scale(g, x, scale, zero_point, base, stored=None):
+        q = real(g, x, scale * 2 if base == "feature.4.out" else scale, zero_point, base, stored)
+        return onnx_qdq.QTensor(q.name, scale, zero_point, q.stored) if isinstance(q, onnx_qdq.QTensor) else q
 
     monkeypatch.setattr(onnx_qdq, "quantize", wrong_scale)
     text = reject([qdir, "--int8", "--onnx", out], out.parent)
@@ -138,11 +138,11 @@ def test_activation_scale_off_by_2x(qdir, out, monkeypatch):
 def test_two_output_channels_swapped(qdir, out, monkeypatch):
     real = onnx_qdq.add_qconv
 
-    def swapped(g, x, layer, base, rows=None):
+    def swapped(g, x, layer, base, rows=None, **kw):
         if base == "feature.6.trans":  # a transition conv's rows are already permuted: swap two of them
             rows = list(rows)
             rows[0], rows[1] = rows[1], rows[0]
-        return real(g, x, layer, base, rows)
+        return real(g, x, layer, base, rows, **kw)
 
     monkeypatch.setattr(onnx_qdq, "add_qconv", swapped)
     reject([qdir, "--int8", "--onnx", out], out.parent)
@@ -151,10 +151,10 @@ def test_two_output_channels_swapped(qdir, out, monkeypatch):
 def test_dropped_bias(qdir, out, monkeypatch):
     real = onnx_qdq.add_qconv
 
-    def no_bias(g, x, layer, base, rows=None):
+    def no_bias(g, x, layer, base, rows=None, **kw):
         if base == "feature.2.trans":  # the first block's transition conv (int8_graph.Int8Conv)
             layer = dataclasses.replace(layer, bias=None)
-        return real(g, x, layer, base, rows)
+        return real(g, x, layer, base, rows, **kw)
 
     monkeypatch.setattr(onnx_qdq, "add_qconv", no_bias)
     reject([qdir, "--int8", "--onnx", out], out.parent)

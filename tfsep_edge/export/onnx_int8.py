@@ -1,9 +1,11 @@
 """The INT8 QDQ ONNX writer: an Int8Model (int8_graph.py, the fake-quant twin described once)
 op for op as QuantizeLinear / DequantizeLinear around float ops, one writer function per op type.
 
-Activations are stored as uint8 and weights as int8 (U8S8, onnxruntime's x86 format): an int8
-point (s, z) is written as (s, z + 128), the same values. OpenVINO's CPU plugin in its default
-precision compiles no int8 convolution for signed activations with a nonzero zero point.
+Every conv reads uint8 and writes int8, the same values on the same grids (an int8 point (s, z)
+is stored as (s, z + 128) in uint8). Two runtimes set that: OpenVINO's CPU plugin in its default
+precision (bf16 where the CPU has it) compiles no int8 convolution of signed activations with a
+nonzero zero point; onnxruntime fuses DQ -> Conv -> Q into an integer QLinearConv only when input
+and output share a type, and on x86 without VNNI those u8s8 kernels saturate (docs/export.md).
 
 Why each node or step is built the way it is, with the measurements that decided it:
 docs/export.md (figures go stale in code, so they live there).
@@ -49,20 +51,26 @@ class QTensor:
 
     name: str
     scale: float
-    zero_point: int
+    zero_point: int  # the model's zero point, whatever type the graph stores the tensor as
+    stored: type = np.int8  # the model's activation type, or np.uint8 (a conv input)
 
 
-def stored_zero_point(g: GraphBuilder, zero_point: int) -> np.ndarray:
-    """A point's zero point as the graph stores it: uint8, shifted by 128 for an int8 model."""
-    return np.array(zero_point + g.zp_shift, np.uint8)
+def stored_zero_point(g: GraphBuilder, zero_point: int, stored: type) -> np.ndarray:
+    """A zero point as the graph stores it: an int8 model's value + 128 where stored as uint8."""
+    shift = 128 if stored == np.uint8 and g.act_dtype == np.int8 else 0
+    return np.array(zero_point + shift, stored)
 
 
-def quantize(g: GraphBuilder, x: str, scale: float | None, zero_point: int | None, base: str) -> QTensor | str:
+def quantize(
+    g: GraphBuilder, x: str, scale: float | None, zero_point: int | None, base: str, stored: type | None = None
+) -> QTensor | str:
+    """Q(x) at the model's (scale, zero_point), stored as `stored` (default: the model's type)."""
     if scale is None:  # no quantization point here: the tensor stays float
         return x
+    stored = g.act_dtype if stored is None else stored
     s = g.const(f"{base}.scale", np.array(scale, np.float32))
-    z = g.const(f"{base}.zero_point", stored_zero_point(g, zero_point))
-    return QTensor(g.op("QuantizeLinear", [x, s, z], f"{base}.q"), scale, zero_point)
+    z = g.const(f"{base}.zero_point", stored_zero_point(g, zero_point, stored))
+    return QTensor(g.op("QuantizeLinear", [x, s, z], f"{base}.q"), scale, zero_point, stored)
 
 
 def dequantize(g: GraphBuilder, t: QTensor | str, base: str) -> str:
@@ -73,32 +81,62 @@ def dequantize(g: GraphBuilder, t: QTensor | str, base: str) -> str:
     cache = g.__dict__.setdefault("dq_of", {})
     if t.name not in cache:
         s = g.const(f"{base}.dq_scale", np.array(t.scale, np.float32))
-        z = g.const(f"{base}.dq_zero_point", stored_zero_point(g, t.zero_point))
+        z = g.const(f"{base}.dq_zero_point", stored_zero_point(g, t.zero_point, t.stored))
         cache[t.name] = g.op("DequantizeLinear", [t.name, s, z], f"{base}.dq")
     return cache[t.name]
 
 
 def moved(g: GraphBuilder, op: str, t: QTensor, extra: list[str], bases: list[str], **attrs) -> list[QTensor]:
     """Channel movement (Split, Gather) of a quantized tensor: the op on the integers, then an
-    identity requantization DQ -> Q on the same grid (Q(DQ(q)) == q) before the consumer's DQ.
+    identity requantization DQ -> Q(uint8) on the same grid before the consumers' DQ (the paths'
+    convs read it, and the residual add, for which any type will do).
 
     OpenVINO's int8 pipeline (CPU plugin, on CPUs with VNNI) compiles no conv whose quantized
     input arrives through a Split or Gather ("No suitable implementations"): the conv's DQ must
     follow a Q.
     """
-    outs = g.op_multi(op, [t.name, *extra], [f"{b}.int8" for b in bases], **attrs)
-    return [
-        quantize(g, dequantize(g, QTensor(o, t.scale, t.zero_point), f"{b}.requant"), t.scale, t.zero_point, b)
-        for o, b in zip(outs, bases, strict=True)
-    ]
+    outs = g.op_multi(op, [t.name, *extra], [f"{b}.moved" for b in bases], **attrs)
+    return [as_uint8(g, QTensor(o, t.scale, t.zero_point, t.stored), b) for o, b in zip(outs, bases, strict=True)]
+
+
+def as_uint8(g: GraphBuilder, t: QTensor, base: str) -> QTensor:
+    """The same values on the same grid, stored as uint8: DQ -> Q(uint8)."""
+    return quantize(g, dequantize(g, t, f"{base}.requant"), t.scale, t.zero_point, base, np.uint8)
+
+
+def conv_input(g: GraphBuilder, x: QTensor | str, base: str) -> QTensor | str:
+    """A conv's quantized input as uint8 (requantized where its producer stored int8): OpenVINO's
+    default precision has no convolution for signed activations with a nonzero zero point."""
+    if not isinstance(x, QTensor) or x.stored == np.uint8:
+        return x
+    return as_uint8(g, x, f"{base}.in_uint8")
+
+
+def hold_int8(g: GraphBuilder, t: QTensor | str, channels: int, base: str) -> QTensor | str:
+    """An identity channel Gather after a conv's int8 output Q, before the DQs that read it.
+
+    onnxruntime on x86 rewrites an int8 Q followed only by DQs as uint8 (QDQS8ToU8Transformer);
+    the conv would then read and write uint8 and be fused into a u8s8 QLinearConv, whose AVX2
+    kernel (no VNNI) saturates 16-bit pair sums with full-range activations: under `qemu-x86_64
+    -cpu Haswell`, with onnxruntime's default session options, a model's logits moved by 0.21.
+    The Gather (a copy of a small tensor) keeps the output int8, so input (uint8) and output
+    differ in type and onnxruntime runs the conv in float on exactly dequantized values.
+    """
+    if not isinstance(t, QTensor):
+        return t
+    idx = g.const(f"const.identity_{channels}", np.arange(channels, dtype=np.int64))
+    return QTensor(g.op("Gather", [t.name, idx], f"{base}.hold", axis=1), t.scale, t.zero_point, t.stored)
 
 
 def conv_outputs(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def add_qconv(g: GraphBuilder, x: QTensor | str, op: Conv, base: str, rows: list[int] | None = None) -> QTensor | str:
-    """A conv op: DQ(x) -> Conv(DQ(int8 weight)) [-> Relu] -> Q(out). `rows` permutes output channels."""
+def add_qconv(
+    g: GraphBuilder, x: QTensor | str, op: Conv, base: str, rows: list[int] | None = None, hold: bool = True
+) -> QTensor | str:
+    """A conv op: DQ(uint8 x) -> Conv(DQ(int8 weight)) [-> Relu] -> Q(int8 out) [-> hold_int8, unless
+    `hold` is False: an output whose first consumer is not a DQ]. `rows` permutes output channels."""
     if rows is not None:
         op = op.rows(rows)
     kh, kw = op.weight.shape[2:]
@@ -115,7 +153,7 @@ def add_qconv(g: GraphBuilder, x: QTensor | str, op: Conv, base: str, rows: list
         weight = g.op("DequantizeLinear", [wq, ws, wz], f"{base}.weight", axis=0)
     else:
         weight = g.const(f"{base}.weight", op.weight.astype(np.float32))
-    inputs = [dequantize(g, x, f"{base}.in"), weight]
+    inputs = [dequantize(g, conv_input(g, x, base), f"{base}.in"), weight]
     if isinstance(op, Int8Conv) and op.bias is not None:
         # int32 bias at s_in * s_w (the twin rounds its bias the same way): lets onnxruntime fuse QLinearConv.
         bq, bscale = op.bias_int32()
@@ -127,7 +165,8 @@ def add_qconv(g: GraphBuilder, x: QTensor | str, op: Conv, base: str, rows: list
     y = g.op("Conv", inputs, base, **attrs)
     if op.relu:
         y = g.op("Relu", [y], f"{base}.relu")
-    return quantize(g, y, *_point(op.out), f"{base}.out")
+    out = quantize(g, y, *_point(op.out), f"{base}.out")
+    return hold_int8(g, out, op.weight.shape[0], f"{base}.out") if hold else out
 
 
 def _point(q) -> tuple[float | None, int | None]:
@@ -139,7 +178,7 @@ def add_qblock(g: GraphBuilder, x: QTensor, block: Block, freqs: int, frames: in
     base, half = block.name, block.half
     sources = shuffle_sources(2 * half, block.groups)
     if block.transition is not None:  # its rows in shuffled order: a Split hands each path its half
-        t = add_qconv(g, x, block.transition, f"{base}.trans", rows=sources)
+        t = add_qconv(g, x, block.transition, f"{base}.trans", rows=sources, hold=False)  # read by a Split
         sizes = g.const(f"{base}.split", np.array([half, half], np.int64))
         x1, x2 = moved(g, "Split", t, [sizes], [f"{base}.x1", f"{base}.x2"], axis=1)
     else:
@@ -151,7 +190,7 @@ def add_qblock(g: GraphBuilder, x: QTensor, block: Block, freqs: int, frames: in
         name, mean = branch.path, branch.mean
         d = add_qconv(g, xi, branch.dw, f"{base}.{name}.dw")
         m = g.reduce("ReduceMean", dequantize(g, d, f"{base}.{name}.mean_in"), [mean.axis], f"{base}.{name}.mean")
-        mq = quantize(g, m, *_point(mean.out), f"{base}.{name}.mean_out")
+        mq = quantize(g, m, *_point(mean.out), f"{base}.{name}.mean_out", np.uint8)  # read by the pw conv only
         p = add_qconv(g, mq, branch.pw, f"{base}.{name}.pw")
         p_float = dequantize(g, p, f"{base}.{name}.res_p")
         p_full = spell_out(g, p_float, mean.axis, half, freqs, frames, f"{base}.{name}")
@@ -161,7 +200,7 @@ def add_qblock(g: GraphBuilder, x: QTensor, block: Block, freqs: int, frames: in
     if all(isinstance(h, QTensor) and (h.scale, h.zero_point) == (out_s, out_z) for h in halves):
         # The residual adds share the concat's qparams (quantize's default): Q(DQ(q)) == q on
         # one grid, so the concat only copies integers, as PyTorch's quantized cat does.
-        return QTensor(g.op("Concat", [h.name for h in halves], f"{base}.out", axis=1), out_s, out_z)
+        return QTensor(g.op("Concat", [h.name for h in halves], f"{base}.out", axis=1), out_s, out_z, halves[0].stored)
     cat = g.op("Concat", [dequantize(g, h, f"{base}.cat_in{i}") for i, h in enumerate(halves)], f"{base}.cat", axis=1)
     return quantize(g, cat, out_s, out_z, f"{base}.out")
 
@@ -177,16 +216,13 @@ def add_float_norm(g: GraphBuilder, x: QTensor | str, op: FloatNorm, freqs: int,
 
 def rsqrt_table(g: GraphBuilder, var: QTensor, out: QParams, base: str) -> QTensor:
     """int8 RSQRT as TFLite computes it (a fixed-point inverse square root, not 1/sqrt rounded):
-    a Gather from its 256 outputs (integer_kernels.rsqrt), indexed by the stored uint8 input
-    (the int8 integer + 128)."""
+    a Gather from its 256 outputs (integer_kernels.rsqrt), indexed by the int8 input + 128."""
     from tfsep_edge.quant import integer_kernels as K
 
-    if g.zp_shift != 128:
-        raise ValueError("an integer model's twin has int8 activations: fake_quant_model('int8')")
-    table = K.rsqrt(np.arange(-128, 128), var.scale, var.zero_point, out.scale, out.zero_point)
+    table = K.rsqrt(np.arange(-128, 128), var.scale, var.zero_point, out.scale, out.zero_point).astype(np.int8)
     idx = g.op("Cast", [var.name], f"{base}.idx", to=onnx.TensorProto.INT32)
-    stored = g.const(f"{base}.table", (table.astype(np.int32) + g.zp_shift).astype(np.uint8))
-    return QTensor(g.op("Gather", [stored, idx], base, axis=0), out.scale, out.zero_point)
+    idx = g.op("Add", [idx, g.const(f"{base}.offset", np.array(128, np.int32))], f"{base}.row")
+    return QTensor(g.op("Gather", [g.const(f"{base}.table", table), idx], base, axis=0), out.scale, out.zero_point)
 
 
 def add_integer_norm(g: GraphBuilder, x: QTensor, op: IntegerNorm) -> QTensor:
@@ -233,7 +269,7 @@ def add_integer_norm(g: GraphBuilder, x: QTensor, op: IntegerNorm) -> QTensor:
 def add_max_pool(g: GraphBuilder, x: QTensor | str, op: MaxPool) -> QTensor | str:
     name = x.name if isinstance(x, QTensor) else x
     pooled = g.op("MaxPool", [name], f"{op.name}.pool", kernel_shape=[2, 2], strides=[2, 2])
-    return QTensor(pooled, x.scale, x.zero_point) if isinstance(x, QTensor) else pooled
+    return QTensor(pooled, x.scale, x.zero_point, x.stored) if isinstance(x, QTensor) else pooled
 
 
 def add_classifier(g: GraphBuilder, x: QTensor | str, op: Classifier) -> str:
@@ -250,8 +286,8 @@ def add_qmodel(g: GraphBuilder, x: str, model: Int8Model, n_mels: int, frames: i
     q: QTensor | str = x
     f_len, t_len = n_mels, frames
     for op in model.ops:
-        if isinstance(op, QuantizeInput):
-            q = quantize(g, q, *_point(op.out), op.name)
+        if isinstance(op, QuantizeInput):  # read by the stem conv only
+            q = quantize(g, q, *_point(op.out), op.name, np.uint8)
         elif isinstance(op, (Int8Conv, FloatConv)):  # the stem
             q = add_qconv(g, q, op, op.name)
             kh, kw = op.weight.shape[2:]
@@ -276,7 +312,7 @@ def add_qmodel(g: GraphBuilder, x: str, model: Int8Model, n_mels: int, frames: i
 def write_int8(model: Int8Model, frontend: bool, opset: int, cfg: FrontendConfig = DEFAULT_FRONTEND) -> onnx.ModelProto:
     """The QDQ graph of an Int8Model, taking log-mel or waveform input."""
     g = GraphBuilder(opset)
-    g.zp_shift = 128 if model.act_dtype == "int8" else 0  # activations stored as uint8 (U8S8)
+    g.act_dtype = np.int8 if model.act_dtype == "int8" else np.uint8
     graph_input, x = add_input(g, frontend, cfg)
     add_qmodel(g, x, model, cfg.n_mels, cfg.n_frames)
     return finish_model(g, graph_input, model.num_classes)

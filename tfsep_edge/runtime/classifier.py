@@ -49,10 +49,10 @@ def session_options(threads: int = 1):
     # that tfsep-edge turns into its one-line messages (ORT would print them a second time).
     opts.log_severity_level = 4
     if platform.machine().lower() in ("x86_64", "amd64", "i686", "x86"):
-        # x86 runs the INT8 graph's convs in float on exactly dequantized values: its u8s8 integer
-        # convs saturate without VNNI and were slower with it (docs/export.md). With the QDQ
-        # fusions off onnxruntime folds the constant weight and bias DequantizeLinears and keeps
-        # one DQ per tensor. ARM keeps them: its int8 convs are exact.
+        # x86 runs the INT8 graph's convs in float on dequantized values (onnx_int8.hold_int8), so
+        # onnxruntime's QDQ fusions find nothing to fuse; turned off, it folds the constant weight
+        # and bias DequantizeLinears and keeps one DQ per tensor. Same outputs bit for bit, and
+        # INT8 runs faster (benchmarks/results/export_speed.md).
         opts.add_session_config_entry("session.disable_quant_qdq", "1")
     return opts
 
