@@ -155,7 +155,7 @@ def add_qconv(
         weight = g.const(f"{base}.weight", op.weight.astype(np.float32))
     inputs = [dequantize(g, conv_input(g, x, base), f"{base}.in"), weight]
     if isinstance(op, Int8Conv) and op.bias is not None:
-        # int32 bias at s_in * s_w (the twin rounds its bias the same way): lets onnxruntime fuse QLinearConv.
+        # int32 bias at s_in * s_w, as int8 kernels add it (the twin rounds its bias the same way).
         bq, bscale = op.bias_int32()
         bs = g.const(f"{base}.bias_scale", bscale)
         bz = g.const(f"{base}.bias_zero_point", np.zeros(len(bq), np.int32))
