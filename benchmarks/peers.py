@@ -503,6 +503,19 @@ def one_op_models(g) -> list[tuple[str, bytes, list]]:
     return out
 
 
+def one_op_samples(interpreters: list, runs: int) -> list[list[int]]:
+    """ns per invoke of each one-op interpreter, `runs` rounds round-robin (each call after a
+    warm-up call, so every op runs from a warm cache whatever ran before it)."""
+    samples: list[list[int]] = [[] for _ in interpreters]
+    for _ in range(runs):
+        for k, it in enumerate(interpreters):
+            it.invoke()
+            t0 = time.perf_counter_ns()
+            it.invoke()
+            samples[k].append(time.perf_counter_ns() - t0)
+    return samples
+
+
 def op_profile(art, integer_art, runs: int) -> dict:
     """Each operator of the FP32, INT8 and integer .tflite graphs timed alone (a one-op model, XNNPACK, one
     thread, round-robin), summed by kind: where the time goes, op by op. A one-op call also pays
@@ -530,13 +543,7 @@ def op_profile(art, integer_art, runs: int) -> dict:
                     x = rng.standard_normal(d["shape"]).astype(np.float32)
                 it.set_tensor(d["index"], x)
             calls.append((precision, kind, it))
-    samples = [[] for _ in calls]
-    for _ in range(runs):
-        for k, (_, _, it) in enumerate(calls):
-            it.invoke()
-            t0 = time.perf_counter_ns()
-            it.invoke()
-            samples[k].append(time.perf_counter_ns() - t0)
+    samples = one_op_samples([it for _, _, it in calls], runs)
     rows: dict = {}
     for (precision, kind, _), v in zip(calls, samples, strict=True):
         row = rows.setdefault(kind, {f"{p}_{x}": 0 for p in graphs for x in ("ops", "ms")})

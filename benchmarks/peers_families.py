@@ -143,7 +143,7 @@ def op_hint(model, cfg, runs: int) -> dict:
     model with the graph's own shapes and weights, LiteRT + XNNPACK, one thread, round-robin),
     summed by kind, and whether XNNPACK takes that kind (a DELEGATE node in the one-op model)."""
     from ai_edge_litert.interpreter import Interpreter
-    from peers import one_op_models
+    from peers import one_op_models, one_op_samples
 
     from tfsep_edge.export.tflite_easy_nets import build_family_fp32
 
@@ -157,13 +157,7 @@ def op_hint(model, cfg, runs: int) -> dict:
             it.set_tensor(d["index"], rng.standard_normal(d["shape"]).astype(np.float32))
         delegated = any(op["op_name"] == "DELEGATE" for op in it._get_ops_details())
         calls.append((kind.removesuffix(" (float in)"), delegated, it))
-    samples = [[] for _ in calls]
-    for _ in range(runs):
-        for k, (_, _, it) in enumerate(calls):
-            it.invoke()
-            t0 = time.perf_counter_ns()
-            it.invoke()
-            samples[k].append(time.perf_counter_ns() - t0)
+    samples = one_op_samples([it for _, _, it in calls], runs)
     rows: dict = {}
     for (kind, delegated, _), v in zip(calls, samples, strict=True):
         row = rows.setdefault(kind, {"ops": 0, "ms": 0.0, "xnnpack": delegated})
