@@ -117,10 +117,10 @@ def hold_int8(g: GraphBuilder, t: QTensor | str, channels: int, base: str) -> QT
 
     onnxruntime on x86 rewrites an int8 Q followed only by DQs as uint8 (QDQS8ToU8Transformer);
     the conv would then read and write uint8 and be fused into a u8s8 QLinearConv, whose AVX2
-    kernel (no VNNI) saturates 16-bit pair sums with full-range activations: under `qemu-x86_64
-    -cpu Haswell`, with onnxruntime's default session options, a model's logits moved by 0.21.
-    The Gather (a copy of a small tensor) keeps the output int8, so input (uint8) and output
-    differ in type and onnxruntime runs the conv in float on exactly dequantized values.
+    kernel (no VNNI) saturates 16-bit pair sums with full-range activations (`make test-arm` runs
+    it under `qemu-x86_64 -cpu Haswell` with the default session options; docs/export.md). The
+    Gather (a copy of a small tensor) keeps the output int8, so input (uint8) and output differ in
+    type and onnxruntime runs the conv in float on exactly dequantized values.
     """
     if not isinstance(t, QTensor):
         return t
