@@ -52,7 +52,8 @@ class QuantizedArtifact:
         """Float ops + fake quantization at exactly the int8 model's points and qparams.
 
         act_dtype "int8" (default) expresses each quint8 activation (s, z) as qint8 (s, z - 128):
-        the same values and clamping, exported as S8S8 QDQ. "uint8" keeps (s, z) over 0..255.
+        the same values and clamping (the ONNX writer stores conv inputs as uint8 again: onnx_int8).
+        "uint8" keeps (s, z) over 0..255.
         """
         with engine_scope(self.options.engine), known_warnings_silenced():
             in_scales = conv_input_scales(self.int8_model, self.frontend)
