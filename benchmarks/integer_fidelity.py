@@ -32,19 +32,16 @@ from tfsep_edge.model.checkpoint import load_model  # noqa: E402
 from tfsep_edge.quant.pipeline import QuantizeRequest, run_quantize  # noqa: E402
 
 OUT = REPO / "benchmarks" / "results"
-MODES = {
-    "PTQ (float stem and norms)": {},
-    "PTQ --finetune": {"finetune": True},
-    "--integer": {"integer": True},
-    "--integer --finetune": {"integer": True, "finetune": True},
+MODES = {  # --modes name: (the row's label, quantize's flags)
+    "ptq": ("PTQ (float stem and norms)", {}),
+    "ptq-finetune": ("PTQ --finetune", {"finetune": True}),
+    "integer": ("--integer", {"integer": True}),
+    "integer-finetune": ("--integer --finetune", {"integer": True, "finetune": True}),
 }
 
 
-MODE_NAMES = dict(zip(("ptq", "ptq-finetune", "integer", "integer-finetune"), MODES, strict=True))  # --modes
-
-
 def one(checkpoint: Path, data: Path, work: Path, mode: str, finetune_epochs: int) -> dict:
-    flags = dict(MODES[mode])
+    label, flags = MODES[mode][0], dict(MODES[mode][1])
     finetune = data if flags.pop("finetune", False) else None
     req = QuantizeRequest(
         checkpoint,
@@ -60,7 +57,7 @@ def one(checkpoint: Path, data: Path, work: Path, mode: str, finetune_epochs: in
     ev = report["evaluation"]
     width = load_model(checkpoint).config.width
     return {
-        "mode": mode,
+        "mode": label,
         "checkpoint": f"C={width} trained on the set ({checkpoint.name})",
         "checkpoint_path": str(checkpoint),
         "width": width,
@@ -109,9 +106,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True, help="a `synth --preset tau-like` folder")
     ap.add_argument("--checkpoints", type=Path, nargs="+", required=True)
     ap.add_argument("--finetune-epochs", type=int, default=3)
-    ap.add_argument(
-        "--modes", nargs="+", choices=list(MODE_NAMES), default=list(MODE_NAMES), help="which modes to run [all]"
-    )
+    ap.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES), help="which modes to run [all]")
     ap.add_argument(
         "--keep",
         action="store_true",
@@ -121,8 +116,8 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for ck in args.checkpoints:
-            for name in args.modes:
-                rows.append(one(ck, args.data, Path(tmp), MODE_NAMES[name], args.finetune_epochs))
+            for mode in args.modes:
+                rows.append(one(ck, args.data, Path(tmp), mode, args.finetune_epochs))
                 print(rows[-1], flush=True)
     data = made_by(args.data)
     if args.keep and (OUT / "integer_fidelity.json").is_file():
@@ -132,7 +127,7 @@ def main() -> None:
         new = {(r["checkpoint_path"], r["mode"]) for r in rows}
         kept = [r | {"measured": r.get("measured", old["created"])} for r in old["rows"]]
         rows = [r for r in kept if (r["checkpoint_path"], r["mode"]) not in new] + rows
-    order = {mode: k for k, mode in enumerate(MODES)}
+    order = {label: k for k, (label, _flags) in enumerate(MODES.values())}
     rows.sort(key=lambda r: (r["width"], r["checkpoint_path"], order[r["mode"]]))
     result = {
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -30,6 +30,7 @@ import csv
 import datetime as dt
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -290,9 +291,12 @@ def combine(paths: list[Path]) -> dict:
     """Runs of the same rows, data and recipe that differ only in the training seed, side by side."""
     runs = [json.loads(p.read_text()) for p in paths]
     first = runs[0]
-    same = lambda r: ({**r["recipe"], "seed": None}, r["data"], [row["label"] for row in r["rows"]])  # noqa: E731
+
+    def setting(r: dict) -> tuple:  # what the runs must share: all but the seed
+        return {**r["recipe"], "seed": None}, r["data"], [row["label"] for row in r["rows"]]
+
     for path, r in zip(paths, runs, strict=True):
-        if same(r) != same(first):
+        if setting(r) != setting(first):
             sys.exit(f"{path}: not the same rows, data and recipe as {paths[0]} (only --seed may differ)")
     seeds = [r["recipe"]["seed"] for r in runs]
     if len(set(seeds)) != len(seeds):
@@ -325,10 +329,7 @@ def combine(paths: list[Path]) -> dict:
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
-    n = len(values)
-    mean = sum(values) / n
-    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
-    return mean, sd
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def seeds_markdown(result: dict) -> str:
