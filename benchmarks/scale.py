@@ -22,9 +22,11 @@ at the start of each stage is recorded.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -105,6 +107,76 @@ def run_stage(name: str, args: list[str], log: Path, env: dict) -> dict:
     return row
 
 
+# --- a stage killed midway and started again -------------------------------------------------------
+
+
+def _digests(folders: list[Path]) -> dict[str, str]:
+    """blake2b of every file in `folders` (read in 16 MB chunks: the caches are GBs), by relative name."""
+    out = {}
+    for folder in folders:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            h = hashlib.blake2b(digest_size=16)
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 24):
+                    h.update(chunk)
+            out[f"{folder.name}/{path.relative_to(folder)}"] = h.hexdigest()
+    return out
+
+
+def _complete(folder: Path) -> bool:
+    index = folder / "index.json"
+    try:
+        return index.is_file() and bool(json.loads(index.read_text()).get("complete"))
+    except ValueError:
+        return False
+
+
+def kill_and_restart(name: str, args: list[str], outputs: list[Path], kill_after: float, log: Path, env: dict) -> dict:
+    """The fault at this size. The stage's finished outputs (`outputs`: cache folders) are hashed and
+    removed; the stage starts again and its whole process group gets SIGKILL after `kill_after`
+    seconds (as a crash or `kill -9` of the job would); what it left is inspected (a folder that
+    reads as complete must hold the same bytes as before); then it starts once more and runs to
+    the end, and its outputs must equal the uninterrupted run's byte for byte."""
+    before = _digests(outputs)
+    for folder in outputs:
+        shutil.rmtree(folder)
+    with open(log, "w") as f:
+        proc = subprocess.Popen(args, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        proc.wait(timeout=kill_after)
+        raise SystemExit(f"fault try: stage {name} ended (exit {proc.returncode}) before the kill at {kill_after} s")
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    time.sleep(1.0)  # the group's workers are gone once their parent's pipes close
+    parent = outputs[0].parent
+    complete = [p for p in outputs if _complete(p)]
+    partial = _digests(complete)
+    complete_ok = all(before.get(k) == v for k, v in partial.items())
+    temporaries = sorted(str(p.relative_to(parent)) for p in parent.rglob(".*.tmp"))
+    row = run_stage(f"{name} (restarted)", args, log.with_suffix(".restart.log"), env)
+    after = _digests(outputs)
+    fault = {
+        "stage": name,
+        "killed_after_s": kill_after,
+        "complete_after_kill": [p.name for p in complete],
+        "complete_after_kill_identical": complete_ok,
+        "temporaries_after_kill": temporaries,
+        "temporaries_after_restart": sorted(str(p.relative_to(parent)) for p in parent.rglob(".*.tmp")),
+        "restart_seconds": row["seconds"],
+        "restart_peak_rss_mb": row["peak_rss_mb"],
+        "files_compared": len(after),
+        # a later stage may have added files this one does not write (evaluate's float32 copy)
+        "not_written_by_the_stage": sorted(before.keys() - after.keys()),
+        "identical_to_uninterrupted": all(before.get(k) == v for k, v in after.items()),
+        "differing_files": sorted(k for k, v in after.items() if before.get(k) != v),
+    }
+    print(f"  fault {name}: {json.dumps(fault)}", flush=True)
+    if not (complete_ok and fault["identical_to_uninterrupted"] and not fault["temporaries_after_restart"]):
+        raise SystemExit(f"fault try: stage {name} did not restart cleanly: {fault}")
+    return fault
+
+
 # --- the pipeline ------------------------------------------------------------------------------
 
 PY = sys.executable
@@ -126,7 +198,7 @@ DEVSIM = (
 )
 
 
-def run_fraction(fraction: float, workers: int, work: Path) -> dict:
+def run_fraction(fraction: float, workers: int, work: Path, faults: tuple[str, ...] = ()) -> dict:
     clips = clips_of_fraction(fraction)
     data, run, logs = work / "data", work / "run", work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -155,6 +227,14 @@ def run_fraction(fraction: float, workers: int, work: Path) -> dict:
         os.link(data / name, eval_dir / Path(name).name)
     for jobs in (1, 2):
         stage(f"predict --jobs {jobs}", CLI + ["predict", work / "model.onnx", eval_dir, "--jobs", jobs])
+    tried = []
+    cache_dir = data / ".tfsep-cache"
+    for name in faults:  # after the measured stages, so that their figures are a clean run's
+        seconds = next(s["seconds"] for s in stages if s["stage"] == name)
+        prefixes = ("devsim-",) if name == "devsim" else ("train-", "evaluate-")
+        outputs = sorted(p for p in cache_dir.iterdir() if p.name.startswith(prefixes))
+        args = [PY, "-c", DEVSIM if name == "devsim" else CACHE, str(data), w]
+        tried.append(kill_and_restart(name, args, outputs, round(seconds / 2, 1), logs / f"{name}.fault.log", env))
     for row in stages:
         if row["stage"].startswith("predict"):
             row["clips_per_s"] = round(len(rows) / row["seconds"], 1)
@@ -162,7 +242,8 @@ def run_fraction(fraction: float, workers: int, work: Path) -> dict:
     counts = {s: len((setup / f"fold1_{s}.csv").read_text().splitlines()) - 1 for s in ("train", "evaluate")}
     disk = sum(p.stat().st_size for p in work.rglob("*") if p.is_file() and not p.is_symlink()) / 2**30
     return {"fraction": fraction, "clips": clips, **counts, "workers": workers, "disk_gb": round(disk, 2)} | {
-        "stages": stages
+        "stages": stages,
+        "faults": tried,
     }
 
 
@@ -222,6 +303,18 @@ def markdown(result: dict) -> str:
             cps = s.get("clips_per_s", "")
             lines.append(f"| {s['stage']} | {s['seconds']} | {s['peak_rss_mb']} | {s['peak_tree_rss_mb']} | {cps} |")
         lines.append("")
+        for f in r.get("faults", []):
+            done = ", ".join(f["complete_after_kill"]) or "none"
+            lines += [
+                f"Fault: `{f['stage']}` run again from scratch, its process group SIGKILLed after "
+                f"{f['killed_after_s']} s; outputs that read as complete after the kill: {done} "
+                f"({'same bytes as the uninterrupted run' if f['complete_after_kill_identical'] else 'DIFFERENT'}); "
+                f"temporaries left: {len(f['temporaries_after_kill'])}. Started again: {f['restart_seconds']} s, "
+                f"peak RSS {f['restart_peak_rss_mb']} MB; its {f['files_compared']} files "
+                f"{'equal the uninterrupted run byte for byte' if f['identical_to_uninterrupted'] else 'DIFFER'}, "
+                f"{len(f['temporaries_after_restart'])} temporaries left.",
+                "",
+            ]
     lines += [
         f"## EXTRAPOLATION to TAU22's {TAU22_CLIPS:,} clips (not measured)",
         "",
@@ -254,6 +347,13 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
     ap.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/results alone")
     ap.add_argument("--note", action="append", default=[], help="a line for the Notes section")
+    ap.add_argument(
+        "--fault",
+        action="append",
+        choices=["cache", "devsim"],
+        default=[],
+        help="after the measured stages, run this stage again, SIGKILL it halfway, restart it, compare",
+    )
     ap.add_argument("--render", action="store_true", help="rewrite scale.md (and the fit) from scale.json only")
     ap.add_argument(
         "--add",
@@ -273,7 +373,7 @@ def main() -> None:
     runs = []
     try:
         for f in fractions:
-            runs.append(run_fraction(f, args.workers, base / f"f{f:g}"))
+            runs.append(run_fraction(f, args.workers, base / f"f{f:g}", tuple(args.fault)))
             if not args.keep:
                 shutil.rmtree(base / f"f{f:g}", ignore_errors=True)
     finally:
