@@ -388,7 +388,10 @@ def test_export_cli_bcresnet_fp32_and_its_budget(easy, tmp_path, suffix):
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["quantize", "bcresnet_c40.ckpt", "--calib", "CALIB"], "quantize builds INT8 TF-SepNet models only"),
+        (
+            ["quantize", "bcresnet_c40.ckpt", "--calib", "CALIB"],
+            "quantize builds INT8 models of tfsepnet and tfsepnet-v2 only, not a bcresnet",
+        ),
     ],
 )
 def test_stages_a_family_cannot_take_yet_say_what_it_can(easy, tmp_path, args, needle):
@@ -437,3 +440,63 @@ def test_bcresnet_with_subspectralnorm_bands_is_refused_by_the_fp32_exports(tmp_
     lines = res.stderr.strip().splitlines()
     assert res.returncode == 2 and len(lines) == 1, res.stderr
     assert "ssn.pt: SubSpectralNorm with 2 sub-bands" in lines[0] and not (tmp_path / f"ssn.{suffix}").exists()
+
+
+# --- TF-SepNet-64 in INT8 ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def calib_set(tmp_path_factory):
+    from tfsep_edge.datasets.synth import synthesize
+
+    return synthesize(tmp_path_factory.mktemp("v2calib") / "synth", clips_per_class=2, seed=2)
+
+
+def test_tfsepnet64_quantizes_with_its_two_conv_stem_float_and_exports_validated(tmp_path, calib_set):
+    """A small TF-SepNet-64 (C=8, depth 17) through `quantize` and both INT8 exports: the float
+    stem is both stem convs (no quantization point between them), the rest int8, and each export
+    passes the rule against the fake-quant twin."""
+    from tfsep_edge.export.int8_graph import FloatConv, FloatNorm, QuantizeInput, describe
+    from tfsep_edge.model.tfsepnet import randomise_statistics
+    from tfsep_edge.quant.artifact import load_quantized
+    from tfsep_edge.quant.ready import stem_layers
+
+    torch.manual_seed(0)
+    model = randomise_statistics(build_model(make_config("tfsepnet-v2", width=8)).eval())
+    assert stem_layers(model) == ("feature.0", "feature.1")
+    save_checkpoint(model, tmp_path / "v2.pt")
+    res = run_cli("quantize", tmp_path / "v2.pt", "--calib", calib_set, "--no-sensitivity", "-o", tmp_path / "q")
+    assert res.returncode == 0, res.stderr
+    art = load_quantized(tmp_path / "q")
+    assert art.info["float_layers"] == ["feature.0", "feature.1"] and art.info["model"]["family"] == "tfsepnet-v2"
+    ops = describe(art.fake_quant_model()).ops
+    assert isinstance(ops[0], QuantizeInput) and ops[0].out is None  # the float stem takes the float log-mel
+    assert [type(op) for op in ops[1:4]] == [FloatConv, FloatConv, FloatNorm] and ops[1].out is None
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(3, 1, 512, 64)).astype(np.float32))
+    with torch.no_grad():
+        twin, int8 = art.fake_quant_model()(x), art(x)
+    assert (twin - int8).abs().max() < 0.05 * (int8.abs().max() + 1e-3)
+    for suffix in ("onnx", "tflite"):
+        out = tmp_path / f"v2_int8.{suffix}"
+        res = run_cli("export", tmp_path / "q", "--int8", f"--{suffix}", out)
+        assert res.returncode == 0 and out.is_file(), res.stderr
+        assert "validated on" in res.stdout and "top-1 agreement" in res.stdout
+        res = run_cli("predict", out, calib_set / "audio")
+        assert res.returncode == 0 and "classified 20 of 20 files" in res.stdout + res.stderr, res.stderr
+
+
+@pytest.mark.slow
+def test_the_authors_tfsepnet64_checkpoint_quantizes_integer_and_exports(easy, tmp_path, calib_set):
+    """The toolkit's own TF-SepNet-64 (C=64, depth 17): `quantize --integer`, then the integer
+    .tflite and ONNX, validated by the rule (no float op from the input to the logits in the .tflite)."""
+    from tfsep_edge.core.tflite_format import float_activations
+
+    args = ["--calib", calib_set, "--num-calib", "8", "--no-sensitivity", "--integer", "-o", tmp_path / "q"]
+    res = run_cli("quantize", easy / "tfsepnet64_d17.ckpt", *args)
+    assert res.returncode == 0, res.stderr
+    for suffix in ("onnx", "tflite"):
+        out = tmp_path / f"int.{suffix}"
+        res = run_cli("export", tmp_path / "q", "--int8", f"--{suffix}", out)
+        assert res.returncode == 0 and "validated on" in res.stdout, res.stderr
+    floats = float_activations((tmp_path / "int.tflite").read_bytes())  # float only at the model's ends
+    assert floats["tensors"] == ["logmel", "logits"] and floats["ops"] == {"QUANTIZE": 1, "DEQUANTIZE": 1}

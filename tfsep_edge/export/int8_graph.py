@@ -343,7 +343,7 @@ def describe(fq, until: int | None = None) -> Int8Model:
             ops.append(MaxPool(name))
             continue
         elif isinstance(layer, QBlock):
-            op = describe_block(layer, fq.config.groups, name, x)
+            op = describe_block(layer, layer.shuffle_layer.groups, name, x)
         else:
             raise TypeError(f"unexpected layer {type(layer).__name__}")
         ops.append(op)

@@ -18,8 +18,9 @@ from tfsep_edge.core.config import FrontendConfig
 from tfsep_edge.core.errors import TfsepError
 from tfsep_edge.core.fileio import atomic_folder, check_writable_dir
 from tfsep_edge.core.kinds import QUANT_REPORT_FILE, QUANTIZED_FILE
-from tfsep_edge.model.families import model_frontend
-from tfsep_edge.model.tfsepnet import AdaResNorm, ModelConfig, TFSepNet
+from tfsep_edge.model.easy_nets import TFSepNetV2
+from tfsep_edge.model.families import build_model, config_from_dict, get_family, model_frontend
+from tfsep_edge.model.tfsepnet import AdaResNorm, TFSepNet
 from tfsep_edge.quant.calibrate import QuantOptions, prepare
 from tfsep_edge.quant.engine import engine_scope, known_warnings_silenced
 from tfsep_edge.quant.ready import QTFSepNet, fused_float
@@ -35,7 +36,7 @@ FORMAT_VERSION = 1
 @dataclass
 class QuantizedArtifact:
     int8_model: nn.Module
-    float_model: TFSepNet
+    float_model: TFSepNet | TFSepNetV2
     options: QuantOptions
     info: dict = field(default_factory=dict)
 
@@ -127,12 +128,12 @@ def artifact_payload(artifact: QuantizedArtifact) -> dict:
     }
 
 
-def _empty_int8(model: TFSepNet, options: QuantOptions) -> nn.Module:
+def _empty_int8(model: TFSepNet | TFSepNetV2, options: QuantOptions) -> nn.Module:
     """An int8 model of the right structure (qparams to be overwritten by load_state_dict)."""
     mm = dataclasses.replace(options, observer="minmax")
     prepared = prepare(fused_float(model, options.float_layers, options.float_means), mm)
     with torch.no_grad(), known_warnings_silenced():
-        prepared(torch.zeros(1, 1, 8, 8))
+        prepared(torch.zeros(1, *get_family(model.config.family).input_shape))
         with engine_scope(options.engine):
             return torch.ao.quantization.convert(prepared, inplace=False).eval()
 
@@ -141,9 +142,8 @@ def artifact_from_payload(payload: dict, where: str = "quantized model") -> Quan
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise TfsepError(f"{where}: not a tfsep-edge quantized model (run `tfsep-edge quantize CKPT` to make one)")
     info = json.loads(payload["info_json"])
-    cfg = ModelConfig(**{k: info["model"][k] for k in ("width", "shuffle_groups", "dropout", "num_classes")})
-    norm = info["model"].get("norm", "adaresnorm")  # artifacts from before --norm: AdaResNorm
-    model = TFSepNet(cfg.width, cfg.shuffle_groups, cfg.dropout, cfg.num_classes, norm)
+    # no "family" (older artifacts): a TF-SepNet; no "norm" (from before --norm): AdaResNorm
+    model = build_model(config_from_dict(info["model"]))
     model.load_state_dict(payload["float_state_dict"])
     model.eval()
     options = QuantOptions(

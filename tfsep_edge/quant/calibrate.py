@@ -15,7 +15,7 @@ from tfsep_edge.quant.bias_grid import bias_grid, on_grid
 from tfsep_edge.quant.engine import engine_scope, known_warnings_silenced
 from tfsep_edge.quant.gptq import bias_corrections, gptq_round, layer_hessians
 from tfsep_edge.quant.integer_norm import NORM_POINTS, norm_values
-from tfsep_edge.quant.ready import AxisMean, FloatIsland, QLayer, QTFSepNet, fused_float, layer_conv
+from tfsep_edge.quant.ready import AxisMean, FloatIsland, QLayer, QTFSepNet, float_stem, fused_float, layer_conv
 from tfsep_edge.quant.twin import conv_input_scales, qconv_of
 
 # --- qconfig, prepare, convert ----------------------------------------------------------------
@@ -88,7 +88,8 @@ def _assign_qconfig(qm: QTFSepNet, qconfig) -> None:
     qm.qconfig = qconfig
     if qm.feature[0].float_island:  # a float stem: the input is never quantized, and the stem's
         qm.quant.qconfig = None  # output goes straight on into the float AdaResNorm island
-        qm.feature[0].quant.qconfig = None
+    for layer in float_stem(qm):
+        layer.quant.qconfig = None
     for m in qm.modules():
         if isinstance(m, FloatIsland):
             m.body.qconfig = None

@@ -45,7 +45,7 @@ from tfsep_edge.quant.calibrate import FLOAT_STEM, Calibration, QuantOptions
 from tfsep_edge.quant.engine import ENGINES, OBSERVERS, default_engine
 from tfsep_edge.quant.finetune import FinetuneOptions, check_finetune_data, finetune
 from tfsep_edge.quant.quantize import quantize_model
-from tfsep_edge.quant.ready import conv_layers
+from tfsep_edge.quant.ready import QUANTIZABLE_FAMILIES, conv_layers, stem_layers
 
 SENSITIVITY_WINDOWS = 512  # per-layer fallback runs use at most this many evaluation windows
 SQNR_WINDOWS = 64  # per-layer SQNR from this many windows
@@ -260,10 +260,11 @@ def design_choices(
     for text, change in DESIGN_ALTERNATIVES:
         if options.integer:  # its alternative is the default model, compared in docs/quantization.md
             break
-        if change.get("float_layers") == () and "feature.0" not in options.float_layers:
+        stem = stem_layers(model)
+        if change.get("float_layers") == () and not set(stem) & set(options.float_layers):
             continue
         if "float_layers" in change:
-            change = {"float_layers": tuple(n for n in options.float_layers if n != "feature.0")}
+            change = {"float_layers": tuple(n for n in options.float_layers if n not in stem)}
         variant = dataclasses.replace(options, **change)
         art, _ = quantize_model(model, None, variant, calibrated=calibration)
         rows.append({"variant": text, **_short(evaluator.measure(art)), "bytes": _bytes(art)})
@@ -369,9 +370,9 @@ def fidelity_row(measured: dict) -> dict:
 def check_quantizable(model, path: Path) -> None:
     """The INT8 model (quant/ready.py, the twin, the INT8 writers) is built for TF-SepNet's blocks."""
     family = model.config.family
-    if family != "tfsepnet":
+    if family not in QUANTIZABLE_FAMILIES:
         raise TfsepError(
-            f"{path}: quantize builds INT8 TF-SepNet models only, not a {family}; "
+            f"{path}: quantize builds INT8 models of {' and '.join(QUANTIZABLE_FAMILIES)} only, not a {family}; "
             f"export its FP32 ONNX instead (tfsep-edge export {path} --onnx OUT.onnx)"
         )
 
@@ -383,6 +384,8 @@ def run_quantize(req: QuantizeRequest, log: Callable[[str], None] = print, warn=
     options, out = check_request(req)
     model, ck_info = load_checkpoint(req.checkpoint)
     check_quantizable(model, req.checkpoint)
+    if req.float_stem and not options.integer:  # the family's stem: one conv, or TF-SepNet-64's two
+        options = options.with_float_layers(stem_layers(model))
     frontend = ck_info["frontend"]
 
     subset = calibration_subset(req, ck_info, log)

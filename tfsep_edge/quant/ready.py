@@ -1,5 +1,11 @@
 """The quantization-ready model: containers that mark TF-SepNet's quantization points
-(QTFSepNet/QBlock/QLayer/FloatIsland/AxisMean wrap the float model's own modules), and fusion."""
+(QTFSepNet/QBlock/QLayer/FloatIsland/AxisMean wrap the float model's own modules), and fusion.
+
+Both TF-SepNets quantize through it: the report's (`feature`, one stem conv) and TF-SepNet-64
+(`conv_layers` + `middle_layers`, two Conv-BN-ReLU stem convs), whose TF-SepConv blocks, ResNorm
+and max-pools are the same ops; its layers are read into the same containers, named
+`feature.<i>` in one sequence. BC-ResNet's blocks (SiLU, a three-way broadcast add,
+SubSpectralNorm) have no INT8 description."""
 
 from __future__ import annotations
 
@@ -10,7 +16,52 @@ import torch
 from torch import nn
 
 from tfsep_edge.core.errors import TfsepError
+from tfsep_edge.model.easy_blocks import ConvBnRelu, TimeFreqSepConvolutions
+from tfsep_edge.model.easy_nets import TFSepNetV2
 from tfsep_edge.model.tfsepnet import AdaResNorm, ChannelShuffle, ConvBlock, TFSepNet, TimeFreqSepConvs
+
+QUANTIZABLE_FAMILIES = ("tfsepnet", "tfsepnet-v2")
+
+
+def as_conv_block(m: ConvBnRelu) -> ConvBlock:
+    """TF-SepNet-64's Conv-BN-ReLU as a ConvBlock (the names fusion and the twin read), sharing
+    its conv (stride, padding and groups included) and BatchNorm."""
+    if m._bn is None or m._relu is None:
+        raise TfsepError("a Conv-BN-ReLU without its BatchNorm or ReLU has no INT8 description")
+    conv = m._conv
+    block = ConvBlock(conv.in_channels, conv.out_channels, conv.kernel_size, conv.padding, conv.groups)
+    block.conv, block.bn = conv, m._bn
+    return block.train(m.training)
+
+
+def _as_conv(m: nn.Module) -> nn.Module:
+    return as_conv_block(m) if isinstance(m, ConvBnRelu) else m
+
+
+def feature_layers(model: nn.Module) -> tuple[list[nn.Module], nn.Conv2d]:
+    """(the layers from the input to the classifier in order, the classifier conv) of either
+    TF-SepNet: what QTFSepNet wraps, and what `feature.<i>` names."""
+    if isinstance(model, TFSepNetV2):
+        return [*model.conv_layers, *model.middle_layers], model.classifier.conv
+    if isinstance(model, TFSepNet):
+        return list(model.feature), model.classifier
+    raise TfsepError(
+        f"a {getattr(model.config, 'family', type(model).__name__)} has no INT8 description "
+        f"(quantize takes {' | '.join(QUANTIZABLE_FAMILIES)}); export its FP32 model instead"
+    )
+
+
+def stem_layers(model: nn.Module) -> tuple[str, ...]:
+    """The names of the conv layers before the first norm (the report's 5x5 conv; TF-SepNet-64's
+    two 3x3 convs): what "a float stem" keeps in float."""
+    layers, _ = feature_layers(model)
+    names = []
+    for i, m in enumerate(layers):
+        if not isinstance(m, nn.Conv2d | ConvBnRelu):
+            break
+        names.append(f"feature.{i}")
+    return tuple(names)
+
 
 # --- the quantization-ready model -----------------------------------------------------------
 # Same weights as TFSepNet; the containers below only add quant stubs, FloatFunctionals and
@@ -67,16 +118,16 @@ class AxisMean(nn.Module):
 class QBlock(nn.Module):
     """TimeFreqSepConvs with the adds/concat as FloatFunctionals and each conv a QLayer."""
 
-    def __init__(self, block: TimeFreqSepConvs):
+    def __init__(self, block: TimeFreqSepConvs | TimeFreqSepConvolutions):
         super().__init__()
-        self.transition = block.transition
+        self.transition = getattr(block, "trans_conv", None) is not None
         self.half = block.half
         if self.transition:
-            self.trans_conv = QLayer(block.trans_conv)
-        self.freq_dw_conv = QLayer(block.freq_dw_conv)
-        self.temp_dw_conv = QLayer(block.temp_dw_conv)
-        self.freq_pw_conv = QLayer(block.freq_pw_conv)
-        self.temp_pw_conv = QLayer(block.temp_pw_conv)
+            self.trans_conv = QLayer(_as_conv(block.trans_conv))
+        self.freq_dw_conv = QLayer(_as_conv(block.freq_dw_conv))
+        self.temp_dw_conv = QLayer(_as_conv(block.temp_dw_conv))
+        self.freq_pw_conv = QLayer(_as_conv(block.freq_pw_conv))
+        self.temp_pw_conv = QLayer(_as_conv(block.temp_pw_conv))
         self.shuffle_layer = ChannelShuffle(block.shuffle_layer.groups)
         self.freq_mean = AxisMean(2)
         self.temp_mean = AxisMean(3)
@@ -97,25 +148,28 @@ class QBlock(nn.Module):
 
 
 class QTFSepNet(nn.Module):
-    """TFSepNet rebuilt for eager-mode quantization (sharing nothing: weights are copied)."""
+    """Either TF-SepNet rebuilt for eager-mode quantization (sharing nothing: weights are copied)."""
 
-    def __init__(self, model: TFSepNet):
+    def __init__(self, model: TFSepNet | TFSepNetV2):
         super().__init__()
         model = copy.deepcopy(model).eval()
         self.config = model.config
         self.quant = torch.ao.quantization.QuantStub()
         layers: list[nn.Module] = []
-        for m in model.feature:
-            if isinstance(m, TimeFreqSepConvs):
+        found, classifier = feature_layers(model)
+        for m in found:
+            if isinstance(m, TimeFreqSepConvs | TimeFreqSepConvolutions):
                 layers.append(QBlock(m))
-            elif isinstance(m, AdaResNorm):
+            elif isinstance(m, AdaResNorm):  # ResNorm too: an AdaResNorm with constants
                 layers.append(FloatIsland(m))
-            elif isinstance(m, nn.Conv2d):
-                layers.append(QLayer(m))
-            else:  # MaxPool2d runs on quantized tensors
+            elif isinstance(m, nn.Conv2d | ConvBnRelu):
+                layers.append(QLayer(_as_conv(m)))
+            elif isinstance(m, nn.MaxPool2d):  # runs on quantized tensors
                 layers.append(m)
+            else:
+                raise TypeError(f"no quantization-ready form of {type(m).__name__}")
         self.feature = nn.Sequential(*layers)
-        self.classifier = QLayer(model.classifier)
+        self.classifier = QLayer(classifier)
         self.dequant = torch.ao.quantization.DeQuantStub()
         self.pool: nn.Module | None = None  # the integer twin's int8 global mean; None: pooled in float
 
@@ -124,6 +178,21 @@ class QTFSepNet(nn.Module):
             x = self.quant(x)
         y = self.dequant(self.classifier(self.feature(x)))
         return y.mean((-1, -2)) if self.pool is None else self.pool(y)
+
+
+def float_stem(qmodel: QTFSepNet) -> list[QLayer]:
+    """The leading float-island conv layers whose outputs stay float: each feeds another such
+    layer or the first norm's float island, so no quantization point sits between them (the
+    model input is not quantized either)."""
+    layers = list(qmodel.feature)
+    stem = []
+    for m, after in zip(layers, layers[1:], strict=False):
+        if not (isinstance(m, QLayer) and m.float_island):
+            break
+        if not (isinstance(after, FloatIsland) or (isinstance(after, QLayer) and after.float_island)):
+            break
+        stem.append(m)
+    return stem
 
 
 def fuse(qmodel: QTFSepNet) -> QTFSepNet:
@@ -146,7 +215,7 @@ def layer_conv(layer: QLayer) -> nn.Conv2d:
 
 
 def fused_float(
-    model: TFSepNet,
+    model: TFSepNet | TFSepNetV2,
     float_layers: Iterable[str] = (),
     float_means: bool = False,
     bias_delta: dict[str, torch.Tensor] | None = None,

@@ -12,7 +12,7 @@ from tfsep_edge.core.config import DEFAULT_FRONTEND, FrontendConfig
 from tfsep_edge.model.tfsepnet import ConvBlock
 from tfsep_edge.quant.bias_grid import bias_grid, on_grid
 from tfsep_edge.quant.integer_norm import IntegerMean, IntegerNorm, IntegerQuantize
-from tfsep_edge.quant.ready import FloatIsland, QBlock, QLayer, QTFSepNet, layer_conv
+from tfsep_edge.quant.ready import FloatIsland, QBlock, QLayer, QTFSepNet, float_stem, layer_conv
 
 # --- fake-quant twin ----------------------------------------------------------------------------
 
@@ -146,8 +146,8 @@ def build_fake_quant(
     given = in_scales is not None
     in_scales = in_scales or {}
     fq = copy.deepcopy(float_qready).eval()
-    stem_float = fq.feature[0].float_island
-    if stem_float:
+    stem = float_stem(fq)
+    if fq.feature[0].float_island:  # the input is not quantized
         fq.quant = nn.Identity()
     else:
         fq.quant = FakeQuant(int8_model.quant.scale.item(), int8_model.quant.zero_point.item(), act_dtype)
@@ -162,7 +162,7 @@ def build_fake_quant(
         elif isinstance(m, QLayer):
             if m.float_island:
                 m.dequant = nn.Identity()
-                if stem_float and m is fq.feature[0]:
+                if any(m is layer for layer in stem):
                     m.quant = nn.Identity()
                 else:
                     m.quant = FakeQuant(q.quant.scale.item(), q.quant.zero_point.item(), act_dtype)
