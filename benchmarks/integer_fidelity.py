@@ -29,12 +29,14 @@ from tfsep_edge.bench.machine import machine_info  # noqa: E402
 from tfsep_edge.bench.report import machine_line  # noqa: E402
 from tfsep_edge.core.fileio import write_text_atomic  # noqa: E402
 from tfsep_edge.model.checkpoint import load_model  # noqa: E402
+from tfsep_edge.model.families import get_family  # noqa: E402
 from tfsep_edge.quant.pipeline import QuantizeRequest, run_quantize  # noqa: E402
 
 OUT = REPO / "benchmarks" / "results"
 MODES = {  # --modes name: (the row's label, quantize's flags)
     "ptq": ("PTQ (float stem and norms)", {}),
     "ptq-finetune": ("PTQ --finetune", {"finetune": True}),
+    "ptq-int8-stem": ("PTQ, stem convs and input in int8", {"float_stem": False}),
     "integer": ("--integer", {"integer": True}),
     "integer-finetune": ("--integer --finetune", {"integer": True, "finetune": True}),
 }
@@ -55,10 +57,12 @@ def one(checkpoint: Path, data: Path, work: Path, mode: str, finetune_epochs: in
     )
     _, report = run_quantize(req, log=lambda _m: None)
     ev = report["evaluation"]
-    width = load_model(checkpoint).config.width
+    config = load_model(checkpoint).config
+    width = config.width
+    family = "" if config.family == "tfsepnet" else f"{get_family(config.family).title.split(' (')[0]} "
     return {
         "mode": label,
-        "checkpoint": f"C={width} trained on the set ({checkpoint.name})",
+        "checkpoint": f"{family}C={width} trained on the set ({checkpoint.name})",
         "checkpoint_path": str(checkpoint),
         "width": width,
         "clips": ev.get("clips", ev.get("windows")),

@@ -508,7 +508,7 @@ def format_report(report: dict, top: int = 10) -> str:
             "float islands (torch has no int8 kernels for them)"
         )
     else:
-        lines.append(f"float layers: {', '.join(q['float_layers']) or 'none'} (+ AdaResNorm, means as float islands)")
+        lines.append(f"float layers: {', '.join(q['float_layers']) or 'none'} (+ the norms and means as float islands)")
     rows = report["layer_sensitivity"]
     if rows:
         acc = "float_accuracy_gain_pp" in rows[0]
