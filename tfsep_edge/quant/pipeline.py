@@ -41,7 +41,7 @@ from tfsep_edge.datasets.calibration import (
 from tfsep_edge.model.checkpoint import load_checkpoint
 from tfsep_edge.quant.analysis import layer_sqnr, run_exact_int8, run_float, run_int8, sqnr_db
 from tfsep_edge.quant.artifact import QuantizedArtifact, is_quantized_dir, save_quantized
-from tfsep_edge.quant.calibrate import FLOAT_STEM, Calibration, QuantOptions
+from tfsep_edge.quant.calibrate import Calibration, QuantOptions
 from tfsep_edge.quant.engine import ENGINES, OBSERVERS, default_engine
 from tfsep_edge.quant.finetune import FinetuneOptions, check_finetune_data, finetune
 from tfsep_edge.quant.quantize import quantize_model
@@ -257,10 +257,10 @@ def design_choices(
 ) -> list[dict]:
     base, _ = quantize_model(model, None, options, calibrated=calibration)
     rows = [{"variant": "chosen configuration", **_short(evaluator.measure(base)), "bytes": _bytes(base)}]
+    stem = stem_layers(model)
     for text, change in DESIGN_ALTERNATIVES:
         if options.integer:  # its alternative is the default model, compared in docs/quantization.md
             break
-        stem = stem_layers(model)
         if change.get("float_layers") == () and not set(stem) & set(options.float_layers):
             continue
         if "float_layers" in change:
@@ -340,8 +340,8 @@ def check_request(req: QuantizeRequest) -> tuple[QuantOptions, Path]:
         if req.max_drop is not None:
             raise TfsepError("--max-drop leaves layers in float; an --integer model has none: drop one of the two")
         return QuantOptions(engine, req.observer, (), True, req.reduce_range, integer=True), out
-    float_layers = FLOAT_STEM if req.float_stem else ()
-    return QuantOptions(engine, req.observer, float_layers, reduce_range=req.reduce_range), out
+    # no float layers yet: the stem is the model's (run_quantize adds it once the checkpoint is read)
+    return QuantOptions(engine, req.observer, (), reduce_range=req.reduce_range), out
 
 
 def calibration_subset(req: QuantizeRequest, ck_info: dict, log: Callable[[str], None]) -> Path | None:
