@@ -385,21 +385,12 @@ def test_export_cli_bcresnet_fp32_and_its_budget(easy, tmp_path, suffix):
     assert (rep["params"], rep["macs"]) == (81_770, 10_229_180)
 
 
-@pytest.mark.parametrize(
-    "args, needle",
-    [
-        (
-            ["quantize", "bcresnet_c40.ckpt", "--calib", "CALIB"],
-            "quantize builds INT8 models of tfsepnet and tfsepnet-v2 only, not a bcresnet",
-        ),
-    ],
-)
-def test_stages_a_family_cannot_take_yet_say_what_it_can(easy, tmp_path, args, needle):
-    names = {"OUT.tflite": tmp_path / "x.tflite", "OUT.onnx": tmp_path / "x.onnx", "CALIB": tmp_path}
-    res = run_cli(*[names.get(a, easy / a if a.endswith(".ckpt") else a) for a in args])
+def test_quantize_integer_refuses_bcresnet_and_names_what_it_takes(easy, tmp_path):
+    res = run_cli("quantize", easy / "bcresnet_c40.ckpt", "--calib", tmp_path, "--integer", "-o", tmp_path / "q")
     lines = res.stderr.strip().splitlines()
-    assert res.returncode == 2 and len(lines) == 1 and needle in lines[0], res.stderr
-    assert not (tmp_path / "x.tflite").exists() and not (tmp_path / "x.onnx").exists()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert "bcresnet_c40.ckpt: --integer builds tfsepnet | tfsepnet-v2 only" in lines[0]
+    assert "without --integer" in lines[0] and not (tmp_path / "q").exists()
 
 
 @pytest.mark.slow
@@ -499,3 +490,81 @@ def test_the_authors_tfsepnet64_checkpoint_quantizes_integer_and_exports(easy, t
     graph, x_in, out = build_int8(art.fake_quant_model(), art.frontend)
     floats = float_activations(graph.pack([x_in], [out], {}, "test"))  # float only at the model's ends
     assert floats["tensors"] == ["logmel", "logits"] and floats["ops"] == {"QUANTIZE": 1, "DEQUANTIZE": 1}
+
+
+# --- BC-ResNet in INT8 ------------------------------------------------------------------------------
+
+
+def test_bcresnet_quantizes_and_both_int8_exports_pass_the_rule(tmp_path, calib_set):
+    """A small BC-ResNet (C=8) through `quantize` and both INT8 exports: every broadcast block is
+    described once (transition conv where the channels change, the identity add where they stay,
+    the broadcast add with its ReLU), the SiLU a float island, and each export passes the rule
+    against the fake-quant twin; `predict` takes both files."""
+    from tfsep_edge.export.int8_graph import BCBlock, FloatConv, describe
+    from tfsep_edge.model.tfsepnet import randomise_statistics
+    from tfsep_edge.quant.artifact import load_quantized
+
+    torch.manual_seed(0)
+    model = randomise_statistics(build_model(make_config("bcresnet", width=8)).eval())
+    save_checkpoint(model, tmp_path / "bc.pt")
+    res = run_cli("quantize", tmp_path / "bc.pt", "--calib", calib_set, "--no-sensitivity", "-o", tmp_path / "q")
+    assert res.returncode == 0, res.stderr
+    assert "(+ the norms, means and SiLUs as float islands)" in res.stdout
+    art = load_quantized(tmp_path / "q")
+    assert art.info["float_layers"] == ["feature.0"] and art.info["model"]["family"] == "bcresnet"
+    ops = describe(art.fake_quant_model()).ops
+    blocks = [op for op in ops if isinstance(op, BCBlock)]
+    assert isinstance(ops[1], FloatConv) and len(blocks) == 9
+    for blk in blocks:
+        assert (blk.transition is None) == (blk.residual is not None) and blk.out.relu
+        assert blk.mean.axis == 2 and blk.swish.out is not None
+    assert sum(b.transition is not None for b in blocks) == 4  # 2C -> C, 1.5C, 2C, 2.5C
+    for suffix in ("onnx", "tflite"):
+        out = tmp_path / f"bc_int8.{suffix}"
+        res = run_cli("export", tmp_path / "q", "--int8", f"--{suffix}", out)
+        assert res.returncode == 0 and out.is_file(), res.stderr
+        assert "validated on" in res.stdout and "top-1 agreement" in res.stdout
+        res = run_cli("predict", out, calib_set / "audio")
+        assert res.returncode == 0 and "classified 20 of 20 files" in res.stdout + res.stderr, res.stderr
+
+
+def test_bcresnet_int8_tflite_without_the_identity_add_is_caught(tmp_path, calib_set):
+    """The other half of the rule for the new block: the same .tflite without the identity
+    shortcut of one block is many output steps from the twin. (A dropped ReLU is not a wrong
+    model here: the broadcast add's point starts at 0, so its quantization is the ReLU.)"""
+    import dataclasses
+
+    from tfsep_edge.export.int8_graph import BCBlock, Int8Model, describe
+    from tfsep_edge.export.tflite_int8 import write_int8
+    from tfsep_edge.model.tfsepnet import randomise_statistics
+    from tfsep_edge.quant.calibrate import QuantOptions
+    from tfsep_edge.quant.quantize import quantize_model
+    from tfsep_edge.quant.twin import output_step
+    from tfsep_edge.signal.frontend import log_mel_torch
+
+    interpreter_module = pytest.importorskip("ai_edge_litert.interpreter")
+    torch.manual_seed(1)
+    model = randomise_statistics(build_model(make_config("bcresnet", width=8)).eval())
+    waves = torch.randn(6, 32_000) * 0.1
+    x = log_mel_torch(waves)
+    art = quantize_model(model, [x], QuantOptions(engine="x86"))[0]
+    fq = art.fake_quant_model()
+    with torch.no_grad():
+        twin = fq(x).numpy()
+    described = describe(fq)
+
+    def run(m: Int8Model) -> np.ndarray:
+        graph, x_in, out = write_int8(m)
+        it = interpreter_module.Interpreter(model_content=graph.pack([x_in], [out], {}, "test"))
+        it.resize_tensor_input(it.get_input_details()[0]["index"], list(x.shape))
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], x.numpy())
+        it.invoke()
+        return it.get_tensor(it.get_output_details()[0]["index"])
+
+    step = output_step(fq)
+    right = np.abs(run(described) - twin).max() / step
+    last = max(i for i, op in enumerate(described.ops) if isinstance(op, BCBlock) and op.residual is not None)
+    ops = tuple(dataclasses.replace(op, residual=None) if i == last else op for i, op in enumerate(described.ops))
+    wrong = np.abs(run(dataclasses.replace(described, ops=ops)) - twin).max() / step
+    assert right <= 3 and wrong > 10, (right, wrong)

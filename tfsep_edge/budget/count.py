@@ -517,7 +517,8 @@ def count_graph_file(path: Path, kind: Kind, n_mels: int, frames: int):
     counted.source = f"{path} ({graph.format}, {graph.precision}, width {width})"
     counted.stored_param_bytes = graph.stored["total"]
     counted.notes.append(
-        f"params/MACs: torchinfo on the float TF-SepNet rebuilt from the width in the {graph.format} metadata; "
+        f"params/MACs: torchinfo on the float {family.model or 'tfsepnet'} rebuilt from the width in the "
+        f"{graph.format} metadata; "
         "bytes: the file's stored constants by type: " + ", ".join(f"{k} {v:,}" for k, v in graph.stored.items())
     )
     return counted

@@ -143,11 +143,12 @@ class Mean:
 
 @dataclass(frozen=True)
 class Add:
-    """The residual add of a branch: its input plus its pointwise conv's output (broadcast along
-    the mean's axis), quantized to `out`."""
+    """A residual add: a full-size tensor plus another (or a pointwise conv's output broadcast
+    along the mean's axis), [ReLU,] quantized to `out`."""
 
     name: str
     out: QParams
+    relu: bool = False
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,33 @@ class Block:
 
 
 @dataclass(frozen=True)
+class FloatSiLU:
+    """x * sigmoid(x) in float between a dequantize and a quantize to `out` (BC-ResNet's swish,
+    on a (C, 1, T) tensor: a float island, as torch has no int8 SiLU)."""
+
+    name: str
+    out: QParams
+
+
+@dataclass(frozen=True)
+class BCBlock:
+    """BC-ResNet's broadcast block: [transition conv] -> frequency depthwise conv (its
+    SubSpectralNorm folded in; the auxiliary) -> mean over frequency -> temporal depthwise conv ->
+    SiLU -> pointwise conv; then `residual` (identity + auxiliary, None in a transition block)
+    and `out`, the add of the pointwise output broadcast over frequency, with ReLU."""
+
+    name: str
+    transition: Conv | None
+    dw: Conv
+    mean: Mean
+    temporal: Conv
+    swish: FloatSiLU
+    pw: Conv
+    residual: Add | None
+    out: Add
+
+
+@dataclass(frozen=True)
 class Classifier:
     """The 1x1 classifier conv, then the mean over frequency and time -> logits: in float after a
     dequantize (PyTorch pools in float), or, with `pool` (an integer model), an int8 MEAN to that
@@ -195,7 +223,7 @@ class Classifier:
     pool: QParams | None = None
 
 
-Op = QuantizeInput | Int8Conv | FloatConv | FloatNorm | IntegerNorm | MaxPool | Block | Classifier
+Op = QuantizeInput | Int8Conv | FloatConv | FloatNorm | IntegerNorm | MaxPool | Block | BCBlock | Classifier
 
 
 @dataclass(frozen=True)
@@ -216,6 +244,9 @@ class Int8Model:
             elif isinstance(op, Block):
                 found += [op.transition] if op.transition is not None else []
                 found += [c for b in op.branches for c in (b.dw, b.pw)]
+            elif isinstance(op, BCBlock):
+                found += [op.transition] if op.transition is not None else []
+                found += [op.dw, op.temporal, op.pw]
             elif isinstance(op, Classifier):
                 found.append(op.conv)
         return found
@@ -307,13 +338,27 @@ def describe_block(block, groups: int, name: str, inp: QParams | None) -> Block:
     return Block(name, int(block.half), groups, transition, tuple(branches), concat)
 
 
+def describe_bc_block(block, name: str, inp: QParams | None) -> BCBlock:
+    """A twin QBroadcastBlock."""
+    transition = describe_conv(block.trans_conv, f"{name}.trans", inp) if block.transition else None
+    x = transition.out if transition is not None else inp
+    dw = describe_conv(block.freq_dw_conv, f"{name}.freq.dw", x)
+    mean = describe_mean(block.freq_mean, f"{name}.freq.mean")
+    temporal = describe_conv(block.temp_dw_conv, f"{name}.temp.dw", mean.out)
+    swish = FloatSiLU(f"{name}.swish", qparams(block.swish.quant))
+    pw = describe_conv(block.pw_conv, f"{name}.pw", swish.out)
+    residual = None if block.transition else Add(f"{name}.residual", qparams(block.residual.out))
+    out = Add(f"{name}.broadcast", qparams(block.broadcast.out), relu=True)
+    return BCBlock(name, transition, dw, mean, temporal, swish, pw, residual, out)
+
+
 def describe(fq, until: int | None = None) -> Int8Model:
     """The fake-quant twin `fq` as an Int8Model. `until`: only the feature layers before layer
     `until`, no classifier (the per-layer profile of benchmarks/peers.py)."""
     from torch import nn
 
     from tfsep_edge.quant.integer_norm import IntegerNorm as TwinIntegerNorm
-    from tfsep_edge.quant.ready import FloatIsland, QBlock, QLayer
+    from tfsep_edge.quant.ready import FloatIsland, QBlock, QBroadcastBlock, QLayer
 
     # How the twin expresses activations, read from any fake-quant point, since the input stub
     # is an Identity when the stem stays in float.
@@ -344,10 +389,12 @@ def describe(fq, until: int | None = None) -> Int8Model:
             continue
         elif isinstance(layer, QBlock):
             op = describe_block(layer, layer.shuffle_layer.groups, name, x)
+        elif isinstance(layer, QBroadcastBlock):
+            op = describe_bc_block(layer, name, x)
         else:
             raise TypeError(f"unexpected layer {type(layer).__name__}")
         ops.append(op)
-        x = op.concat.out if isinstance(op, Block) else op.out
+        x = op.concat.out if isinstance(op, Block) else op.out.out if isinstance(op, BCBlock) else op.out
     pool = qparams(fq.pool) if fq.pool is not None else None
     ops.append(Classifier(describe_conv(fq.classifier, "classifier", x), pool))
     return Int8Model(act_dtype, fq.config.num_classes, tuple(ops))

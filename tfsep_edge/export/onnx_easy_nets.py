@@ -67,7 +67,7 @@ def add_tfsep_block(g: GraphBuilder, x: str, block, base: str) -> str:
 def add_broadcast_block(g: GraphBuilder, x: str, block, base: str) -> str:
     """BC-ResBlock: [transition] -> freq dw conv + BN (= auxiliary) -> mean over F -> temporal dw
     conv + BN -> SiLU -> 1x1 conv, added back over F to the auxiliary [and the input] -> ReLU."""
-    bn = block.ssn.plain_batchnorm("ONNX")
+    bn = block.ssn.plain_batchnorm("the FP32 ONNX export")
     identity = x
     if block.trans_conv is not None:
         x = add_conv_bn(g, x, block.trans_conv, f"{base}.trans")

@@ -20,6 +20,8 @@ import onnx
 
 from tfsep_edge.core.config import DEFAULT_FRONTEND, FrontendConfig
 from tfsep_edge.export.int8_graph import (
+    Add,
+    BCBlock,
     Block,
     Classifier,
     Conv,
@@ -205,6 +207,34 @@ def add_qblock(g: GraphBuilder, x: QTensor, block: Block, freqs: int, frames: in
     return quantize(g, cat, out_s, out_z, f"{base}.out")
 
 
+def add_qsum(g: GraphBuilder, a: QTensor, b: str, op: Add) -> QTensor | str:
+    """DQ(a) + b (float) [-> Relu] -> Q(op.out)."""
+    s = g.op("Add", [dequantize(g, a, f"{op.name}.a"), b], op.name)
+    if op.relu:
+        s = g.op("Relu", [s], f"{op.name}.relu")
+    return quantize(g, s, *_point(op.out), f"{op.name}.out")
+
+
+def add_bc_block(g: GraphBuilder, x: QTensor, blk: BCBlock, freqs: int, frames: int) -> QTensor | str:
+    """BC-ResNet's broadcast block (int8_graph.BCBlock): the convs as add_qconv, the mean and the
+    SiLU between DQ and Q (the SiLU's output read by the pointwise conv only, stored uint8), the
+    pointwise output spelled out over frequency before the add."""
+    identity = x
+    if blk.transition is not None:
+        x = add_qconv(g, x, blk.transition, blk.transition.name)
+    aux = add_qconv(g, x, blk.dw, blk.dw.name)
+    m = g.reduce("ReduceMean", dequantize(g, aux, f"{blk.mean.name}.in"), [2], blk.mean.name)
+    mq = quantize(g, m, *_point(blk.mean.out), f"{blk.mean.name}.out", np.uint8)  # read by the conv only
+    t = dequantize(g, add_qconv(g, mq, blk.temporal, blk.temporal.name), f"{blk.swish.name}.in")
+    sw = g.op("Mul", [t, g.op("Sigmoid", [t], f"{blk.swish.name}.sigmoid")], blk.swish.name)
+    swq = quantize(g, sw, *_point(blk.swish.out), f"{blk.swish.name}.out", np.uint8)
+    p = dequantize(g, add_qconv(g, swq, blk.pw, blk.pw.name), f"{blk.pw.name}.res")
+    channels = blk.pw.weight.shape[0]
+    p_full = spell_out(g, p, 2, channels, freqs, frames, blk.name)
+    s = aux if blk.residual is None else add_qsum(g, identity, dequantize(g, aux, f"{blk.name}.aux"), blk.residual)
+    return add_qsum(g, s, p_full, blk.out)
+
+
 def add_float_norm(g: GraphBuilder, x: QTensor | str, op: FloatNorm, freqs: int, frames: int) -> QTensor | str:
     """AdaResNorm in float between DQ and Q (and the max-pool after it, before the Q)."""
     base = op.name
@@ -302,6 +332,8 @@ def add_qmodel(g: GraphBuilder, x: str, model: Int8Model, n_mels: int, frames: i
             f_len, t_len = f_len // 2, t_len // 2
         elif isinstance(op, Block):
             q = add_qblock(g, q, op, f_len, t_len)
+        elif isinstance(op, BCBlock):
+            q = add_bc_block(g, q, op, f_len, t_len)
         elif isinstance(op, Classifier):
             return add_classifier(g, q, op)
         else:

@@ -97,7 +97,7 @@ def tfsep_block(g: FlatGraph, x: Tensor, blk, name: str) -> Tensor:
 
 def broadcast_block(g: FlatGraph, x: Tensor, blk, name: str) -> Tensor:
     """BC-ResBlock (easy_blocks.BroadcastBlock), sub_bands 1 only."""
-    bn = blk.ssn.plain_batchnorm(".tflite")
+    bn = blk.ssn.plain_batchnorm("the FP32 .tflite export")
     identity = x
     if blk.trans_conv is not None:
         x = conv_bn(g, x, blk.trans_conv, f"{name}.trans")

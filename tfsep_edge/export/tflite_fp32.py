@@ -54,11 +54,17 @@ def broadcast_shape(a: tuple, b: tuple) -> tuple:
     return tuple(np.broadcast_shapes(a, b))
 
 
-def binary(g: FlatGraph, code: str, a: Tensor, b: Tensor, name: str, quant: Quant | None = None) -> Tensor:
+def binary(
+    g: FlatGraph, code: str, a: Tensor, b: Tensor, name: str, quant: Quant | None = None, relu: bool = False
+) -> Tensor:
+    """An elementwise ADD/MUL/SUB (broadcasting), int8 at `quant`, with a fused ReLU if `relu`."""
     dtype = "INT8" if quant is not None else "FLOAT32"
     out = g.activation(name, broadcast_shape(a.shape, b.shape), dtype, quant)
     opts = {"ADD": "AddOptions", "MUL": "MulOptions", "SUB": "SubOptions"}[code]
-    g.op(code, [a, b], [out], g.options(opts))
+    if relu:
+        g.op(code, [a, b], [out], g.options(opts, fusedActivationFunction=g.s.ActivationFunctionType.RELU))
+    else:
+        g.op(code, [a, b], [out], g.options(opts))
     return out
 
 

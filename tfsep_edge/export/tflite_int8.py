@@ -34,12 +34,14 @@ from tfsep_edge.core.config import DEFAULT_FRONTEND, FrontendConfig
 from tfsep_edge.export import tflite_fp32 as tg
 from tfsep_edge.export.int8_graph import (
     Add,
+    BCBlock,
     Block,
     Classifier,
     Concat,
     Conv,
     FloatConv,
     FloatNorm,
+    FloatSiLU,
     Int8Conv,
     Int8Model,
     IntegerNorm,
@@ -104,11 +106,33 @@ def qmean(g: FlatGraph, x: Tensor, op: Mean) -> Tensor:
 
 
 def qadd(g: FlatGraph, a: Tensor, b: Tensor, op: Add) -> Tensor:
+    """An int8 ADD (fused ReLU if op.relu: the int8 output clamped at the zero point, which is
+    Q(relu(a + b))), or in float between DEQUANTIZEs and a QUANTIZE."""
     q, name = _quant(op.out), op.name
     if a.dtype == b.dtype == "INT8" and q is not None:
-        return tg.binary(g, "ADD", a, b, name, quant=q)
-    s = tg.binary(g, "ADD", dequantize(g, a, f"{name}.a"), dequantize(g, b, f"{name}.b"), name)
+        return tg.binary(g, "ADD", a, b, name, quant=q, relu=op.relu)
+    s = tg.binary(g, "ADD", dequantize(g, a, f"{name}.a"), dequantize(g, b, f"{name}.b"), name, relu=op.relu)
     return quantize(g, s, q, f"{name}.out")
+
+
+def float_silu(g: FlatGraph, x: Tensor, op: FloatSiLU) -> Tensor:
+    """x * LOGISTIC(x) in float between DEQUANTIZE and QUANTIZE."""
+    xf = dequantize(g, x, f"{op.name}.in")
+    y = tg.binary(g, "MUL", xf, tg.unary(g, "LOGISTIC", xf, f"{op.name}.sigmoid"), op.name)
+    return quantize(g, y, _quant(op.out), f"{op.name}.out")
+
+
+def bc_block(g: FlatGraph, x: Tensor, blk: BCBlock) -> Tensor:
+    """BC-ResNet's broadcast block (int8_graph.BCBlock): int8 convs, MEAN and ADDs (the last one
+    broadcasting the pointwise output over frequency, its ReLU fused), the SiLU in float."""
+    identity = x
+    if blk.transition is not None:
+        x = qconv(g, x, blk.transition, blk.transition.name)
+    aux = qconv(g, x, blk.dw, blk.dw.name)
+    t = qconv(g, qmean(g, aux, blk.mean), blk.temporal, blk.temporal.name)
+    p = qconv(g, float_silu(g, t, blk.swish), blk.pw, blk.pw.name)
+    s = aux if blk.residual is None else qadd(g, identity, aux, blk.residual)
+    return qadd(g, s, p, blk.out)
 
 
 def qconcat(g: FlatGraph, parts: list[Tensor], op: Concat) -> Tensor:
@@ -278,6 +302,8 @@ def add_qmodel(g: FlatGraph, x: Tensor, model: Int8Model, int8_output: bool = Fa
             x = tg.max_pool(g, x, f"{op.name}.pool")
         elif isinstance(op, Block):
             x = qblock(g, x, op, gather=integer)
+        elif isinstance(op, BCBlock):
+            x = bc_block(g, x, op)
         elif isinstance(op, Classifier):
             x = classifier(g, x, op, int8_output)
         else:

@@ -61,12 +61,13 @@ class SubSpectralNorm(nn.Module):
         self.sub_bands = sub_bands
         self._bn = nn.BatchNorm2d(channels * sub_bands)
 
-    def plain_batchnorm(self, export: str) -> nn.BatchNorm2d:
-        """The BatchNorm a graph folds into the conv before it: only with one sub-band."""
+    def plain_batchnorm(self, what: str) -> nn.BatchNorm2d:
+        """The BatchNorm a graph folds into the conv before it: only with one sub-band. `what`
+        names the graph ("the FP32 ONNX export", "the INT8 model")."""
         if self.sub_bands != 1:
             raise TfsepError(
-                f"SubSpectralNorm with {self.sub_bands} sub-bands: the FP32 {export} export folds a plain "
-                "BatchNorm (1 sub-band) only; export a BC-ResNet trained without sub-bands"
+                f"SubSpectralNorm with {self.sub_bands} sub-bands: {what} folds a plain "
+                "BatchNorm (1 sub-band) only; use a BC-ResNet trained without sub-bands"
             )
         return self._bn
 

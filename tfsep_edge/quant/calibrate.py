@@ -10,12 +10,21 @@ import torch
 from torch import nn
 
 from tfsep_edge.core.errors import TfsepError
-from tfsep_edge.model.tfsepnet import ConvBlock, TFSepNet
+from tfsep_edge.model.tfsepnet import AdaResNorm, ConvBlock, TFSepNet
 from tfsep_edge.quant.bias_grid import bias_grid, on_grid
 from tfsep_edge.quant.engine import engine_scope, known_warnings_silenced
 from tfsep_edge.quant.gptq import bias_corrections, gptq_round, layer_hessians
 from tfsep_edge.quant.integer_norm import NORM_POINTS, norm_values
-from tfsep_edge.quant.ready import AxisMean, FloatIsland, QLayer, QTFSepNet, float_stem, fused_float, layer_conv
+from tfsep_edge.quant.ready import (
+    AxisMean,
+    ConvBn,
+    FloatIsland,
+    QLayer,
+    QTFSepNet,
+    float_stem,
+    fused_float,
+    layer_conv,
+)
 from tfsep_edge.quant.twin import conv_input_scales, qconv_of
 
 # --- qconfig, prepare, convert ----------------------------------------------------------------
@@ -136,7 +145,7 @@ def _observer_sources(prepared: nn.Module, shared_add_qparams: bool = True) -> d
             parent = prepared.get_submodule(layer)
             if isinstance(parent, QLayer):
                 body = parent.body
-                inner = "body.conv" if isinstance(body, ConvBlock) else "body"
+                inner = "body.conv" if isinstance(body, ConvBlock | ConvBn) else "body"
                 src = f"{layer}.{inner}.activation_post_process"
         elif shared_add_qparams and owner.endswith(("freq_add", "temp_add")):
             src = owner.rsplit(".", 1)[0] + ".concat.activation_post_process"
@@ -241,7 +250,7 @@ def make_integer_observers(prepared: nn.Module, options: QuantOptions) -> dict:
     norms = {
         name: {p: _int8_observer(options) for p in NORM_POINTS}
         for name, m in prepared.named_modules()
-        if isinstance(m, FloatIsland)
+        if isinstance(m, FloatIsland) and isinstance(m.body, AdaResNorm)
     }
     return {"norms": norms, "pool": _int8_observer(options)}
 

@@ -45,7 +45,7 @@ from tfsep_edge.quant.calibrate import Calibration, QuantOptions
 from tfsep_edge.quant.engine import ENGINES, OBSERVERS, default_engine
 from tfsep_edge.quant.finetune import FinetuneOptions, check_finetune_data, finetune
 from tfsep_edge.quant.quantize import quantize_model
-from tfsep_edge.quant.ready import QUANTIZABLE_FAMILIES, conv_layers, stem_layers
+from tfsep_edge.quant.ready import INTEGER_FAMILIES, QUANTIZABLE_FAMILIES, conv_layers, stem_layers
 
 SENSITIVITY_WINDOWS = 512  # per-layer fallback runs use at most this many evaluation windows
 SQNR_WINDOWS = 64  # per-layer SQNR from this many windows
@@ -263,6 +263,8 @@ def design_choices(
             break
         if change.get("float_layers") == () and not set(stem) & set(options.float_layers):
             continue
+        if "shared_add_qparams" in change and model.config.family == "bcresnet":  # no concat to share
+            continue
         if "float_layers" in change:
             change = {"float_layers": tuple(n for n in options.float_layers if n not in stem)}
         variant = dataclasses.replace(options, **change)
@@ -367,13 +369,19 @@ def fidelity_row(measured: dict) -> dict:
     return {k: measured.get(k) for k in keys}
 
 
-def check_quantizable(model, path: Path) -> None:
-    """The INT8 model (quant/ready.py, the twin, the INT8 writers) is built for TF-SepNet's blocks."""
+def check_quantizable(model, path: Path, integer: bool) -> None:
+    """The INT8 model (quant/ready.py, the twin, the INT8 writers) knows these families' blocks;
+    the integer model (--integer) those whose every op has an integer form."""
     family = model.config.family
     if family not in QUANTIZABLE_FAMILIES:
         raise TfsepError(
-            f"{path}: quantize builds INT8 models of {' and '.join(QUANTIZABLE_FAMILIES)} only, not a {family}; "
+            f"{path}: quantize builds INT8 models of {' | '.join(QUANTIZABLE_FAMILIES)}, not a {family}; "
             f"export its FP32 ONNX instead (tfsep-edge export {path} --onnx OUT.onnx)"
+        )
+    if integer and family not in INTEGER_FAMILIES:
+        raise TfsepError(
+            f"{path}: --integer builds {' | '.join(INTEGER_FAMILIES)} only; a {family}'s SiLU has no integer "
+            "form here: quantize it without --integer (its SiLU stays a float island)"
         )
 
 
@@ -383,7 +391,7 @@ def run_quantize(req: QuantizeRequest, log: Callable[[str], None] = print, warn=
     started = time.perf_counter()
     options, out = check_request(req)
     model, ck_info = load_checkpoint(req.checkpoint)
-    check_quantizable(model, req.checkpoint)
+    check_quantizable(model, req.checkpoint, options.integer)
     if req.float_stem and not options.integer:  # the family's stem: one conv, or TF-SepNet-64's two
         options = options.with_float_layers(stem_layers(model))
     frontend = ck_info["frontend"]
@@ -508,7 +516,8 @@ def format_report(report: dict, top: int = 10) -> str:
             "float islands (torch has no int8 kernels for them)"
         )
     else:
-        lines.append(f"float layers: {', '.join(q['float_layers']) or 'none'} (+ the norms and means as float islands)")
+        islands = "norms, means and SiLUs" if q.get("model", {}).get("family") == "bcresnet" else "norms and means"
+        lines.append(f"float layers: {', '.join(q['float_layers']) or 'none'} (+ the {islands} as float islands)")
     rows = report["layer_sensitivity"]
     if rows:
         acc = "float_accuracy_gain_pp" in rows[0]

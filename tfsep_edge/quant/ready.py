@@ -1,11 +1,13 @@
-"""The quantization-ready model: containers that mark TF-SepNet's quantization points
-(QTFSepNet/QBlock/QLayer/FloatIsland/AxisMean wrap the float model's own modules), and fusion.
+"""The quantization-ready model: containers that mark the quantization points
+(QTFSepNet/QBlock/QBroadcastBlock/QLayer/FloatIsland/AxisMean wrap the float model's own
+modules), and fusion.
 
-Both TF-SepNets quantize through it: the report's (`feature`, one stem conv) and TF-SepNet-64
-(`conv_layers` + `middle_layers`, two Conv-BN-ReLU stem convs), whose TF-SepConv blocks, ResNorm
-and max-pools are the same ops; its layers are read into the same containers, named
-`feature.<i>` in one sequence. BC-ResNet's blocks (SiLU, a three-way broadcast add,
-SubSpectralNorm) have no INT8 description."""
+Every family quantizes through it: the report's TF-SepNet (`feature`, one stem conv),
+TF-SepNet-64 and BC-ResNet (`conv_layers` + `middle_layers`: two Conv-BN-ReLU stem convs, or one
+plain 5x5 conv). Their layers are read into the same containers, named `feature.<i>` in one
+sequence: the TF-SepConv blocks into QBlock, BC-ResNet's broadcast blocks into QBroadcastBlock
+(SiLU a float island; SubSpectralNorm with one sub-band, a BatchNorm folded into its conv), the
+norms into float islands, the max-pools as they are."""
 
 from __future__ import annotations
 
@@ -16,11 +18,14 @@ import torch
 from torch import nn
 
 from tfsep_edge.core.errors import TfsepError
-from tfsep_edge.model.easy_blocks import ConvBnRelu, TimeFreqSepConvolutions
-from tfsep_edge.model.easy_nets import TFSepNetV2
+from tfsep_edge.model.easy_blocks import BroadcastBlock, ConvBnRelu, TimeFreqSepConvolutions
+from tfsep_edge.model.easy_nets import BCResNet, TFSepNetV2
 from tfsep_edge.model.tfsepnet import AdaResNorm, ChannelShuffle, ConvBlock, TFSepNet, TimeFreqSepConvs
 
-QUANTIZABLE_FAMILIES = ("tfsepnet", "tfsepnet-v2")
+QUANTIZABLE_FAMILIES = ("tfsepnet", "tfsepnet-v2", "bcresnet")
+# --integer writes AdaResNorm/ResNorm, the means and the global mean in int8 ops; BC-ResNet's
+# SiLU has no integer form here.
+INTEGER_FAMILIES = ("tfsepnet", "tfsepnet-v2")
 
 
 def as_conv_block(m: ConvBnRelu) -> ConvBlock:
@@ -34,13 +39,29 @@ def as_conv_block(m: ConvBnRelu) -> ConvBlock:
     return block.train(m.training)
 
 
+class ConvBn(nn.Module):
+    """Conv2d -> BatchNorm2d with no activation (BC-ResNet's depthwise convs), the names
+    `fuse_modules` expects: fusion folds the BatchNorm into the conv."""
+
+    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d):
+        super().__init__()
+        self.conv, self.bn = conv, bn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x))
+
+
 def _as_conv(m: nn.Module) -> nn.Module:
+    if isinstance(m, ConvBnRelu) and m._relu is None and m._bn is not None:
+        return ConvBn(m._conv, m._bn)
     return as_conv_block(m) if isinstance(m, ConvBnRelu) else m
 
 
 def feature_layers(model: nn.Module) -> tuple[list[nn.Module], nn.Conv2d]:
-    """(the layers from the input to the classifier in order, the classifier conv) of either
-    TF-SepNet: what QTFSepNet wraps, and what `feature.<i>` names."""
+    """(the layers from the input to the classifier in order, the classifier conv) of a
+    quantizable family: what QTFSepNet wraps, and what `feature.<i>` names."""
+    if isinstance(model, BCResNet):
+        return [model.conv_layers, *model.middle_layers], model.classifier.conv
     if isinstance(model, TFSepNetV2):
         return [*model.conv_layers, *model.middle_layers], model.classifier.conv
     if isinstance(model, TFSepNet):
@@ -147,10 +168,42 @@ class QBlock(nn.Module):
         return self.concat.cat([y1, y2], dim=1)
 
 
-class QTFSepNet(nn.Module):
-    """Either TF-SepNet rebuilt for eager-mode quantization (sharing nothing: weights are copied)."""
+class QBroadcastBlock(nn.Module):
+    """BC-ResNet's BroadcastBlock with each conv a QLayer, SiLU a float island, and the adds as
+    FloatFunctionals: the identity + auxiliary add (where the channels stay) on full-size tensors,
+    then the broadcast add of the temporal branch with the ReLU fused (add_relu)."""
 
-    def __init__(self, model: TFSepNet | TFSepNetV2):
+    def __init__(self, block: BroadcastBlock):
+        super().__init__()
+        self.transition = block.trans_conv is not None
+        if self.transition:
+            self.trans_conv = QLayer(_as_conv(block.trans_conv))
+        bn = block.ssn.plain_batchnorm("the INT8 model (quantize)")
+        self.freq_dw_conv = QLayer(ConvBn(block.freq_dw_conv, bn))
+        self.freq_mean = AxisMean(2)
+        self.temp_dw_conv = QLayer(_as_conv(block.temp_dw_conv))
+        self.swish = FloatIsland(nn.SiLU())
+        self.pw_conv = QLayer(block.pw_conv)
+        if not self.transition:  # the identity add: only where the channels stay
+            self.residual = torch.ao.nn.quantized.FloatFunctional()
+        self.broadcast = torch.ao.nn.quantized.FloatFunctional()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        if self.transition:
+            x = self.trans_conv(x)
+        auxiliary = self.freq_dw_conv(x)
+        y = self.pw_conv(self.swish(self.temp_dw_conv(self.freq_mean(auxiliary))))
+        # (identity + auxiliary) + y, the float model's order; full-size operand first.
+        s = auxiliary if self.transition else self.residual.add(identity, auxiliary)
+        return self.broadcast.add_relu(s, y)
+
+
+class QTFSepNet(nn.Module):
+    """A quantizable family's model rebuilt for eager-mode quantization (sharing nothing:
+    weights are copied)."""
+
+    def __init__(self, model: TFSepNet | TFSepNetV2 | BCResNet):
         super().__init__()
         model = copy.deepcopy(model).eval()
         self.config = model.config
@@ -160,6 +213,8 @@ class QTFSepNet(nn.Module):
         for m in found:
             if isinstance(m, TimeFreqSepConvs | TimeFreqSepConvolutions):
                 layers.append(QBlock(m))
+            elif isinstance(m, BroadcastBlock):
+                layers.append(QBroadcastBlock(m))
             elif isinstance(m, AdaResNorm):  # ResNorm too: an AdaResNorm with constants
                 layers.append(FloatIsland(m))
             elif isinstance(m, nn.Conv2d | ConvBnRelu):
@@ -196,10 +251,13 @@ def float_stem(qmodel: QTFSepNet) -> list[QLayer]:
 
 
 def fuse(qmodel: QTFSepNet) -> QTFSepNet:
-    """Fuse every ConvBlock's Conv-BN-ReLU in place (eval-mode fusion folds BN into the conv)."""
+    """Fuse every ConvBlock's Conv-BN-ReLU and ConvBn's Conv-BN in place (eval-mode fusion folds
+    BN into the conv)."""
     for m in qmodel.modules():
         if isinstance(m, ConvBlock):
             torch.ao.quantization.fuse_modules(m, [["conv", "bn", "activation"]], inplace=True)
+        elif isinstance(m, ConvBn):
+            torch.ao.quantization.fuse_modules(m, [["conv", "bn"]], inplace=True)
     return qmodel
 
 
@@ -210,12 +268,12 @@ def conv_layers(qmodel: nn.Module) -> list[str]:
 
 def layer_conv(layer: QLayer) -> nn.Conv2d:
     """The float Conv2d of a (fused) QLayer: ConvReLU2d's first child, or the conv itself."""
-    body = layer.body.conv if isinstance(layer.body, ConvBlock) else layer.body
+    body = layer.body.conv if isinstance(layer.body, ConvBlock | ConvBn) else layer.body
     return body[0] if isinstance(body, nn.Sequential) else body
 
 
 def fused_float(
-    model: TFSepNet | TFSepNetV2,
+    model: TFSepNet | TFSepNetV2 | BCResNet,
     float_layers: Iterable[str] = (),
     float_means: bool = False,
     bias_delta: dict[str, torch.Tensor] | None = None,

@@ -12,7 +12,15 @@ from tfsep_edge.core.config import DEFAULT_FRONTEND, FrontendConfig
 from tfsep_edge.model.tfsepnet import ConvBlock
 from tfsep_edge.quant.bias_grid import bias_grid, on_grid
 from tfsep_edge.quant.integer_norm import IntegerMean, IntegerNorm, IntegerQuantize
-from tfsep_edge.quant.ready import FloatIsland, QBlock, QLayer, QTFSepNet, float_stem, layer_conv
+from tfsep_edge.quant.ready import (
+    FloatIsland,
+    QBlock,
+    QBroadcastBlock,
+    QLayer,
+    QTFSepNet,
+    float_stem,
+    layer_conv,
+)
 
 # --- fake-quant twin ----------------------------------------------------------------------------
 
@@ -78,7 +86,7 @@ class FakeQuantConv(nn.Module):
 
 
 class FakeQuantFunctional(nn.Module):
-    """FloatFunctional's add/cat followed by fake quantization with the int8 op's qparams."""
+    """FloatFunctional's add/add_relu/cat followed by fake quantization with the int8 op's qparams."""
 
     def __init__(self, scale: float, zero_point: int, act_dtype: str):
         super().__init__()
@@ -86,6 +94,9 @@ class FakeQuantFunctional(nn.Module):
 
     def add(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return self.out(a + b)
+
+    def add_relu(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(a + b))
 
     def cat(self, xs: list[torch.Tensor], dim: int = 0) -> torch.Tensor:
         return self.out(torch.cat(xs, dim=dim))
@@ -130,6 +141,21 @@ def conv_input_scales(int8_model: nn.Module, cfg: FrontendConfig = DEFAULT_FRONT
     return scales
 
 
+def _fake_quant_mean(q: nn.Module, branch: str, dim: int, act_dtype: str) -> FakeQuantMean:
+    """The twin of block `q`'s `<branch>_mean`: a float island has its own output point, an
+    int8 mean keeps its input's (the depthwise conv's output)."""
+    prev = q.get_submodule(f"{branch}_dw_conv")
+    mean = q.get_submodule(f"{branch}_mean")
+    if mean.float_island:
+        s, z = mean.quant.scale.item(), mean.quant.zero_point.item()
+    elif prev.float_island:
+        s, z = prev.quant.scale.item(), prev.quant.zero_point.item()
+    else:
+        qconv, _ = qconv_of(prev)
+        s, z = qconv.scale, qconv.zero_point
+    return FakeQuantMean(dim, s, z, act_dtype)
+
+
 def build_fake_quant(
     int8_model: nn.Module,
     float_qready: QTFSepNet,
@@ -153,7 +179,7 @@ def build_fake_quant(
         fq.quant = FakeQuant(int8_model.quant.scale.item(), int8_model.quant.zero_point.item(), act_dtype)
     fq.dequant = nn.Identity()
     for name, m in list(fq.named_modules()):
-        if not isinstance(m, (FloatIsland, QLayer, QBlock)):
+        if not isinstance(m, (FloatIsland, QLayer, QBlock, QBroadcastBlock)):
             continue
         q = int8_model.get_submodule(name)
         if isinstance(m, FloatIsland):
@@ -173,19 +199,15 @@ def build_fake_quant(
                 m.body = FakeQuantConv(qconv, relu, act_dtype, in_scales.get(name))
         elif isinstance(m, QBlock):
             for branch, dim in (("freq", 2), ("temp", 3)):
-                prev = q.get_submodule(f"{branch}_dw_conv")
-                mean = q.get_submodule(f"{branch}_mean")
-                if mean.float_island:  # own output qparams
-                    s, z = mean.quant.scale.item(), mean.quant.zero_point.item()
-                elif prev.float_island:
-                    s, z = prev.quant.scale.item(), prev.quant.zero_point.item()
-                else:
-                    qconv, _ = qconv_of(prev)
-                    s, z = qconv.scale, qconv.zero_point
-                setattr(m, f"{branch}_mean", FakeQuantMean(dim, s, z, act_dtype))
+                setattr(m, f"{branch}_mean", _fake_quant_mean(q, branch, dim, act_dtype))
                 add = q.get_submodule(f"{branch}_add")
                 setattr(m, f"{branch}_add", FakeQuantFunctional(add.scale, add.zero_point, act_dtype))
             m.concat = FakeQuantFunctional(q.concat.scale, q.concat.zero_point, act_dtype)
+        elif isinstance(m, QBroadcastBlock):
+            m.freq_mean = _fake_quant_mean(q, "freq", 2, act_dtype)
+            for add in ("residual", "broadcast") if not m.transition else ("broadcast",):
+                qadd = q.get_submodule(add)
+                setattr(m, add, FakeQuantFunctional(qadd.scale, qadd.zero_point, act_dtype))
     if integer_points is not None:
         if act_dtype != "int8":
             raise ValueError("an integer model's twin has int8 activations")
