@@ -59,7 +59,7 @@ def one(checkpoint: Path, data: Path, work: Path, mode: str, finetune_epochs: in
     ev = report["evaluation"]
     config = load_model(checkpoint).config
     width = config.width
-    family = "" if config.family == "tfsepnet" else f"{get_family(config.family).title.split(' (')[0]} "
+    family = f"{get_family(config.family).title.split(' (')[0]} "  # rows of several families side by side
     return {
         "mode": label,
         "checkpoint": f"{family}C={width} trained on the set ({checkpoint.name})",

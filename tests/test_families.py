@@ -568,3 +568,24 @@ def test_bcresnet_int8_tflite_without_the_identity_add_is_caught(tmp_path, calib
     ops = tuple(dataclasses.replace(op, residual=None) if i == last else op for i, op in enumerate(described.ops))
     wrong = np.abs(run(dataclasses.replace(described, ops=ops)) - twin).max() / step
     assert right <= 3 and wrong > 10, (right, wrong)
+
+
+def test_point_sensitivity_has_a_row_per_point_worst_first():
+    """quant.analysis.point_sensitivity (benchmarks/point_sweep.py): one row per activation point
+    of the twin, largest SQNR gain first, from the twin's own logit SQNR."""
+    from tfsep_edge.model.tfsepnet import randomise_statistics
+    from tfsep_edge.quant.analysis import point_sensitivity, run_float, sqnr_db
+    from tfsep_edge.quant.calibrate import QuantOptions
+    from tfsep_edge.quant.quantize import quantize_model
+    from tfsep_edge.quant.twin import FakeQuant
+    from tfsep_edge.signal.frontend import log_mel_torch
+
+    torch.manual_seed(2)
+    model = randomise_statistics(build_model(make_config("bcresnet", width=8)).eval())
+    x = log_mel_torch(torch.randn(4, 32_000) * 0.1)
+    art = quantize_model(model, [x], QuantOptions(engine="x86"))[0]
+    base, rows = point_sensitivity(art, x)
+    points = [n for n, m in art.fake_quant_model().named_modules() if isinstance(m, FakeQuant)]
+    assert sorted(r["point"] for r in rows) == sorted(points) and len(points) > 50
+    assert [r["sqnr_gain_db"] for r in rows] == sorted((r["sqnr_gain_db"] for r in rows), reverse=True)
+    assert base == sqnr_db(run_float(art.fused_float_model(), x), run_float(art.fake_quant_model(), x))

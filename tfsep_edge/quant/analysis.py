@@ -8,7 +8,7 @@ from torch import nn
 
 from tfsep_edge.core.config import NUM_CLASSES
 from tfsep_edge.quant.artifact import QuantizedArtifact
-from tfsep_edge.quant.ready import AxisMean, FloatIsland, QBlock, QLayer
+from tfsep_edge.quant.ready import AxisMean, FloatIsland, QBlock, QBroadcastBlock, QLayer
 
 # --- measurements ------------------------------------------------------------------------------
 
@@ -24,7 +24,7 @@ def sqnr_db(reference: torch.Tensor, test: torch.Tensor) -> float:
 
 def _point_modules(qm: nn.Module) -> list[str]:
     """Named units whose outputs are compared: every conv unit, norm island, block, mean."""
-    kinds = (QLayer, FloatIsland, QBlock, AxisMean)
+    kinds = (QLayer, FloatIsland, QBlock, QBroadcastBlock, AxisMean)
     return [n for n, m in qm.named_modules() if isinstance(m, kinds)]
 
 
@@ -73,3 +73,25 @@ def run_exact_int8(artifact: QuantizedArtifact, x: torch.Tensor, batch: int = 25
 def run_float(model: nn.Module, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
     with torch.no_grad():
         return torch.cat([model(b) for b in x.split(batch)]) if len(x) else torch.zeros(0, NUM_CLASSES)
+
+
+def point_sensitivity(artifact: QuantizedArtifact, x: torch.Tensor) -> tuple[float, list[dict]]:
+    """(logit SQNR of the twin against the fused float model, then per activation quantization
+    point of the twin, worst first: the SQNR gain when that point alone is removed). Where a
+    model's int8 loss is spread over many points, this finds the ones that cost most; the
+    per-layer sensitivity scan keeps each conv's output point and so cannot."""
+    from tfsep_edge.quant.twin import FakeQuant
+
+    reference = run_float(artifact.fused_float_model(), x)
+    twin = artifact.fake_quant_model()
+    base = sqnr_db(reference, run_float(twin, x))
+    rows = []
+    for name, point in [(n, m) for n, m in twin.named_modules() if isinstance(m, FakeQuant)]:
+        parent_name, _, attr = name.rpartition(".")
+        parent = twin.get_submodule(parent_name)
+        setattr(parent, attr, nn.Identity())
+        try:
+            rows.append({"point": name, "sqnr_gain_db": sqnr_db(reference, run_float(twin, x)) - base})
+        finally:
+            setattr(parent, attr, point)
+    return base, sorted(rows, key=lambda r: -r["sqnr_gain_db"])
