@@ -7,8 +7,11 @@ the weights): TF-SepNet C=40 with AdaResNorm and with ResNorm, BC-ResNet C=40, a
   export takes the checkpoint; else the graph that export builds (tflite_easy_nets.build_family_fp32),
   packed as it is (for TF-SepNet-64 at 512 x 64: the export refuses a checkpoint on a front end
   other than the report's log-mel until CpMel is wired in; the graph builder is the same);
-- stock: `litert_torch.convert(model, (x,))` of the same torch module.
-Both are checked against PyTorch before timing, one input at a time (32 noise log-mels at the
+- stock: `litert_torch.convert(model, (x,))` of the same torch module;
+- tfsep-edge's INT8 .tflite of the same model (`quantize`'s defaults, PTQ, calibrated on 32 other
+  noise log-mels; the graph `export --int8 --tflite` writes), checked against its fake-quant twin
+  by the INT8 export rule: which precision to deploy, per family, on this CPU.
+The FP32 files are checked against PyTorch before timing, one input at a time (32 noise log-mels at the
 family's input), within the FP32 export rule (1e-4 + 1e-5 x max |logit|); one beyond it is reported
 as wrong and not timed. Then every file is timed by tfsep_edge.bench.harness.measure, round-robin in
 one process, batch 1, one thread (LiteRT + XNNPACK, the same plain interpreter call for both), the
@@ -103,6 +106,45 @@ def stock(model, cfg, folder: Path, key: str) -> Path:
     args = (torch.zeros(1, 1, cfg.n_mels, cfg.n_frames),)
     out.write_bytes(litert_torch.convert(model.eval(), args).model_content())
     return out
+
+
+def ours_int8(model, cfg, folder: Path, key: str, mels: np.ndarray) -> tuple[Path, object, float]:
+    """tfsep-edge's INT8 .tflite (PTQ with quantize's defaults, calibrated on noise log-mels
+    other than `mels`), its fake-quant twin's logits on `mels` and the twin's output step."""
+    import torch
+
+    from tfsep_edge.export.tflite_int8 import build_int8
+    from tfsep_edge.quant.calibrate import QuantOptions
+    from tfsep_edge.quant.quantize import quantize_model
+    from tfsep_edge.quant.ready import stem_layers
+    from tfsep_edge.quant.twin import output_step
+
+    calib = torch.from_numpy(probe_inputs(cfg, seed=11))
+    options = QuantOptions().with_float_layers(stem_layers(model))
+    art, _ = quantize_model(model, calib.split(16), options, frontend=cfg)
+    fq = art.fake_quant_model("int8")
+    with torch.no_grad():
+        twin = fq(torch.from_numpy(mels)).numpy()
+    graph, x_in, y = build_int8(fq, cfg)
+    out = folder / f"{key}_int8.tflite"
+    out.write_bytes(graph.pack([x_in], [y], {}, "tfsep-edge INT8 (PTQ)"))
+    return out, twin, output_step(fq)
+
+
+def check_int8_file(run, mels: np.ndarray, twin: np.ndarray, step: float) -> dict:
+    """The INT8 export rule (max |d logit| <= 3 output steps of the twin), one input at a time."""
+    from tfsep_edge.export.rule import int8_tolerance
+
+    got = np.concatenate([run(mels[i : i + 1]) for i in range(len(mels))])
+    diff, tol = float(np.abs(got - twin).max()), int8_tolerance(step)
+    return {
+        "inputs": len(mels),
+        "max_abs_logit_diff": diff,
+        "tolerance": tol,
+        "reference": "fake-quant twin",
+        "top1_vs_pytorch": float((got.argmax(1) == twin.argmax(1)).mean()),
+        "status": "ok" if diff <= tol else f"wrong: max |d logit| {diff:.2g} > {tol:.2g}",
+    }
 
 
 def interpreter_runner(path: Path, name: str, x: np.ndarray):
@@ -229,6 +271,7 @@ def main() -> None:
             paths = {}
             paths["ours"], row["ours_made_by"] = ours(model, cfg, Path(tmp), key)
             paths["stock"] = stock(model, cfg, Path(tmp), key)
+            paths["int8"], twin, step = ours_int8(model, cfg, Path(tmp), key, mels)
             for which, path in paths.items():
                 runner, run = interpreter_runner(path, f"{key} {which}", mels)
                 ops = operator_counts(path.read_bytes())
@@ -237,7 +280,7 @@ def main() -> None:
                     "operators": sum(ops.values()),
                     "ops_by_kind": dict(sorted(ops.items())),
                     "xnnpack_partitions": partitions(path),
-                    "check": check(run, mels, reference),
+                    "check": check_int8_file(run, mels, twin, step) if which == "int8" else check(run, mels, reference),
                 }
                 if row["files"][which]["check"]["status"] == "ok":
                     timed.append((key, which, runner))
@@ -256,8 +299,9 @@ def main() -> None:
     for (key, which, _), m in zip(timed, measured, strict=True):
         by_key[key]["files"][which]["latency_ms"] = {k: m["latency_ms"][k] for k in ("p50", "p90", "mean")}
     for row in rows:
-        o, s = (row["files"][w].get("latency_ms", {}).get("p50") for w in ("ours", "stock"))
+        o, s, q = (row["files"][w].get("latency_ms", {}).get("p50") for w in ("ours", "stock", "int8"))
         row["stock_time_over_ours"] = s / o if o and s else None
+        row["int8_time_over_fp32"] = q / o if o and q else None
         if row["stock_time_over_ours"] is not None and row["stock_time_over_ours"] < 1:
             _key, _label, name, options, fe = next(f for f in FAMILIES if f[0] == row["key"])
             row["ours_op_profile"] = op_hint(random_family_model(name, options), FRONTENDS[fe], args.profile_runs)
@@ -295,20 +339,23 @@ def markdown(rep: dict) -> str:
         "ratios, not the times.",
         "",
         "| family | input | params / MACs | tfsep-edge ms | stock ms | stock time / ours | operators ours / stock "
-        "| XNNPACK partitions ours / stock |",
-        "|---|---|---|---|---|---|---|---|",
+        "| XNNPACK partitions ours / stock | tfsep-edge INT8 ms | INT8 / FP32 time |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rep["rows"]:
         o, s = r["files"]["ours"], r["files"]["stock"]
         ratio = r.get("stock_time_over_ours")
+        q, q_ratio = r["files"].get("int8"), r.get("int8_time_over_fp32")
         lines.append(
             f"| {r['family']} | {'x'.join(map(str, r['input']))} | {r['params']:,} / {r['macs']:,} | {_ms(o)} | "
             f"{_ms(s)} | {f'{ratio:.2f}' if ratio else '-'} | {o['operators']} / {s['operators']} | "
-            f"{o['xnnpack_partitions']} / {s['xnnpack_partitions']} |"
+            f"{o['xnnpack_partitions']} / {s['xnnpack_partitions']} | {_ms(q) if q else '-'} | "
+            f"{f'{q_ratio:.2f}' if q_ratio else '-'} |"
         )
     lines += [
         "",
-        "stock time / ours > 1: tfsep-edge's file is faster (issue 22's target: at least as fast, >= 1.00).",
+        "stock time / ours > 1: tfsep-edge's file is faster (issue 22's target: at least as fast, >= 1.00). "
+        "INT8 / FP32 < 1: tfsep-edge's INT8 .tflite (PTQ, its float islands included) is the faster one here.",
         "",
         "## Checked against PyTorch before timing",
         "",
@@ -316,18 +363,21 @@ def markdown(rep: dict) -> str:
         "at the family's input, one at a time: max abs d logit / the FP32 export rule's tolerance, top-1 "
         "agreement with PyTorch.",
         "",
-        "| family | tfsep-edge | stock | tfsep-edge's file made by |",
-        "|---|---|---|---|",
+        "| family | tfsep-edge | stock | tfsep-edge's file made by | tfsep-edge INT8 vs its twin (INT8 rule) |",
+        "|---|---|---|---|---|",
     ]
     for r in rep["rows"]:
         cells = []
-        for w in ("ours", "stock"):
-            c = r["files"][w]["check"]
+        for w in ("ours", "stock", "int8"):
+            c = r["files"].get(w, {}).get("check")
+            if c is None:
+                cells.append("-")
+                continue
             verdict = "" if c["status"] == "ok" else " **wrong**"
             cells.append(
                 f"{c['max_abs_logit_diff']:.2g} / {c['tolerance']:.2g}, top-1 {c['top1_vs_pytorch']:.0%}{verdict}"
             )
-        lines.append(f"| {r['family']} | {cells[0]} | {cells[1]} | {r['ours_made_by']} |")
+        lines.append(f"| {r['family']} | {cells[0]} | {cells[1]} | {r['ours_made_by']} | {cells[2]} |")
     lines += [
         "",
         "## Operators by kind (ours / stock)",
