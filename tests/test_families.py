@@ -526,6 +526,11 @@ def test_bcresnet_quantizes_and_both_int8_exports_pass_the_rule(tmp_path, calib_
         assert "validated on" in res.stdout and "top-1 agreement" in res.stdout
         res = run_cli("predict", out, calib_set / "audio")
         assert res.returncode == 0 and "classified 20 of 20 files" in res.stdout + res.stderr, res.stderr
+    # int8 io needs an integer model, which BC-ResNet has none of: the fix must not be quantize --integer
+    res = run_cli("export", tmp_path / "q", "--int8", "--tflite", tmp_path / "io.tflite", "--io", "int8")
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and "a bcresnet has none" in lines[0], res.stderr
+    assert "drop --io int8" in lines[0] and not (tmp_path / "io.tflite").exists()
 
 
 def test_bcresnet_int8_tflite_without_the_identity_add_is_caught(tmp_path, calib_set):

@@ -108,6 +108,14 @@ def export_model(
     check_io(io, backend, int8, model_path)
     source = load_source(model_path, int8)
     if io == "int8" and not source.artifact.options.integer:
+        from tfsep_edge.quant.ready import INTEGER_FAMILIES
+
+        family = source.float_model.config.family
+        if family not in INTEGER_FAMILIES:  # quantize --integer refuses it: do not send the user there
+            raise TfsepError(
+                f"{model_path}: --io int8 needs an integer model, and a {family} has none (--integer builds "
+                f"{' | '.join(INTEGER_FAMILIES)}); export it with float input and output (drop --io int8)"
+            )
         raise TfsepError(
             f"{model_path}: --io int8 needs an integer model; quantize it with `tfsep-edge quantize CKPT "
             "--calib CALIB --integer`"
