@@ -243,7 +243,8 @@ def calibrate(model: TFSepNet, batches: Iterable[torch.Tensor], options: QuantOp
 def _int8_observer(options: QuantOptions) -> torch.ao.quantization.observer.ObserverBase:
     obs = torch.ao.quantization.observer
     cls = obs.HistogramObserver if options.observer == "histogram" else obs.MinMaxObserver
-    return cls(dtype=torch.qint8, qscheme=torch.per_tensor_affine, reduce_range=options.act_reduce_range)
+    with known_warnings_silenced():  # torch warns about reduce_range, whatever its value
+        return cls(dtype=torch.qint8, qscheme=torch.per_tensor_affine, reduce_range=options.act_reduce_range)
 
 
 def make_integer_observers(prepared: nn.Module, options: QuantOptions) -> dict:
