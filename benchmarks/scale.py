@@ -226,7 +226,12 @@ def run_fraction(fraction: float, workers: int, work: Path, faults: tuple[str, .
         name = row.split("\t")[0]
         os.link(data / name, eval_dir / Path(name).name)
     for jobs in (1, 2):
-        stage(f"predict --jobs {jobs}", CLI + ["predict", work / "model.onnx", eval_dir, "--jobs", jobs])
+        csv = work / f"predict_jobs{jobs}.csv"
+        stage(f"predict --jobs {jobs}", CLI + ["predict", work / "model.onnx", eval_dir, "--jobs", jobs, "--csv", csv])
+    # the criterion: N processes give one process's output, row for row
+    stages[-1]["csv_identical_to_jobs_1"] = (work / "predict_jobs2.csv").read_bytes() == (
+        work / "predict_jobs1.csv"
+    ).read_bytes()
     tried = []
     cache_dir = data / ".tfsep-cache"
     for name in faults:  # after the measured stages, so that their figures are a clean run's
@@ -303,6 +308,16 @@ def markdown(result: dict) -> str:
             cps = s.get("clips_per_s", "")
             lines.append(f"| {s['stage']} | {s['seconds']} | {s['peak_rss_mb']} | {s['peak_tree_rss_mb']} | {cps} |")
         lines.append("")
+        jobs = {s["stage"]: s for s in r["stages"] if s["stage"].startswith("predict --jobs")}
+        one, two = jobs.get("predict --jobs 1"), jobs.get("predict --jobs 2")
+        if one and two:
+            same = two.get("csv_identical_to_jobs_1")
+            verdict = {True: "identical", False: "DIFFERENT", None: "not compared (a run from before the check)"}
+            lines += [
+                f"`predict --jobs 2` ran {one['seconds'] / two['seconds']:.2f}x as fast as `--jobs 1` over the "
+                f"evaluate split; its CSV against one job's: {verdict[same]}.",
+                "",
+            ]
         for f in r.get("faults", []):
             done = ", ".join(f["complete_after_kill"]) or "none"
             lines += [
