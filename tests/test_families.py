@@ -385,6 +385,26 @@ def test_export_cli_bcresnet_fp32_and_its_budget(easy, tmp_path, suffix):
     assert (rep["params"], rep["macs"]) == (81_770, 10_229_180)
 
 
+def test_bcresnet_refusals_name_the_file_and_a_fix_that_works(easy, tmp_path):
+    """SubSpectralNorm sub-bands (before any calibration), and int8 io from a BC-ResNet checkpoint
+    (no integer model exists for it: the fix is to drop --io int8, not to quantize); the library
+    refuses an integer BC-ResNet too, not only the CLI."""
+    from tfsep_edge.quant.calibrate import INTEGER
+    from tfsep_edge.quant.quantize import quantize_model
+
+    save_checkpoint(build_model(make_config("bcresnet", width=8, sub_bands=2)).eval(), tmp_path / "ssn.pt")
+    res = run_cli("quantize", tmp_path / "ssn.pt", "--calib", tmp_path, "-o", tmp_path / "q")
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and "calibrating" not in res.stdout, res.stderr
+    assert lines[0].startswith(f"error: {tmp_path / 'ssn.pt'}: SubSpectralNorm with 2 sub-bands")
+    for fmt in ("tflite", "onnx"):
+        res = run_cli("export", easy / "bcresnet_c40.ckpt", f"--{fmt}", tmp_path / f"x.{fmt}", "--io", "int8")
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode == 2 and len(lines) == 1 and "a bcresnet has none" in lines[0], res.stderr
+    with pytest.raises(TfsepError, match="an integer model of a bcresnet"):
+        quantize_model(build_model(make_config("bcresnet", width=8)).eval(), [], INTEGER)
+
+
 def test_quantize_integer_refuses_bcresnet_and_names_what_it_takes(easy, tmp_path):
     res = run_cli("quantize", easy / "bcresnet_c40.ckpt", "--calib", tmp_path, "--integer", "-o", tmp_path / "q")
     lines = res.stderr.strip().splitlines()
@@ -540,7 +560,7 @@ def test_bcresnet_int8_tflite_without_the_identity_add_is_caught(tmp_path, calib
     import dataclasses
 
     from tfsep_edge.export.int8_graph import BCBlock, Int8Model, describe
-    from tfsep_edge.export.tflite_int8 import write_int8
+    from tfsep_edge.export.tflite_int8 import is_integer, write_int8
     from tfsep_edge.model.tfsepnet import randomise_statistics
     from tfsep_edge.quant.calibrate import QuantOptions
     from tfsep_edge.quant.quantize import quantize_model
@@ -567,6 +587,7 @@ def test_bcresnet_int8_tflite_without_the_identity_add_is_caught(tmp_path, calib
         it.invoke()
         return it.get_tensor(it.get_output_details()[0]["index"])
 
+    assert not is_integer(described)  # its SiLU is float: no int8 io, no --micro
     step = output_step(fq)
     right = np.abs(run(described) - twin).max() / step
     last = max(i for i, op in enumerate(described.ops) if isinstance(op, BCBlock) and op.residual is not None)

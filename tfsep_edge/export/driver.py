@@ -105,21 +105,11 @@ def export_model(
     model_path, out = Path(model_path), Path(out)
     backend.check_request(out, frontend, opset)
     check_output_file(out)
-    check_io(io, backend, int8, model_path)
+    if io not in IO_KINDS:
+        raise TfsepError(f"--io {io}: choose float or int8")
     source = load_source(model_path, int8)
-    if io == "int8" and not source.artifact.options.integer:
-        from tfsep_edge.quant.ready import INTEGER_FAMILIES
-
-        family = source.float_model.config.family
-        if family not in INTEGER_FAMILIES:  # quantize --integer refuses it: do not send the user there
-            raise TfsepError(
-                f"{model_path}: --io int8 needs an integer model, and a {family} has none (--integer builds "
-                f"{' | '.join(INTEGER_FAMILIES)}); export it with float input and output (drop --io int8)"
-            )
-        raise TfsepError(
-            f"{model_path}: --io int8 needs an integer model; quantize it with `tfsep-edge quantize CKPT "
-            "--calib CALIB --integer`"
-        )
+    if io == "int8":
+        check_int8_io(source, backend, int8, model_path)
     started = time.perf_counter()
     data = backend.build(source, int8, frontend, opset, io=io)
     waves, described = validation_set(source.frontend)
@@ -146,13 +136,25 @@ def export_model(
 IO_KINDS = ("float", "int8")
 
 
-def check_io(io: str, backend: Backend, int8: bool, model_path: Path) -> None:
-    """--io: int8 input and output only for INT8 files of formats that have them (TFLite)."""
-    if io not in IO_KINDS:
-        raise TfsepError(f"--io {io}: choose float or int8")
-    if io == "int8" and not (int8 and backend.int8_io):
+def check_int8_io(source: Source, backend: Backend, int8: bool, model_path: Path) -> None:
+    """--io int8: int8 input and output tensors only for the TFLite file of an integer model; each
+    refusal names the fix that leads there (none for a family without an integer model)."""
+    from tfsep_edge.quant.ready import INTEGER_FAMILIES
+
+    family = source.float_model.config.family
+    if family not in INTEGER_FAMILIES:  # quantize --integer refuses it: do not send the user there
+        raise TfsepError(
+            f"{model_path}: --io int8 needs an integer model, and a {family} has none (--integer builds "
+            f"{' | '.join(INTEGER_FAMILIES)}); export it with float input and output (drop --io int8)"
+        )
+    if not (int8 and backend.int8_io):
         fix = "add --int8 (an integer model's TFLite export)" if backend.int8_io else "export a .tflite (--tflite)"
         raise TfsepError(f"{model_path}: --io int8 gives int8 input and output tensors of an integer INT8 file; {fix}")
+    if not source.artifact.options.integer:
+        raise TfsepError(
+            f"{model_path}: --io int8 needs an integer model; quantize it with `tfsep-edge quantize CKPT "
+            "--calib CALIB --integer`"
+        )
 
 
 def short_timing(

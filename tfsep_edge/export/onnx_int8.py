@@ -223,14 +223,14 @@ def add_bc_block(g: GraphBuilder, x: QTensor, blk: BCBlock, freqs: int, frames: 
     if blk.transition is not None:
         x = add_qconv(g, x, blk.transition, blk.transition.name)
     aux = add_qconv(g, x, blk.dw, blk.dw.name)
-    m = g.reduce("ReduceMean", dequantize(g, aux, f"{blk.mean.name}.in"), [2], blk.mean.name)
+    m = g.reduce("ReduceMean", dequantize(g, aux, f"{blk.mean.name}.in"), [blk.mean.axis], blk.mean.name)
     mq = quantize(g, m, *_point(blk.mean.out), f"{blk.mean.name}.out", np.uint8)  # read by the conv only
     t = dequantize(g, add_qconv(g, mq, blk.temporal, blk.temporal.name), f"{blk.swish.name}.in")
     sw = g.op("Mul", [t, g.op("Sigmoid", [t], f"{blk.swish.name}.sigmoid")], blk.swish.name)
     swq = quantize(g, sw, *_point(blk.swish.out), f"{blk.swish.name}.out", np.uint8)
     p = dequantize(g, add_qconv(g, swq, blk.pw, blk.pw.name), f"{blk.pw.name}.res")
     channels = blk.pw.weight.shape[0]
-    p_full = spell_out(g, p, 2, channels, freqs, frames, blk.name)
+    p_full = spell_out(g, p, blk.mean.axis, channels, freqs, frames, blk.name)
     s = aux if blk.residual is None else add_qsum(g, identity, dequantize(g, aux, f"{blk.name}.aux"), blk.residual)
     return add_qsum(g, s, p_full, blk.out)
 

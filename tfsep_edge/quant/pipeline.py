@@ -378,6 +378,12 @@ def check_quantizable(model, path: Path, integer: bool) -> None:
             f"{path}: quantize builds INT8 models of {' | '.join(QUANTIZABLE_FAMILIES)}, not a {family}; "
             f"export its FP32 ONNX instead (tfsep-edge export {path} --onnx OUT.onnx)"
         )
+    sub_bands = max((getattr(m, "sub_bands", 1) for m in model.modules()), default=1)
+    if sub_bands > 1:  # before any calibration work
+        raise TfsepError(
+            f"{path}: SubSpectralNorm with {sub_bands} sub-bands: the INT8 model folds a plain BatchNorm "
+            "(1 sub-band) only; use a BC-ResNet trained without sub-bands"
+        )
     if integer and family not in INTEGER_FAMILIES:
         raise TfsepError(
             f"{path}: --integer builds {' | '.join(INTEGER_FAMILIES)} only; a {family}'s SiLU has no integer "

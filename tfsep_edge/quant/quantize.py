@@ -22,6 +22,7 @@ from tfsep_edge.model.tfsepnet import TFSepNet
 from tfsep_edge.quant.artifact import FORMAT, QuantizedArtifact, storage_bytes, versions
 from tfsep_edge.quant.calibrate import Calibration, QuantOptions, calibrate, convert, integer_points
 from tfsep_edge.quant.engine import ENGINES, OBSERVERS
+from tfsep_edge.quant.ready import INTEGER_FAMILIES
 
 
 def quantize_model(
@@ -38,6 +39,9 @@ def quantize_model(
     if options.observer not in OBSERVERS:
         raise TfsepError(f"--observer {options.observer}: choose one of {', '.join(OBSERVERS)}")
     options.check_integer()
+    if options.integer and model.config.family not in INTEGER_FAMILIES:
+        family = model.config.family
+        raise TfsepError(f"an integer model of a {family}: --integer builds {' | '.join(INTEGER_FAMILIES)}")
     model = copy.deepcopy(model).eval()
     if calibrated is None:
         calibrated = calibrate(model, calib_batches, options)

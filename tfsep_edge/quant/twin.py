@@ -247,6 +247,8 @@ def integer_twin(fq: QTFSepNet, int8_model: nn.Module, points: dict, frames: int
                 mean = getattr(layer, f"{branch}_mean")
                 setattr(layer, f"{branch}_mean", IntegerMean((dim,), _point(dw.body.out), _point(mean.out)))
             x = _point(layer.concat.out)
+        elif isinstance(layer, QBroadcastBlock):  # quantize_model refuses it first; never a stale point
+            raise ValueError(f"{name}: BC-ResNet's block has no integer form (its SiLU)")
     cls = fq.classifier.body
     fq.pool = IntegerMean((2, 3), _point(cls.out), tuple(points["pool"]), keepdim=False)
 
