@@ -214,6 +214,7 @@ class IntegerNorm(nn.Module):
     def __init__(self, norm: nn.Module, inp: tuple[float, int], points: dict, out: tuple[float, int], n: int):
         super().__init__()
         self.n = int(n)  # values per statistic (C * T) on the model's input length: the exports' constants
+        self.kind = type(norm).__name__  # AdaResNorm, or ResNorm (its constants): what reports call it
         self.rho = nn.Parameter(norm.rho.detach().clone().reshape(-1))
         self.gamma = nn.Parameter(norm.gamma.detach().clone().reshape(-1))
         self.beta = nn.Parameter(norm.beta.detach().clone().reshape(-1))

@@ -64,7 +64,7 @@ def float_variants(twin: nn.Module) -> Iterator[tuple[str, nn.Module]]:
         if isinstance(m, IntegerNorm):
             variant = copy.deepcopy(twin)
             _replace(variant, name, FloatNormAtPoint(variant.get_submodule(name)))
-            yield f"{name} (AdaResNorm)", variant
+            yield f"{name} ({m.kind})", variant
     block_means = [n for n, m in modules.items() if isinstance(m, IntegerMean) and n != "pool"]
     if block_means:
         variant = copy.deepcopy(twin)
