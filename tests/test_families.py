@@ -456,6 +456,17 @@ def test_bcresnet_with_subspectralnorm_bands_is_refused_by_the_fp32_exports(tmp_
 # --- TF-SepNet-64 in INT8 ---------------------------------------------------------------------------
 
 
+def exports_int8_and_predicts(qdir, out_base, calib_set) -> None:
+    """Both INT8 exports of a quantized folder pass the rule, and `predict` takes each file."""
+    for suffix in ("onnx", "tflite"):
+        out = out_base.with_suffix(f".{suffix}")
+        res = run_cli("export", qdir, "--int8", f"--{suffix}", out)
+        assert res.returncode == 0 and out.is_file(), res.stderr
+        assert "validated on" in res.stdout and "top-1 agreement" in res.stdout
+        res = run_cli("predict", out, calib_set / "audio")
+        assert res.returncode == 0 and "classified 20 of 20 files" in res.stdout + res.stderr, res.stderr
+
+
 @pytest.fixture(scope="module")
 def calib_set(tmp_path_factory):
     from tfsep_edge.datasets.synth import synthesize
@@ -483,13 +494,7 @@ def test_tfsepnet64_quantizes_with_its_two_conv_stem_float_and_exports_validated
     ops = describe(art.fake_quant_model()).ops
     assert isinstance(ops[0], QuantizeInput) and ops[0].out is None  # the float stem takes the float log-mel
     assert [type(op) for op in ops[1:4]] == [FloatConv, FloatConv, FloatNorm] and ops[1].out is None
-    for suffix in ("onnx", "tflite"):
-        out = tmp_path / f"v2_int8.{suffix}"
-        res = run_cli("export", tmp_path / "q", "--int8", f"--{suffix}", out)
-        assert res.returncode == 0 and out.is_file(), res.stderr
-        assert "validated on" in res.stdout and "top-1 agreement" in res.stdout
-        res = run_cli("predict", out, calib_set / "audio")
-        assert res.returncode == 0 and "classified 20 of 20 files" in res.stdout + res.stderr, res.stderr
+    exports_int8_and_predicts(tmp_path / "q", tmp_path / "v2_int8", calib_set)
 
 
 @pytest.mark.slow
@@ -539,13 +544,7 @@ def test_bcresnet_quantizes_and_both_int8_exports_pass_the_rule(tmp_path, calib_
         assert (blk.transition is None) == (blk.residual is not None) and blk.out.relu
         assert blk.mean.axis == 2 and blk.swish.out is not None
     assert sum(b.transition is not None for b in blocks) == 4  # 2C -> C, 1.5C, 2C, 2.5C
-    for suffix in ("onnx", "tflite"):
-        out = tmp_path / f"bc_int8.{suffix}"
-        res = run_cli("export", tmp_path / "q", "--int8", f"--{suffix}", out)
-        assert res.returncode == 0 and out.is_file(), res.stderr
-        assert "validated on" in res.stdout and "top-1 agreement" in res.stdout
-        res = run_cli("predict", out, calib_set / "audio")
-        assert res.returncode == 0 and "classified 20 of 20 files" in res.stdout + res.stderr, res.stderr
+    exports_int8_and_predicts(tmp_path / "q", tmp_path / "bc_int8", calib_set)
     # int8 io needs an integer model, which BC-ResNet has none of: the fix must not be quantize --integer
     res = run_cli("export", tmp_path / "q", "--int8", "--tflite", tmp_path / "io.tflite", "--io", "int8")
     lines = res.stderr.strip().splitlines()
