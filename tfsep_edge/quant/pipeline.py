@@ -45,7 +45,7 @@ from tfsep_edge.quant.calibrate import Calibration, QuantOptions
 from tfsep_edge.quant.engine import ENGINES, OBSERVERS, default_engine
 from tfsep_edge.quant.finetune import FinetuneOptions, check_finetune_data, finetune
 from tfsep_edge.quant.quantize import quantize_model
-from tfsep_edge.quant.ready import INTEGER_FAMILIES, QUANTIZABLE_FAMILIES, conv_layers, stem_layers
+from tfsep_edge.quant.ready import INTEGER_FAMILIES, QUANTIZABLE_FAMILIES, QTFSepNet, conv_layers, stem_layers
 
 SENSITIVITY_WINDOWS = 512  # per-layer fallback runs use at most this many evaluation windows
 SQNR_WINDOWS = 64  # per-layer SQNR from this many windows
@@ -378,12 +378,10 @@ def check_quantizable(model, path: Path, integer: bool) -> None:
             f"{path}: quantize builds INT8 models of {' | '.join(QUANTIZABLE_FAMILIES)}, not a {family}; "
             f"export its FP32 ONNX instead (tfsep-edge export {path} --onnx OUT.onnx)"
         )
-    sub_bands = max((getattr(m, "sub_bands", 1) for m in model.modules()), default=1)
-    if sub_bands > 1:  # before any calibration work
-        raise TfsepError(
-            f"{path}: SubSpectralNorm with {sub_bands} sub-bands: the INT8 model folds a plain BatchNorm "
-            "(1 sub-band) only; use a BC-ResNet trained without sub-bands"
-        )
+    try:  # what the quantization-ready model cannot hold (SubSpectralNorm sub-bands), before any calibration
+        QTFSepNet(model)
+    except TfsepError as exc:
+        raise TfsepError(f"{path}: {exc}") from None
     if integer and family not in INTEGER_FAMILIES:
         raise TfsepError(
             f"{path}: --integer builds {' | '.join(INTEGER_FAMILIES)} only; a {family}'s SiLU has no integer "
