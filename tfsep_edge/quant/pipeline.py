@@ -45,7 +45,14 @@ from tfsep_edge.quant.calibrate import Calibration, QuantOptions
 from tfsep_edge.quant.engine import ENGINES, OBSERVERS, default_engine
 from tfsep_edge.quant.finetune import FinetuneOptions, check_finetune_data, finetune
 from tfsep_edge.quant.quantize import quantize_model
-from tfsep_edge.quant.ready import INTEGER_FAMILIES, QUANTIZABLE_FAMILIES, QTFSepNet, conv_layers, stem_layers
+from tfsep_edge.quant.ready import (
+    INTEGER_FAMILIES,
+    QUANTIZABLE_FAMILIES,
+    QBlock,
+    QTFSepNet,
+    conv_layers,
+    stem_layers,
+)
 
 SENSITIVITY_WINDOWS = 512  # per-layer fallback runs use at most this many evaluation windows
 SQNR_WINDOWS = 64  # per-layer SQNR from this many windows
@@ -258,12 +265,13 @@ def design_choices(
     base, _ = quantize_model(model, None, options, calibrated=calibration)
     rows = [{"variant": "chosen configuration", **_short(evaluator.measure(base)), "bytes": _bytes(base)}]
     stem = stem_layers(model)
+    has_concat = any(isinstance(m, QBlock) for m in QTFSepNet(model).modules())
     for text, change in DESIGN_ALTERNATIVES:
         if options.integer:  # its alternative is the default model, compared in docs/quantization.md
             break
         if change.get("float_layers") == () and not set(stem) & set(options.float_layers):
             continue
-        if "shared_add_qparams" in change and model.config.family == "bcresnet":  # no concat to share
+        if "shared_add_qparams" in change and not has_concat:  # no block concat whose point the adds could share
             continue
         if "float_layers" in change:
             change = {"float_layers": tuple(n for n in options.float_layers if n not in stem)}
