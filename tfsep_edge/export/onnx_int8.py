@@ -175,6 +175,14 @@ def _point(q) -> tuple[float | None, int | None]:
     return (None, None) if q is None else (q.scale, q.zero_point)
 
 
+def add_qsum(g: GraphBuilder, a: QTensor, b: str, op: Add) -> QTensor | str:
+    """DQ(a) + b (float) [-> Relu] -> Q(op.out)."""
+    s = g.op("Add", [dequantize(g, a, f"{op.name}.a"), b], op.name)
+    if op.relu:
+        s = g.op("Relu", [s], f"{op.name}.relu")
+    return quantize(g, s, *_point(op.out), f"{op.name}.out")
+
+
 def add_qblock(g: GraphBuilder, x: QTensor, block: Block, freqs: int, frames: int) -> QTensor:
     """A quantized TF-SepConv block; output in natural channel order."""
     base, half = block.name, block.half
@@ -196,8 +204,7 @@ def add_qblock(g: GraphBuilder, x: QTensor, block: Block, freqs: int, frames: in
         p = add_qconv(g, mq, branch.pw, f"{base}.{name}.pw")
         p_float = dequantize(g, p, f"{base}.{name}.res_p")
         p_full = spell_out(g, p_float, mean.axis, half, freqs, frames, f"{base}.{name}")
-        s = g.op("Add", [dequantize(g, xi, f"{base}.{name}.res_x"), p_full], f"{base}.{name}.residual")
-        halves.append(quantize(g, s, *_point(branch.add.out), f"{base}.{name}.residual_out"))
+        halves.append(add_qsum(g, xi, p_full, branch.add))
     out_s, out_z = _point(block.concat.out)
     if all(isinstance(h, QTensor) and (h.scale, h.zero_point) == (out_s, out_z) for h in halves):
         # The residual adds share the concat's qparams (quantize's default): Q(DQ(q)) == q on
@@ -205,14 +212,6 @@ def add_qblock(g: GraphBuilder, x: QTensor, block: Block, freqs: int, frames: in
         return QTensor(g.op("Concat", [h.name for h in halves], f"{base}.out", axis=1), out_s, out_z, halves[0].stored)
     cat = g.op("Concat", [dequantize(g, h, f"{base}.cat_in{i}") for i, h in enumerate(halves)], f"{base}.cat", axis=1)
     return quantize(g, cat, out_s, out_z, f"{base}.out")
-
-
-def add_qsum(g: GraphBuilder, a: QTensor, b: str, op: Add) -> QTensor | str:
-    """DQ(a) + b (float) [-> Relu] -> Q(op.out)."""
-    s = g.op("Add", [dequantize(g, a, f"{op.name}.a"), b], op.name)
-    if op.relu:
-        s = g.op("Relu", [s], f"{op.name}.relu")
-    return quantize(g, s, *_point(op.out), f"{op.name}.out")
 
 
 def add_bc_block(g: GraphBuilder, x: QTensor, blk: BCBlock, freqs: int, frames: int) -> QTensor | str:

@@ -265,7 +265,7 @@ def design_choices(
     base, _ = quantize_model(model, None, options, calibrated=calibration)
     rows = [{"variant": "chosen configuration", **_short(evaluator.measure(base)), "bytes": _bytes(base)}]
     stem = stem_layers(model)
-    has_concat = any(isinstance(m, QBlock) for m in QTFSepNet(model).modules())
+    has_concat = any(isinstance(m, QBlock) for m in calibration.prepared.modules())
     for text, change in DESIGN_ALTERNATIVES:
         if options.integer:  # its alternative is the default model, compared in docs/quantization.md
             break
