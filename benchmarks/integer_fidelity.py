@@ -39,6 +39,7 @@ MODES = {  # --modes name: (the row's label, quantize's flags)
     "ptq-int8-stem": ("PTQ, stem convs and input in int8", {"float_stem": False}),
     "integer": ("--integer", {"integer": True}),
     "integer-finetune": ("--integer --finetune", {"integer": True, "finetune": True}),
+    "integer-int8-norms": ("--integer --int8-norms", {"integer": True, "int8_norms": True}),
 }
 
 

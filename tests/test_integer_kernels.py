@@ -439,3 +439,77 @@ def test_concatenation(runtime, seed):
     assert_exact(got, ik.concatenation(parts, axis=3, quants=[qp, qp], out_quant=qp))
     with pytest.raises(ValueError):
         ik.concatenation(parts, axis=3, quants=[qp, (qp[0] * 2, qp[1])], out_quant=qp)
+
+
+# --- int16 (the first norm's statistics) ----------------------------------------------------------
+
+
+def pot_scale(rng) -> float:
+    return float(2.0 ** rng.integers(-16, -4))
+
+
+def int16_scale(rng, pot: bool) -> float:
+    """A power of two (the scales integer_norm gives every int16 point), or any float32 one."""
+    return pot_scale(rng) if pot else float(np.float32(10 ** rng.uniform(-5, -2)))
+
+
+def random_int16(rng, shape, hi: int = 32767) -> np.ndarray:
+    return rng.integers(-hi, hi + 1, shape).astype(np.int16)
+
+
+def int16_tensor(g: FlatGraph, name: str, shape, scale: float):
+    return g.activation(name, shape, "INT16", Quant.per_tensor(scale, 0))
+
+
+@pytest.mark.parametrize("pot", [True, False], ids=["pot", "any"])
+@pytest.mark.parametrize("shapes", BROADCASTS[:4] + [((1, 64, 1, 1), (1, 64, 1, 1))], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("op", ["ADD", "SUB", "MUL"])
+def test_binary_int16(runtime, op, shapes, pot):
+    """int16 ADD/SUB (lifted by 2^15, LiteRT's general path) and MUL, zero points 0. With
+    power-of-two scales (what integer_norm uses) MUL's multiplier is exact, so LiteRT's float32
+    derivation and TFLM's double one agree; with any scales MUL is checked in LiteRT only."""
+    if op == "MUL" and not pot and runtime == ik.TFLM:
+        pytest.skip("MUL's multiplier differs between the runtimes for general scales (test_runtimes_disagree_on_mul)")
+    rng = rng_for("int16", op, shapes, pot)
+    a, b = (
+        random_int16(rng, shapes[0], 181 if op == "MUL" else 16000),
+        random_int16(rng, shapes[1], 181 if op == "MUL" else 16000),
+    )
+    sa, sb, so = (int16_scale(rng, pot) for _ in range(3))
+    if op == "MUL":
+        so = sa * sb * 4 if pot else so
+    g = FlatGraph()
+    at, bt = int16_tensor(g, "a", a.shape, sa), int16_tensor(g, "b", b.shape, sb)
+    out = tg.binary(g, op, at, bt, "out", quant=Quant.per_tensor(so, 0))
+    fn = {"ADD": ik.add, "SUB": ik.sub}.get(op)
+    want = fn(a, sa, 0, b, sb, 0, so, 0, bits=16) if fn else ik.mul(a, sa, 0, b, sb, 0, so, 0, runtime=runtime, bits=16)
+    assert_exact(run(runtime, pack(g, [at, bt], out), [a, b]), want)
+
+
+@pytest.mark.parametrize("pot", [True, False], ids=["pot", "any"])
+def test_mean_int16(runtime, pot):
+    rng = rng_for("mean16", pot)
+    q = random_int16(rng, X)
+    si, so = int16_scale(rng, pot), int16_scale(rng, pot)
+    g = FlatGraph()
+    qt = int16_tensor(g, "x", X, si)
+    out = tg.mean(g, qt, [2, 3], "mean", quant=Quant.per_tensor(so, 0))
+    assert_exact(run(runtime, pack(g, [qt], out), [q]), ik.mean(q, si, 0, so, 0, [2, 3], bits=16))
+
+
+@pytest.mark.parametrize("direction", ["8to16", "16to8"])
+def test_quantize_int8_int16(runtime, direction):
+    rng = rng_for("q16", direction)
+    s8, zp8 = random_qparams(rng)
+    s16 = float(2.0 ** np.floor(np.log2(s8 * 255 / 32767)))  # a power of two that holds the int8 range
+    g = FlatGraph()
+    if direction == "8to16":
+        q = random_int8(rng, X)
+        qt, out = g.activation("q", X, "INT8", Quant.per_tensor(s8, zp8)), int16_tensor(g, "r", X, s16)
+        want = ik.quantize_from_int8(q, s8, zp8, s16, 0, bits=16)
+    else:
+        q = random_int16(rng, X)
+        qt, out = int16_tensor(g, "q", X, s16), g.activation("r", X, "INT8", Quant.per_tensor(s8, zp8))
+        want = ik.quantize_from_int8(q, s16, 0, s8, zp8)
+    g.op("QUANTIZE", [qt], [out])
+    assert_exact(run(runtime, pack(g, [qt], out), [q]), want)

@@ -185,6 +185,8 @@ def test_cli_quantize_integer_scans_its_integer_parts(tiny, tmp_path):
     rows = json.loads((out / "quant_report.json").read_text())["layer_sensitivity"]
     parts = {r["layer"] for r in rows}
     assert {"input QUANTIZE", "the blocks' 18 means", "global mean"} <= parts
+    info = json.loads((out / "quant_report.json").read_text())["quantization"]
+    assert info["integer_points"]["wide_norms"] == ["feature.1"]  # the first norm's statistics in int16
     assert sum(p.endswith("(AdaResNorm)") for p in parts) == 5
     gains = [r["float_logit_sqnr_gain_db"] for r in rows]
     assert gains == sorted(gains, reverse=True)
@@ -283,3 +285,16 @@ def test_int8_weights_are_the_gptq_weights(tiny, artifact):
     w = artifact.int8_model.get_submodule(name).body.conv.weight()
     assert torch.equal(w.dequantize(), cal.rounded[name][0])
     assert artifact.info["weight_rounding"] == "gptq"
+
+
+def test_int8_norms_needs_integer(tmp_path):
+    from tfsep_edge.core.errors import TfsepError
+    from tfsep_edge.quant.pipeline import QuantizeRequest, check_request
+
+    req = QuantizeRequest(checkpoint=tmp_path / "m.pt", calib=tmp_path, out=tmp_path / "q", int8_norms=True)
+    with pytest.raises(TfsepError, match="--int8-norms .*--integer"):
+        check_request(req)
+    options, _ = check_request(
+        QuantizeRequest(tmp_path / "m.pt", tmp_path, out=tmp_path / "q", integer=True, int8_norms=True)
+    )
+    assert options.integer and not options.int16_first_norm

@@ -523,8 +523,14 @@ def quantize(
     integer: bool = typer.Option(
         False,
         "--integer",
-        help="integer from input to logits: int8 input and stem, AdaResNorm in int8 ops, int8 means and "
-        "global mean (TFLite Micro; docs/quantization.md)",
+        help="integer from input to logits: int8 input and stem, AdaResNorm in integer ops (the first one's "
+        "statistics in int16), int8 means and global mean (TFLite Micro; docs/quantization.md)",
+    ),
+    int8_norms: bool = typer.Option(
+        False,
+        "--int8-norms",
+        help="with --integer: the first norm's statistics in int8 too: a smaller TFLite Micro arena, "
+        "lower fidelity (docs/quantization.md)",
     ),
     as_json: bool = typer.Option(False, "--json", help="print the report as one JSON object"),
 ) -> None:
@@ -549,6 +555,7 @@ def quantize(
         sensitivity=sensitivity,
         reduce_range=reduce_range,
         integer=integer,
+        int8_norms=int8_norms,
         as_json=as_json,
     )
     raise typer.Exit(code)

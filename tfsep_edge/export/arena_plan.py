@@ -23,7 +23,7 @@ from tfsep_edge.export.tflite_flatbuffer import FlatGraph, Tensor
 METADATA_KEY = "OfflineMemoryAllocation"  # the name TFLM's allocator looks for
 ALIGNMENT = 16  # TFLM's buffer alignment
 LARGE = 32  # a buffer of at least 1/LARGE of the bytes live at once is placed by the search
-_ITEM_BYTES = {"FLOAT32": 4, "INT32": 4, "INT64": 8, "INT8": 1}
+_ITEM_BYTES = {"FLOAT32": 4, "INT32": 4, "INT64": 8, "INT16": 2, "INT8": 1}
 
 
 @dataclass(frozen=True)

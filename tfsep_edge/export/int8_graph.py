@@ -130,6 +130,7 @@ class IntegerNorm:
     scale_conv: object  # integer_norm.ChannelConv (numpy only)
     offset_conv: object
     pool: MaxPool | None
+    wide: object = None  # integer_norm.WideSpec: int16 statistics (then the convs are unused)
 
 
 @dataclass(frozen=True)
@@ -319,7 +320,9 @@ def describe_integer_norm(norm, name: str, pool: MaxPool | None) -> IntegerNorm:
     """A twin IntegerNorm with its current constants and (runtime-agreeing) scales."""
     spec = norm.spec(norm.n)
     q = {k: QParams(*v) for k, v in spec.points.items()}
-    return IntegerNorm(name, QParams(*spec.inp), q, QParams(*spec.out), spec.scale_conv, spec.offset_conv, pool)
+    return IntegerNorm(
+        name, QParams(*spec.inp), q, QParams(*spec.out), spec.scale_conv, spec.offset_conv, pool, spec.wide
+    )
 
 
 def describe_block(block, groups: int, name: str, inp: QParams | None) -> Block:

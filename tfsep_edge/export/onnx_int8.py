@@ -259,6 +259,8 @@ def add_integer_norm(g: GraphBuilder, x: QTensor, op: IntegerNorm) -> QTensor:
     statistics over C and T of NCHW x; the 1x1 convs from the statistics to the channels as a Mul
     and an Add by their dequantized weight and bias), then the
     max-pool after it on the dequantized output, requantized to the same point (Q is monotonic)."""
+    if op.wide is not None:
+        return add_integer_norm_wide(g, x, op)
     base = op.name
 
     def point(value: str, key: str) -> QTensor:
@@ -293,6 +295,46 @@ def add_integer_norm(g: GraphBuilder, x: QTensor, op: IntegerNorm) -> QTensor:
         return y
     pooled = g.op("MaxPool", [value(y)], f"{op.pool.name}.pool", kernel_shape=[2, 2], strides=[2, 2])
     return quantize(g, pooled, y.scale, y.zero_point, f"{op.pool.name}.pool_out")
+
+
+def add_integer_norm_wide(g: GraphBuilder, x: QTensor, op: IntegerNorm) -> QTensor:
+    """The wide norm (quant/integer_norm.integer_norm_wide) in float ops, each int16 point as
+    x -> round(x / s) clipped to int16, times s (its scales are powers of two: exact in float32),
+    the int8 points as Q/DQ, RSQRT as rsqrt_table; statistics over C and T of NCHW x."""
+    base, w = op.name, op.wide
+
+    def int16_point(value: str, scale: float, key: str) -> str:
+        steps = g.op("Mul", [value, g.const(f"{base}.{key}.inv", np.array(1.0 / scale, np.float32))], f"{base}.{key}_s")
+        lo, hi = (g.const(f"{base}.{key}.{n}", np.array(v, np.float32)) for n, v in (("lo", -32768), ("hi", 32767)))
+        q = g.op("Clip", [g.op("Round", [steps], f"{base}.{key}_r"), lo, hi], f"{base}.{key}_q")
+        return g.op("Mul", [q, g.const(f"{base}.{key}.scale", np.array(scale, np.float32))], f"{base}.{key}")
+
+    def per_channel(k, key: str) -> str:
+        return g.const(f"{base}.{key}", (k.q.astype(np.float64) * k.scale).astype(np.float32).reshape(1, -1, 1, 1))
+
+    def binary(code: str, a: str, b: str, scale: float, key: str) -> str:
+        return int16_point(g.op(code, [a, b], f"{base}.{key}_f"), scale, key)
+
+    x16 = int16_point(dequantize(g, x, x.name), w.x, "x16")
+    mu = int16_point(g.reduce("ReduceMean", x16, [1, 3], f"{base}.mean_f"), w.mean, "mean16")
+    d = binary("Sub", x16, mu, w.centered, "centered16")
+    sq = binary("Mul", d, d, w.sq, "sq16")
+    var = int16_point(g.reduce("ReduceMean", sq, [1, 3], f"{base}.var_f"), w.var, "var16")
+    var8 = quantize(g, var, op.points["var"].scale, op.points["var"].zero_point, f"{base}.var")
+    r8 = rsqrt_table(g, var8, op.points["rsqrt"], f"{base}.rsqrt")
+    r = int16_point(dequantize(g, r8, r8.name), w.r, "r16")
+    for i, st in enumerate(w.newton):
+        u = binary("Mul", binary("Mul", var, r, st.w, f"newton{i}.w"), r, st.u, f"newton{i}.u")
+        three = g.const(f"{base}.newton{i}.three", np.array(st.three.q[0] * st.three.scale, np.float32))
+        r = binary("Mul", r, binary("Sub", three, u, st.v, f"newton{i}.v"), st.r, f"newton{i}.r")
+    gc = per_channel(w.g, "g")
+    scale = binary("Add", binary("Mul", r, per_channel(w.c, "c"), w.scale_mul, "cr"), gc, w.scale, "scale16")
+    gmu = binary("Mul", mu, gc, w.offset_mul, "gmu")
+    offset = binary("Add", gmu, per_channel(w.beta, "beta"), w.offset, "offset16")
+    y = binary("Add", binary("Mul", d, scale, w.product, "product16"), offset, w.out, "out16")
+    if op.pool is not None:  # Q is monotonic: Q(max(y)) == max(Q(y))
+        y = g.op("MaxPool", [y], f"{op.pool.name}.pool", kernel_shape=[2, 2], strides=[2, 2])
+    return quantize(g, y, op.out.scale, op.out.zero_point, f"{base}.out")
 
 
 def add_max_pool(g: GraphBuilder, x: QTensor | str, op: MaxPool) -> QTensor | str:

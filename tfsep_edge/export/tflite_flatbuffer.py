@@ -13,6 +13,7 @@ _DTYPES = {
     np.dtype(np.float32): "FLOAT32",
     np.dtype(np.int32): "INT32",
     np.dtype(np.int8): "INT8",
+    np.dtype(np.int16): "INT16",
     np.dtype(np.int64): "INT64",
 }
 

@@ -57,14 +57,15 @@ def broadcast_shape(a: tuple, b: tuple) -> tuple:
 def binary(
     g: FlatGraph, code: str, a: Tensor, b: Tensor, name: str, quant: Quant | None = None, relu: bool = False
 ) -> Tensor:
-    """An elementwise ADD/MUL/SUB (broadcasting), int8 at `quant`, with a fused ReLU if `relu`."""
-    dtype = "INT8" if quant is not None else "FLOAT32"
+    """An elementwise ADD/MUL/SUB (broadcasting), quantized at `quant` (int8, or int16 when the
+    inputs are int16), with a fused ReLU if `relu`."""
+    dtype = ("INT16" if a.dtype == "INT16" else "INT8") if quant is not None else "FLOAT32"
     out = g.activation(name, broadcast_shape(a.shape, b.shape), dtype, quant)
     opts = {"ADD": "AddOptions", "MUL": "MulOptions", "SUB": "SubOptions"}[code]
-    if relu:
-        g.op(code, [a, b], [out], g.options(opts, fusedActivationFunction=g.s.ActivationFunctionType.RELU))
-    else:
-        g.op(code, [a, b], [out], g.options(opts))
+    values = {"fusedActivationFunction": g.s.ActivationFunctionType.RELU} if relu else {}
+    if dtype == "INT16" and code != "MUL":  # LiteRT's general int16 path, the one TFLM has
+        values["potScaleInt16"] = False
+    g.op(code, [a, b], [out], g.options(opts, **values))
     return out
 
 

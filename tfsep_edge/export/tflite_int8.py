@@ -211,6 +211,9 @@ def qblock(g: FlatGraph, x: Tensor, blk: Block, gather: bool = False) -> Tensor:
 # and joins the narrower transition outputs: the same integers, a smaller TFLM arena
 # (docs/quantization.md, "The integer .tflite in TFLite Micro's arena", has the measurements).
 FRONT_BANDS = 3
+# A wide first norm (int16 statistics) holds two int16 band tensors at once: more, narrower bands.
+# Past 6 the per-op bookkeeping grows faster than the bands shrink (measured at C=12).
+WIDE_FRONT_BANDS = 6
 
 
 def chunked_front(g: FlatGraph, x: Tensor, stem: Int8Conv, norm: IntegerNorm, blk: Block, bands: int) -> list[Tensor]:
@@ -245,6 +248,8 @@ def integer_norm(g: FlatGraph, x: Tensor, op: IntegerNorm, suffix: str = "") -> 
     arithmetic): statistics over (T, C) of NHWC x, each (B, F, 1, 1) statistic taken to the C
     channels by a 1x1 CONV_2D; then the max-pool after it, if any.
     `suffix` names the tensors of one band of rows (chunked_front)."""
+    if op.wide is not None:
+        return integer_norm_wide(g, x, op, suffix)
     name, p = op.name + suffix, {k: _quant(q) for k, q in op.points.items()}
 
     def channel_conv(stat: Tensor, conv, key: str) -> Tensor:  # (B, F, 1, 1) -> (B, F, 1, C)
@@ -263,6 +268,45 @@ def integer_norm(g: FlatGraph, x: Tensor, op: IntegerNorm, suffix: str = "") -> 
     d = tg.binary(g, "SUB", x, mu, f"{name}.centered", quant=p["centered"])
     prod = tg.binary(g, "MUL", d, scale, f"{name}.product", quant=p["product"])
     y = tg.binary(g, "ADD", prod, offset, f"{name}.out", quant=_quant(op.out))
+    return tg.max_pool(g, y, f"{op.pool.name}.pool") if op.pool is not None else y
+
+
+def integer_norm_wide(g: FlatGraph, x: Tensor, op: IntegerNorm, suffix: str = "") -> Tensor:
+    """The wide norm (int16 statistics) in the order of quant/integer_norm.integer_norm_wide:
+    int16 tensors at power-of-two scales, the per-channel constants (1, 1, 1, C) int16."""
+    name, w, p = op.name + suffix, op.wide, {k: _quant(q) for k, q in op.points.items()}
+
+    def q16(scale: float) -> Quant:
+        return Quant.per_tensor(scale, 0)
+
+    def requantize(t: Tensor, quant: Quant, dtype: str, key: str) -> Tensor:
+        out = g.activation(f"{name}.{key}", t.shape, dtype, quant)
+        g.op("QUANTIZE", [t], [out])
+        return out
+
+    def const(k, key: str, shape=(1, 1, 1, -1)) -> Tensor:
+        return g.const(f"{op.name}.{key}", k.q.reshape(shape), q16(k.scale))
+
+    def binary(code: str, a: Tensor, b: Tensor, scale: float, key: str) -> Tensor:
+        return tg.binary(g, code, a, b, f"{name}.{key}", quant=q16(scale))
+
+    x16 = requantize(x, q16(w.x), "INT16", "x16")
+    mu = tg.mean(g, x16, [2, 3], f"{name}.mean16", quant=q16(w.mean))
+    d = binary("SUB", x16, mu, w.centered, "centered16")
+    var = tg.mean(g, binary("MUL", d, d, w.sq, "sq16"), [2, 3], f"{name}.var16", quant=q16(w.var))
+    var8 = requantize(var, p["var"], "INT8", "var")
+    r8 = g.activation(f"{name}.rsqrt", var8.shape, "INT8", p["rsqrt"])
+    g.op("RSQRT", [var8], [r8])
+    r = requantize(r8, q16(w.r), "INT16", "rsqrt16")
+    for i, st in enumerate(w.newton):
+        u = binary("MUL", binary("MUL", var, r, st.w, f"newton{i}.w"), r, st.u, f"newton{i}.u")
+        v = binary("SUB", const(st.three, f"newton{i}.three", (1, 1, 1, 1)), u, st.v, f"newton{i}.v")
+        r = binary("MUL", r, v, st.r, f"newton{i}.r")
+    gq = const(w.g, "g")
+    s = binary("ADD", binary("MUL", r, const(w.c, "c"), w.scale_mul, "cr"), gq, w.scale, "scale16")
+    o = binary("ADD", binary("MUL", mu, gq, w.offset_mul, "gmu"), const(w.beta, "beta"), w.offset, "offset16")
+    y = binary("ADD", binary("MUL", d, s, w.product, "product16"), o, w.out, "out16")
+    y = requantize(y, _quant(op.out), "INT8", "out")
     return tg.max_pool(g, y, f"{op.pool.name}.pool") if op.pool is not None else y
 
 
@@ -288,7 +332,8 @@ def add_qmodel(g: FlatGraph, x: Tensor, model: Int8Model, int8_output: bool = Fa
         op = ops.pop(0)
         if front_in_bands(ops, op):
             norm, blk = ops.pop(0), ops.pop(0)
-            x = block_paths(g, chunked_front(g, x, op, norm, blk, FRONT_BANDS), blk)
+            bands = WIDE_FRONT_BANDS if norm.wide is not None else FRONT_BANDS
+            x = block_paths(g, chunked_front(g, x, op, norm, blk, bands), blk)
         elif isinstance(op, QuantizeInput):
             if x.dtype != "INT8":
                 x = quantize(g, x, _quant(op.out), "input.q")

@@ -52,6 +52,9 @@ class QuantOptions:
     # float_layers=() and float_means=True (the PyTorch INT8 model keeps the norms and means as
     # float islands; the twin and the exports compute them in integers).
     integer: bool = False
+    # With `integer`: the first norm's statistics in int16 (integer_norm.WideSpec); False keeps them
+    # int8 (the smaller TFLite Micro arena; the fidelity cost is in docs/quantization.md).
+    int16_first_norm: bool = True
 
     @property
     def act_reduce_range(self) -> bool:
@@ -278,11 +281,14 @@ def _qparams(observer) -> list:
     return [float(scale.reshape(-1)[0]), int(zero_point.reshape(-1)[0])]
 
 
-def integer_points(calibration: Calibration) -> dict:
-    """The integer points as JSON ({"norms": {island: {point: [scale, zp]}}, "pool": [scale, zp]},
-    int8 zero points): saved in the artifact's info, read by the twin."""
+def integer_points(calibration: Calibration, int16_first_norm: bool = True) -> dict:
+    """The integer points as JSON ({"norms": {island: {point: [scale, zp]}}, "pool": [scale, zp],
+    "wide_norms": [island]}, int8 zero points): saved in the artifact's info, read by the twin.
+    With `int16_first_norm` the first norm is wide (int16 statistics, integer_norm.WideSpec);
+    artifacts made before wide norms have no "wide_norms" and stay all int8."""
     obs = calibration.integer_observers
     if obs is None:
         raise ValueError("calibration was made without the integer points (QuantOptions.integer)")
     norms = {name: {p: _qparams(o) for p, o in points.items()} for name, points in obs["norms"].items()}
-    return {"norms": norms, "pool": _qparams(obs["pool"])}
+    first = min(norms, key=lambda name: int(name.rsplit(".", 1)[-1]))  # feature.<i>: the full-resolution norm
+    return {"norms": norms, "pool": _qparams(obs["pool"]), "wide_norms": [first] if int16_first_norm else []}

@@ -1,7 +1,9 @@
 """The integer arithmetic of TFLite's int8 reference kernels, in numpy: bit for bit what LiteRT's
 builtin reference kernels (OpResolverType.BUILTIN_REF) and TensorFlow Lite Micro compute for the
 ops of an integer TF-SepNet (QUANTIZE, DEQUANTIZE, ADD, SUB, MUL, SQUARED_DIFFERENCE, MEAN, RSQRT,
-CONV_2D / DEPTHWISE_CONV_2D requantization, MAX_POOL_2D, CONCATENATION).
+CONV_2D / DEPTHWISE_CONV_2D requantization, MAX_POOL_2D, CONCATENATION), and the int16 versions
+of QUANTIZE (to and from int8), ADD, SUB, MUL and MEAN that the first norm's statistics use
+(`bits=16`: zero point 0, ADD/SUB lift by 2^15 instead of 2^20, int16 clamp).
 
 Written from the kernels' sources (tflite-micro's kernels/internal/reference/ and micro/kernels/,
 LiteRT's tflite/kernels/); tests/test_integer_kernels.py holds each function to both runtimes on
@@ -25,10 +27,12 @@ from __future__ import annotations
 import numpy as np
 
 INT8_MIN, INT8_MAX = -128, 127
+INT16_MIN, INT16_MAX = -(2**15), 2**15 - 1
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 LITERT, TFLM = "litert", "tflm"
 
 ADD_LEFT_SHIFT = 20  # int8 ADD/SUB lift both inputs by 2^20 before rescaling them to a common scale
+ADD_LEFT_SHIFT_INT16 = 15  # int16: 2^15 (65535 << 15 still fits the int32 sum)
 SQUARED_DIFFERENCE_LEFT_SHIFT = 7  # smaller: the difference is squared in int32
 RSQRT_SHIFT = 20  # RSQRT keeps 1/sqrt(v) as an integer scaled by 2^20
 
@@ -48,6 +52,15 @@ def wrap_int32(x) -> np.ndarray:
 
 def clamp_int8(x, lo: int = INT8_MIN, hi: int = INT8_MAX) -> np.ndarray:
     return np.clip(x, lo, hi).astype(np.int8)
+
+
+def clamp_bits(x, bits: int) -> np.ndarray:
+    """Clamped to int8 or int16, the output type of an op with `bits`-bit tensors."""
+    if bits == 8:
+        return clamp_int8(x)
+    if bits == 16:
+        return np.clip(x, INT16_MIN, INT16_MAX).astype(np.int16)
+    raise ValueError(f"{bits}-bit tensors: the kernels here are int8 and int16")
 
 
 def float32_scale(scale) -> np.ndarray:
@@ -194,11 +207,12 @@ def dequantize(q, scale: float, zero_point: int) -> np.ndarray:
     return (float32_scale(scale) * (as_int(q) - int(zero_point))).astype(np.float32)
 
 
-def quantize_from_int8(q, in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
-    """QUANTIZE int8 -> int8 (Requantize): (q - in_zp) * in_scale / out_scale through
-    multiply_by_quantized_multiplier, + out_zp, clamped."""
+def quantize_from_int8(q, in_scale: float, in_zp: int, out_scale: float, out_zp: int, bits: int = 8) -> np.ndarray:
+    """QUANTIZE between integer types (Requantize; int8 -> int8, and int8 <-> int16 with
+    `bits` the output's): (q - in_zp) * in_scale / out_scale through
+    multiply_by_quantized_multiplier (the multiplier in double), + out_zp, clamped."""
     m, s = quantize_multiplier(float32_scale(in_scale) / float32_scale(out_scale))
-    return clamp_int8(multiply_by_quantized_multiplier(as_int(q) - int(in_zp), m, s) + int(out_zp))
+    return clamp_bits(multiply_by_quantized_multiplier(as_int(q) - int(in_zp), m, s) + int(out_zp), bits)
 
 
 # --- ADD / SUB / SQUARED_DIFFERENCE: both inputs rescaled to twice the larger input scale ----------
@@ -220,26 +234,28 @@ def _rescale_inputs(a, a_zp, b, b_zp, m1, m2, left_shift):
     return a, b
 
 
-def _add_or_sub(a, a_scale, a_zp, b, b_scale, b_zp, out_scale, out_zp, sign: int):
-    r1, r2, ro = _common_scale_multipliers(a_scale, b_scale, out_scale, ADD_LEFT_SHIFT)
+def _add_or_sub(a, a_scale, a_zp, b, b_scale, b_zp, out_scale, out_zp, sign: int, bits: int):
+    shift = ADD_LEFT_SHIFT if bits == 8 else ADD_LEFT_SHIFT_INT16
+    r1, r2, ro = _common_scale_multipliers(a_scale, b_scale, out_scale, shift)
     m1, m2 = quantize_multiplier_smaller_than_one(r1), quantize_multiplier_smaller_than_one(r2)
     mo = quantize_multiplier_smaller_than_one(ro)
-    x, y = _rescale_inputs(a, a_zp, b, b_zp, m1, m2, ADD_LEFT_SHIFT)
+    x, y = _rescale_inputs(a, a_zp, b, b_zp, m1, m2, shift)
     raw = wrap_int32(x + sign * y)
-    return clamp_int8(multiply_by_quantized_multiplier_smaller_than_one_exp(raw, *mo) + int(out_zp))
+    return clamp_bits(multiply_by_quantized_multiplier_smaller_than_one_exp(raw, *mo) + int(out_zp), bits)
 
 
-def add(a, a_scale, a_zp, b, b_scale, b_zp, out_scale, out_zp) -> np.ndarray:
+def add(a, a_scale, a_zp, b, b_scale, b_zp, out_scale, out_zp, bits: int = 8) -> np.ndarray:
     """ADD int8 (numpy broadcasting, as BroadcastAdd6DSlow): (a - a_zp) and (b - b_zp) lifted by
     2^20, each rescaled to half the larger input scale, summed in int32, rescaled to the output
-    (three double-rounding multiplications). LiteRT and TFLM alike."""
-    return _add_or_sub(a, a_scale, a_zp, b, b_scale, b_zp, out_scale, out_zp, 1)
+    (three double-rounding multiplications). LiteRT and TFLM alike. int16 (`bits=16`): lifted by
+    2^15, LiteRT's general path (AddOptions.pot_scale_int16 false), TFLM's only one."""
+    return _add_or_sub(a, a_scale, a_zp, b, b_scale, b_zp, out_scale, out_zp, 1, bits)
 
 
-def sub(a, a_scale, a_zp, b, b_scale, b_zp, out_scale, out_zp) -> np.ndarray:
-    """SUB int8 (broadcasting): ADD's arithmetic on the difference. LiteRT and TFLM alike.
+def sub(a, a_scale, a_zp, b, b_scale, b_zp, out_scale, out_zp, bits: int = 8) -> np.ndarray:
+    """SUB (broadcasting): ADD's arithmetic on the difference. LiteRT and TFLM alike.
     (LiteRT also accepts an output multiplier > 1, where TFLM aborts; not modelled: ValueError.)"""
-    return _add_or_sub(a, a_scale, a_zp, b, b_scale, b_zp, out_scale, out_zp, -1)
+    return _add_or_sub(a, a_scale, a_zp, b, b_scale, b_zp, out_scale, out_zp, -1, bits)
 
 
 def squared_difference(a, a_scale, a_zp, b, b_scale, b_zp, out_scale, out_zp) -> np.ndarray:
@@ -270,11 +286,12 @@ def mul_multiplier(a_scale, b_scale, out_scale, runtime: str = LITERT) -> float:
     return float(sa) * float(sb) / float(so)
 
 
-def mul(a, a_scale, a_zp, b, b_scale, b_zp, out_scale, out_zp, runtime: str = LITERT) -> np.ndarray:
-    """MUL int8 (broadcasting): (a - a_zp) * (b - b_zp) in int32 times one multiplier."""
+def mul(a, a_scale, a_zp, b, b_scale, b_zp, out_scale, out_zp, runtime: str = LITERT, bits: int = 8) -> np.ndarray:
+    """MUL (broadcasting): (a - a_zp) * (b - b_zp) in int32 times one multiplier; int16 alike
+    (zero points 0; the product of two int16 fits int32)."""
     m, s = quantize_multiplier(mul_multiplier(a_scale, b_scale, out_scale, runtime))
     prod = (as_int(a) - int(a_zp)) * (as_int(b) - int(b_zp))
-    return clamp_int8(multiply_by_quantized_multiplier(prod, m, s) + int(out_zp))
+    return clamp_bits(multiply_by_quantized_multiplier(prod, m, s) + int(out_zp), bits)
 
 
 # --- MEAN -----------------------------------------------------------------------------------------
@@ -290,7 +307,7 @@ def mean_multiplier(in_scale, out_scale, count: int) -> tuple[int, int]:
     return (m << n_shift) // int(count), s - n_shift
 
 
-def mean(q, in_scale, in_zp, out_scale, out_zp, axes, keep_dims: bool = True) -> np.ndarray:
+def mean(q, in_scale, in_zp, out_scale, out_zp, axes, keep_dims: bool = True, bits: int = 8) -> np.ndarray:
     """MEAN int8 over `axes` (QuantizedMeanOrSum): the int32 sum, minus in_zp * count, times
     mean_multiplier, + out_zp. Both runtimes' reference kernels take this path for every int8
     MEAN, same qparams or not, axes [1, 2] of a 4-D tensor included (only LiteRT's optimized
@@ -300,7 +317,7 @@ def mean(q, in_scale, in_zp, out_scale, out_zp, axes, keep_dims: bool = True) ->
     count = int(np.prod([q.shape[a] for a in axes]))
     m, s = mean_multiplier(in_scale, out_scale, count)
     total = wrap_int32(q.sum(axis=axes, keepdims=keep_dims) - int(in_zp) * count)
-    return clamp_int8(multiply_by_quantized_multiplier(total, m, s) + int(out_zp))
+    return clamp_bits(multiply_by_quantized_multiplier(total, m, s) + int(out_zp), bits)
 
 
 # --- RSQRT ----------------------------------------------------------------------------------------

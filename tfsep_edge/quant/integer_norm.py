@@ -18,6 +18,17 @@ full-size product is offset by a large constant; at most two full-size tensors l
 (x and sq, x and d, d and d*S, d*S and y). Every intermediate is an int8 tensor whose (scale,
 zero point) was calibrated on the float model's value of it (NORM_POINTS). The choices and their
 measurements: docs/quantization.md, "Integer model".
+
+The first norm (full resolution, where int8 statistics cost most) is "wide" (NormSpec.wide):
+its statistics and full-size intermediates in int16, RSQRT still int8 (LiteRT's int16 RSQRT is
+far from 1/sqrt), refined by Newton steps in int16 on the per-row statistic:
+    x16 = QUANTIZE(x); mu = MEAN(x16); d = SUB(x16, mu); var = MEAN(MUL(d, d))
+    r = QUANTIZE16(RSQRT(QUANTIZE8(var)));  per step: u = MUL(MUL(var, r), r); r = MUL(r, SUB(3, u))
+    S = ADD(MUL(r, c), g); O = ADD(MUL(mu, g), beta); y = QUANTIZE8(ADD(MUL(d, S), O))
+A Newton step gives r (3 - var r^2), twice the refined value: the r tensor after k steps holds
+a_k r (a_0 = 1, a_{k+1} = 2 a_k^3; the 3 of the next step is 3 a_k^2, c is divided by a_K).
+Every int16 scale is a power of two (zero point 0, as TFLite requires): each int16 MUL's
+multiplier is then exact, so LiteRT (float32) and TFLM (double) derive the same one.
 """
 
 from __future__ import annotations
@@ -37,6 +48,8 @@ from tfsep_edge.quant.bias_grid import int32_bias
 NORM_POINTS = ("mean", "sq", "var", "rsqrt", "scale", "offset", "centered", "product")
 NONNEGATIVE = ("sq", "var", "rsqrt")  # their zero point must be the range's bottom (RSQRT refuses v < 0)
 NUDGE_ULPS = 64  # how far (float32 steps) an output scale may move so both runtimes agree
+NEWTON_STEPS = 1  # on the wide norm's int8 RSQRT (docs/quantization.md has the measurement)
+INT16_MAX = 32767
 
 
 def norm_constants(rho: torch.Tensor, gamma: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,6 +167,131 @@ def apply_channel_conv(q, in_point: tuple[float, int], conv: ChannelConv, out_po
     return np.moveaxis(out, -1, channel_axis)
 
 
+# --- the wide (int16) norm -------------------------------------------------------------------------
+
+
+def pot_scale(hi: float) -> float:
+    """The smallest power of two s with 32767 s >= hi: an int16 point holding [-hi, hi]."""
+    return float(2.0 ** np.ceil(np.log2(max(float(hi), 1e-30) / INT16_MAX)))
+
+
+def point_hi(point: tuple[float, int]) -> float:
+    """The largest |value| an int8 point holds."""
+    s, z = point
+    return max(abs(s * (-128 - z)), abs(s * (127 - z)))
+
+
+@dataclass(frozen=True)
+class Const16:
+    """An int16 constant at a power-of-two scale (per channel: shape (C,))."""
+
+    q: np.ndarray
+    scale: float
+
+
+def const16(values) -> Const16:
+    values = np.asarray(values, np.float64)
+    scale = pot_scale(float(np.abs(values).max()))
+    return Const16(np.clip(np.round(values / scale), -INT16_MAX, INT16_MAX).astype(np.int16), scale)
+
+
+@dataclass(frozen=True)
+class NewtonStep:
+    """One Newton step's int16 scales: w = var r, u = w r, v = 3 a^2 - u, r' = r v."""
+
+    w: float
+    u: float
+    three: Const16
+    v: float
+    r: float
+
+
+@dataclass(frozen=True)
+class WideSpec:
+    """The int16 scales of the wide norm's points (zero point 0) and its int16 constants; the int8
+    RSQRT's input and output keep the calibrated "var" and "rsqrt" points."""
+
+    x: float
+    mean: float
+    centered: float
+    sq: float
+    var: float
+    r: float  # the int8 RSQRT's output in int16
+    newton: tuple[NewtonStep, ...]
+    c: Const16  # c / a_K per channel
+    scale_mul: float  # c r
+    g: Const16
+    scale: float  # S = c r + g
+    offset_mul: float  # g mu
+    beta: Const16
+    offset: float  # O = g mu + beta
+    product: float
+    out: float
+
+
+def wide_spec(inp, p: dict, out, c: np.ndarray, g: np.ndarray, beta: np.ndarray) -> WideSpec:
+    """Each int16 point holds what its calibrated int8 point holds (the same float values),
+    rounded up to a power of two; the Newton intermediates' ranges follow from their algebra
+    (u = var r^2 is 1 for an exact r; its point saturates at 2.5, so 3 - u stays positive)."""
+    x = pot_scale(point_hi(inp))
+    var_hi, r_hi, g_hi = point_hi(p["var"]), point_hi(p["rsqrt"]), float(np.abs(g).max())
+    steps, a = [], 1.0
+    for _ in range(NEWTON_STEPS):
+        three = const16(np.array([3.0 * a * a]))
+        w, u, v = pot_scale(2 * a * var_hi**0.5), pot_scale(2.5 * a * a), pot_scale(3 * a * a)
+        steps.append(NewtonStep(w, u, three, v, pot_scale(3 * a**3 * r_hi)))
+        a = 2 * a**3
+    return WideSpec(
+        x=x,
+        mean=x,
+        centered=pot_scale(point_hi(p["centered"])),
+        sq=pot_scale(point_hi(p["sq"])),
+        var=pot_scale(var_hi),
+        r=pot_scale(r_hi),
+        newton=tuple(steps),
+        c=const16(c / a),
+        scale_mul=pot_scale(point_hi(p["scale"]) + g_hi),
+        g=const16(g),
+        scale=pot_scale(point_hi(p["scale"])),
+        offset_mul=pot_scale(g_hi * point_hi(inp)),
+        beta=const16(beta),
+        offset=pot_scale(point_hi(p["offset"])),
+        product=pot_scale(point_hi(p["product"])),
+        out=pot_scale(point_hi(out)),
+    )
+
+
+def integer_norm_wide(xq: np.ndarray, spec: NormSpec, channel_axis: int, stat_axes: tuple[int, int]) -> np.ndarray:
+    """The wide norm's int8 output for int8 input `xq` (module docstring), op by op as the
+    .tflite computes it; layout-free as integer_norm."""
+    w, p = spec.wide, spec.points
+    shape = [1] * np.ndim(xq)
+    shape[channel_axis] = -1
+
+    def mul(a, sa, b, sb, so):
+        return K.mul(a, sa, 0, b, sb, 0, so, 0, bits=16)
+
+    def affine(t, st, k: Const16, s_mul: float, bias: Const16, s_out: float):  # t k + bias, per channel
+        prod = mul(t, st, k.q.reshape(shape), k.scale, s_mul)
+        return K.add(prod, s_mul, 0, bias.q.reshape(shape), bias.scale, 0, s_out, 0, bits=16)
+
+    x16 = K.quantize_from_int8(xq, *spec.inp, w.x, 0, bits=16)
+    mu = K.mean(x16, w.x, 0, w.mean, 0, axes=stat_axes, bits=16)
+    d = K.sub(x16, w.x, 0, mu, w.mean, 0, w.centered, 0, bits=16)
+    var = K.mean(mul(d, w.centered, d, w.centered, w.sq), w.sq, 0, w.var, 0, axes=stat_axes, bits=16)
+    var8 = K.quantize_from_int8(var, w.var, 0, *p["var"])
+    r = K.quantize_from_int8(K.rsqrt(var8, *p["var"], *p["rsqrt"]), *p["rsqrt"], w.r, 0, bits=16)
+    r_scale = w.r
+    for st in w.newton:
+        u = mul(mul(var, w.var, r, r_scale, st.w), st.w, r, r_scale, st.u)
+        v = K.sub(st.three.q.reshape([1] * np.ndim(xq)), st.three.scale, 0, u, st.u, 0, st.v, 0, bits=16)
+        r, r_scale = mul(r, r_scale, v, st.v, st.r), st.r
+    s = affine(r, r_scale, w.c, w.scale_mul, w.g, w.scale)
+    o = affine(mu, w.mean, w.g, w.offset_mul, w.beta, w.offset)
+    y = K.add(mul(d, w.centered, s, w.scale, w.product), w.product, 0, o, w.offset, 0, w.out, 0, bits=16)
+    return K.quantize_from_int8(y, w.out, 0, *spec.out)
+
+
 # --- exact integers with a straight-through gradient -----------------------------------------------
 
 
@@ -206,13 +344,17 @@ class NormSpec:
     out: tuple[float, int]
     scale_conv: ChannelConv  # r -> S: weight c, bias g
     offset_conv: ChannelConv  # mu -> O: weight g, bias beta
+    wide: WideSpec | None = None  # int16 statistics (module docstring), else all int8
 
 
 class IntegerNorm(nn.Module):
     """AdaResNorm as int8 TFLite ops (module docstring), its gamma, rho, beta trainable."""
 
-    def __init__(self, norm: nn.Module, inp: tuple[float, int], points: dict, out: tuple[float, int], n: int):
+    def __init__(
+        self, norm: nn.Module, inp: tuple[float, int], points: dict, out: tuple[float, int], n: int, wide: bool = False
+    ):
         super().__init__()
+        self.wide = bool(wide)  # int16 statistics (module docstring)
         self.n = int(n)  # values per statistic (C * T) on the model's input length: the exports' constants
         self.kind = type(norm).__name__  # AdaResNorm, or ResNorm (its constants): what reports call it
         self.rho = nn.Parameter(norm.rho.detach().clone().reshape(-1))
@@ -234,13 +376,14 @@ class IntegerNorm(nn.Module):
         p["product"] = (agreeing_mul_scale(p["centered"][0], p["scale"][0], *p["product"]), p["product"][1])
         p = {k: (float(np.float32(s)), z) for k, (s, z) in p.items()}
         beta = self.beta.detach().double().numpy()
+        wide = wide_spec(self.inp, p, self.out_point, c, g, beta) if self.wide else None
         return NormSpec(
-            self.inp, p, self.out_point, channel_conv(c, g, p["rsqrt"][0]), channel_conv(g, beta, p["mean"][0])
+            self.inp, p, self.out_point, channel_conv(c, g, p["rsqrt"][0]), channel_conv(g, beta, p["mean"][0]), wide
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         spec = self.spec(x.shape[1] * x.shape[3])
-        exact = integer_norm(on_grid(x, *spec.inp), spec, channel_axis=1, stat_axes=(1, 3))
+        exact = (integer_norm_wide if spec.wide else integer_norm)(on_grid(x, *spec.inp), spec, 1, (1, 3))
         surrogate = norm_values(x, self.rho, self.gamma, self.beta, self.eps)["out"]
         return straight_through(exact, *spec.out, surrogate)
 

@@ -320,6 +320,7 @@ class QuantizeRequest:
     finetune: Path | None = None  # INT8 fine-tuning on this TAU22 folder's train split (quant/finetune.py)
     finetune_epochs: int = 3
     integer: bool = False  # integer from input to logits (QuantOptions.integer)
+    int8_norms: bool = False  # with integer: the first norm's statistics in int8 too
 
 
 def default_out(checkpoint: Path) -> Path:
@@ -346,10 +347,13 @@ def check_request(req: QuantizeRequest) -> tuple[QuantOptions, Path]:
     if req.finetune is not None:
         FinetuneOptions(epochs=req.finetune_epochs).check()
         check_finetune_data(req.finetune)
+    if req.int8_norms and not req.integer:
+        raise TfsepError("--int8-norms chooses the statistics of an --integer model: add --integer or drop it")
     if req.integer:
         if req.max_drop is not None:
             raise TfsepError("--max-drop leaves layers in float; an --integer model has none: drop one of the two")
-        return QuantOptions(engine, req.observer, (), True, req.reduce_range, integer=True), out
+        options = QuantOptions(engine, req.observer, (), True, req.reduce_range, integer=True)
+        return dataclasses.replace(options, int16_first_norm=not req.int8_norms), out
     # no float layers yet: the stem is the model's (run_quantize adds it once the checkpoint is read)
     return QuantOptions(engine, req.observer, (), reduce_range=req.reduce_range), out
 

@@ -239,7 +239,8 @@ def integer_twin(fq: QTFSepNet, int8_model: nn.Module, points: dict, frames: int
         elif isinstance(layer, FloatIsland):
             body = int8_model.get_submodule(name).body
             n = body.rho.numel() * frames
-            fq.feature[i] = IntegerNorm(body, x, points["norms"][name], _point(layer.quant), n)
+            wide = name in points.get("wide_norms", ())
+            fq.feature[i] = IntegerNorm(body, x, points["norms"][name], _point(layer.quant), n, wide)
             x = _point(fq.feature[i])
         elif isinstance(layer, QBlock):
             for branch, dim in (("freq", 2), ("temp", 3)):
