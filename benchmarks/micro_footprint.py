@@ -2,7 +2,8 @@
 
 For untrained TF-SepNets at each width (benchmarks/models.py: randomised statistics; the arena and
 the operators do not depend on the weights): the FP32 .tflite, today's INT8 .tflite (float stem
-and norm islands), and the integer .tflite of `quantize --integer` with float and with int8 io.
+and norm islands), and the integer .tflite of `quantize --integer` with float and with int8 io,
+and with `--int8-norms` (int8 io).
 Per file: the smallest TFLM arena (runtime/micro.smallest_arena: a binary search with real
 interpreter builds, reference kernels, x86-64 bookkeeping), flash (file bytes), operators and
 tensors, float tensors between input and logits, and whether TFLM's outputs equal LiteRT's
@@ -31,7 +32,7 @@ from tfsep_edge.core.fileio import write_text_atomic  # noqa: E402
 
 OUT = REPO / "benchmarks" / "results"
 TARGETS = {12: 80_000, 40: 256_000}  # issue 20's arena targets (bytes)
-KINDS = ("FP32", "INT8 (float islands)", "integer, float io", "integer, int8 io")
+KINDS = ("FP32", "INT8 (float islands)", "integer, float io", "integer, int8 io", "integer --int8-norms, int8 io")
 
 
 def measure(path: Path, mels) -> dict:
@@ -60,11 +61,13 @@ def one_width(width: int, work: Path) -> dict:
     ckpt = make_checkpoint(width, work / f"c{width}.pt")
     ptq = make_quantized(ckpt, work / f"q{width}")
     integer = make_quantized(ckpt, work / f"i{width}", integer=True)
+    int8_norms = make_quantized(ckpt, work / f"n{width}", integer=True, int8_norms=True)
     files = {
         KINDS[0]: export_tflite(ckpt, work / f"fp32_{width}.tflite", **quiet),
         KINDS[1]: export_tflite(ptq, work / f"int8_{width}.tflite", int8=True, **quiet),
         KINDS[2]: export_tflite(integer, work / f"integer_{width}.tflite", int8=True, **quiet),
         KINDS[3]: export_tflite(integer, work / f"integer_io_{width}.tflite", int8=True, io="int8", **quiet),
+        KINDS[4]: export_tflite(int8_norms, work / f"int8_norms_{width}.tflite", int8=True, io="int8", **quiet),
     }
     mels = noise_logmels(8, seed=1).numpy()
     return {kind: measure(Path(summary["out"]), mels) for kind, summary in files.items()}

@@ -55,7 +55,9 @@ def make_checkpoint(width: int, out: Path, seed: int = 0) -> Path:
     return out
 
 
-def make_quantized(checkpoint: Path, folder: Path, calib_clips: int = 64, integer: bool = False) -> Path:
+def make_quantized(
+    checkpoint: Path, folder: Path, calib_clips: int = 64, integer: bool = False, int8_norms: bool = False
+) -> Path:
 
     from tfsep_edge.model.checkpoint import load_model
     from tfsep_edge.quant.artifact import is_quantized_dir, save_quantized
@@ -66,6 +68,8 @@ def make_quantized(checkpoint: Path, folder: Path, calib_clips: int = 64, intege
     model = load_model(checkpoint)
     batches = list(noise_logmels(calib_clips).split(16))
     options = dataclasses.replace(INTEGER if integer else QuantOptions(), engine=default_engine())
+    if integer and int8_norms:
+        options = dataclasses.replace(options, int16_first_norm=False)
     artifact, _ = quantize_model(model, batches, options)
     if folder.exists() and not is_quantized_dir(folder):
         folder.rmdir()  # an empty leftover; save_quantized refuses any non-quantize folder

@@ -8,6 +8,7 @@ bytes) per stored constant, typed by what consumes it; `stored_bytes` sums them.
                      TFLite: 4 bytes per scale and per zero point of every quantized tensor)
   float_weights      float conv / Gemm / MatMul / fully-connected weights and biases (FP32 model, float islands)
   float_norm_params  float constants of the elementwise ops (AdaResNorm's folded constants, eps)
+  int16_norm_params  int16 constants of the elementwise ops (an integer model's int16 first norm)
 Not model parameters, reported apart and left out of `total`: the front end's constants
 (ONNX initializers named `fe.*`: DFT bases, window, mel filterbank) and graph constants
 (integer axes, shapes, paddings, split sizes, gather indices; `const.*` rows of ones that spell
@@ -27,7 +28,14 @@ from tfsep_edge.core.config import META_BUDGET, META_PRECISION, META_WIDTH
 from tfsep_edge.core.errors import TfsepError, first_line
 from tfsep_edge.core.kinds import Kind
 
-MODEL_TYPES = ("int8_weights", "int32_biases", "float_qparams", "float_weights", "float_norm_params")
+MODEL_TYPES = (
+    "int8_weights",
+    "int32_biases",
+    "float_qparams",
+    "float_weights",
+    "float_norm_params",
+    "int16_norm_params",
+)
 OTHER_TYPES = ("frontend_constants", "graph_constants")
 EXPORT_HINT = "export it with `tfsep-edge export`"
 
@@ -127,6 +135,7 @@ def tflite_constants(data: bytes) -> Iterator[Stored]:
         ("weight", s.TensorType.INT32): "int32_biases",
         ("weight", s.TensorType.FLOAT32): "float_weights",
         ("elementwise", s.TensorType.FLOAT32): "float_norm_params",
+        ("elementwise", s.TensorType.INT16): "int16_norm_params",
     }
     for i, t in enumerate(sub.tensors):
         name = t.name.decode("utf-8", "replace") if isinstance(t.name, bytes) else str(t.name)

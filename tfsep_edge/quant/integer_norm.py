@@ -171,8 +171,9 @@ def apply_channel_conv(q, in_point: tuple[float, int], conv: ChannelConv, out_po
 
 
 def pot_scale(hi: float) -> float:
-    """The smallest power of two s with 32767 s >= hi: an int16 point holding [-hi, hi]."""
-    return float(2.0 ** np.ceil(np.log2(max(float(hi), 1e-30) / INT16_MAX)))
+    """The smallest power of two s with 32767 s >= hi: an int16 point holding [-hi, hi] (at
+    least 2^-30, so that an all-zero constant still gives every multiplier a valid shift)."""
+    return float(2.0 ** max(np.ceil(np.log2(max(float(hi), 1e-30) / INT16_MAX)), -30))
 
 
 def point_hi(point: tuple[float, int]) -> float:
