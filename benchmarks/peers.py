@@ -494,7 +494,8 @@ def one_op_models(g) -> list[tuple[str, bytes, list]]:
             if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
                 kh, kw = g.tensors[op.inputs[1]].shape[1:3]
                 kind = f"{kind} {kh}x{kw}"
-            kind += " (int8 in)" if g.tensors[op.inputs[0]].type == g.s.TensorType.INT8 else " (float in)"
+            in_type = {g.s.TensorType.INT8: "int8", g.s.TensorType.INT16: "int16"}.get(g.tensors[op.inputs[0]].type)
+            kind += f" ({in_type or 'float'} in)"
             g.operators = [op]
             model = g.pack([Tensor(i, (), "") for i in ins], [Tensor(int(i), (), "") for i in op.outputs], {}, "")
             out.append((kind, model, [g.tensors[i] for i in ins]))
@@ -539,6 +540,8 @@ def op_profile(art, integer_art, runs: int) -> dict:
             for d, t in zip(it.get_input_details(), ins, strict=True):
                 if t.type == g.s.TensorType.INT8:
                     x = rng.integers(-128, 128, d["shape"]).astype(np.int8)
+                elif t.type == g.s.TensorType.INT16:  # the integer model's int16 first norm
+                    x = rng.integers(-(2**15), 2**15, d["shape"]).astype(np.int16)
                 else:
                     x = rng.standard_normal(d["shape"]).astype(np.float32)
                 it.set_tensor(d["index"], x)

@@ -161,6 +161,9 @@ def test_tflite_export_is_integer_and_tflm_exact(tflite_int8_io, qdir, work):
     data = path.read_bytes()
     assert float_activations(data) == {"tensors": [], "ops": {}}  # int8 io: no float tensor at all
     assert v["float_tensors_inside"] == 0
+    # the twin computes every conv, norm and mean as the int8 kernels do (exact integers, no float
+    # rounding anywhere on that path): LiteRT's reference kernels give its logits exactly
+    assert v["max_diff_output_steps"] == 0.0
     io = json.loads(read_metadata(data)[META_IO])
     assert io["input"]["dtype"] == io["output"]["dtype"] == "int8"
     if v.get("tflm") != "not installed":
@@ -258,7 +261,8 @@ def test_io_int8_is_refused_where_it_does_not_apply(work, qdir):
     save_checkpoint(random_model(), ckpt)
     cases = [
         ["export", str(ckpt), "--tflite", str(work / "a.tflite"), "--io", "int8"],  # float export
-        ["export", str(qdir), "--onnx", str(work / "a.onnx"), "--int8", "--io", "int8"],  # ONNX
+        ["export", str(qdir), "--onnx", str(work / "a.onnx"), "--io", "int8"],  # FP32 ONNX of an integer model
+        ["export", str(qdir), "--onnx", str(work / "w.onnx"), "--int8", "--io", "int8", "--frontend"],  # waveform
         ["export", str(qdir), "--tflite", str(work / "b.tflite"), "--int8", "--io", "int16"],
     ]
     for args in cases:
@@ -266,6 +270,29 @@ def test_io_int8_is_refused_where_it_does_not_apply(work, qdir):
         assert r.returncode == 2, (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1
     assert (qdir / QUANTIZED_FILE).exists()
+
+
+def test_onnx_int8_io(qdir, work, mels, artifact):
+    """--io int8 for ONNX: int8 log-mel in, int8 logits out, the points in META_IO; validated by
+    the rule through that int8 io, and the runtime (predict's classifier) feeds it float log-mels
+    and gets the float-io ONNX's logits (the same graph behind one Q/DQ pair)."""
+    import onnx
+
+    from tfsep_edge.export.onnx_export import export
+    from tfsep_edge.runtime.classifier import open_classifier
+
+    out, floats = work / "int_io.onnx", work / "int_float_io.onnx"
+    export(qdir, out, int8=True, timing=False, echo=lambda _s: None, io="int8")
+    export(qdir, floats, int8=True, timing=False, echo=lambda _s: None)
+    model = onnx.load(str(out))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT8
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.INT8
+    io = json.loads({p.key: p.value for p in model.metadata_props}[META_IO])
+    fq = artifact.fake_quant_model()
+    assert io["input"]["scale"] == pytest.approx(fq.quant.scale) and io["output"]["zero_point"] == fq.pool.zero_point
+    x = mels[:6].numpy()
+    got, want = open_classifier(out).logits_from_logmel(x), open_classifier(floats).logits_from_logmel(x)
+    assert np.abs(got - want).max() <= 1.01 * fq.pool.scale  # at most one output step apart
 
 
 def test_old_artifacts_load_as_not_integer(artifact):

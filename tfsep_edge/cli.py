@@ -410,7 +410,10 @@ def export(
         help="with --int8 --io int8 --tflite: also write DIR/tfsep_model.h and .cc for a TFLite Micro application",
     ),
     io: str = typer.Option(
-        "float", "--io", help="float | int8: int8 input and output tensors (TFLite of a `quantize --integer` model)"
+        "float",
+        "--io",
+        help="float | int8: int8 log-mel input and int8 logits, scales in the metadata (the --int8 ONNX or "
+        ".tflite of a `quantize --integer` model)",
     ),
     as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
 ) -> None:

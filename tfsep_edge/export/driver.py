@@ -97,8 +97,8 @@ def export_model(
     io: str = "float",
 ) -> dict:
     """Build, validate and atomically write one file of `backend`'s format; returns a summary dict.
-    `io`: "float" (float input and logits) or "int8" (int8 input and output tensors, TFLite files
-    of integer models only).
+    `io`: "float" (float input and logits) or "int8" (int8 log-mel input and int8 logits: the
+    INT8 file of an integer model, either format).
 
     Raises TfsepError (user error: exit 2) or ExportValidationError (exit 1, nothing at OUT).
     """
@@ -110,6 +110,11 @@ def export_model(
     source = load_source(model_path, int8)
     if io == "int8":
         check_int8_io(source, backend, int8, model_path)
+        if frontend:
+            raise TfsepError(
+                f"{model_path}: --io int8 takes the int8 log-mel, and --frontend puts the float front end inside: "
+                "drop one of the two"
+            )
     started = time.perf_counter()
     data = backend.build(source, int8, frontend, opset, io=io)
     waves, described = validation_set(source.frontend)

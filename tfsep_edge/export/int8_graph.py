@@ -316,6 +316,14 @@ def describe_mean(m, name: str) -> Mean:
     return Mean(name, int(m.dim), qparams(m.out))
 
 
+def is_integer(model: Int8Model) -> bool:
+    """Integer from input to logits: an int8 input point, no float conv or norm, an int8 pool."""
+    floats = any(isinstance(op, FloatConv | FloatNorm | BCBlock) for op in model.ops)  # BCBlock: a float SiLU
+    classifier_op = model.ops[-1]
+    pooled = isinstance(classifier_op, Classifier) and classifier_op.pool is not None
+    return not floats and pooled and all(c.out is not None for c in model.convs()) and model.ops[0].out is not None
+
+
 def describe_integer_norm(norm, name: str, pool: MaxPool | None) -> IntegerNorm:
     """A twin IntegerNorm with its current constants and (runtime-agreeing) scales."""
     spec = norm.spec(norm.n)

@@ -40,6 +40,16 @@ def model_metadata(kind: str, precision: str, width: int, cfg: FrontendConfig, b
     }
 
 
+def io_metadata(inp: tuple[float, int], out: tuple[float, int]) -> dict[str, str]:
+    """The META_IO entry of an --io int8 file: its int8 input's and output's points (a
+    microcontroller application, and runtime/model_info.io_points, read them)."""
+
+    def point(p: tuple[float, int]) -> dict:
+        return {"dtype": "int8", "scale": float(p[0]), "zero_point": int(p[1])}
+
+    return {config.META_IO: json.dumps({"input": point(inp), "output": point(out)}, sort_keys=True)}
+
+
 def description(width: int, precision: str, kind: str) -> str:
     """The one-line description a file carries (ONNX doc_string, TFLite model description)."""
     return f"TF-SepNet width {width}, {precision}, input {kind}; made by tfsep-edge {config.VERSION}"

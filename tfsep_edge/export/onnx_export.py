@@ -20,7 +20,7 @@ import numpy as np
 from tfsep_edge.core.errors import TfsepError, first_line
 from tfsep_edge.export import rule
 from tfsep_edge.export.driver import FileFacts, export_model
-from tfsep_edge.export.metadata import budget_figures, description, model_metadata
+from tfsep_edge.export.metadata import budget_figures, description, io_metadata, model_metadata
 from tfsep_edge.export.reference import check_logits, reference_logits
 from tfsep_edge.export.rule import ExportValidationError
 from tfsep_edge.export.source import Source
@@ -47,14 +47,19 @@ def set_metadata(model, meta: dict[str, str], doc: str) -> None:
     model.doc_string = doc
 
 
-def build_graph(source: Source, int8: bool, frontend: bool, opset: int):
-    """The ModelProto with its metadata: the budget's stored bytes are counted on the graph itself."""
+def build_graph(source: Source, int8: bool, frontend: bool, opset: int, io: str = "float"):
+    """The ModelProto with its metadata: the budget's stored bytes are counted on the graph itself.
+    `io` "int8": int8 log-mel input and int8 logits (an integer model), their points in META_IO."""
     from tfsep_edge.budget.stored_bytes import onnx_constants, stored_bytes
     from tfsep_edge.export.onnx_easy_nets import build_family_fp32
     from tfsep_edge.export.onnx_int8 import build_int8
 
+    extra: dict[str, str] = {}
     if int8:
-        model = build_int8(source.artifact.fake_quant_model(), frontend, opset, source.frontend)
+        fq = source.artifact.fake_quant_model()
+        model = build_int8(fq, frontend, opset, source.frontend, int8_io=io == "int8")
+        if io == "int8":
+            extra = io_metadata((float(fq.quant.scale), int(fq.quant.zero_point)), (fq.pool.scale, fq.pool.zero_point))
     else:
         try:
             model = build_family_fp32(source.float_model, frontend, opset, source.frontend)
@@ -63,9 +68,8 @@ def build_graph(source: Source, int8: bool, frontend: bool, opset: int):
     budget = budget_figures(source.float_model, stored_bytes(onnx_constants(model)), source.frontend)
     kind, precision = ("waveform" if frontend else "logmel"), ("int8" if int8 else "fp32")
     width = source.float_model.config.width
-    set_metadata(
-        model, model_metadata(kind, precision, width, source.frontend, budget), description(width, precision, kind)
-    )
+    meta = model_metadata(kind, precision, width, source.frontend, budget) | extra
+    set_metadata(model, meta, description(width, precision, kind))
     return model
 
 
@@ -113,10 +117,9 @@ def validate(path: Path, source: Source, int8: bool, frontend: bool, waves: np.n
     mels, float_logits = reference_logits(source, waves)
     feed = waves if frontend else mels
     try:
-        session = ort_session(path)
-        name = session.get_inputs()[0].name
-        out = session.run(None, {name: feed})[0]
-        single = np.concatenate([session.run(None, {name: feed[i : i + 1]})[0] for i in range(len(feed))])
+        run = session_runner(path)
+        out = run(feed)
+        single = np.concatenate([run(feed[i : i + 1]) for i in range(len(feed))])
         logmel = graph_logmel(path, feed) if frontend else None
     except Exception as exc:  # onnxruntime's own errors (a graph the checker passed but ORT cannot run)
         raise ExportValidationError(f"onnxruntime cannot load or run the model: {first_line(exc, 200)}") from None
@@ -141,10 +144,16 @@ INTEGER_ONNX_HINT = (
 
 
 def session_runner(path: Path):
-    """x -> logits in a one-thread onnxruntime session of `path`."""
+    """float x -> float logits in a one-thread onnxruntime session of `path` (through the int8
+    input and output of an --io int8 file, as the runtime feeds it)."""
+    from tfsep_edge.runtime.model_info import dequantize_int8, io_points, quantize_int8
+
     session = ort_session(path)
     name = session.get_inputs()[0].name
-    return lambda x: session.run(None, {name: x})
+    points = io_points(dict(session.get_modelmeta().custom_metadata_map or {}), path)
+    if points is None:
+        return lambda x: session.run(None, {name: x})[0]
+    return lambda x: dequantize_int8(session.run(None, {name: quantize_int8(x, points[0])})[0], points[1])
 
 
 # --- the backend -------------------------------------------------------------------------------
@@ -174,7 +183,7 @@ class OnnxBackend:
     suffix = ".onnx"
     runtime = "onnxruntime"
     validated_in = ""
-    int8_io = False
+    int8_io = True
 
     def check_request(self, out: Path, frontend: bool, opset: int | None) -> None:
         check_opset(DEFAULT_OPSET if opset is None else opset)
@@ -182,7 +191,7 @@ class OnnxBackend:
             raise TfsepError(f"{out}: the output must end in .onnx")
 
     def build(self, source: Source, int8: bool, frontend: bool, opset: int | None, io: str = "float") -> bytes:
-        return build_graph(source, int8, frontend, DEFAULT_OPSET if opset is None else opset).SerializeToString()
+        return build_graph(source, int8, frontend, DEFAULT_OPSET if opset is None else opset, io).SerializeToString()
 
     def validate(self, path: Path, source: Source, int8: bool, frontend: bool, waves: np.ndarray) -> dict:
         return validate(path, source, int8, frontend, waves)

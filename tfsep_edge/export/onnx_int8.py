@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
+from onnx import TensorProto, helper
 
 from tfsep_edge.core.config import DEFAULT_FRONTEND, FrontendConfig
 from tfsep_edge.export.int8_graph import (
@@ -34,6 +35,7 @@ from tfsep_edge.export.int8_graph import (
     QParams,
     QuantizeInput,
     describe,
+    is_integer,
 )
 from tfsep_edge.export.onnx_fp32 import (
     OUTPUT,
@@ -343,16 +345,18 @@ def add_max_pool(g: GraphBuilder, x: QTensor | str, op: MaxPool) -> QTensor | st
     return QTensor(pooled, x.scale, x.zero_point, x.stored) if isinstance(x, QTensor) else pooled
 
 
-def add_classifier(g: GraphBuilder, x: QTensor | str, op: Classifier) -> str:
-    """The classifier conv, dequantized, global mean -> logits."""
+def add_classifier(g: GraphBuilder, x: QTensor | str, op: Classifier, int8_output: bool = False) -> str:
+    """The classifier conv, dequantized, global mean -> logits (an integer model's at the int8
+    global mean's point: dequantized, or the int8 values themselves with `int8_output`)."""
     c = add_qconv(g, x, op.conv, "classifier")
     pooled = g.op("GlobalAveragePool", [dequantize(g, c, "classifier.out")], "pool")
-    if op.pool is not None:  # an integer model: the int8 global mean's point, dequantized at the output
-        pooled = dequantize(g, quantize(g, pooled, op.pool.scale, op.pool.zero_point, "pool"), "pool.out")
+    if op.pool is not None:
+        q = quantize(g, pooled, op.pool.scale, op.pool.zero_point, "pool", np.int8)
+        pooled = q.name if int8_output else dequantize(g, q, "pool.out")
     return g.op("Flatten", [pooled], OUTPUT, axis=1)
 
 
-def add_qmodel(g: GraphBuilder, x: str, model: Int8Model, n_mels: int, frames: int) -> str:
+def add_qmodel(g: GraphBuilder, x: str, model: Int8Model, n_mels: int, frames: int, int8_output: bool = False) -> str:
     """The Int8Model's ops on log-mel `x` -> logits, tracking (frequency, time) for the broadcasts."""
     q: QTensor | str = x
     f_len, t_len = n_mels, frames
@@ -376,21 +380,36 @@ def add_qmodel(g: GraphBuilder, x: str, model: Int8Model, n_mels: int, frames: i
         elif isinstance(op, BCBlock):
             q = add_bc_block(g, q, op, f_len, t_len)
         elif isinstance(op, Classifier):
-            return add_classifier(g, q, op)
+            return add_classifier(g, q, op, int8_output)
         else:
             raise TypeError(f"no ONNX writer for {type(op).__name__}")
     raise ValueError("the Int8Model ends before its classifier")
 
 
-def write_int8(model: Int8Model, frontend: bool, opset: int, cfg: FrontendConfig = DEFAULT_FRONTEND) -> onnx.ModelProto:
-    """The QDQ graph of an Int8Model, taking log-mel or waveform input."""
+def write_int8(
+    model: Int8Model, frontend: bool, opset: int, cfg: FrontendConfig = DEFAULT_FRONTEND, int8_io: bool = False
+) -> onnx.ModelProto:
+    """The QDQ graph of an Int8Model, taking log-mel or waveform input; with `int8_io` (an integer
+    model, log-mel input) the input is the int8 log-mel at the input's point and the output the
+    int8 logits at the global mean's point (META_IO holds both)."""
+    if int8_io and (frontend or not is_integer(model)):
+        raise ValueError("int8 input and output: an integer model's log-mel graph only")
     g = GraphBuilder(opset)
     g.act_dtype = np.int8 if model.act_dtype == "int8" else np.uint8
     graph_input, x = add_input(g, frontend, cfg)
-    add_qmodel(g, x, model, cfg.n_mels, cfg.n_frames)
-    return finish_model(g, graph_input, model.num_classes)
+    if int8_io:  # the graph dequantizes its int8 input; the stem's Q then gives back the same integers
+        shape = [d.dim_param or d.dim_value for d in graph_input.type.tensor_type.shape.dim]
+        graph_input = helper.make_tensor_value_info(x, TensorProto.INT8, shape)
+        x = dequantize(g, QTensor(x, *_point(model.ops[0].out), np.int8), "input")
+    add_qmodel(g, x, model, cfg.n_mels, cfg.n_frames, int8_io)
+    out = finish_model(g, graph_input, model.num_classes)
+    if int8_io:
+        out.graph.output[0].type.tensor_type.elem_type = TensorProto.INT8
+    return out
 
 
-def build_int8(fq, frontend: bool, opset: int, cfg: FrontendConfig = DEFAULT_FRONTEND) -> onnx.ModelProto:
+def build_int8(
+    fq, frontend: bool, opset: int, cfg: FrontendConfig = DEFAULT_FRONTEND, int8_io: bool = False
+) -> onnx.ModelProto:
     """QDQ graph of the fake-quant twin `fq` (quantize.QuantizedArtifact.fake_quant_model())."""
-    return write_int8(describe(fq), frontend, opset, cfg)
+    return write_int8(describe(fq), frontend, opset, cfg, int8_io)

@@ -49,10 +49,10 @@ def fp32_tolerance(reference: np.ndarray, frontend: bool) -> float:
 
 # An integer model (quantize --integer) is held to the rule in LiteRT's reference kernels, the
 # integer arithmetic its twin mirrors (and TFLite Micro computes bit for bit). XNNPACK requantizes
-# with its own rounding, one step here and there, and the integer AdaResNorm carries such a step
-# on to the logits (3 steps measured on a trained C=12, docs/export.md): XNNPACK is held to this
-# wider bound, which still catches an op it runs wrongly.
-XNNPACK_INTEGER_STEPS = 8
+# with its own rounding, one step here and there, and the integer norms amplify such a step in
+# quiet rows (12 steps measured on a trained C=12, 3 on a trained C=40, docs/export.md): XNNPACK
+# is held to this wider bound, which still catches an op it runs wrongly.
+XNNPACK_INTEGER_STEPS = 32
 
 
 def check_xnnpack_integer(xnnpack: np.ndarray, reference: np.ndarray, step: float) -> dict:

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tfsep_edge.core.config import META_IO
 from tfsep_edge.core.errors import TfsepError, first_line
 from tfsep_edge.export import arena_plan, rule
 from tfsep_edge.export.driver import FileFacts, export_model
-from tfsep_edge.export.metadata import budget_figures, description, model_metadata
+from tfsep_edge.export.metadata import budget_figures, description, io_metadata, model_metadata
 from tfsep_edge.export.reference import check_logits, reference_logits
 from tfsep_edge.export.rule import ExportValidationError
 from tfsep_edge.export.source import Source
@@ -39,7 +38,7 @@ def build(source: Source, int8: bool, io: str = "float") -> bytes:
 
         graph, x_in, out = build_int8(source.artifact.fake_quant_model("int8"), source.frontend, int8_io=io == "int8")
         if io == "int8":
-            extra[META_IO] = io_metadata(x_in, out)
+            extra = io_metadata(*((float(t.quant.scale[0]), int(t.quant.zero_point[0])) for t in (x_in, out)))
     else:
         from tfsep_edge.export.tflite_easy_nets import build_family_fp32
 
@@ -54,16 +53,6 @@ def build(source: Source, int8: bool, io: str = "float") -> bytes:
     meta = model_metadata("logmel", precision, width, source.frontend, budget) | extra
     plan = {arena_plan.METADATA_KEY: arena_plan.offline_plan(graph, [x_in], [out])}
     return graph.pack([x_in], [out], meta | plan, desc)
-
-
-def io_metadata(x_in, out) -> str:
-    """The int8 input's and output's points as JSON (a microcontroller application reads them)."""
-    import json
-
-    def point(t) -> dict:
-        return {"dtype": "int8", "scale": float(t.quant.scale[0]), "zero_point": int(t.quant.zero_point[0])}
-
-    return json.dumps({"input": point(x_in), "output": point(out)}, sort_keys=True)
 
 
 TFLM_INPUTS = 8  # validation inputs run through TFLM and LiteRT's reference kernels (slow kernels)

@@ -50,6 +50,7 @@ from tfsep_edge.export.int8_graph import (
     QParams,
     QuantizeInput,
     describe,
+    is_integer,
 )
 from tfsep_edge.export.tflite_flatbuffer import FlatGraph, Quant, Tensor
 
@@ -367,14 +368,6 @@ def front_in_bands(rest: list, op) -> bool:
         and isinstance(rest[1], Block)
         and rest[1].transition is not None
     )
-
-
-def is_integer(model: Int8Model) -> bool:
-    """Integer from input to logits: an int8 input point, no float conv or norm, an int8 pool."""
-    floats = any(isinstance(op, FloatConv | FloatNorm | BCBlock) for op in model.ops)  # BCBlock: a float SiLU
-    classifier_op = model.ops[-1]
-    pooled = isinstance(classifier_op, Classifier) and classifier_op.pool is not None
-    return not floats and pooled and all(c.out is not None for c in model.convs()) and model.ops[0].out is not None
 
 
 def write_int8(

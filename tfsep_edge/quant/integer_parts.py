@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from tfsep_edge.quant.integer_norm import IntegerMean, IntegerNorm, IntegerQuantize, norm_values
+from tfsep_edge.quant.twin import FakeQuantConv
 
 
 class FloatNormAtPoint(nn.Module):
@@ -59,6 +60,8 @@ def float_variants(twin: nn.Module) -> Iterator[tuple[str, nn.Module]]:
     if isinstance(modules.get("quant"), IntegerQuantize):
         variant = copy.deepcopy(twin)
         variant.quant = nn.Identity()
+        stem = next(m for m in variant.modules() if isinstance(m, FakeQuantConv))
+        stem.exact = False  # an exact conv would round its float input onto the input's grid again
         yield "input QUANTIZE", variant
     for name, m in modules.items():
         if isinstance(m, IntegerNorm):

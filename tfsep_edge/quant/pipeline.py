@@ -527,7 +527,8 @@ def format_report(report: dict, top: int = 10) -> str:
     )
     if q.get("integer"):
         lines.append(
-            "integer model: int8 from input to logits in the twin and the exports (AdaResNorm, means and the "
+            "integer model: integer from input to logits in the twin and the exports (the convs as the int8 "
+            "kernels compute them, AdaResNorm in integer ops, the first one's statistics in int16, means and the "
             "global mean in int8 ops); PyTorch's INT8 model keeps AdaResNorm, the means and the global mean as "
             "float islands (torch has no int8 kernels for them)"
         )

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 from torch import nn
 
 from tfsep_edge.core.config import DEFAULT_FRONTEND, FrontendConfig
 from tfsep_edge.model.tfsepnet import ConvBlock
-from tfsep_edge.quant.bias_grid import bias_grid, on_grid
+from tfsep_edge.quant import integer_kernels as K
+from tfsep_edge.quant.bias_grid import bias_grid, grid_ints, on_grid
 from tfsep_edge.quant.integer_norm import IntegerMean, IntegerNorm, IntegerQuantize
 from tfsep_edge.quant.ready import (
     FloatIsland,
@@ -68,6 +70,8 @@ class FakeQuantConv(nn.Module):
         self.dilation, self.groups = qconv.dilation, qconv.groups
         self.relu = relu
         self.out = FakeQuant(qconv.scale, qconv.zero_point, act_dtype)
+        self.in_scale = None if in_scale is None else float(np.float32(in_scale))
+        self.exact = False  # an integer model's twin: the int8 kernel's output (integer_twin sets it)
 
     def grid_bias(self) -> torch.Tensor | None:
         """The bias on its int32 grid (bias_grid.on_grid); gradients pass straight through the
@@ -82,7 +86,25 @@ class FakeQuantConv(nn.Module):
         y = nn.functional.conv2d(x, w, self.grid_bias(), self.stride, self.padding, self.dilation, self.groups)
         if self.relu:
             y = torch.relu(y)
-        return self.out(y)
+        y = self.out(y)
+        return self.exact_output(x, y) if self.exact else y
+
+    def exact_output(self, x: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
+        """What the int8 CONV_2D / DEPTHWISE_CONV_2D computes: the int32 accumulator of the input's
+        integers (x sits on its point's grid, so x / s_in is q - zp exactly; padding is zero there,
+        as the kernels pad with the zero point) and the int8 weights, plus the int32 bias, then
+        integer_kernels.requantize; the float conv's gradient (straight-through). The float conv
+        differs from it by a rounding step here and there, which an integer model's norms
+        amplify in quiet rows (docs/quantization.md)."""
+        grid = self.bias_scale.numpy() if self.bias_scale is not None else None
+        q = torch.round(x.detach().double() / self.in_scale)
+        wq = torch.round(self.weight.detach().double() / self.w_scale.double().reshape(-1, 1, 1, 1)).clamp(-128, 127)
+        bq = None if self.bias is None else torch.from_numpy(grid_ints(self.bias.detach().numpy(), grid)).double()
+        acc = nn.functional.conv2d(q, wq, bq, self.stride, self.padding, self.dilation, self.groups)
+        acc = acc.permute(0, 2, 3, 1).numpy().astype(np.int64)  # requantize takes channels last
+        out = K.requantize(acc, self.in_scale, self.w_scale.numpy(), self.out.scale, self.out.zero_point, self.relu)
+        exact = torch.from_numpy(K.dequantize(out, self.out.scale, self.out.zero_point)).permute(0, 3, 1, 2)
+        return surrogate + (exact.to(surrogate.dtype) - surrogate).detach()
 
 
 class FakeQuantFunctional(nn.Module):
@@ -223,8 +245,12 @@ def integer_twin(fq: QTFSepNet, int8_model: nn.Module, points: dict, frames: int
     """The integer ops of an integer model in place of their float versions in the twin `fq`
     (int8 activations): exact QUANTIZE at the input, every AdaResNorm as an IntegerNorm (its
     gamma, rho, beta the INT8 model's, which fine-tuning moves), exact int8 means and an int8
-    global mean at the calibrated "pool" point. Walks the layers tracking each tensor's point
-    and its time length (`frames` at the input: the norms' statistics count C * T values)."""
+    global mean at the calibrated "pool" point, and every conv's int8 kernel output (exact_output:
+    the norms amplify a float conv's rounding steps). Walks the layers tracking each tensor's
+    point and its time length (`frames` at the input: the norms' statistics count C * T values)."""
+    for conv in fq.modules():
+        if isinstance(conv, FakeQuantConv) and conv.in_scale is not None:
+            conv.exact = True
     fq.quant = IntegerQuantize(fq.quant.scale, fq.quant.zero_point)
     x = _point(fq.quant)
     for i, layer in enumerate(fq.feature):

@@ -22,7 +22,14 @@ from tfsep_edge.core import config
 from tfsep_edge.core.config import DEFAULT_FRONTEND, LABELS, NUM_CLASSES, FrontendConfig
 from tfsep_edge.core.errors import TfsepError, check_at_least_one, first_line
 from tfsep_edge.core.kinds import Kind, artifact_kind, require_kind
-from tfsep_edge.runtime.model_info import Classifier, ModelInfo, labels_budget_width
+from tfsep_edge.runtime.model_info import (
+    Classifier,
+    ModelInfo,
+    dequantize_int8,
+    io_points,
+    labels_budget_width,
+    quantize_int8,
+)
 from tfsep_edge.signal.audio import load_audio, split_windows
 
 INPUT_KINDS = ("logmel", "waveform")
@@ -101,7 +108,8 @@ def read_model_info(session, path: Path) -> ModelInfo:
     dims_ok = len(shape) == len(expected) and all(
         e is None or _static(d) is None or d == e for d, e in zip(shape, expected, strict=False)
     )
-    if not dims_ok or inp.type != "tensor(float)":
+    int8_in = inp.type == "tensor(int8)" and config.META_IO in meta  # an --io int8 file
+    if not dims_ok or not (inp.type == "tensor(float)" or int8_in):
         want = "(batch, " + ", ".join(str(e) for e in expected[1:]) + ")"
         raise TfsepError(
             f"{path}: input '{inp.name}' is {inp.type} {shape}, but a {kind} model must take float {want}; "
@@ -132,6 +140,8 @@ class OnnxClassifier(Classifier):
         self.info = read_model_info(self.session, self.path)
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
+        meta = dict(self.session.get_modelmeta().custom_metadata_map or {})
+        self.io_points = io_points(meta, self.path)  # int8 input and output (--io int8), else None
         if check:
             self.check_runs()
 
@@ -143,7 +153,7 @@ class OnnxClassifier(Classifier):
         cfg = self.frontend
         shape = (batch, 1, cfg.n_mels, cfg.n_frames) if self.input_kind == "logmel" else (batch, cfg.clip_samples)
         try:
-            out = self.session.run([self.output_name], {self.input_name: np.zeros(shape, np.float32)})[0]
+            out = self._run(np.zeros(shape, np.float32))
         except Exception as exc:  # onnxruntime's Fail / InvalidArgument / RuntimeException
             reason = first_line(exc, 200)
             raise TfsepError(
@@ -155,9 +165,19 @@ class OnnxClassifier(Classifier):
                 f"{EXPORT_HINT}"
             )
 
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        """Float log-mels (or waveforms) -> float logits, through an int8 input and output where the
+        file has them."""
+        if self.io_points is None:
+            return self.session.run([self.output_name], {self.input_name: x})[0]
+        q_in, q_out = self.io_points
+        return dequantize_int8(
+            self.session.run([self.output_name], {self.input_name: quantize_int8(x, q_in)})[0], q_out
+        )
+
     def _infer(self, x: np.ndarray) -> np.ndarray:
         try:
-            return self.session.run([self.output_name], {self.input_name: x})[0]
+            return self._run(x)
         except Exception as exc:  # a graph that loaded and passed check_runs but fails on this input
             reason = first_line(exc, 200)
             raise TfsepError(

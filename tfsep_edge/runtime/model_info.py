@@ -45,6 +45,28 @@ def labels_budget_width(path: Path, meta: dict[str, str]) -> tuple[tuple[str, ..
     return labels, budget, meta.get(config.META_WIDTH)
 
 
+def quantize_int8(x: np.ndarray, point: tuple[float, int]) -> np.ndarray:
+    """Float log-mels to an int8 input tensor at (scale, zero point)."""
+    s, z = point
+    return np.clip(np.round(x / s) + z, -128, 127).astype(np.int8)
+
+
+def dequantize_int8(q: np.ndarray, point: tuple[float, int]) -> np.ndarray:
+    s, z = point
+    return (q.astype(np.float32) - z) * np.float32(s)
+
+
+def io_points(meta: dict[str, str], path: Path) -> tuple[tuple[float, int], tuple[float, int]] | None:
+    """The int8 input's and output's (scale, zero point) of an --io int8 file (META_IO), or None."""
+    if config.META_IO not in meta:
+        return None
+    try:
+        io = json.loads(meta[config.META_IO])
+        return tuple((float(io[k]["scale"]), int(io[k]["zero_point"])) for k in ("input", "output"))
+    except (ValueError, KeyError, TypeError):
+        raise TfsepError(f"{path}: its int8 input/output metadata cannot be read; export it again") from None
+
+
 class Classifier:
     """What predict, listen, bench and evaluate call, whatever the runtime. A subclass sets `path`
     and `info` and runs one batch in `_infer` (the model's own input -> (B, 10) logits)."""

@@ -20,7 +20,13 @@ from tfsep_edge.core import config
 from tfsep_edge.core.config import DEFAULT_FRONTEND, NUM_CLASSES, FrontendConfig
 from tfsep_edge.core.errors import TfsepError, check_at_least_one, first_line
 from tfsep_edge.core.tflite_format import EXPORT_HINT, HINT, read_metadata, read_model
-from tfsep_edge.runtime.model_info import Classifier, ModelInfo, labels_budget_width
+from tfsep_edge.runtime.model_info import (
+    Classifier,
+    ModelInfo,
+    dequantize_int8,
+    labels_budget_width,
+    quantize_int8,
+)
 
 
 @contextlib.contextmanager
@@ -149,8 +155,7 @@ class TfliteClassifier(Classifier):
         if len(x) != self._batch:
             self._resize(len(x))
         if self._in_q is not None:
-            s, z = self._in_q
-            x = np.clip(np.round(x / s) + z, -128, 127).astype(np.int8)
+            x = quantize_int8(x, self._in_q)
         try:
             self.interpreter.set_tensor(self._in["index"], x)
             self.interpreter.invoke()
@@ -160,6 +165,5 @@ class TfliteClassifier(Classifier):
             ) from None
         out = self.interpreter.get_tensor(self._out["index"])
         if self._out_q is not None:
-            s, z = self._out_q
-            return (out.astype(np.float32) - z) * np.float32(s)
+            return dequantize_int8(out, self._out_q)
         return out.copy()
