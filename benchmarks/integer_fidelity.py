@@ -2,10 +2,11 @@
 
 For each checkpoint (trained on a SYNTHETIC `synth --preset tau-like` set; pass last.pt, not
 best.pt, which was chosen on the evaluate split reported here): the quantize command's code
-(`run_quantize`, 256 calibration clips from the set, the evaluate split held out) three ways:
-PTQ with the defaults (float stem and norm islands), `--integer`, and `--integer --finetune` on
-the set's train split. Reports FP32 and INT8 accuracy, top-1 agreement and logit SQNR in exact
-int8 arithmetic (the fake-quant twin every export is validated against).
+(`run_quantize` with quantize's default calibration size, the evaluate split held out) in the
+modes of MODES: PTQ with the defaults (float stem and norm islands), `--integer` (its first norm
+in int16), `--integer --int8-norms`, each also `--finetune` on the set's train split where
+listed. Reports FP32 and INT8 accuracy, top-1 agreement and logit SQNR in exact int8 arithmetic
+(the fake-quant twin every export is validated against).
 
     .venv/bin/python benchmarks/integer_fidelity.py --data HARD_SET --checkpoints c12/last.pt [c40/last.pt]
 
