@@ -13,7 +13,8 @@ from tfsep_edge.core.config import DEFAULT_FRONTEND, FrontendConfig
 from tfsep_edge.model.tfsepnet import ConvBlock
 from tfsep_edge.quant import integer_kernels as K
 from tfsep_edge.quant.bias_grid import bias_grid, grid_ints, on_grid
-from tfsep_edge.quant.integer_norm import IntegerMean, IntegerNorm, IntegerQuantize
+from tfsep_edge.quant.integer_norm import IntegerMean, IntegerNorm, IntegerQuantize, straight_through
+from tfsep_edge.quant.integer_norm import on_grid as integers_of
 from tfsep_edge.quant.ready import (
     FloatIsland,
     QBlock,
@@ -122,6 +123,22 @@ class FakeQuantFunctional(nn.Module):
 
     def cat(self, xs: list[torch.Tensor], dim: int = 0) -> torch.Tensor:
         return self.out(torch.cat(xs, dim=dim))
+
+
+class IntegerAdd(nn.Module):
+    """An integer model's residual add: the int8 ADD's output (integer_kernels.add on the
+    integers of its operands, each on its producer's point), the float add's gradient."""
+
+    def __init__(self, add: FakeQuantFunctional, a: tuple[float, int], b: tuple[float, int]):
+        super().__init__()
+        self.out = add.out  # the add's point: what describe() and the exports read
+        self.a, self.b = a, b
+
+    def add(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        surrogate = self.out(a + b)
+        out = (self.out.scale, self.out.zero_point)
+        exact = K.add(integers_of(a, *self.a), *self.a, integers_of(b, *self.b), *self.b, *out)
+        return straight_through(exact, *out, surrogate)
 
 
 class FakeQuantMean(nn.Module):
@@ -269,10 +286,13 @@ def integer_twin(fq: QTFSepNet, int8_model: nn.Module, points: dict, frames: int
             fq.feature[i] = IntegerNorm(body, x, points["norms"][name], _point(layer.quant), n, wide)
             x = _point(fq.feature[i])
         elif isinstance(layer, QBlock):
+            halves = _point(layer.trans_conv.body.out) if layer.transition else x  # the shuffle keeps points
             for branch, dim in (("freq", 2), ("temp", 3)):
                 dw = getattr(layer, f"{branch}_dw_conv")
                 mean = getattr(layer, f"{branch}_mean")
                 setattr(layer, f"{branch}_mean", IntegerMean((dim,), _point(dw.body.out), _point(mean.out)))
+                pw_out = _point(getattr(layer, f"{branch}_pw_conv").body.out)
+                setattr(layer, f"{branch}_add", IntegerAdd(getattr(layer, f"{branch}_add"), halves, pw_out))
             x = _point(layer.concat.out)
         elif isinstance(layer, QBroadcastBlock):  # quantize_model refuses it first; never a stale point
             raise ValueError(f"{name}: BC-ResNet's block has no integer form (its SiLU)")
