@@ -10,7 +10,12 @@ tensors, float tensors between input and logits, and whether TFLM's outputs equa
 reference kernels bit for bit on 8 noise log-mels. Writes benchmarks/results/micro_footprint.json
 and .md with the machine record.
 
-    .venv/bin/python benchmarks/micro_footprint.py [--widths 12 40]
+With `--tflm ROOT` (a tensorflow/tflite-micro checkout with its downloads, arm-none-eabi-g++ and
+qemu-system-arm) each file also runs on an emulated Cortex-M4 (benchmarks/cortex_m.py): the pair
+`--micro` writes, built with TFLM for the core; its smallest arena there (4-byte pointers: the
+figure a device needs), the program's flash, and whether its logits equal TFLM's on this host.
+
+    .venv/bin/python benchmarks/micro_footprint.py [--widths 12 40] [--tflm ROOT]
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ TARGETS = {12: 80_000, 40: 256_000}  # issue 20's arena targets (bytes)
 KINDS = ("FP32", "INT8 (float islands)", "integer, float io", "integer, int8 io", "integer --int8-norms, int8 io")
 
 
-def measure(path: Path, mels) -> dict:
+def measure(path: Path, mels, tflm: Path | None = None) -> dict:
     from tfsep_edge.core.tflite_format import float_activations, operator_counts, schema
     from tfsep_edge.runtime import micro
 
@@ -44,7 +49,7 @@ def measure(path: Path, mels) -> dict:
     floats = float_activations(data)
     names = {sub.tensors[int(i)].name.decode() for i in (*sub.inputs, *sub.outputs)}
     compared = micro.compare_with_reference(data, mels)
-    return {
+    row = {
         "arena_bytes": micro.smallest_arena(data),
         "flash_bytes": len(data),
         "operators": sum(operator_counts(data).values()),
@@ -52,9 +57,35 @@ def measure(path: Path, mels) -> dict:
         "float_tensors_inside": len([t for t in floats["tensors"] if t not in names]),
         "tflm_equals_litert_reference": bool(compared["bit_exact"]),
     }
+    if tflm is not None:
+        row["cortex_m4"] = on_cortex_m4(path, mels, tflm, row["arena_bytes"])
+    return row
 
 
-def one_width(width: int, work: Path) -> dict:
+def on_cortex_m4(path: Path, mels, tflm: Path, host_arena: int) -> dict:
+    """The file's --micro pair built for a Cortex-M4 and run in QEMU, against TFLM on this host."""
+    import numpy as np
+
+    from benchmarks import cortex_m
+    from tfsep_edge.export.micro_source import write_micro_source
+    from tfsep_edge.runtime import micro
+
+    work = path.parent / f"{path.stem}_m4"
+    work.mkdir()
+    write_micro_source(path, work / "pair", allow_float=True, arena_size=host_arena)
+    elf = cortex_m.build(tflm, work / "pair", work / "build", cortex_m.default_lib_dir(tflm))
+    got = cortex_m.run(elf, mels, work)
+    host = micro.MicroInterpreter(path).run(mels)
+    return {
+        "smallest_arena": got["smallest_arena"],
+        "arena_used": got["arena_used"],
+        "program_flash_bytes": cortex_m.flash_bytes(elf),
+        "equals_host_tflm": bool(np.array_equal(got["logits"], host)),
+        "max_abs_diff_vs_host_tflm": float(np.abs(got["logits"] - host).max()),
+    }
+
+
+def one_width(width: int, work: Path, tflm: Path | None = None) -> dict:
     from tfsep_edge.export.tflite_export import export_tflite
 
     quiet = {"echo": lambda _s: None, "timing": False}
@@ -70,7 +101,7 @@ def one_width(width: int, work: Path) -> dict:
         KINDS[4]: export_tflite(int8_norms, work / f"int8_norms_{width}.tflite", int8=True, io="int8", **quiet),
     }
     mels = noise_logmels(8, seed=1).numpy()
-    return {kind: measure(Path(summary["out"]), mels) for kind, summary in files.items()}
+    return {kind: measure(Path(summary["out"]), mels, tflm) for kind, summary in files.items()}
 
 
 def markdown(result: dict) -> str:
@@ -95,21 +126,69 @@ def markdown(result: dict) -> str:
                 f"| {width} | {kind} | {r['arena_bytes']:,} | {target} | {r['flash_bytes']:,} | {r['operators']} | "
                 f"{r['tensors']} | {r['float_tensors_inside']} | {exact} |"
             )
+    if result.get("cortex_m4"):
+        lines += cortex_m4_table(result)
     return "\n".join(lines) + "\n"
+
+
+def cortex_m4_table(result: dict) -> list[str]:
+    m4 = result["cortex_m4"]
+    lines = [
+        "",
+        "**On a Cortex-M4 (emulated).**",
+        "",
+        f"Each file's `--micro` pair built with TensorFlow Lite Micro {m4['tflm_commit'] or '(commit unknown)'} "
+        f"for a Cortex-M4F ({m4['compiler']}, -O2, reference kernels) and run in {m4['qemu']}, board "
+        f"{m4['board']}, with semihosting (`benchmarks/cortex_m.py`, deploy/microcontroller/qemu). The smallest "
+        "arena is found on the core by the same binary search (16-byte steps, each size one interpreter build "
+        "and one invoke): TFLM's bookkeeping with the core's 4-byte pointers, the figure a device needs. "
+        "Program flash: the whole test program's text and data (TFLM's kernels for the file's operators, "
+        "newlib with printf, the model). Logits: the 8 "
+        "log-mels above, compared with TFLM on this host (float files: float32 kernels compiled for another core "
+        "differ in the last bits). QEMU counts no cycles: no timings.",
+        "",
+        "| width | file | Cortex-M4 arena bytes | x86-64 arena bytes | target | program flash bytes | "
+        "logits = host TFLM |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for width, rows in result["widths"].items():
+        for kind, r in rows.items():
+            c = r.get("cortex_m4")
+            if c is None:
+                continue
+            target = f"{TARGETS[int(width)]:,}" if kind.startswith("integer") and int(width) in TARGETS else ""
+            same = "bit for bit" if c["equals_host_tflm"] else f"max |d| {c['max_abs_diff_vs_host_tflm']:.2g}"
+            lines.append(
+                f"| {width} | {kind} | {c['smallest_arena']:,} | {r['arena_bytes']:,} | {target} | "
+                f"{c['program_flash_bytes']:,} | {same} |"
+            )
+    return lines
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--widths", type=int, nargs="+", default=[12, 40])
+    ap.add_argument("--tflm", type=Path, help="a tensorflow/tflite-micro checkout: also run each file on a Cortex-M4")
     args = ap.parse_args()
+    if args.tflm is not None:
+        from benchmarks import cortex_m
+
+        if why := cortex_m.missing(args.tflm):
+            sys.exit(f"--tflm {args.tflm}: {why}")
     with tempfile.TemporaryDirectory() as tmp:
-        widths = {str(w): one_width(w, Path(tmp)) for w in args.widths}
+        widths = {str(w): one_width(w, Path(tmp), args.tflm) for w in args.widths}
     result = {
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(1),
         "tflite_micro": package_version("tflite-micro"),
         "widths": widths,
     }
+    if args.tflm is not None:
+        result["cortex_m4"] = {
+            "tflm_commit": cortex_m.tflm_commit(args.tflm),
+            "board": cortex_m.BOARD,
+            **cortex_m.versions(),
+        }
     write_text_atomic(OUT / "micro_footprint.json", json.dumps(result, indent=1) + "\n")
     write_text_atomic(OUT / "micro_footprint.md", markdown(result))
     print(markdown(result))

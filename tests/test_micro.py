@@ -394,10 +394,15 @@ def test_budget_reports_the_measured_arena_and_checks_the_limits(exports, export
     device = json.loads(ok.stdout)["device"]
     assert device["arena_bytes"] == arena and device["flash_bytes"] == path.stat().st_size
     assert [c["name"] for c in device["checks"]] == ["ram", "flash"] and device["fits"]
+    parts = device["arena_parts"]  # TFLM's own split of the arena: activations and bookkeeping
+    assert parts["activations"] > 0 and parts["bookkeeping"] > 0
+    assert parts["activations"] + parts["bookkeeping"] <= arena < parts["activations"] + parts["bookkeeping"] + 16
     over = run_cli("budget", path, "--ram", str(arena - 16))
     assert over.returncode == 1, over.stderr
     assert "FAIL: the model does NOT fit the device limits given" in over.stdout
     assert f"{arena:,} bytes (smallest TFLite Micro arena, measured" in over.stdout
+    assert f"bookkeeping {parts['bookkeeping']:,} with this host's 64-bit pointers" in over.stdout
+    assert "note: measured with this host's TFLM; a 32-bit core needs less bookkeeping" in over.stdout
     on_checkpoint = run_cli("budget", exports["ckpt"], "--ram", "96K")
     assert on_checkpoint.returncode == 2 and "--ram applies to a .tflite" in on_checkpoint.stderr
     blocked = _blocked_micro(tmp_path)

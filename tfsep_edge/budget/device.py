@@ -80,6 +80,12 @@ def format_device(device: dict) -> list[str]:
             f"  {c['name']:<5} {c['used']:>10,} of {c['allowed']:>10,} allowed, headroom {c['headroom']:,} "
             f"({c['headroom_percent']:.1f}%)  {'PASS' if c['pass'] else 'FAIL'}"
         )
+    ram_failed = any(c["name"] == "ram" and not c["pass"] for c in device["checks"])
+    if ram_failed and device.get("pointer_bits", 32) > 32:
+        lines.append(
+            "  note: measured with this host's TFLM; a 32-bit core needs less bookkeeping: build the --micro pair "
+            "for the part and read tfsep_arena_used() there (deploy/microcontroller/README.md)"
+        )
     if device["checks"]:
         verdict = "fits" if device["fits"] else "does NOT fit"
         lines.append(f"{'PASS' if device['fits'] else 'FAIL'}: the model {verdict} the device limits given")

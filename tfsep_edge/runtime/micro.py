@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import struct
 import subprocess
 import sys
 import tempfile
@@ -388,5 +390,33 @@ def footprint(model: Model, need_ram: bool = True) -> dict:
         if need_ram:
             raise
         return {"flash_bytes": flash, "arena_bytes": None, "arena_basis": f"needs tflite-micro; {MICRO_HINT}"}
-    basis = "reference kernels, x86-64 bookkeeping: a 32-bit Cortex-M needs a little less"
-    return {"flash_bytes": flash, "arena_bytes": smallest_arena(model), "arena_basis": basis}
+    arena = smallest_arena(model)
+    parts = arena_parts(model, arena + ARENA_STEP)
+    bits = 8 * struct.calcsize("P")
+    basis = "reference kernels"
+    if parts is not None:
+        basis += (
+            f"; activations {parts['activations']:,} + TFLM's bookkeeping {parts['bookkeeping']:,} with this "
+            f"host's {bits}-bit pointers" + (" (less on a 32-bit core)" if bits > 32 else "")
+        )
+    return {
+        "flash_bytes": flash,
+        "arena_bytes": arena,
+        "arena_basis": basis,
+        "arena_parts": parts,
+        "pointer_bits": bits,
+    }
+
+
+def arena_parts(model: Model, arena_size: int) -> dict[str, int] | None:
+    """TFLM's own split of what a model takes from an arena that fits (its recording allocator):
+    {"activations": the head, planned; "bookkeeping": the tail, node structs, eval tensors and
+    op data, whose pointers are the host's size}. None if the allocator does not report it."""
+    data, _ = model_bytes(model)
+    with native_stderr_captured() as native:
+        interpreter = _runtime().Interpreter.from_bytes(data, arena_size=int(arena_size))
+        interpreter.print_allocations()
+    found = dict(re.findall(r"Arena allocation (head|tail) (\d+) bytes", "\n".join(native)))
+    if set(found) != {"head", "tail"}:
+        return None
+    return {"activations": int(found["head"]), "bookkeeping": int(found["tail"])}

@@ -1,0 +1,56 @@
+"""An integer .tflite's `--micro` pair on an emulated Cortex-M4: TFLite Micro compiled for the core
+(arm-none-eabi-g++) and run in QEMU's mps2-an386 (benchmarks/cortex_m.py). Its logits must equal
+TFLM's on this host bit for bit (integer arithmetic: no CPU may differ), and its smallest arena,
+found on the core, is the device's figure: below the x86-64 host's (4-byte pointers).
+
+Needs a tensorflow/tflite-micro checkout with its Makefile's downloads, named by TFSEP_TFLM_ROOT,
+arm-none-eabi-g++ with newlib and qemu-system-arm; skipped otherwise (CI has no TFLM sources).
+The TFLM library is compiled once into TFSEP_TFLM_LIB (default: a folder of this session).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ai_edge_litert")
+pytest.importorskip("tflite_micro")
+
+from conftest import load_script  # noqa: E402
+
+cortex_m = load_script("benchmarks/cortex_m.py", "cortex_m")
+models = load_script("benchmarks/models.py", "bench_models")
+TFLM = Path(os.environ["TFSEP_TFLM_ROOT"]) if os.environ.get("TFSEP_TFLM_ROOT") else None
+WHY = cortex_m.missing(TFLM)
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(WHY is not None, reason=f"no Cortex-M4 build here: {WHY}")]
+
+
+@pytest.fixture(scope="module")
+def integer_tflite(tmp_path_factory) -> Path:
+    from tfsep_edge.export.tflite_export import export_tflite
+
+    work = tmp_path_factory.mktemp("m4")
+    quantized = models.make_quantized(models.make_checkpoint(12, work / "c12.pt"), work / "q12", integer=True)
+    out = work / "integer.tflite"
+    export_tflite(quantized, out, int8=True, io="int8", echo=lambda _s: None, timing=False)
+    return out
+
+
+def test_integer_pair_runs_on_a_cortex_m4_as_on_the_host(integer_tflite, tmp_path_factory):
+    from tfsep_edge.export.micro_source import write_micro_source
+    from tfsep_edge.runtime import micro
+
+    work = tmp_path_factory.mktemp("m4run")
+    host_arena = micro.smallest_arena(integer_tflite)
+    write_micro_source(integer_tflite, work / "pair", arena_size=host_arena)
+    lib = Path(os.environ.get("TFSEP_TFLM_LIB") or tmp_path_factory.mktemp("tflm-lib"))
+    elf = cortex_m.build(TFLM, work / "pair", work / "build", lib)
+    mels = models.noise_logmels(4, seed=3).numpy()
+    got = cortex_m.run(elf, mels, work)
+    host = micro.MicroInterpreter(integer_tflite).run(mels)
+    assert np.array_equal(got["logits"], host), np.abs(got["logits"] - host).max()
+    assert got["arena_used"] <= got["smallest_arena"] <= got["arena_used"] + 16
+    assert got["smallest_arena"] < host_arena  # 4-byte pointers: less bookkeeping than x86-64
