@@ -157,7 +157,7 @@ def cortex_m4_table(result: dict) -> list[str]:
             if c is None:
                 continue
             target = f"{TARGETS[int(width)]:,}" if kind.startswith("integer") and int(width) in TARGETS else ""
-            same = "bit for bit" if c["equals_host_tflm"] else f"max |d| {c['max_abs_diff_vs_host_tflm']:.2g}"
+            same = "bit for bit" if c["equals_host_tflm"] else f"max abs diff {c['max_abs_diff_vs_host_tflm']:.2g}"
             lines.append(
                 f"| {width} | {kind} | {c['smallest_arena']:,} | {r['arena_bytes']:,} | {target} | "
                 f"{c['program_flash_bytes']:,} | {same} |"

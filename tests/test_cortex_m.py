@@ -11,6 +11,7 @@ The TFLM library is compiled once into TFSEP_TFLM_LIB (default: a folder of this
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +20,11 @@ import pytest
 pytest.importorskip("ai_edge_litert")
 pytest.importorskip("tflite_micro")
 
-from conftest import load_script  # noqa: E402
+from conftest import REPO  # noqa: E402
 
-cortex_m = load_script("benchmarks/cortex_m.py", "cortex_m")
-models = load_script("benchmarks/models.py", "bench_models")
+sys.path.insert(0, str(REPO))  # benchmarks/ is a folder of scripts beside the package
+from benchmarks import cortex_m, models  # noqa: E402
+
 TFLM = Path(os.environ["TFSEP_TFLM_ROOT"]) if os.environ.get("TFSEP_TFLM_ROOT") else None
 WHY = cortex_m.missing(TFLM)
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(WHY is not None, reason=f"no Cortex-M4 build here: {WHY}")]
