@@ -43,7 +43,7 @@ WIDTHS = (12, 40)
 TRAIN = {"mixup_alpha": 0, "mixstyle_p": 0, "devsim": "none", "threads": 1, "batch_size": 16, "epochs": 1}
 
 
-def train_and_quantize(data: Path, out: Path, width: int, seed: int) -> Path:
+def train_and_quantize(data: Path, out: Path, width: int, seed: int, integer: bool = False) -> Path:
     """One epoch of training (real weights, not random ones), then `tfsep-edge quantize`'s pipeline."""
     from tfsep_edge.quant.pipeline import QuantizeRequest, run_quantize
     from tfsep_edge.train.loop import train
@@ -51,7 +51,8 @@ def train_and_quantize(data: Path, out: Path, width: int, seed: int) -> Path:
     torch.set_num_threads(1)
     train(data, out, {**TRAIN, "warmup_epochs": 1, "width": width, "seed": seed}, progress=False)
     qdir = out / "int8"
-    run_quantize(QuantizeRequest(out / "best.pt", data, out=qdir, sensitivity=False, num_calib=32), log=lambda m: None)
+    req = QuantizeRequest(out / "best.pt", data, out=qdir, sensitivity=False, num_calib=32, integer=integer)
+    run_quantize(req, log=lambda m: None)
     return qdir
 
 
@@ -190,3 +191,45 @@ def test_xnnpack_on_an_integer_model_is_held_to_its_reference_kernels_within_the
     wrong[:, 1] += (export_rule.XNNPACK_INTEGER_STEPS + 1) * step
     with pytest.raises(export_rule.ExportValidationError, match="XNNPACK"):
         export_rule.check_xnnpack_integer(wrong, reference, step)
+
+
+def test_float_rounding_bounds_of_an_integer_models_onnx():
+    """Where onnxruntime's float requantization misses the exact bound: a typical input a couple of
+    steps off and one quiet input far off pass; a worst input or a typical input beyond what
+    rounding explains fails."""
+    step = 0.01
+    twin = np.zeros((24, 10), np.float32)
+    near = twin.copy()
+    near[:, 0] += 2 * step
+    near[0, 1] += 12 * step  # the norms' amplification in one quiet input
+    got = export_rule.check_float_rounding_integer(near, twin, step, "12.0 output steps (> 3)")
+    assert got["float_rounding"]["worst_input_steps"] == pytest.approx(12)
+    assert got["float_rounding"]["median_input_steps"] == pytest.approx(2)
+    worst = near.copy()
+    worst[3, 2] += (export_rule.XNNPACK_INTEGER_STEPS + 1) * step
+    with pytest.raises(export_rule.ExportValidationError, match="worst input"):
+        export_rule.check_float_rounding_integer(worst, twin, step, "exact bound missed")
+    shifted = twin + (export_rule.TYPICAL_FLOAT_ROUNDING_STEPS + 1) * step  # every input off: a fault
+    with pytest.raises(export_rule.ExportValidationError, match="median input"):
+        export_rule.check_float_rounding_integer(shifted, twin, step, "exact bound missed")
+
+
+@pytest.fixture(scope="module")
+def integer_qdir(data, tmp_path_factory) -> Path:
+    return train_and_quantize(data, tmp_path_factory.mktemp("faulty_integer") / "c12", 12, 0, integer=True)
+
+
+@pytest.mark.slow
+def test_integer_onnx_is_held_to_the_exact_bound_first_and_a_fault_is_still_caught(integer_qdir, out, monkeypatch):
+    correct = export.export(integer_qdir, out, int8=True, timing=False, echo=lambda s: None)["validation"]
+    assert "float_rounding" not in correct  # this model's ONNX meets the exact bound: the wide one is a fallback
+    out.unlink()
+    real = onnx_qdq.quantize
+
+    def wrong_scale(g, x, scale, zero_point, base, stored=None):
+        q = real(g, x, scale * 2 if base == "feature.4.out" else scale, zero_point, base, stored)
+        return onnx_qdq.QTensor(q.name, scale, zero_point, q.stored) if isinstance(q, onnx_qdq.QTensor) else q
+
+    monkeypatch.setattr(onnx_qdq, "quantize", wrong_scale)
+    text = reject([integer_qdir, "--int8", "--onnx", out], out.parent)
+    assert "more than float requantization explains" in text and "--tflite" in text

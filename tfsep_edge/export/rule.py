@@ -93,14 +93,14 @@ def check_fp32(out: np.ndarray, reference: np.ndarray, frontend: bool) -> dict:
     return result
 
 
-def check_int8(out: np.ndarray, twin: np.ndarray, step: float, pytorch_int8: np.ndarray) -> dict:
-    """`out` vs the fake-quant twin (the rule) and vs PyTorch INT8 (information); `step` = s_out."""
+def int8_figures(out: np.ndarray, twin: np.ndarray, step: float, pytorch_int8: np.ndarray) -> dict:
+    """`out` vs the fake-quant twin and vs PyTorch INT8 (information), in logits and output steps."""
     tol = int8_tolerance(step)
     diff = float(np.abs(out - twin).max())
     kernels = float(np.abs(twin - pytorch_int8).max())
     bound = tol + kernels
     disagree = out.argmax(1) != pytorch_int8.argmax(1)
-    result = {
+    return {
         "reference": "fake-quant twin (the INT8 model in exact arithmetic)",
         "max_abs_logit_diff": diff,
         "output_step": step,
@@ -116,12 +116,46 @@ def check_int8(out: np.ndarray, twin: np.ndarray, step: float, pytorch_int8: np.
             "rounding_margin_bound": 2 * bound,
         },
     }
-    if not diff <= tol:
+
+
+def check_int8(out: np.ndarray, twin: np.ndarray, step: float, pytorch_int8: np.ndarray) -> dict:
+    """`out` vs the fake-quant twin (the rule) and vs PyTorch INT8 (information); `step` = s_out."""
+    result = int8_figures(out, twin, step, pytorch_int8)
+    if not result["max_abs_logit_diff"] <= result["tolerance"]:
         raise ExportValidationError(
-            f"INT8 logits differ from the fake-quant twin by {diff:.3g} = {diff / step:.1f} output steps "
-            f"(> {INT8_OUTPUT_STEPS:g}) on {len(out)} inputs"
+            f"INT8 logits differ from the fake-quant twin by {result['max_abs_logit_diff']:.3g} = "
+            f"{result['max_diff_output_steps']:.1f} output steps (> {INT8_OUTPUT_STEPS:g}) on {len(out)} inputs"
         )
     return result
+
+
+# An integer model's ONNX is Q/DQ around float ops: onnxruntime requantizes in float and rounds half
+# to even where the integer kernels use fixed-point multipliers (as XNNPACK does), and the integer
+# norms amplify such a step in quiet rows: 12 steps on a trained C=12 (docs/export.md). Where the
+# exact bound is missed, such a file is held to XNNPACK's bound on its worst input and to
+# TYPICAL_FLOAT_ROUNDING_STEPS on its typical one (the median over the inputs of each input's
+# largest difference): 2 steps on that C=12, while faults put into its ONNX (a norm's output scale
+# doubled, two channels of a transition conv swapped, a transition's bias dropped) gave 22-124.
+TYPICAL_FLOAT_ROUNDING_STEPS = 8
+
+
+def check_float_rounding_integer(out: np.ndarray, twin: np.ndarray, step: float, exact_miss: str) -> dict:
+    """An integer model in a runtime that requantizes in float, once the exact bound is missed
+    (`exact_miss` says by how much): its worst and typical inputs against the wider bounds."""
+    per_input = np.abs(out - twin).max(axis=1) / step
+    worst, typical = float(per_input.max()), float(np.median(per_input))
+    if not (worst <= XNNPACK_INTEGER_STEPS and typical <= TYPICAL_FLOAT_ROUNDING_STEPS):
+        raise ExportValidationError(
+            f"{exact_miss}, more than float requantization explains: worst input {worst:.1f} output steps "
+            f"(bound {XNNPACK_INTEGER_STEPS}), median input {typical:.1f} (bound {TYPICAL_FLOAT_ROUNDING_STEPS})"
+        )
+    return {
+        "threshold": (
+            f"float requantization: worst input <= {XNNPACK_INTEGER_STEPS}, median input <= "
+            f"{TYPICAL_FLOAT_ROUNDING_STEPS} output steps"
+        ),
+        "float_rounding": {"exact_rule": exact_miss, "worst_input_steps": worst, "median_input_steps": typical},
+    }
 
 
 def check_batch(single: np.ndarray, batched: np.ndarray, tolerance: float) -> dict:

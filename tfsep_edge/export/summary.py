@@ -37,11 +37,18 @@ def step_lines(v: dict) -> list[str]:
     if "output_step" not in v:
         return []
     p = v["vs_pytorch_int8"]
-    return [
+    lines = [
         f"  = {v['max_diff_output_steps']:.2f} output steps of {v['output_step']:.3g}; vs PyTorch INT8 "
         f"(information only: its x86 kernels are not exact int8 arithmetic on every CPU): agreement "
         f"{p['top1_agreement']:.1%}, max |d logit| {p['max_abs_logit_diff']:.3g}"
     ]
+    if "float_rounding" in v:
+        f = v["float_rounding"]
+        lines.append(
+            f"  not equal to the integer kernels: the runtime requantizes in float and the integer norms amplify "
+            f"its rounding (median input {f['median_input_steps']:.1f} output steps); the .tflite export equals them"
+        )
+    return lines
 
 
 def closing_lines(summary: dict, runtime: str) -> list[str]:
