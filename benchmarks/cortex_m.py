@@ -14,6 +14,7 @@ the Makefile's download scripts), arm-none-eabi-g++ with newlib, and qemu-system
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -53,13 +54,16 @@ def flash_bytes(elf: Path) -> int:
     return text + data
 
 
-def build(tflm_root: Path, pair_dir: Path, out_dir: Path, lib_dir: Path) -> Path:
-    """The harness ELF for the pair in `pair_dir`; TFLM's library is compiled into `lib_dir` once."""
+def build(tflm_root: Path, pair_dir: Path, out_dir: Path, lib_dir: Path, arena: int | None = None) -> Path:
+    """The harness ELF for the pair in `pair_dir`; TFLM's library is compiled into `lib_dir` once.
+    `arena`: tfsep_classify's arena in bytes (-DTFSEP_ARENA_BYTES) instead of the header's."""
+    env = {**os.environ, "PAIR_FLAGS": f"-DTFSEP_ARENA_BYTES={int(arena)}" if arena else ""}
     done = subprocess.run(
         ["bash", str(QEMU_DIR / "build.sh"), str(tflm_root), str(pair_dir), str(out_dir), str(lib_dir)],
         capture_output=True,
         text=True,
         timeout=3600,
+        env=env,
     )
     if done.returncode != 0:
         raise RuntimeError(f"build.sh failed: {(done.stdout + done.stderr)[-2000:]}")

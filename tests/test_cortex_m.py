@@ -56,3 +56,10 @@ def test_integer_pair_runs_on_a_cortex_m4_as_on_the_host(integer_tflite, tmp_pat
     assert np.array_equal(got["logits"], host), np.abs(got["logits"] - host).max()
     assert got["arena_used"] <= got["smallest_arena"] <= got["arena_used"] + 16
     assert got["smallest_arena"] < host_arena  # 4-byte pointers: less bookkeeping than x86-64
+    # tfsep_classify with exactly the arena found on the core (-DTFSEP_ARENA_BYTES) classifies
+    # the same; 16 bytes less and it cannot set up (the harness fails)
+    tight = cortex_m.build(TFLM, work / "pair", work / "tight", lib, arena=got["smallest_arena"])
+    assert np.array_equal(cortex_m.run(tight, mels, work)["logits"], host)
+    short = cortex_m.build(TFLM, work / "pair", work / "short", lib, arena=got["smallest_arena"] - 16)
+    with pytest.raises(RuntimeError, match="tfsep_classify failed"):
+        cortex_m.run(short, mels, work)

@@ -14,9 +14,16 @@
 
 namespace {
 
-// The tensor arena: the size the header asks for (measured on the host plus a margin).
-// Put it in the fastest RAM the part has; the model array itself stays in flash.
-alignas(16) uint8_t tensor_arena[tfsep_arena_size];
+// The tensor arena: the size the header asks for (measured on the x86-64 host plus a margin), or
+// -DTFSEP_ARENA_BYTES=N: the figure measured for the core (a 32-bit core needs less bookkeeping;
+// README.md, "Checking a build"). Put it in the fastest RAM the part has; the model array
+// itself stays in flash.
+#ifdef TFSEP_ARENA_BYTES
+constexpr size_t kArenaBytes = TFSEP_ARENA_BYTES;
+#else
+constexpr size_t kArenaBytes = tfsep_arena_size;
+#endif
+alignas(16) uint8_t tensor_arena[kArenaBytes];
 
 tflite::MicroInterpreter* Interpreter() {
   static tflite::MicroMutableOpResolver<tfsep_op_kinds> resolver;

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Build m4_main.elf for a Cortex-M4F (QEMU mps2-an386) from a --micro pair and a TFLM checkout.
 #   build.sh TFLM_ROOT PAIR_DIR OUT_DIR [LIB_DIR]
+# PAIR_FLAGS: extra flags for the pair and tfsep_classify.cc (e.g. -DTFSEP_ARENA_BYTES=79472).
 # TFLM_ROOT: a tensorflow/tflite-micro checkout whose tools/make/downloads holds flatbuffers (with
 # TFLM's flatbuffers.patch), gemmlowp and ruy (its Makefile downloads them; see README.md).
 # TFLM's library (reference kernels, -O2) is compiled once into LIB_DIR (default OUT_DIR/lib) and reused.
@@ -25,8 +26,8 @@ if [ ! -f "$LIB" ]; then
     < "$LIBDIR/sources.txt"
   arm-none-eabi-ar rcs "$LIB" "$LIBDIR"/objs/*.o
 fi
-arm-none-eabi-g++ $CXXFLAGS -I"$PAIR" -c "$PAIR/tfsep_model.cc" -o "$OUT/tfsep_model.o"
-arm-none-eabi-g++ $CXXFLAGS -I"$PAIR" -c "$HERE/../tfsep_classify.cc" -o "$OUT/tfsep_classify.o"
+arm-none-eabi-g++ $CXXFLAGS ${PAIR_FLAGS:-} -I"$PAIR" -c "$PAIR/tfsep_model.cc" -o "$OUT/tfsep_model.o"
+arm-none-eabi-g++ $CXXFLAGS ${PAIR_FLAGS:-} -I"$PAIR" -c "$HERE/../tfsep_classify.cc" -o "$OUT/tfsep_classify.o"
 arm-none-eabi-g++ $CXXFLAGS -I"$PAIR" -c "$HERE/m4_main.cc" -o "$OUT/m4_main.o"
 arm-none-eabi-gcc $CPU -O2 -c "$HERE/startup.c" -o "$OUT/startup.o"
 arm-none-eabi-g++ $CPU --specs=rdimon.specs -T "$HERE/mps2.ld" -Wl,--gc-sections -o "$OUT/m4_main.elf" \
