@@ -180,6 +180,7 @@ def render(data: bytes, name: str, source: str, arena_measured: int, arena_size:
         "// with which TFLM's interpreter (reference kernels) built and ran the model on the machine",
         "// that exported it (x86-64 struct sizes). The size to use adds a margin for CMSIS-NN scratch",
         "// buffers and another TFLM version; check MicroInterpreter::arena_used_bytes() on the device.",
+        "// A 32-bit core needs less bookkeeping: tfsep_classify.cc takes -DTFSEP_ARENA_BYTES=N.",
         f"constexpr unsigned int {n}_arena_measured = {arena_measured};",
         f"constexpr unsigned int {n}_arena_size = {arena_size};",
         "",
