@@ -39,12 +39,10 @@ def missing(tflm_root: Path | None) -> str | None:
     return None
 
 
-def default_lib_dir(tflm_root: Path) -> Path:
-    """Where TFLM's Cortex-M4 library is kept between runs: one per TFLM commit and build script."""
-    import hashlib
-
-    key = f"{tflm_commit(tflm_root) or Path(tflm_root).resolve()}:{(QEMU_DIR / 'build.sh').read_text()}"
-    return Path.home() / ".cache" / "tfsep-edge" / f"tflm-cortex-m4-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+def default_lib_dir() -> Path:
+    """Where TFLM's Cortex-M4 library is kept between runs (build.sh rebuilds it when its stamp,
+    TFLM commit, compiler and flags, changes)."""
+    return Path.home() / ".cache" / "tfsep-edge" / "tflm-cortex-m4"
 
 
 def flash_bytes(elf: Path) -> int:
@@ -105,6 +103,13 @@ def versions() -> dict:
 
 
 def tflm_commit(tflm_root: Path) -> str | None:
-    """The checkout's commit, if it is a git work tree."""
-    done = subprocess.run(["git", "-C", str(tflm_root), "rev-parse", "HEAD"], capture_output=True, text=True)
-    return done.stdout.strip() or None
+    """The checkout's commit, if `tflm_root` is the top of a git work tree (not a folder inside another)."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(tflm_root), *args], capture_output=True, text=True)
+        return done.stdout.strip()
+
+    top = git("rev-parse", "--show-toplevel")
+    if not top or Path(top).resolve() != Path(tflm_root).resolve():
+        return None
+    return git("rev-parse", "HEAD") or None

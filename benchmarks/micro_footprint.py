@@ -73,7 +73,7 @@ def on_cortex_m4(path: Path, mels, tflm: Path, host_arena: int) -> dict:
     work = path.parent / f"{path.stem}_m4"
     work.mkdir()
     write_micro_source(path, work / "pair", allow_float=True, arena_size=host_arena)
-    elf = cortex_m.build(tflm, work / "pair", work / "build", cortex_m.default_lib_dir(tflm))
+    elf = cortex_m.build(tflm, work / "pair", work / "build", cortex_m.default_lib_dir())
     got = cortex_m.run(elf, mels, work)
     host = micro.MicroInterpreter(path).run(mels)
     return {

@@ -5,7 +5,8 @@ found on the core, is the device's figure: below the x86-64 host's (4-byte point
 
 Needs a tensorflow/tflite-micro checkout with its Makefile's downloads, named by TFSEP_TFLM_ROOT,
 arm-none-eabi-g++ with newlib and qemu-system-arm; skipped otherwise (CI has no TFLM sources).
-The TFLM library is compiled once into TFSEP_TFLM_LIB (default: a folder of this session).
+The TFLM library is compiled once into TFSEP_TFLM_LIB (default ~/.cache/tfsep-edge/tflm-cortex-m4,
+rebuilt when TFLM's commit, the compiler or the flags change).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def test_integer_pair_runs_on_a_cortex_m4_as_on_the_host(integer_tflite, tmp_pat
     work = tmp_path_factory.mktemp("m4run")
     host_arena = micro.smallest_arena(integer_tflite)
     write_micro_source(integer_tflite, work / "pair", arena_size=host_arena)
-    lib = Path(os.environ.get("TFSEP_TFLM_LIB") or tmp_path_factory.mktemp("tflm-lib"))
+    lib = Path(os.environ.get("TFSEP_TFLM_LIB") or cortex_m.default_lib_dir())
     elf = cortex_m.build(TFLM, work / "pair", work / "build", lib)
     mels = models.noise_logmels(4, seed=3).numpy()
     got = cortex_m.run(elf, mels, work)

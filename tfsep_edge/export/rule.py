@@ -132,11 +132,12 @@ def check_int8(out: np.ndarray, twin: np.ndarray, step: float, pytorch_int8: np.
 # An integer model's ONNX is Q/DQ around float ops: onnxruntime requantizes in float and rounds half
 # to even where the integer kernels use fixed-point multipliers (as XNNPACK does), and the integer
 # norms amplify such a step in quiet rows: 12 steps on a trained C=12 (docs/export.md). Where the
-# exact bound is missed, such a file is held to XNNPACK's bound on its worst input and to
-# TYPICAL_FLOAT_ROUNDING_STEPS on its typical one (the median over the inputs of each input's
-# largest difference): 2 steps on that C=12, while faults put into its ONNX (a norm's output scale
-# doubled, two channels of a transition conv swapped, a transition's bias dropped) gave 22-124.
-TYPICAL_FLOAT_ROUNDING_STEPS = 8
+# exact bound is missed, such a file is held to XNNPACK's bound on its worst input, and its typical
+# input (the median over the inputs of each input's largest difference) still to the exact bound:
+# 2 steps on that C=12 (20 of its 24 validation inputs within 3), while faults put into its ONNX (a
+# norm's output scale doubled, two channels of a transition conv swapped, a transition's bias
+# dropped) gave medians of 22-124.
+TYPICAL_FLOAT_ROUNDING_STEPS = INT8_OUTPUT_STEPS
 
 
 def check_float_rounding_integer(out: np.ndarray, twin: np.ndarray, step: float, exact_miss: str) -> dict:
@@ -144,15 +145,21 @@ def check_float_rounding_integer(out: np.ndarray, twin: np.ndarray, step: float,
     (`exact_miss` says by how much): its worst and typical inputs against the wider bounds."""
     per_input = np.abs(out - twin).max(axis=1) / step
     worst, typical = float(per_input.max()), float(np.median(per_input))
-    if not (worst <= XNNPACK_INTEGER_STEPS and typical <= TYPICAL_FLOAT_ROUNDING_STEPS):
+    if not worst <= XNNPACK_INTEGER_STEPS:
         raise ExportValidationError(
             f"{exact_miss}, more than float requantization explains: worst input {worst:.1f} output steps "
-            f"(bound {XNNPACK_INTEGER_STEPS}), median input {typical:.1f} (bound {TYPICAL_FLOAT_ROUNDING_STEPS})"
+            f"(bound {XNNPACK_INTEGER_STEPS})"
+        )
+    if not typical <= TYPICAL_FLOAT_ROUNDING_STEPS:
+        raise ExportValidationError(
+            f"{exact_miss}, more than float requantization explains: median input {typical:.1f} output steps "
+            f"(bound {TYPICAL_FLOAT_ROUNDING_STEPS:g})"
         )
     return {
+        "tolerance": XNNPACK_INTEGER_STEPS * step,
         "threshold": (
             f"float requantization: worst input <= {XNNPACK_INTEGER_STEPS}, median input <= "
-            f"{TYPICAL_FLOAT_ROUNDING_STEPS} output steps"
+            f"{TYPICAL_FLOAT_ROUNDING_STEPS:g} output steps"
         ),
         "float_rounding": {"exact_rule": exact_miss, "worst_input_steps": worst, "median_input_steps": typical},
     }
