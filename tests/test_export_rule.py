@@ -123,15 +123,20 @@ def out(tmp_path) -> Path:
     return tmp_path / "model.onnx"
 
 
-def test_activation_scale_off_by_2x(qdir, out, monkeypatch):
-    """An AdaResNorm island quantized with twice its scale while its consumers read the true one."""
+def double_the_scale_of(monkeypatch, layer: str) -> None:
+    """Make the ONNX writer quantize `layer`'s output with twice its scale while its consumers read the true one."""
     real = onnx_qdq.quantize
 
     def wrong_scale(g, x, scale, zero_point, base, stored=None):
-        q = real(g, x, scale * 2 if base == "feature.4.out" else scale, zero_point, base, stored)
+        q = real(g, x, scale * 2 if base == layer else scale, zero_point, base, stored)
         return onnx_qdq.QTensor(q.name, scale, zero_point, q.stored) if isinstance(q, onnx_qdq.QTensor) else q
 
     monkeypatch.setattr(onnx_qdq, "quantize", wrong_scale)
+
+
+def test_activation_scale_off_by_2x(qdir, out, monkeypatch):
+    """An AdaResNorm island quantized with twice its scale while its consumers read the true one."""
+    double_the_scale_of(monkeypatch, "feature.4.out")
     text = reject([qdir, "--int8", "--onnx", out], out.parent)
     assert "fake-quant twin" in text and "output steps" in text
 
@@ -223,12 +228,6 @@ def integer_qdir(data, tmp_path_factory) -> Path:
 def test_a_fault_in_an_integer_onnx_is_caught_by_the_float_rounding_bounds_too(integer_qdir, out, monkeypatch):
     export.export(integer_qdir, out, int8=True, timing=False, echo=lambda s: None)  # the unfaulted model passes
     out.unlink()
-    real = onnx_qdq.quantize
-
-    def wrong_scale(g, x, scale, zero_point, base, stored=None):
-        q = real(g, x, scale * 2 if base == "feature.4.out" else scale, zero_point, base, stored)
-        return onnx_qdq.QTensor(q.name, scale, zero_point, q.stored) if isinstance(q, onnx_qdq.QTensor) else q
-
-    monkeypatch.setattr(onnx_qdq, "quantize", wrong_scale)
+    double_the_scale_of(monkeypatch, "feature.4.out")  # the integer norm's output
     text = reject([integer_qdir, "--int8", "--onnx", out], out.parent)
     assert "more than float requantization explains" in text and "--tflite" in text
