@@ -32,8 +32,10 @@ def missing(tflm_root: Path | None) -> str | None:
     for tool in TOOLS:
         if shutil.which(tool) is None:
             return f"{tool} not installed"
-    if tflm_root is None or not (Path(tflm_root) / "tensorflow" / "lite" / "micro").is_dir():
+    if tflm_root is None:
         return "no tensorflow/tflite-micro checkout given"
+    if not (Path(tflm_root) / "tensorflow" / "lite" / "micro").is_dir():
+        return f"{tflm_root}: not a tensorflow/tflite-micro checkout (no tensorflow/lite/micro in it)"
     if not (Path(tflm_root) / "tensorflow/lite/micro/tools/make/downloads/flatbuffers/include").is_dir():
         return f"{tflm_root}: its Makefile's downloads (flatbuffers, gemmlowp, ruy) are missing"
     return None

@@ -179,7 +179,8 @@ def main() -> None:
         from benchmarks import cortex_m
 
         if why := cortex_m.missing(args.tflm):
-            sys.exit(f"--tflm {args.tflm}: {why}")
+            print(f"--tflm: {why}", file=sys.stderr)
+            sys.exit(2)
     with tempfile.TemporaryDirectory() as tmp:
         widths = {str(w): one_width(w, Path(tmp), args.tflm) for w in args.widths}
     result = {
