@@ -118,22 +118,23 @@ def markdown(result: dict) -> str:
         "TFLM = LiteRT reference |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for width, rows in result["widths"].items():
-        for kind, r in rows.items():
-            target = target_cell(width, kind)
-            exact = "yes" if r["tflm_equals_litert_reference"] else "NO"
-            lines.append(
-                f"| {width} | {kind} | {r['arena_bytes']:,} | {target} | {r['flash_bytes']:,} | {r['operators']} | "
-                f"{r['tensors']} | {r['float_tensors_inside']} | {exact} |"
-            )
+    for width, kind, r, target in file_rows(result):
+        exact = "yes" if r["tflm_equals_litert_reference"] else "NO"
+        lines.append(
+            f"| {width} | {kind} | {r['arena_bytes']:,} | {target} | {r['flash_bytes']:,} | {r['operators']} | "
+            f"{r['tensors']} | {r['float_tensors_inside']} | {exact} |"
+        )
     if result.get("cortex_m4"):
         lines += cortex_m4_table(result)
     return "\n".join(lines) + "\n"
 
 
-def target_cell(width: str, kind: str) -> str:
-    """Issue 20's arena target, on the integer files' rows."""
-    return f"{TARGETS[int(width)]:,}" if kind.startswith("integer") and int(width) in TARGETS else ""
+def file_rows(result: dict):
+    """(width, file kind, its figures, issue 20's arena target on the integer files' rows) per file."""
+    for width, rows in result["widths"].items():
+        for kind, r in rows.items():
+            target = f"{TARGETS[int(width)]:,}" if kind.startswith("integer") and int(width) in TARGETS else ""
+            yield width, kind, r, target
 
 
 def cortex_m4_table(result: dict) -> list[str]:
@@ -156,17 +157,14 @@ def cortex_m4_table(result: dict) -> list[str]:
         "logits = host TFLM |",
         "|---|---|---|---|---|---|---|",
     ]
-    for width, rows in result["widths"].items():
-        for kind, r in rows.items():
-            c = r.get("cortex_m4")
-            if c is None:
-                continue
-            target = target_cell(width, kind)
-            same = "bit for bit" if c["equals_host_tflm"] else f"max abs diff {c['max_abs_diff_vs_host_tflm']:.2g}"
-            lines.append(
-                f"| {width} | {kind} | {c['smallest_arena']:,} | {r['arena_bytes']:,} | {target} | "
-                f"{c['program_flash_bytes']:,} | {same} |"
-            )
+    for width, kind, r, target in file_rows(result):
+        if (c := r.get("cortex_m4")) is None:
+            continue
+        same = "bit for bit" if c["equals_host_tflm"] else f"max abs diff {c['max_abs_diff_vs_host_tflm']:.2g}"
+        lines.append(
+            f"| {width} | {kind} | {c['smallest_arena']:,} | {r['arena_bytes']:,} | {target} | "
+            f"{c['program_flash_bytes']:,} | {same} |"
+        )
     return lines
 
 

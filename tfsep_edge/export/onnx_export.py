@@ -146,14 +146,9 @@ INTEGER_ONNX_HINT = "(export the integer model with --tflite, or quantize withou
 def session_runner(path: Path):
     """float x -> float logits in a one-thread onnxruntime session of `path` (through the int8
     input and output of an --io int8 file, as the runtime feeds it)."""
-    from tfsep_edge.runtime.model_info import dequantize_int8, io_points, quantize_int8
+    from tfsep_edge.runtime.model_info import session_logits
 
-    session = ort_session(path)
-    name = session.get_inputs()[0].name
-    points = io_points(dict(session.get_modelmeta().custom_metadata_map or {}), path)
-    if points is None:
-        return lambda x: session.run(None, {name: x})[0]
-    return lambda x: dequantize_int8(session.run(None, {name: quantize_int8(x, points[0])})[0], points[1])
+    return session_logits(ort_session(path), path)
 
 
 # --- the backend -------------------------------------------------------------------------------

@@ -25,10 +25,8 @@ from tfsep_edge.core.kinds import Kind, artifact_kind, require_kind
 from tfsep_edge.runtime.model_info import (
     Classifier,
     ModelInfo,
-    dequantize_int8,
-    io_points,
     labels_budget_width,
-    quantize_int8,
+    session_logits,
 )
 from tfsep_edge.signal.audio import load_audio, split_windows
 
@@ -138,10 +136,7 @@ class OnnxClassifier(Classifier):
         self.threads = threads
         self.session = open_session(self.path, threads)
         self.info = read_model_info(self.session, self.path)
-        self.input_name = self.session.get_inputs()[0].name
-        self.output_name = self.session.get_outputs()[0].name
-        meta = dict(self.session.get_modelmeta().custom_metadata_map or {})
-        self.io_points = io_points(meta, self.path)  # int8 input and output (--io int8), else None
+        self._run = session_logits(self.session, self.path)  # through an int8 input and output (--io int8)
         if check:
             self.check_runs()
 
@@ -164,16 +159,6 @@ class OnnxClassifier(Classifier):
                 f"{self.path}: returns {list(out.shape)} for a batch of {batch}, not ({batch}, {NUM_CLASSES}) logits; "
                 f"{EXPORT_HINT}"
             )
-
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        """Float log-mels (or waveforms) -> float logits, through an int8 input and output where the
-        file has them."""
-        if self.io_points is None:
-            return self.session.run([self.output_name], {self.input_name: x})[0]
-        q_in, q_out = self.io_points
-        return dequantize_int8(
-            self.session.run([self.output_name], {self.input_name: quantize_int8(x, q_in)})[0], q_out
-        )
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
         try:

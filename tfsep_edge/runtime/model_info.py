@@ -67,6 +67,17 @@ def io_points(meta: dict[str, str], path: Path) -> tuple[tuple[float, int], tupl
         raise TfsepError(f"{path}: its int8 input/output metadata cannot be read; export it again") from None
 
 
+def session_logits(session, path: Path):
+    """x (float log-mels or waveforms) -> float logits of an onnxruntime `session` of `path`:
+    through its int8 input and output where the file has them (--io int8, META_IO)."""
+    name_in, name_out = session.get_inputs()[0].name, session.get_outputs()[0].name
+    points = io_points(dict(session.get_modelmeta().custom_metadata_map or {}), path)
+    if points is None:
+        return lambda x: session.run([name_out], {name_in: x})[0]
+    (q_in, q_out) = points
+    return lambda x: dequantize_int8(session.run([name_out], {name_in: quantize_int8(x, q_in)})[0], q_out)
+
+
 class Classifier:
     """What predict, listen, bench and evaluate call, whatever the runtime. A subclass sets `path`
     and `info` and runs one batch in `_infer` (the model's own input -> (B, 10) logits)."""
