@@ -4,13 +4,14 @@ For each checkpoint (trained on a SYNTHETIC `synth --preset tau-like` set; pass 
 best.pt, which was chosen on the evaluate split reported here): the quantize command's code
 (`run_quantize` with quantize's default calibration size, the evaluate split held out) in the
 modes of MODES: PTQ with the defaults (float stem and norm islands), `--integer` (its first norm
-in int16), `--integer --int8-norms`, each also `--finetune` on the set's train split where
-listed. Reports FP32 and INT8 accuracy, top-1 agreement and logit SQNR in exact int8 arithmetic
+in int16), `--integer --int16-norms none` and `all`, each also `--finetune` on the set's train
+split where listed. Reports FP32 and INT8 accuracy, top-1 agreement and logit SQNR in exact int8 arithmetic
 (the fake-quant twin every export is validated against).
 
     .venv/bin/python benchmarks/integer_fidelity.py --data HARD_SET --checkpoints c12/last.pt [c40/last.pt]
+        [--eval HELD_OUT_SET --name integer_fidelity_heldout]
 
-Writes benchmarks/results/integer_fidelity.json and .md. SYNTHETIC audio: the figures show what
+Writes benchmarks/results/integer_fidelity.json and .md (or --name's). SYNTHETIC audio: the figures show what
 a quantization scheme costs on a model with TAU22-like margins, not TAU22 accuracy.
 """
 
@@ -40,17 +41,22 @@ MODES = {  # --modes name: (the row's label, quantize's flags)
     "ptq-int8-stem": ("PTQ, stem convs and input in int8", {"float_stem": False}),
     "integer": ("--integer", {"integer": True}),
     "integer-finetune": ("--integer --finetune", {"integer": True, "finetune": True}),
-    "integer-int8-norms": ("--integer --int8-norms", {"integer": True, "int8_norms": True}),
+    "integer-int16-none": ("--integer --int16-norms none", {"integer": True, "int16_norms": "none"}),
+    "integer-int16-all": ("--integer --int16-norms all", {"integer": True, "int16_norms": "all"}),
+    "integer-int16-all-finetune": (
+        "--integer --int16-norms all --finetune",
+        {"integer": True, "int16_norms": "all", "finetune": True},
+    ),
 }
 
 
-def one(checkpoint: Path, data: Path, work: Path, mode: str, finetune_epochs: int) -> dict:
+def one(checkpoint: Path, data: Path, work: Path, mode: str, finetune_epochs: int, eval_data: Path) -> dict:
     label, flags = MODES[mode][0], dict(MODES[mode][1])
     finetune = data if flags.pop("finetune", False) else None
     req = QuantizeRequest(
         checkpoint,
         data,
-        eval=data,
+        eval=eval_data,
         out=work / f"{checkpoint.parent.name}-{len(list(work.iterdir()))}",
         sensitivity=False,
         finetune=finetune,
@@ -111,6 +117,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True, help="a `synth --preset tau-like` folder")
     ap.add_argument("--checkpoints", type=Path, nargs="+", required=True)
+    ap.add_argument(
+        "--eval",
+        type=Path,
+        help="held-out clips from another set of the same preset (another --seed: more clips, the same scenes); "
+        "default: --data's evaluate split",
+    )
+    ap.add_argument("--name", default="integer_fidelity", help="results file stem under benchmarks/results")
     ap.add_argument("--finetune-epochs", type=int, default=3)
     ap.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES), help="which modes to run [all]")
     ap.add_argument(
@@ -123,11 +136,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for ck in args.checkpoints:
             for mode in args.modes:
-                rows.append(one(ck, args.data, Path(tmp), mode, args.finetune_epochs))
+                rows.append(one(ck, args.data, Path(tmp), mode, args.finetune_epochs, args.eval or args.data))
                 print(rows[-1], flush=True)
     data = made_by(args.data)
-    if args.keep and (OUT / "integer_fidelity.json").is_file():
-        old = json.loads((OUT / "integer_fidelity.json").read_text())
+    if args.eval is not None:
+        data += f"; evaluated on the evaluate split of {made_by(args.eval)}"
+    json_path, md_path = OUT / f"{args.name}.json", OUT / f"{args.name}.md"
+    if args.keep and json_path.is_file():
+        old = json.loads(json_path.read_text())
         if old["data"] != data:
             sys.exit(f"--keep: the committed rows are on {old['data']}, this run on {data}")
         new = {(r["checkpoint_path"], r["mode"]) for r in rows}
@@ -141,8 +157,8 @@ def main() -> None:
         "data": data,
         "rows": rows,
     }
-    write_text_atomic(OUT / "integer_fidelity.json", json.dumps(result, indent=1) + "\n")
-    write_text_atomic(OUT / "integer_fidelity.md", markdown(result))
+    write_text_atomic(json_path, json.dumps(result, indent=1) + "\n")
+    write_text_atomic(md_path, markdown(result))
     print(markdown(result))
 
 

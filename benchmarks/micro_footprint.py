@@ -3,7 +3,7 @@
 For untrained TF-SepNets at each width (benchmarks/models.py: randomised statistics; the arena and
 the operators do not depend on the weights): the FP32 .tflite, today's INT8 .tflite (float stem
 and norm islands), and the integer .tflite of `quantize --integer` with float and with int8 io,
-and with `--int8-norms` (int8 io).
+and with `--int16-norms none` and `all` (int8 io).
 Per file: the smallest TFLM arena (runtime/micro.smallest_arena: a binary search with real
 interpreter builds, reference kernels, x86-64 bookkeeping), flash (file bytes), operators and
 tensors, float tensors between input and logits, and whether TFLM's outputs equal LiteRT's
@@ -37,7 +37,14 @@ from tfsep_edge.core.fileio import write_text_atomic  # noqa: E402
 
 OUT = REPO / "benchmarks" / "results"
 TARGETS = {12: 80_000, 40: 256_000}  # issue 20's arena targets (bytes)
-KINDS = ("FP32", "INT8 (float islands)", "integer, float io", "integer, int8 io", "integer --int8-norms, int8 io")
+KINDS = (
+    "FP32",
+    "INT8 (float islands)",
+    "integer, float io",
+    "integer, int8 io",
+    "integer --int16-norms none, int8 io",
+    "integer --int16-norms all, int8 io",
+)
 
 
 def measure(path: Path, mels, tflm: Path | None = None) -> dict:
@@ -92,13 +99,15 @@ def one_width(width: int, work: Path, tflm: Path | None = None) -> dict:
     ckpt = make_checkpoint(width, work / f"c{width}.pt")
     ptq = make_quantized(ckpt, work / f"q{width}")
     integer = make_quantized(ckpt, work / f"i{width}", integer=True)
-    int8_norms = make_quantized(ckpt, work / f"n{width}", integer=True, int8_norms=True)
+    int8_norms = make_quantized(ckpt, work / f"n{width}", integer=True, int16_norms="none")
+    int16_all = make_quantized(ckpt, work / f"a{width}", integer=True, int16_norms="all")
     files = {
         KINDS[0]: export_tflite(ckpt, work / f"fp32_{width}.tflite", **quiet),
         KINDS[1]: export_tflite(ptq, work / f"int8_{width}.tflite", int8=True, **quiet),
         KINDS[2]: export_tflite(integer, work / f"integer_{width}.tflite", int8=True, **quiet),
         KINDS[3]: export_tflite(integer, work / f"integer_io_{width}.tflite", int8=True, io="int8", **quiet),
         KINDS[4]: export_tflite(int8_norms, work / f"int8_norms_{width}.tflite", int8=True, io="int8", **quiet),
+        KINDS[5]: export_tflite(int16_all, work / f"int16_all_{width}.tflite", int8=True, io="int8", **quiet),
     }
     mels = noise_logmels(8, seed=1).numpy()
     return {kind: measure(Path(summary["out"]), mels, tflm) for kind, summary in files.items()}

@@ -56,7 +56,7 @@ def make_checkpoint(width: int, out: Path, seed: int = 0) -> Path:
 
 
 def make_quantized(
-    checkpoint: Path, folder: Path, calib_clips: int = 64, integer: bool = False, int8_norms: bool = False
+    checkpoint: Path, folder: Path, calib_clips: int = 64, integer: bool = False, int16_norms: str = "first"
 ) -> Path:
 
     from tfsep_edge.model.checkpoint import load_model
@@ -68,8 +68,8 @@ def make_quantized(
     model = load_model(checkpoint)
     batches = list(noise_logmels(calib_clips).split(16))
     options = dataclasses.replace(INTEGER if integer else QuantOptions(), engine=default_engine())
-    if integer and int8_norms:
-        options = dataclasses.replace(options, int16_first_norm=False)
+    if integer:
+        options = dataclasses.replace(options, int16_norms=int16_norms)
     artifact, _ = quantize_model(model, batches, options)
     if folder.exists() and not is_quantized_dir(folder):
         folder.rmdir()  # an empty leftover; save_quantized refuses any non-quantize folder

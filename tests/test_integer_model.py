@@ -169,7 +169,7 @@ def test_tflite_export_is_integer_and_tflm_exact(tflite_int8_io, qdir, work):
     if v.get("tflm") != "not installed":
         assert v["tflm"]["bit_exact"]
         # the int16 first norm holds two int16 band tensors at once: 96,352 bytes at C=12 on the
-        # host (docs/quantization.md); --int8-norms keeps issue 20's 80,000 (the test below)
+        # host (docs/quantization.md); --int16-norms none keeps issue 20's 80,000 (the test below)
         assert 0 < v["tflm_arena_bytes"] <= 100_000
     from tfsep_edge.core.tflite_format import operator_counts, schema
     from tfsep_edge.export import arena_plan
@@ -186,32 +186,62 @@ def test_tflite_export_is_integer_and_tflm_exact(tflite_int8_io, qdir, work):
     assert f["tensors"] == ["logmel", "logits"] and f["ops"] == {"QUANTIZE": 1, "DEQUANTIZE": 1}
 
 
-def test_int8_norms_keep_the_smallest_arena(mels, work):
-    """--int8-norms: every norm in int8 ops, issue 20's C=12 arena target (bands of rows, GATHER
-    shuffles, the norms' 1x1 convs and the stored arena plan; the arena does not depend on the
-    weights), still TFLM = LiteRT reference bit for bit."""
+def quantized_with_int16_norms(mels, work: Path, int16_norms: str) -> Path:
+    """The module's untrained C=12 quantized --integer with `int16_norms`, saved as a quantize folder."""
     from tfsep_edge.core.kinds import QUANTIZED_FILE
-    from tfsep_edge.export import tflite_int8
-    from tfsep_edge.export.tflite_export import export_tflite
     from tfsep_edge.model.tfsepnet import random_model
     from tfsep_edge.quant.artifact import artifact_payload
     from tfsep_edge.quant.calibrate import INTEGER
     from tfsep_edge.quant.quantize import quantize_model
 
-    options = dataclasses.replace(INTEGER, engine="x86", observer="minmax", int16_first_norm=False)
+    options = dataclasses.replace(INTEGER, engine="x86", observer="minmax", int16_norms=int16_norms)
     art = quantize_model(random_model(), [mels[:8], mels[8:]], options)[0]
-    assert art.info["integer_points"]["wide_norms"] == []
-    qdir = work / "q12_int8_norms"
+    norms = sorted(art.info["integer_points"]["norms"], key=lambda n: int(n.rsplit(".", 1)[-1]))
+    assert art.info["integer_points"]["wide_norms"] == {"none": [], "all": norms}[int16_norms]
+    qdir = work / f"q12_int16_{int16_norms}"
     qdir.mkdir()
     torch.save(artifact_payload(art), qdir / QUANTIZED_FILE)
+    return qdir
+
+
+def test_int8_norms_keep_the_smallest_arena(mels, work):
+    """--int16-norms none: every norm in int8 ops, issue 20's C=12 arena target (bands of rows, GATHER
+    shuffles, the norms' 1x1 convs and the stored arena plan; the arena does not depend on the
+    weights), still TFLM = LiteRT reference bit for bit."""
+    from tfsep_edge.core.tflite_format import operator_counts
+    from tfsep_edge.export import tflite_int8
+    from tfsep_edge.export.tflite_export import export_tflite
+
+    qdir = quantized_with_int16_norms(mels, work, "none")
     out = work / "int8_norms.tflite"
     v = export_tflite(qdir, out, int8=True, timing=False, echo=lambda _s: None, io="int8")["validation"]
-    from tfsep_edge.core.tflite_format import operator_counts
-
     assert operator_counts(out.read_bytes())["SLICE"] == tflite_int8.FRONT_BANDS
     if v.get("tflm") != "not installed":
         assert v["tflm"]["bit_exact"]
         assert 0 < v["tflm_arena_bytes"] <= 80_000
+
+
+def test_every_norm_in_int16_is_exact_in_both_formats(mels, work):
+    """--int16-norms all: every norm's statistics in int16; the ones followed by a max-pool run on
+    bands of row pairs in the .tflite (tflite_int8.banded_pooled_norm), the ONNX whole. The twin
+    is layout-free: LiteRT's reference kernels give its logits exactly, TFLM bit for bit."""
+    from tfsep_edge.core.tflite_format import float_activations, operator_counts
+    from tfsep_edge.export import onnx_export, tflite_int8
+    from tfsep_edge.export.tflite_export import export_tflite
+
+    qdir = quantized_with_int16_norms(mels, work, "all")
+    out = work / "int16_all.tflite"
+    v = export_tflite(qdir, out, int8=True, timing=False, echo=lambda _s: None, io="int8")["validation"]
+    data = out.read_bytes()
+    assert v["max_diff_output_steps"] == 0.0 and float_activations(data) == {"tensors": [], "ops": {}}
+    ops = operator_counts(data)
+    # the first norm's front bands, then the two pooled norms' (feature.4 and feature.8) bands
+    assert ops["SLICE"] == tflite_int8.WIDE_FRONT_BANDS + 2 * tflite_int8.WIDE_POOLED_BANDS
+    assert "SQUARED_DIFFERENCE" not in ops  # no int8 norm left
+    if v.get("tflm") != "not installed":
+        assert v["tflm"]["bit_exact"]
+    summary = onnx_export.export(qdir, work / "int16_all.onnx", int8=True, timing=False, echo=lambda _s: None)
+    assert summary["validation"]["max_diff_output_steps"] <= 3
 
 
 def test_int8_io_file_runs_in_the_runtime(tflite_int8_io, mels, artifact):

@@ -287,14 +287,16 @@ def test_int8_weights_are_the_gptq_weights(tiny, artifact):
     assert artifact.info["weight_rounding"] == "gptq"
 
 
-def test_int8_norms_needs_integer(tmp_path):
+def test_int16_norms_needs_integer_and_a_choice(tmp_path):
     from tfsep_edge.core.errors import TfsepError
     from tfsep_edge.quant.pipeline import QuantizeRequest, check_request
 
-    req = QuantizeRequest(checkpoint=tmp_path / "m.pt", calib=tmp_path, out=tmp_path / "q", int8_norms=True)
-    with pytest.raises(TfsepError, match="--int8-norms .*--integer"):
+    req = QuantizeRequest(checkpoint=tmp_path / "m.pt", calib=tmp_path, out=tmp_path / "q", int16_norms="none")
+    with pytest.raises(TfsepError, match="--int16-norms .*--integer"):
         check_request(req)
-    options, _ = check_request(
-        QuantizeRequest(tmp_path / "m.pt", tmp_path, out=tmp_path / "q", integer=True, int8_norms=True)
-    )
-    assert options.integer and not options.int16_first_norm
+    with pytest.raises(TfsepError, match="--int16-norms second: not a choice; use one of first, all, none"):
+        check_request(QuantizeRequest(tmp_path / "m.pt", tmp_path, integer=True, int16_norms="second"))
+    for given, used in ((None, "first"), ("none", "none"), ("all", "all")):
+        req = QuantizeRequest(tmp_path / "m.pt", tmp_path, out=tmp_path / "q", integer=True, int16_norms=given)
+        options, _ = check_request(req)
+        assert options.integer and options.int16_norms == used

@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-from tfsep_edge.core.config import DEFAULT_NUM_CALIB
+from tfsep_edge.core.config import DEFAULT_NUM_CALIB, INT16_NORMS
 from tfsep_edge.core.errors import TfsepError, check_at_least_one
 from tfsep_edge.core.torch_check import require_torch
 
@@ -526,14 +526,14 @@ def quantize(
     integer: bool = typer.Option(
         False,
         "--integer",
-        help="integer from input to logits: int8 input and stem, AdaResNorm in integer ops (the first one's "
-        "statistics in int16), int8 means and global mean (TFLite Micro; docs/quantization.md)",
+        help="integer from input to logits: int8 input and stem, AdaResNorm in integer ops (statistics in "
+        "int16 where --int16-norms says), int8 means and global mean (TFLite Micro; docs/quantization.md)",
     ),
-    int8_norms: bool = typer.Option(
-        False,
-        "--int8-norms",
-        help="with --integer: the first norm's statistics in int8 too: a smaller TFLite Micro arena, "
-        "lower fidelity (docs/quantization.md)",
+    int16_norms: Optional[str] = typer.Option(
+        None,
+        "--int16-norms",
+        help=f"with --integer: the norms whose statistics are int16, {' | '.join(INT16_NORMS)} (default first); "
+        "more: higher fidelity, a larger TFLite Micro arena (docs/quantization.md)",
     ),
     as_json: bool = typer.Option(False, "--json", help="print the report as one JSON object"),
 ) -> None:
@@ -558,7 +558,7 @@ def quantize(
         sensitivity=sensitivity,
         reduce_range=reduce_range,
         integer=integer,
-        int8_norms=int8_norms,
+        int16_norms=int16_norms,
         as_json=as_json,
     )
     raise typer.Exit(code)

@@ -141,3 +141,8 @@ META_IO = "tfsep_edge.io"  # int8-io files only, JSON: {"input"|"output": {"dtyp
 # Calibration files quantize takes by default: 256 left INT8 accuracy measurably below FP32 where
 # more did not (docs/quantization.md, "Fidelity at C=12 and C=40"); each clip costs milliseconds.
 DEFAULT_NUM_CALIB = 1024
+
+# An integer model's AdaResNorms whose statistics are int16 (quantize --integer --int16-norms):
+# the full-resolution first one (the default: C=12 fits an 80 KB Cortex-M4 arena), every one (more
+# fidelity, more arena), none (the smallest arena). docs/quantization.md measures each.
+INT16_NORMS = ("first", "all", "none")

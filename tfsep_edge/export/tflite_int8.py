@@ -215,6 +215,9 @@ FRONT_BANDS = 3
 # A wide first norm (int16 statistics) holds two int16 band tensors at once: more, narrower bands.
 # Past 6 the per-op bookkeeping grows faster than the bands shrink (measured at C=12).
 WIDE_FRONT_BANDS = 6
+# A later wide norm followed by the 2x2 max-pool runs on bands of row pairs for the same reason
+# (its int16 temporaries take a band's size) and joins the pooled bands: --int16-norms all.
+WIDE_POOLED_BANDS = 6
 
 
 def chunked_front(g: FlatGraph, x: Tensor, stem: Int8Conv, norm: IntegerNorm, blk: Block, bands: int) -> list[Tensor]:
@@ -234,6 +237,17 @@ def chunked_front(g: FlatGraph, x: Tensor, stem: Int8Conv, norm: IntegerNorm, bl
         for part, half in zip(parts, block_halves(g, y, blk), strict=True):
             part.append(half)
     return [tg.concat(g, p, 1, f"{blk.name}.trans{k}.rows", quant=p[0].quant) for k, p in enumerate(parts)]
+
+
+def banded_pooled_norm(g: FlatGraph, x: Tensor, op: IntegerNorm, bands: int = WIDE_POOLED_BANDS) -> Tensor:
+    """A norm with its 2x2 max-pool on `bands` bands of row pairs: per band a SLICE of its rows,
+    the norm and the pool; the pooled bands joined along frequency (the pool keeps the norm's
+    output point). The statistics are per row, so the integers are the whole tensor's."""
+    parts = []
+    for i, pairs in enumerate(np.array_split(np.arange(x.shape[1] // 2), bands)):
+        band = tg.slice_rows(g, x, 2 * int(pairs[0]), 2 * len(pairs), f"{op.name}.band{i}")
+        parts.append(integer_norm(g, band, op, suffix=f".{i}"))
+    return tg.concat(g, parts, 1, f"{op.pool.name}.rows", quant=parts[0].quant)
 
 
 def float_norm(g: FlatGraph, x: Tensor, op: FloatNorm) -> Tensor:
@@ -338,6 +352,8 @@ def add_qmodel(g: FlatGraph, x: Tensor, model: Int8Model, int8_output: bool = Fa
         elif isinstance(op, QuantizeInput):
             if x.dtype != "INT8":
                 x = quantize(g, x, _quant(op.out), "input.q")
+        elif isinstance(op, IntegerNorm) and op.wide is not None and op.pool is not None:
+            x = banded_pooled_norm(g, x, op)
         elif isinstance(op, IntegerNorm):
             x = integer_norm(g, x, op)
         elif isinstance(op, (Int8Conv, FloatConv)):  # the stem

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from tfsep_edge.core.config import INT16_NORMS
 from tfsep_edge.core.errors import TfsepError
 from tfsep_edge.model.tfsepnet import AdaResNorm, ConvBlock, TFSepNet
 from tfsep_edge.quant.bias_grid import bias_grid, on_grid
@@ -52,9 +53,10 @@ class QuantOptions:
     # float_layers=() and float_means=True (the PyTorch INT8 model keeps the norms and means as
     # float islands; the twin and the exports compute them in integers).
     integer: bool = False
-    # With `integer`: the first norm's statistics in int16 (integer_norm.WideSpec); False keeps them
-    # int8 (the smaller TFLite Micro arena; the fidelity cost is in docs/quantization.md).
-    int16_first_norm: bool = True
+    # With `integer`: which AdaResNorms compute their statistics in int16 (integer_norm.WideSpec),
+    # one of INT16_NORMS; the rest stay int8. More int16 norms, more fidelity and more TFLite
+    # Micro arena (docs/quantization.md measures both).
+    int16_norms: str = "first"
 
     @property
     def act_reduce_range(self) -> bool:
@@ -281,14 +283,22 @@ def _qparams(observer) -> list:
     return [float(scale.reshape(-1)[0]), int(zero_point.reshape(-1)[0])]
 
 
-def integer_points(calibration: Calibration, int16_first_norm: bool = True) -> dict:
+def wide_norm_names(norms, int16_norms: str) -> list[str]:
+    """The islands (feature.<i>) of `norms` whose statistics are int16 under `int16_norms`:
+    "first" the full-resolution first norm, "all" every norm, "none" no norm."""
+    if int16_norms not in INT16_NORMS:
+        raise ValueError(f"int16_norms is one of {', '.join(INT16_NORMS)}, not {int16_norms!r}")
+    ordered = sorted(norms, key=lambda name: int(name.rsplit(".", 1)[-1]))
+    return {"first": ordered[:1], "all": ordered, "none": []}[int16_norms]
+
+
+def integer_points(calibration: Calibration, int16_norms: str = "first") -> dict:
     """The integer points as JSON ({"norms": {island: {point: [scale, zp]}}, "pool": [scale, zp],
     "wide_norms": [island]}, int8 zero points): saved in the artifact's info, read by the twin.
-    With `int16_first_norm` the first norm is wide (int16 statistics, integer_norm.WideSpec);
+    The `wide_norms` (wide_norm_names) compute their statistics in int16 (integer_norm.WideSpec);
     artifacts made before wide norms have no "wide_norms" and stay all int8."""
     obs = calibration.integer_observers
     if obs is None:
         raise ValueError("calibration was made without the integer points (QuantOptions.integer)")
     norms = {name: {p: _qparams(o) for p, o in points.items()} for name, points in obs["norms"].items()}
-    first = min(norms, key=lambda name: int(name.rsplit(".", 1)[-1]))  # feature.<i>: the full-resolution norm
-    return {"norms": norms, "pool": _qparams(obs["pool"]), "wide_norms": [first] if int16_first_norm else []}
+    return {"norms": norms, "pool": _qparams(obs["pool"]), "wide_norms": wide_norm_names(norms, int16_norms)}

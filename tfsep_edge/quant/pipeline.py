@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tfsep_edge.core.config import LABELS
+from tfsep_edge.core.config import INT16_NORMS, LABELS
 from tfsep_edge.core.errors import TfsepError
 from tfsep_edge.core.fileio import check_output_folder, check_writable_dir
 from tfsep_edge.core.kinds import CALIB_LIST_FILE
@@ -320,7 +320,7 @@ class QuantizeRequest:
     finetune: Path | None = None  # INT8 fine-tuning on this TAU22 folder's train split (quant/finetune.py)
     finetune_epochs: int = 3
     integer: bool = False  # integer from input to logits (QuantOptions.integer)
-    int8_norms: bool = False  # with integer: the first norm's statistics in int8 too
+    int16_norms: str | None = None  # with integer: which norms compute in int16 (calibrate.INT16_NORMS); None: first
 
 
 def default_out(checkpoint: Path) -> Path:
@@ -347,13 +347,15 @@ def check_request(req: QuantizeRequest) -> tuple[QuantOptions, Path]:
     if req.finetune is not None:
         FinetuneOptions(epochs=req.finetune_epochs).check()
         check_finetune_data(req.finetune)
-    if req.int8_norms and not req.integer:
-        raise TfsepError("--int8-norms chooses the statistics of an --integer model: add --integer or drop it")
+    if req.int16_norms is not None and not req.integer:
+        raise TfsepError("--int16-norms chooses the statistics of an --integer model: add --integer or drop it")
+    if req.int16_norms not in (None, *INT16_NORMS):
+        raise TfsepError(f"--int16-norms {req.int16_norms}: not a choice; use one of {', '.join(INT16_NORMS)}")
     if req.integer:
         if req.max_drop is not None:
             raise TfsepError("--max-drop leaves layers in float; an --integer model has none: drop one of the two")
         options = QuantOptions(engine, req.observer, (), True, req.reduce_range, integer=True)
-        return dataclasses.replace(options, int16_first_norm=not req.int8_norms), out
+        return dataclasses.replace(options, int16_norms=req.int16_norms or options.int16_norms), out
     # no float layers yet: the stem is the model's (run_quantize adds it once the checkpoint is read)
     return QuantOptions(engine, req.observer, (), reduce_range=req.reduce_range), out
 

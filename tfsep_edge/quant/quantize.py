@@ -67,5 +67,5 @@ def quantize_model(
         "integer": options.integer,
     }
     if options.integer:
-        info["integer_points"] = integer_points(calibrated, options.int16_first_norm)
+        info["integer_points"] = integer_points(calibrated, options.int16_norms)
     return QuantizedArtifact(int8, model, options, info), calibrated
