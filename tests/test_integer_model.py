@@ -244,6 +244,24 @@ def test_every_norm_in_int16_is_exact_in_both_formats(mels, work):
     assert summary["validation"]["max_diff_output_steps"] <= 3
 
 
+def test_int8_inputs_round_as_the_float_input_files_quantize(tflite_int8_io, artifact):
+    """The runtimes feed an int8-input file the integers the float-input file's QUANTIZE makes:
+    x / s in float32, ties away from zero (numpy's round gives ties to even: one value of 135,168
+    in the export's validation set moved a trained model's logit by a step)."""
+    from tfsep_edge.core.rounding import quantize_affine
+    from tfsep_edge.runtime.model_info import quantize_int8
+    from tfsep_edge.runtime.tflite_classifier import TfliteClassifier
+
+    s, z = TfliteClassifier(tflite_int8_io[0])._in_q
+    x = np.array([0.5, -0.5, 1.5, -2.5, 2.5, 20.5, -21.5, 0.49999997, 3.0], np.float32) * np.float32(s)
+    r = x / np.float32(s)
+    assert (np.abs(r - np.trunc(r)) == 0.5).sum() >= 4  # exact ties in float32, where the two roundings part
+    want = ik.quantize(x, s, z)  # the twin's QUANTIZE (TFLite's AffineQuantize)
+    np.testing.assert_array_equal(quantize_int8(x, (s, z)), want)
+    np.testing.assert_array_equal(quantize_affine(x, (s, z), np.int8), want)
+    assert (np.clip(np.round(r) + z, -128, 127) != want).any()  # half to even would not
+
+
 def test_int8_io_file_runs_in_the_runtime(tflite_int8_io, mels, artifact):
     from tfsep_edge.quant.twin import output_step
     from tfsep_edge.runtime.tflite_classifier import TfliteClassifier

@@ -187,6 +187,7 @@ def test_cli_quantize_integer_scans_its_integer_parts(tiny, tmp_path):
     assert {"input QUANTIZE", "the blocks' 18 means", "global mean"} <= parts
     info = json.loads((out / "quant_report.json").read_text())["quantization"]
     assert info["integer_points"]["wide_norms"] == ["feature.1"]  # the first norm's statistics in int16
+    assert "AdaResNorm in integer ops with int16 statistics in feature.1," in r.stdout
     assert sum(p.endswith("(AdaResNorm)") for p in parts) == 5
     gains = [r["float_logit_sqnr_gain_db"] for r in rows]
     assert gains == sorted(gains, reverse=True)

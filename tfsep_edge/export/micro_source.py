@@ -157,7 +157,10 @@ def render(data: bytes, name: str, source: str, arena_measured: int, arena_size:
         ]
         if inp["scale"] is not None:
             layout.append(
-                f"// Quantize each value x: q = clamp(round(x / {n}_input_scale) + {n}_input_zero_point, -128, 127)."
+                f"// Quantize each value x: q = clamp(round(x / {n}_input_scale) + {n}_input_zero_point, -128, 127),"
+            )
+            layout.append(
+                "// x / scale in float, rounded half away from zero (std::round), as TFLite's QUANTIZE rounds."
             )
     else:
         layout = [f"// The input is '{_comment(kind)}' of shape {inp['shape']}."]

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfsep_edge.core.rounding import round_half_away_from_zero
+
 INT8_MIN, INT8_MAX = -128, 127
 INT16_MIN, INT16_MAX = -(2**15), 2**15 - 1
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -66,15 +68,6 @@ def clamp_bits(x, bits: int) -> np.ndarray:
 def float32_scale(scale) -> np.ndarray:
     """A scale as the .tflite stores it (float32), widened to float64 as the kernels read it."""
     return np.asarray(scale, np.float32).astype(np.float64)
-
-
-def round_half_away_from_zero(x: np.ndarray) -> np.ndarray:
-    """TfLiteRound (std::round): ties away from zero, in x's own precision (np.round rounds ties
-    to even). x - trunc(x) is exact, so no 0.49999... edge case."""
-    x = np.asarray(x)
-    t = np.trunc(x)
-    frac = x - t
-    return t + np.where(np.abs(frac) >= 0.5, np.sign(x), 0).astype(x.dtype)
 
 
 # --- fixed-point helpers (gemmlowp / tflite common.h) ---------------------------------------------

@@ -528,11 +528,12 @@ def format_report(report: dict, top: int = 10) -> str:
         f"{sb['float_params']} B float layers; total {sb['total']} B"
     )
     if q.get("integer"):
+        wide = q.get("integer_points", {}).get("wide_norms", [])
         lines.append(
             "integer model: integer from input to logits in the twin and the exports (the convs as the int8 "
-            "kernels compute them, AdaResNorm in integer ops, the first one's statistics in int16, means and the "
-            "global mean in int8 ops); PyTorch's INT8 model keeps AdaResNorm, the means and the global mean as "
-            "float islands (torch has no int8 kernels for them)"
+            "kernels compute them, AdaResNorm in integer ops with int16 statistics in "
+            f"{', '.join(wide) or 'none'}, means and the global mean in int8 ops); PyTorch's INT8 model keeps "
+            "AdaResNorm, the means and the global mean as float islands (torch has no int8 kernels for them)"
         )
     else:
         islands = "norms, means and SiLUs" if q.get("model", {}).get("family") == "bcresnet" else "norms and means"

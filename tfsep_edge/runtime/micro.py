@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from tfsep_edge.core.errors import TfsepError, first_line
+from tfsep_edge.core.rounding import quantize_affine
 from tfsep_edge.core.tflite_format import EXPORT_HINT, is_tflite_bytes, read_model
 
 MICRO_HINT = "install the extra: pip install 'tfsep-edge[micro]'"
@@ -101,12 +102,6 @@ def _quant(detail: dict) -> tuple[float, int] | None:
     return float(scales[0]), int(zeros[0]) if len(zeros) else 0
 
 
-def quantize(x: np.ndarray, q: tuple[float, int], dtype) -> np.ndarray:
-    """Float to the integer type with the tensor's (scale, zero point), as TfliteClassifier does."""
-    info = np.iinfo(dtype)
-    return np.clip(np.round(np.asarray(x, np.float32) / q[0]) + q[1], info.min, info.max).astype(dtype)
-
-
 def dequantize(x: np.ndarray, q: tuple[float, int]) -> np.ndarray:
     return (x.astype(np.float32) - q[1]) * np.float32(q[0])
 
@@ -168,7 +163,7 @@ class MicroInterpreter:
                 + ")"
             )
         if not raw and self.input_quant is not None and x.dtype.kind == "f":
-            x = quantize(x, self.input_quant, self.input_dtype)
+            x = quantize_affine(x, self.input_quant, self.input_dtype)
         outs = np.stack([self.invoke_raw(sample[None]) for sample in x]).reshape(len(x), *self.output["shape"][1:])
         if not raw and self.output_quant is not None:
             return dequantize(outs, self.output_quant)
@@ -331,7 +326,7 @@ def reference_logits(model: Model, x: np.ndarray) -> np.ndarray:
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     x = np.asarray(x, np.float32)
     if np.dtype(inp["dtype"]) != np.float32:
-        x = quantize(x, inp["quantization"], inp["dtype"])
+        x = quantize_affine(x, inp["quantization"], inp["dtype"])
     raw = run_reference_raw(interp, x)
     return raw if np.dtype(out["dtype"]) == np.float32 else dequantize(raw, out["quantization"])
 
@@ -359,7 +354,7 @@ def compare_with_reference(model: Model, inputs: np.ndarray, arena_size: int | N
     micro = MicroInterpreter(model, arena_size)
     x = np.asarray(inputs)
     if micro.input_quant is not None and x.dtype.kind == "f":
-        x = quantize(x, micro.input_quant, micro.input_dtype)
+        x = quantize_affine(x, micro.input_quant, micro.input_dtype)
     got = micro.run(x, raw=True)
     ref = run_reference_raw(reference_interpreter(micro.data), x.astype(micro.input_dtype, copy=False))
     if got.shape != ref.shape or got.dtype != ref.dtype:

@@ -12,6 +12,7 @@ import numpy as np
 from tfsep_edge.core import config
 from tfsep_edge.core.config import LABELS, FrontendConfig
 from tfsep_edge.core.errors import TfsepError
+from tfsep_edge.core.rounding import quantize_affine
 from tfsep_edge.signal.audio import load_audio, split_windows
 from tfsep_edge.signal.frontend import log_mel
 
@@ -46,9 +47,9 @@ def labels_budget_width(path: Path, meta: dict[str, str]) -> tuple[tuple[str, ..
 
 
 def quantize_int8(x: np.ndarray, point: tuple[float, int]) -> np.ndarray:
-    """Float log-mels to an int8 input tensor at (scale, zero point)."""
-    s, z = point
-    return np.clip(np.round(x / s) + z, -128, 127).astype(np.int8)
+    """Float log-mels to an int8 input tensor at (scale, zero point), as the float-input file's
+    QUANTIZE would (core/rounding.py: ties away from zero)."""
+    return quantize_affine(x, point, np.int8)
 
 
 def dequantize_int8(q: np.ndarray, point: tuple[float, int]) -> np.ndarray:
