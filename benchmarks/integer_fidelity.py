@@ -97,7 +97,8 @@ def markdown(result: dict) -> str:
         "# The integer model's fidelity on low-margin SYNTHETIC data (`synth --preset tau-like`)",
         "",
         f"Measured {result['created']} on {machine_line(m)}: `benchmarks/integer_fidelity.py`. Data: "
-        f"{result['data']} (SYNTHETIC, tau-like preset), its evaluate split held out; INT8 figures in exact int8 "
+        f"{result['data']} (SYNTHETIC, tau-like preset)"
+        f"{'' if 'evaluated on' in result['data'] else ', its evaluate split held out'}; INT8 figures in exact int8 "
         "arithmetic. Targets (issue 20): agreement >= 97% (PTQ), >= 98.5% (fine-tuned); INT8 accuracy never "
         "more than 0.3 pp below FP32. Rows kept from an earlier run (`--keep`) show their own date.",
         "",
