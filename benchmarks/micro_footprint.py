@@ -99,14 +99,14 @@ def one_width(width: int, work: Path, tflm: Path | None = None) -> dict:
     ckpt = make_checkpoint(width, work / f"c{width}.pt")
     ptq = make_quantized(ckpt, work / f"q{width}")
     integer = make_quantized(ckpt, work / f"i{width}", integer=True)
-    int8_norms = make_quantized(ckpt, work / f"n{width}", integer=True, int16_norms="none")
+    int16_none = make_quantized(ckpt, work / f"n{width}", integer=True, int16_norms="none")
     int16_all = make_quantized(ckpt, work / f"a{width}", integer=True, int16_norms="all")
     files = {
         KINDS[0]: export_tflite(ckpt, work / f"fp32_{width}.tflite", **quiet),
         KINDS[1]: export_tflite(ptq, work / f"int8_{width}.tflite", int8=True, **quiet),
         KINDS[2]: export_tflite(integer, work / f"integer_{width}.tflite", int8=True, **quiet),
         KINDS[3]: export_tflite(integer, work / f"integer_io_{width}.tflite", int8=True, io="int8", **quiet),
-        KINDS[4]: export_tflite(int8_norms, work / f"int8_norms_{width}.tflite", int8=True, io="int8", **quiet),
+        KINDS[4]: export_tflite(int16_none, work / f"int8_norms_{width}.tflite", int8=True, io="int8", **quiet),
         KINDS[5]: export_tflite(int16_all, work / f"int16_all_{width}.tflite", int8=True, io="int8", **quiet),
     }
     mels = noise_logmels(8, seed=1).numpy()

@@ -190,7 +190,7 @@ def quantized_with_int16_norms(mels, work: Path, int16_norms: str) -> Path:
     """The module's untrained C=12 quantized --integer with `int16_norms`, saved as a quantize folder."""
     from tfsep_edge.core.kinds import QUANTIZED_FILE
     from tfsep_edge.model.tfsepnet import random_model
-    from tfsep_edge.quant.artifact import artifact_payload
+    from tfsep_edge.quant.artifact import artifact_from_payload, artifact_payload
     from tfsep_edge.quant.calibrate import INTEGER
     from tfsep_edge.quant.quantize import quantize_model
 
@@ -198,6 +198,7 @@ def quantized_with_int16_norms(mels, work: Path, int16_norms: str) -> Path:
     art = quantize_model(random_model(), [mels[:8], mels[8:]], options)[0]
     norms = sorted(art.info["integer_points"]["norms"], key=lambda n: int(n.rsplit(".", 1)[-1]))
     assert art.info["integer_points"]["wide_norms"] == {"none": [], "all": norms}[int16_norms]
+    assert artifact_from_payload(artifact_payload(art)).options.int16_norms == int16_norms  # a reload says so too
     qdir = work / f"q12_int16_{int16_norms}"
     qdir.mkdir()
     torch.save(artifact_payload(art), qdir / QUANTIZED_FILE)

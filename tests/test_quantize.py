@@ -3,6 +3,7 @@ command's report, round trip and determinism. Data: a tiny SYNTHETIC set made in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -295,8 +296,11 @@ def test_int16_norms_needs_integer_and_a_choice(tmp_path):
     req = QuantizeRequest(checkpoint=tmp_path / "m.pt", calib=tmp_path, out=tmp_path / "q", int16_norms="none")
     with pytest.raises(TfsepError, match="--int16-norms .*--integer"):
         check_request(req)
-    with pytest.raises(TfsepError, match="--int16-norms second: not a choice; use one of first, all, none"):
-        check_request(QuantizeRequest(tmp_path / "m.pt", tmp_path, integer=True, int16_norms="second"))
+    for integer in (True, False):  # the value first: a wrong one is named even without --integer
+        with pytest.raises(TfsepError, match="--int16-norms second: not a choice; use one of first, all, none"):
+            check_request(QuantizeRequest(tmp_path / "m.pt", tmp_path, integer=integer, int16_norms="second"))
+    with pytest.raises(ValueError, match="int16_norms is one of first, all, none"):
+        dataclasses.replace(QuantOptions(), int16_norms="second")  # the library refuses it before calibrating
     for given, used in ((None, "first"), ("none", "none"), ("all", "all")):
         req = QuantizeRequest(tmp_path / "m.pt", tmp_path, out=tmp_path / "q", integer=True, int16_norms=given)
         options, _ = check_request(req)

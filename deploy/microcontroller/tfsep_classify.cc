@@ -48,8 +48,8 @@ int tfsep_classify(const float* logmel, float* logits) {
   TfLiteTensor* input = interpreter->input(0);
   for (int i = 0; i < tfsep_input_elements; ++i) {
     if (tfsep_input_is_int8) {
-      // half away from zero, as TFLite's QUANTIZE (and tfsep-edge's runtime) rounds: the integers
-      // the float-input file would make, so both files of a model give the same logits
+      // half away from zero, as TFLite Micro's QUANTIZE (and tfsep-edge's runtime) rounds: the
+      // integers the float-input file would make there, so both files give the same logits
       const float q = std::round(logmel[i] / tfsep_input_scale) + tfsep_input_zero_point;
       input->data.int8[i] = static_cast<int8_t>(q < -128.0f ? -128.0f : (q > 127.0f ? 127.0f : q));
     } else {

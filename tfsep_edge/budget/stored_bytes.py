@@ -8,7 +8,7 @@ bytes) per stored constant, typed by what consumes it; `stored_bytes` sums them.
                      TFLite: 4 bytes per scale and per zero point of every quantized tensor)
   float_weights      float conv / Gemm / MatMul / fully-connected weights and biases (FP32 model, float islands)
   float_norm_params  float constants of the elementwise ops (AdaResNorm's folded constants, eps)
-  int16_norm_params  int16 constants of the elementwise ops (an integer model's int16 first norm)
+  int16_norm_params  int16 constants of the elementwise ops (an integer model's int16 norms)
 Not model parameters, reported apart and left out of `total`: the front end's constants
 (ONNX initializers named `fe.*`: DFT bases, window, mel filterbank) and graph constants
 (integer axes, shapes, paddings, split sizes, gather indices; `const.*` rows of ones that spell

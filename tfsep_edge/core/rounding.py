@@ -1,8 +1,9 @@
 """TFLite's rounding, defined once for the twin (quant/integer_kernels.py) and for whatever feeds
 an int8 input tensor (the runtimes, TFLite Micro on the host, tfsep_classify.cc in C++).
 
-An int8-input file must see the integers its float-input twin's QUANTIZE would make, or the two
-files of one model disagree: TFLite rounds x / scale half away from zero, numpy's round half to even.
+An int8-input file should see the integers the float-input file's QUANTIZE makes in TFLite's
+reference kernels and TFLite Micro (the twin's arithmetic): x / scale rounded half away from zero.
+numpy's round, ONNX's QuantizeLinear and XNNPACK round half to even; on a tie they differ by one.
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ def round_half_away_from_zero(x: np.ndarray) -> np.ndarray:
 
 
 def quantize_affine(x: np.ndarray, point: tuple[float, int], dtype=np.int8) -> np.ndarray:
-    """Float log-mels to an integer input tensor at (scale, zero point), as TFLite's QUANTIZE:
-    x / scale in float32, rounded half away from zero, + zero point, clamped to `dtype`."""
+    """Float log-mels to an integer input tensor at (scale, zero point), as TFLite's reference
+    QUANTIZE: x / scale in float32, rounded half away from zero, + zero point, clamped to `dtype`.
+    Out-of-range values saturate (the twin's integer_kernels.quantize models x86's overflow of the
+    kernel itself instead); NaN becomes the zero point."""
     scale, zero_point = point
     info = np.iinfo(dtype)
-    with np.errstate(over="ignore", invalid="ignore"):
-        q = round_half_away_from_zero(np.asarray(x, np.float32) / np.float32(scale))
-    return np.clip(q.astype(np.float64) + int(zero_point), info.min, info.max).astype(dtype)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        q = round_half_away_from_zero(np.asarray(x, np.float32) / np.float32(scale)).astype(np.float64)
+        q = np.clip(np.nan_to_num(q, nan=0.0) + int(zero_point), info.min, info.max)
+        return q.astype(dtype)

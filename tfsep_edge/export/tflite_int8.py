@@ -244,6 +244,7 @@ def banded_pooled_norm(g: FlatGraph, x: Tensor, op: IntegerNorm, bands: int = WI
     the norm and the pool; the pooled bands joined along frequency (the pool keeps the norm's
     output point). The statistics are per row, so the integers are the whole tensor's."""
     parts = []
+    bands = max(1, min(bands, x.shape[1] // 2))  # never an empty band
     for i, pairs in enumerate(np.array_split(np.arange(x.shape[1] // 2), bands)):
         band = tg.slice_rows(g, x, 2 * int(pairs[0]), 2 * len(pairs), f"{op.name}.band{i}")
         parts.append(integer_norm(g, band, op, suffix=f".{i}"))
@@ -283,7 +284,7 @@ def integer_norm(g: FlatGraph, x: Tensor, op: IntegerNorm, suffix: str = "") -> 
     d = tg.binary(g, "SUB", x, mu, f"{name}.centered", quant=p["centered"])
     prod = tg.binary(g, "MUL", d, scale, f"{name}.product", quant=p["product"])
     y = tg.binary(g, "ADD", prod, offset, f"{name}.out", quant=_quant(op.out))
-    return tg.max_pool(g, y, f"{op.pool.name}.pool") if op.pool is not None else y
+    return tg.max_pool(g, y, f"{op.pool.name}.pool{suffix}") if op.pool is not None else y
 
 
 def integer_norm_wide(g: FlatGraph, x: Tensor, op: IntegerNorm, suffix: str = "") -> Tensor:
@@ -322,7 +323,7 @@ def integer_norm_wide(g: FlatGraph, x: Tensor, op: IntegerNorm, suffix: str = ""
     o = binary("ADD", binary("MUL", mu, gq, w.offset_mul, "gmu"), const(w.beta, "beta"), w.offset, "offset16")
     y = binary("ADD", binary("MUL", d, s, w.product, "product16"), o, w.out, "out16")
     y = requantize(y, _quant(op.out), "INT8", "out")
-    return tg.max_pool(g, y, f"{op.pool.name}.pool") if op.pool is not None else y
+    return tg.max_pool(g, y, f"{op.pool.name}.pool{suffix}") if op.pool is not None else y
 
 
 def classifier(g: FlatGraph, x: Tensor, op: Classifier, int8_output: bool = False) -> Tensor:

@@ -138,6 +138,14 @@ def _empty_int8(model: TFSepNet | TFSepNetV2, options: QuantOptions) -> nn.Modul
             return torch.ao.quantization.convert(prepared, inplace=False).eval()
 
 
+def int16_norms_of(points: dict | None) -> str:
+    """The --int16-norms choice an integer model was made with, from its recorded wide norms."""
+    if not points:
+        return "first"  # not an integer model: the option's default, unused
+    wide, norms = points.get("wide_norms", []), points.get("norms", {})
+    return "none" if not wide else "all" if len(wide) == len(norms) > 1 else "first"
+
+
 def artifact_from_payload(payload: dict, where: str = "quantized model") -> QuantizedArtifact:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise TfsepError(f"{where}: not a tfsep-edge quantized model (run `tfsep-edge quantize CKPT` to make one)")
@@ -156,6 +164,7 @@ def artifact_from_payload(payload: dict, where: str = "quantized model") -> Quan
         bool(info.get("shared_add_qparams", True)),
         info.get("weight_rounding", "nearest") == "gptq",
         bool(info.get("integer", False)),  # artifacts from before integer models: False
+        int16_norms=int16_norms_of(info.get("integer_points")),
     )
     int8 = _empty_int8(model, options)
     with known_warnings_silenced(), engine_scope(options.engine):

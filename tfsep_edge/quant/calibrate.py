@@ -58,6 +58,10 @@ class QuantOptions:
     # Micro arena (docs/quantization.md measures both).
     int16_norms: str = "first"
 
+    def __post_init__(self):
+        if self.int16_norms not in INT16_NORMS:
+            raise ValueError(f"int16_norms is one of {', '.join(INT16_NORMS)}, not {self.int16_norms!r}")
+
     @property
     def act_reduce_range(self) -> bool:
         return self.reduce_range

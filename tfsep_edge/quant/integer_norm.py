@@ -19,7 +19,8 @@ full-size product is offset by a large constant; at most two full-size tensors l
 zero point) was calibrated on the float model's value of it (NORM_POINTS). The choices and their
 measurements: docs/quantization.md, "Integer model".
 
-The first norm (full resolution, where int8 statistics cost most) is "wide" (NormSpec.wide):
+A "wide" norm (NormSpec.wide; by default the first, at full resolution, where int8 statistics
+cost most; every norm with --int16-norms all):
 its statistics and full-size intermediates in int16, RSQRT still int8 (LiteRT's int16 RSQRT is
 far from 1/sqrt), refined by Newton steps in int16 on the per-row statistic:
     x16 = QUANTIZE(x); mu = MEAN(x16); d = SUB(x16, mu); var = MEAN(MUL(d, d))

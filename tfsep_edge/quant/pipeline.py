@@ -320,7 +320,7 @@ class QuantizeRequest:
     finetune: Path | None = None  # INT8 fine-tuning on this TAU22 folder's train split (quant/finetune.py)
     finetune_epochs: int = 3
     integer: bool = False  # integer from input to logits (QuantOptions.integer)
-    int16_norms: str | None = None  # with integer: which norms compute in int16 (calibrate.INT16_NORMS); None: first
+    int16_norms: str | None = None  # with integer: which norms compute in int16 (core.config.INT16_NORMS); None: first
 
 
 def default_out(checkpoint: Path) -> Path:
@@ -347,10 +347,10 @@ def check_request(req: QuantizeRequest) -> tuple[QuantOptions, Path]:
     if req.finetune is not None:
         FinetuneOptions(epochs=req.finetune_epochs).check()
         check_finetune_data(req.finetune)
-    if req.int16_norms is not None and not req.integer:
-        raise TfsepError("--int16-norms chooses the statistics of an --integer model: add --integer or drop it")
     if req.int16_norms not in (None, *INT16_NORMS):
         raise TfsepError(f"--int16-norms {req.int16_norms}: not a choice; use one of {', '.join(INT16_NORMS)}")
+    if req.int16_norms is not None and not req.integer:
+        raise TfsepError("--int16-norms chooses the statistics of an --integer model: add --integer or drop it")
     if req.integer:
         if req.max_drop is not None:
             raise TfsepError("--max-drop leaves layers in float; an --integer model has none: drop one of the two")

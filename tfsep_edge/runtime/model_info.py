@@ -48,7 +48,7 @@ def labels_budget_width(path: Path, meta: dict[str, str]) -> tuple[tuple[str, ..
 
 def quantize_int8(x: np.ndarray, point: tuple[float, int]) -> np.ndarray:
     """Float log-mels to an int8 input tensor at (scale, zero point), as the float-input file's
-    QUANTIZE would (core/rounding.py: ties away from zero)."""
+    QUANTIZE in TFLite's reference kernels and TFLite Micro (core/rounding.py: ties away from zero)."""
     return quantize_affine(x, point, np.int8)
 
 
