@@ -14,14 +14,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from tfsep_edge.core.config import FrontendConfig
+from tfsep_edge.core.config import INT16_NORMS, FrontendConfig
 from tfsep_edge.core.errors import TfsepError
 from tfsep_edge.core.fileio import atomic_folder, check_writable_dir
 from tfsep_edge.core.kinds import QUANT_REPORT_FILE, QUANTIZED_FILE
 from tfsep_edge.model.easy_nets import TFSepNetV2
 from tfsep_edge.model.families import build_model, config_from_dict, get_family, model_frontend
 from tfsep_edge.model.tfsepnet import AdaResNorm, TFSepNet
-from tfsep_edge.quant.calibrate import QuantOptions, prepare
+from tfsep_edge.quant.calibrate import QuantOptions, prepare, wide_norm_names
 from tfsep_edge.quant.engine import engine_scope, known_warnings_silenced
 from tfsep_edge.quant.ready import QTFSepNet, fused_float
 from tfsep_edge.quant.twin import build_fake_quant, conv_input_scales
@@ -139,11 +139,12 @@ def _empty_int8(model: TFSepNet | TFSepNetV2, options: QuantOptions) -> nn.Modul
 
 
 def int16_norms_of(points: dict | None) -> str:
-    """The --int16-norms choice an integer model was made with, from its recorded wide norms."""
+    """The --int16-norms choice an integer model was made with: the one whose wide_norm_names are
+    its recorded wide norms (artifacts from before wide norms have none)."""
     if not points:
         return "first"  # not an integer model: the option's default, unused
-    wide, norms = points.get("wide_norms", []), points.get("norms", {})
-    return "none" if not wide else "all" if len(wide) == len(norms) > 1 else "first"
+    wide = points.get("wide_norms", [])
+    return next((c for c in INT16_NORMS if wide_norm_names(points["norms"], c) == wide), "first")
 
 
 def artifact_from_payload(payload: dict, where: str = "quantized model") -> QuantizedArtifact:

@@ -36,6 +36,11 @@ from tfsep_edge.quant.twin import conv_input_scales, qconv_of
 FLOAT_STEM: tuple[str, ...] = ("feature.0",)
 
 
+def check_int16_norms(int16_norms: str) -> None:
+    if int16_norms not in INT16_NORMS:
+        raise ValueError(f"int16_norms is one of {', '.join(INT16_NORMS)}, not {int16_norms!r}")
+
+
 @dataclass(frozen=True)
 class QuantOptions:
     engine: str = "x86"
@@ -59,8 +64,7 @@ class QuantOptions:
     int16_norms: str = "first"
 
     def __post_init__(self):
-        if self.int16_norms not in INT16_NORMS:
-            raise ValueError(f"int16_norms is one of {', '.join(INT16_NORMS)}, not {self.int16_norms!r}")
+        check_int16_norms(self.int16_norms)
 
     @property
     def act_reduce_range(self) -> bool:
@@ -290,8 +294,7 @@ def _qparams(observer) -> list:
 def wide_norm_names(norms, int16_norms: str) -> list[str]:
     """The islands (feature.<i>) of `norms` whose statistics are int16 under `int16_norms`:
     "first" the full-resolution first norm, "all" every norm, "none" no norm."""
-    if int16_norms not in INT16_NORMS:
-        raise ValueError(f"int16_norms is one of {', '.join(INT16_NORMS)}, not {int16_norms!r}")
+    check_int16_norms(int16_norms)
     ordered = sorted(norms, key=lambda name: int(name.rsplit(".", 1)[-1]))
     return {"first": ordered[:1], "all": ordered, "none": []}[int16_norms]
 
