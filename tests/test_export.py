@@ -196,6 +196,20 @@ def test_int8_parity(work, qdir, frontend):
             assert not ops & {"QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul"}, (kind, ops)
 
 
+def test_onnx_graphs_reduce_only_with_reducemean(work, fp32_logmel, qdir):
+    """OpenVINO 2026.4's ARM plugin refuses any ReduceSum of these graphs (it rewrites the axis
+    into an invalid one: "Axis 365072220161 out of the tensor rank range", seen under qemu on
+    cortex-a72 and -a76); the norms take the channels' mean of the sums of squares instead.
+    make test-arm compiles every ONNX kind in OpenVINO on those CPUs."""
+    import onnx
+
+    out = work / "int8_reduce.onnx"
+    _export(qdir, out, int8=True)
+    for path in (fp32_logmel, out):
+        ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+        assert "ReduceMean" in ops and not ops & {"ReduceSum", "ReduceL1", "ReduceL2", "ReduceProd"}, (path, ops)
+
+
 def test_int8_onnx_runs_in_openvino(work, qdir):
     """The INT8 ONNX is portable: OpenVINO's CPU plugin compiles it as it is, with its default
     settings and with f32 (on CPUs with VNNI, and in bf16, earlier graphs failed: "No suitable

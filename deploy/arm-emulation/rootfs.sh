@@ -53,4 +53,16 @@ if [ ! -f "$STAMP" ]; then
     "$PIP" install -q --no-index --find-links "$WHEELS" "${PLAT[@]}" --target "$SITE" $PKGS
     touch "$STAMP"
 fi
+# OpenVINO (make test-arm's OpenVINO stage only): a site of its own, kept off the light runtime's path.
+OV_SITE="$ROOT/opt/site-ov"
+OV_STAMP="$OV_SITE/.tfsep-openvino-$(sed -n 's/^openvino==//p' constraints.txt)"
+if [ ! -f "$OV_STAMP" ]; then
+    echo "installing the aarch64 openvino wheel" >&2
+    rm -rf "$OV_SITE"
+    # manylinux_2_35: the tag of openvino's aarch64 wheel (Debian 12 has glibc 2.36)
+    OV_PLAT=("${PLAT[@]}" --platform manylinux_2_35_aarch64)
+    "$PIP" download -q "${OV_PLAT[@]}" -c constraints.txt -d "$WHEELS" openvino numpy
+    "$PIP" install -q --no-index --find-links "$WHEELS" "${OV_PLAT[@]}" -c constraints.txt --target "$OV_SITE" openvino numpy
+    touch "$OV_STAMP"
+fi
 echo "$ROOT"

@@ -95,16 +95,18 @@ def add_adaresnorm(
     c = len(order)
     n = c * frames  # elements per (example, frequency) statistic
     a = (rho * gamma).reshape(1, c, 1, 1)
-    # 1/sqrt(sumsq/(n-1) + eps) = sqrt(n-1) * (sumsq + eps*(n-1))^-0.5: sqrt(n-1) goes into b.
-    b = ((1.0 - rho) * gamma * np.sqrt(n - 1)).reshape(1, c, 1, 1)
+    # Over C a mean of the sums, ms = sumsq / c, not a ReduceSum: OpenVINO 2026.4's ARM plugin
+    # rewrites a ReduceSum's axis into an invalid one and refuses the graph (docs/export.md).
+    # 1/sqrt(sumsq/(n-1) + eps) = sqrt((n-1)/c) * (ms + eps*(n-1)/c)^-0.5: sqrt((n-1)/c) goes into b.
+    b = ((1.0 - rho) * gamma * np.sqrt((n - 1) / c)).reshape(1, c, 1, 1)
     ones = g.const(f"const.ones_{frames}", np.ones((1, frames), np.float32))
     mean_t = g.reduce("ReduceMean", x, [3], f"{base}.mean_t")  # (B,C,F,1)
     mean = g.reduce("ReduceMean", mean_t, [1], f"{base}.mean")  # (B,1,F,1)
     mean_full = g.op("MatMul", [mean, ones], f"{base}.mean_full")  # (B,1,F,T): broadcast over C is fast
     centred = g.op("Sub", [x, mean_full], f"{base}.centred")
     ss_t = g.reduce("ReduceSumSquare", centred, [3], f"{base}.ss_t")  # (B,C,F,1)
-    sumsq = g.reduce("ReduceSum", ss_t, [1], f"{base}.sumsq")  # (B,1,F,1)
-    shifted = g.op("Add", [sumsq, g.const(f"{base}.eps", np.array(norm.eps * (n - 1), np.float32))], f"{base}.ss_eps")
+    ms = g.reduce("ReduceMean", ss_t, [1], f"{base}.sumsq_c")  # (B,1,F,1): sumsq / c
+    shifted = g.op("Add", [ms, g.const(f"{base}.eps", np.array(norm.eps * (n - 1) / c, np.float32))], f"{base}.ss_eps")
     inv_std = g.op("Pow", [shifted, g.const(f"{base}.minus_half", np.array(-0.5, np.float32))], f"{base}.inv_std")
     b_inv = g.op("Mul", [inv_std, g.const(f"{base}.b", b.astype(np.float32))], f"{base}.b_inv")  # (B,C,F,1)
     a_const = g.const(f"{base}.a", a.astype(np.float32))
