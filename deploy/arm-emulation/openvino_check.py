@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+KINDS = ("fp32", "int8", "integer")
 PRECISIONS = {"default": {}, "f32": {"INFERENCE_PRECISION_HINT": "f32"}}
 FP32_F32_ABS = 1e-4
 EXACT_INT8_ABS = 0.03  # a few requantization steps amplified by the norms (measured: docs/export.md)
@@ -44,23 +45,27 @@ KNOWN_EMPTY_BATCH = ("cortex-a72", ("int8", "integer"))
 
 
 def parse_models(items: list[str]) -> dict[str, Path]:
-    """kind=path pairs (kinds: fp32, int8, integer)."""
+    """KIND=PATH pairs, KIND one of KINDS."""
     models = {}
     for item in items:
         kind, _, path = item.partition("=")
-        if kind not in ("fp32", "int8", "integer") or not path:
-            raise SystemExit(f"error: --models {item}: give KIND=PATH, KIND one of fp32, int8, integer")
+        if kind not in KINDS or not path:
+            raise SystemExit(f"error: --models {item}: give KIND=PATH, KIND one of {', '.join(KINDS)}")
         models[kind] = Path(path)
     return models
 
 
 def reference(models: dict[str, Path], mels: np.ndarray, out: Path) -> int:
+    """The logits tfsep-edge's own runtime gives (its onnxruntime session and options; host only)."""
     import onnxruntime as ort
+
+    from tfsep_edge.runtime.classifier import session_options
+    from tfsep_edge.runtime.model_info import session_logits
 
     logits = {}
     for kind, path in models.items():
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        logits[kind] = session.run(None, {session.get_inputs()[0].name: mels})[0].tolist()
+        session = ort.InferenceSession(str(path), session_options(1), providers=["CPUExecutionProvider"])
+        logits[kind] = session_logits(session, path)(mels).tolist()
     out.write_text(json.dumps({"runtime": f"onnxruntime {ort.__version__}", "logits": logits}))
     return 0
 
@@ -139,7 +144,7 @@ def main() -> int:
     for mode in ("reference", "run"):
         p = sub.add_parser(mode)
         p.add_argument("--out", type=Path, required=True)
-        p.add_argument("--models", nargs="+", required=True, help="KIND=PATH, KIND one of fp32, int8, integer")
+        p.add_argument("--models", nargs="+", required=True, help=f"KIND=PATH, KIND one of {', '.join(KINDS)}")
         p.add_argument("--mels", type=Path, required=True, help="log-mels (N, 1, 128, 44) as .npy")
         if mode == "run":
             p.add_argument("--label", help="what the CPU is, where platform cannot say (emulated)")
